@@ -1,0 +1,336 @@
+/**
+ * The invalidation bus: every write the backend commits, and every PURGE/BAN a
+ * cache node accepts, becomes one event that reaches every cache node and every
+ * frontend render cache.
+ *
+ * Three transports behind one interface:
+ * - `RedisStreamBus` (cluster): a Redis Stream; ids are durable, so a node that
+ *   reconnects replays from the last id it saw, and a node whose last id was
+ *   trimmed away (or whose Redis restarted empty) is told about the gap so it
+ *   can ban everything it stored before it (design §2.3).
+ * - `IpcBus` + `relayBus` (one machine, no Redis): children talk to their parent
+ *   over the Node IPC channel; the parent relays each event to all of its
+ *   children and up to its own parent, so the whole process tree is one bus.
+ * - `MemoryBus`: the root of that tree, and tests.
+ */
+import { EventEmitter } from 'node:events'
+import type { ChildProcess } from 'node:child_process'
+import type { Worker } from 'node:cluster'
+import { Redis } from 'ioredis'
+
+/** What to invalidate. */
+export type BusEvent =
+  /** Pages tagged with any of these surrogate keys; `soft` marks them stale instead of dropping them. */
+  | { kind: 'keys', keys: string[], soft?: boolean }
+  /** One URL path (all variants), optionally restricted to a host. */
+  | { kind: 'url', path: string, host?: string, soft?: boolean }
+  /** Every object whose URL (path and query) matches the regular expression. */
+  | { kind: 'ban', pattern: string }
+
+export interface BusMessage {
+  /** Transport id; monotonic per bus. */
+  id: string
+  /** Milliseconds since the epoch when the event was published. */
+  at: number
+  event: BusEvent
+}
+
+export type BusHandler = (message: BusMessage) => void
+
+export interface SubscribeOptions {
+  /**
+   * Called when events may have been missed (a reconnect after the stream was
+   * trimmed, or Redis restarted empty). `since` is the time of the last event
+   * that was seen: everything stored before it must be treated as invalid.
+   */
+  onGap?: (since: number) => void
+}
+
+export interface Bus {
+  readonly name: string
+  publish (event: BusEvent): Promise<string>
+  subscribe (handler: BusHandler, options?: SubscribeOptions): () => void
+  close (): Promise<void>
+}
+
+export function isBusEvent (value: unknown): value is BusEvent {
+  if (value === null || typeof value !== 'object') return false
+  const v = value as Record<string, unknown>
+  switch (v.kind) {
+    case 'keys': return Array.isArray(v.keys) && v.keys.every((k) => typeof k === 'string')
+    case 'url': return typeof v.path === 'string' && (v.host === undefined || typeof v.host === 'string')
+    case 'ban': return typeof v.pattern === 'string'
+    default: return false
+  }
+}
+
+/** In-process bus: the root of the one-machine tree, and tests. */
+export class MemoryBus implements Bus {
+  readonly name = 'memory'
+  readonly #emitter = new EventEmitter()
+  #seq = 0
+  constructor () { this.#emitter.setMaxListeners(0) }
+
+  async publish (event: BusEvent): Promise<string> {
+    const message: BusMessage = { id: String(++this.#seq), at: Date.now(), event }
+    this.deliver(message)
+    return message.id
+  }
+
+  /** Hands an already-numbered message to local subscribers (used by relays). */
+  deliver (message: BusMessage): void {
+    this.#emitter.emit('message', message)
+  }
+
+  subscribe (handler: BusHandler): () => void {
+    const listener = (m: BusMessage) => {
+      try { handler(m) } catch { /* a failing subscriber must not break delivery to the others */ }
+    }
+    this.#emitter.on('message', listener)
+    return () => { this.#emitter.off('message', listener) }
+  }
+
+  async close (): Promise<void> { this.#emitter.removeAllListeners() }
+}
+
+const TAG = '__flashcrowdBus'
+interface IpcEnvelope { [TAG]: 'publish' | 'message' | 'ack', event?: BusEvent, message?: BusMessage, ref?: number, id?: string, error?: string }
+type IpcEnd = Pick<NodeJS.Process, 'send' | 'on' | 'off'> & { connected?: boolean }
+
+function isEnvelope (m: unknown): m is IpcEnvelope {
+  return m !== null && typeof m === 'object' && TAG in (m as object)
+}
+
+/**
+ * Child side of the embedded bus: publishes go up to the parent, which numbers
+ * them and sends them back down to every child (this one included).
+ */
+export class IpcBus implements Bus {
+  readonly name = 'ipc'
+  readonly #local = new MemoryBus()
+  readonly #end: IpcEnd
+  readonly #pending = new Map<number, (id: string | undefined, error?: string) => void>()
+  #ref = 0
+  readonly #onMessage = (m: unknown) => {
+    if (!isEnvelope(m)) return
+    if (m[TAG] === 'ack' && m.ref !== undefined) {
+      this.#pending.get(m.ref)?.(m.id, m.error)
+      this.#pending.delete(m.ref)
+    } else if (m[TAG] === 'message' && m.message) {
+      this.#local.deliver(m.message)
+    }
+  }
+
+  constructor (end: IpcEnd = process) {
+    if (typeof end.send !== 'function') throw new Error('IpcBus needs an IPC channel: start this process from the flashcrowd supervisor or set REDIS_URL')
+    this.#end = end
+    end.on('message', this.#onMessage)
+  }
+
+  publish (event: BusEvent): Promise<string> {
+    const ref = ++this.#ref
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.#pending.delete(ref); reject(new Error('bus: the parent process did not acknowledge the event')) }, 5000)
+      timer.unref()
+      this.#pending.set(ref, (id, error) => {
+        clearTimeout(timer)
+        if (id === undefined) reject(new Error(`bus: ${error ?? 'publish failed'}`))
+        else resolve(id)
+      })
+      const envelope: IpcEnvelope = { [TAG]: 'publish', event, ref }
+      this.#end.send!(envelope, undefined, {}, (err: Error | null) => {
+        if (err) { clearTimeout(timer); this.#pending.delete(ref); reject(err) }
+      })
+    })
+  }
+
+  subscribe (handler: BusHandler, options?: SubscribeOptions): () => void { return this.#local.subscribe(handler) }
+
+  async close (): Promise<void> {
+    this.#end.off('message', this.#onMessage)
+    await this.#local.close()
+  }
+}
+
+/**
+ * Parent side: relays `bus` to child processes (or cluster workers). Events a
+ * child publishes go through `bus.publish` (so they reach the parent's own
+ * parent, or Redis); everything `bus` delivers goes down to every child. The
+ * child that published learns the id through `ref`.
+ */
+export function relayBus (bus: Bus) {
+  const children = new Set<ChildProcess | Worker>()
+  const send = (child: ChildProcess | Worker, envelope: IpcEnvelope) => {
+    const connected = 'isConnected' in child ? child.isConnected() : child.connected
+    if (!connected) return
+    try { child.send(envelope as never) } catch { /* the child is going away; the supervisor notices */ }
+  }
+  const unsubscribe = bus.subscribe((message) => {
+    for (const child of children) send(child, { [TAG]: 'message', message })
+  })
+  return {
+    attach (child: ChildProcess | Worker) {
+      children.add(child)
+      const onMessage = (m: unknown) => {
+        if (!isEnvelope(m) || m[TAG] !== 'publish' || !isBusEvent(m.event)) return
+        const ref = m.ref
+        bus.publish(m.event).then(
+          (id) => { send(child, { [TAG]: 'ack', ref, id }) },
+          (err: Error) => { send(child, { [TAG]: 'ack', ref, error: err.message }) }
+        )
+      }
+      child.on('message', onMessage)
+      child.once('exit', () => { children.delete(child); child.off('message', onMessage) })
+    },
+    close () { unsubscribe(); children.clear() }
+  }
+}
+
+export interface RedisStreamBusOptions {
+  url: string
+  /** Stream key. */
+  stream?: string
+  /** Approximate number of events kept for replay after a reconnect. */
+  maxLen?: number
+  /** How long one XREAD blocks. */
+  blockMs?: number
+}
+
+function idTime (id: string): number { return Number(id.split('-')[0]) }
+function idLess (a: string, b: string): boolean {
+  const [am, as] = a.split('-').map(Number)
+  const [bm, bs] = b.split('-').map(Number)
+  return am < bm || (am === bm && as < bs)
+}
+
+/**
+ * Redis Streams transport. Publishing uses one shared connection; each
+ * subscription reads with its own blocking connection from the last id it saw.
+ */
+export class RedisStreamBus implements Bus {
+  readonly name = 'redis'
+  readonly stream: string
+  readonly #url: string
+  readonly #maxLen: number
+  readonly #blockMs: number
+  readonly #pub: Redis
+  readonly #readers = new Set<{ stop: () => Promise<void> }>()
+
+  constructor (options: RedisStreamBusOptions) {
+    this.#url = options.url
+    this.stream = options.stream ?? 'flashcrowd:invalidations'
+    this.#maxLen = options.maxLen ?? 100_000
+    this.#blockMs = options.blockMs ?? 2000
+    // Fail fast when Redis is away: the outbox keeps the event and retries.
+    this.#pub = new Redis(this.#url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false })
+    this.#pub.on('error', () => { /* reconnects by itself; publish() reports failures to its caller */ })
+  }
+
+  async publish (event: BusEvent): Promise<string> {
+    const id = await this.#pub.xadd(this.stream, 'MAXLEN', '~', String(this.#maxLen), '*', 'e', JSON.stringify(event), 'at', String(Date.now()))
+    return id as string
+  }
+
+  subscribe (handler: BusHandler, options: SubscribeOptions = {}): () => void {
+    const conn = new Redis(this.#url, { maxRetriesPerRequest: null, enableOfflineQueue: true })
+    conn.on('error', () => { /* retried by the read loop */ })
+    let running = true
+    let lastId: string | null = null
+    const loop = (async () => {
+      while (running) {
+        try {
+          if (lastId === null) {
+            // Start from the newest entry: a fresh subscriber has nothing stored yet.
+            const info = await conn.xinfo('STREAM', this.stream).catch(() => null) as unknown[] | null
+            lastId = info ? String(fieldOf(info, 'last-generated-id') ?? '0-0') : '0-0'
+          } else {
+            await this.#checkGap(conn, lastId, options)
+          }
+          while (running) {
+            const res = await conn.xread('COUNT', 1000, 'BLOCK', this.#blockMs, 'STREAMS', this.stream, lastId) as Array<[string, Array<[string, string[]]>]> | null
+            if (!running) break
+            if (!res) continue
+            for (const [, entries] of res) {
+              for (const [id, fields] of entries) {
+                lastId = id
+                const message = parseEntry(id, fields)
+                if (message) {
+                  try { handler(message) } catch { /* one bad handler must not stop the stream */ }
+                }
+              }
+            }
+          }
+        } catch {
+          if (!running) break
+          await new Promise((resolve) => setTimeout(resolve, 250))
+        }
+      }
+    })()
+    const reader = {
+      stop: async () => {
+        running = false
+        conn.disconnect()
+        await loop
+      }
+    }
+    this.#readers.add(reader)
+    return () => { this.#readers.delete(reader); void reader.stop() }
+  }
+
+  /**
+   * After an error the reader may have missed events. If the stream no longer
+   * holds the entry after `lastId` (trimmed), or was recreated with lower ids
+   * (Redis restarted without persistence), report a gap.
+   */
+  async #checkGap (conn: Redis, lastId: string, options: SubscribeOptions): Promise<void> {
+    const info = await conn.xinfo('STREAM', this.stream).catch((err: Error) => {
+      if (/no such key/i.test(err.message)) return null
+      throw err
+    }) as unknown[] | null
+    const lastGenerated = info ? String(fieldOf(info, 'last-generated-id') ?? '0-0') : '0-0'
+    const first = info ? fieldOf(info, 'first-entry') as [string, string[]] | null : null
+    const trimmed = first !== null && first !== undefined && idLess(lastId, first[0]) && lastId !== '0-0'
+    const reset = idLess(lastGenerated, lastId)
+    if (trimmed || reset) {
+      options.onGap?.(idTime(lastId))
+    }
+  }
+
+  async close (): Promise<void> {
+    await Promise.all([...this.#readers].map((r) => r.stop()))
+    this.#readers.clear()
+    this.#pub.disconnect()
+  }
+}
+
+function fieldOf (flat: unknown[], name: string): unknown {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) return flat[i + 1]
+  return undefined
+}
+
+function parseEntry (id: string, fields: string[]): BusMessage | null {
+  let raw: string | undefined
+  let at = idTime(id)
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === 'e') raw = fields[i + 1]
+    else if (fields[i] === 'at') at = Number(fields[i + 1]) || at
+  }
+  if (raw === undefined) return null
+  try {
+    const event = JSON.parse(raw) as unknown
+    return isBusEvent(event) ? { id, at, event } : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The bus a role process should use: Redis Streams when REDIS_URL is set; the
+ * embedded IPC bus when this process was started by the one-machine
+ * supervisor; otherwise an in-process bus (a role running alone).
+ */
+export function createBus (options: { redisUrl?: string }): Bus {
+  if (options.redisUrl) return new RedisStreamBus({ url: options.redisUrl })
+  if (typeof process.send === 'function') return new IpcBus(process)
+  return new MemoryBus()
+}

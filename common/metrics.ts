@@ -1,0 +1,71 @@
+/**
+ * Prometheus metrics shared by every role: one registry per app, request
+ * counts and latency histograms by route and status, and `GET /-/metrics`.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from 'prom-client'
+
+export interface Metrics {
+  registry: Registry
+  requests: Counter<'method' | 'route' | 'status'>
+  duration: Histogram<'method' | 'route' | 'status'>
+}
+
+export function createMetrics (options: { role: string, defaults?: boolean }): Metrics {
+  const registry = new Registry()
+  registry.setDefaultLabels({ role: options.role })
+  if (options.defaults !== false) collectDefaultMetrics({ register: registry })
+  const requests = new Counter({
+    name: 'flashcrowd_http_requests_total',
+    help: 'HTTP requests answered, by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry]
+  })
+  const duration = new Histogram({
+    name: 'flashcrowd_http_request_duration_seconds',
+    help: 'HTTP request latency, by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry]
+  })
+  return { registry, requests, duration }
+}
+
+/** Pool usage gauges, read when scraped. */
+export function registerPoolGauges (metrics: Metrics, name: string, pool: { totalCount: number, idleCount: number, waitingCount: number }): void {
+  new Gauge({
+    name: `flashcrowd_${name}_pool_connections`,
+    help: `${name} pool connections by state`,
+    labelNames: ['state'] as const,
+    registers: [metrics.registry],
+    collect () {
+      this.set({ state: 'total' }, pool.totalCount)
+      this.set({ state: 'idle' }, pool.idleCount)
+      this.set({ state: 'waiting' }, pool.waitingCount)
+    }
+  })
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { metrics: Metrics }
+}
+
+/**
+ * Times every request by its route pattern (never the raw URL: label
+ * cardinality must stay bounded under a flood of distinct URLs).
+ */
+export const metricsPlugin = fp(async function metricsPlugin (app: FastifyInstance, opts: { metrics: Metrics }) {
+  app.decorate('metrics', opts.metrics)
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const labels = { method: request.method, route, status: String(reply.statusCode) }
+    opts.metrics.requests.inc(labels)
+    opts.metrics.duration.observe(labels, reply.elapsedTime / 1000)
+  })
+  app.get('/-/metrics', { logLevel: 'warn' }, async (_request, reply) => {
+    reply.header('content-type', opts.metrics.registry.contentType)
+    reply.header('cache-control', 'no-store')
+    return opts.metrics.registry.metrics()
+  })
+}, { name: 'flashcrowd-metrics', fastify: '5.x' })
