@@ -1,0 +1,42 @@
+/**
+ * Where a role's database is: DATABASE_URL when set; otherwise the embedded
+ * database of this machine's tier (joined if another process owns it, opened,
+ * migrated and seeded here if nobody does).
+ */
+import { createDatabase } from './db.js'
+import { findEmbeddedOwner, ownEmbeddedDatabase, DEFAULT_STATE_DIR } from './embedded-db.js'
+import { migrateToLatest } from '../migrations/migrator.js'
+import { seed } from './seed.js'
+
+export interface ResolvedDatabase {
+  url: string
+  embedded: boolean
+  /** Closes the embedded database if this process owns it. */
+  close: () => Promise<void>
+}
+
+export async function resolveDatabaseUrl (url: string | undefined, log: (msg: string) => void = () => {}): Promise<ResolvedDatabase> {
+  if (url) return { url, embedded: false, close: async () => {} }
+  const existing = await findEmbeddedOwner(DEFAULT_STATE_DIR)
+  if (existing) {
+    log(`using the embedded database at ${existing}`)
+    return { url: existing, embedded: true, close: async () => {} }
+  }
+  const embedded = await ownEmbeddedDatabase(DEFAULT_STATE_DIR)
+  log(`started the embedded database (PGlite) at ${embedded.url}, data in ${DEFAULT_STATE_DIR}/pgdata`)
+  await prepareDatabase(embedded.url, log)
+  return { url: embedded.url, embedded: true, close: embedded.close }
+}
+
+/** Migrates, then seeds an empty database. */
+export async function prepareDatabase (url: string, log: (msg: string) => void = () => {}): Promise<void> {
+  const handle = createDatabase({ url, max: 2, statementTimeoutMs: 120_000 })
+  try {
+    await migrateToLatest(handle.db)
+    const started = Date.now()
+    const result = await seed(handle.db)
+    if (result.seeded) log(`seeded ${result.sizes.tutorials} tutorials, ${result.sizes.news} articles, ${result.sizes.comments} comments in ${Date.now() - started} ms`)
+  } finally {
+    await handle.close()
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Table types for kysely. The migration files are the truth; these mirror them.
+ */
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely'
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>
+
+export interface TutorialsTable {
+  id: Generated<number>
+  slug: string
+  title: string
+  summary: string
+  body_html: string
+  level: 'beginner' | 'intermediate' | 'advanced'
+  min_age: number
+  max_age: number
+  minutes: number
+  partner: string
+  published_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface NewsTable {
+  id: Generated<number>
+  slug: string
+  title: string
+  summary: string
+  body_html: string
+  author: string
+  published_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface CommentsTable {
+  id: Generated<string>
+  news_id: number
+  author: string
+  body: string
+  created_at: Timestamp
+}
+
+export interface EventsTable {
+  id: Generated<string>
+  organizer: string
+  email: string
+  school: string
+  country: string
+  city: string
+  expected_participants: number
+  event_date: ColumnType<string, string, string>
+  created_at: Timestamp
+}
+
+export interface CompletionsTable {
+  id: string
+  tutorial_id: number
+  name: string
+  country: string
+  created_at: Timestamp
+}
+
+export interface CountersTable {
+  name: string
+  value: ColumnType<string, number | string, number | string>
+}
+
+export interface IdempotencyKeysTable {
+  key: string
+  request_hash: string
+  status: number
+  response: ColumnType<unknown, string, string>
+  created_at: Timestamp
+  expires_at: Timestamp
+}
+
+export interface OutboxTable {
+  id: Generated<string>
+  keys: string[]
+  created_at: Timestamp
+  published_at: Timestamp | null
+}
+
+export interface Database {
+  tutorials: TutorialsTable
+  news: NewsTable
+  comments: CommentsTable
+  events: EventsTable
+  completions: CompletionsTable
+  counters: CountersTable
+  idempotency_keys: IdempotencyKeysTable
+  outbox: OutboxTable
+}
+
+export type Tutorial = Selectable<TutorialsTable>
+export type NewsArticle = Selectable<NewsTable>
+export type Comment = Selectable<CommentsTable>
+export type EventRow = Selectable<EventsTable>
+export type Completion = Selectable<CompletionsTable>
+export type NewTutorial = Insertable<TutorialsTable>
+export type NewNews = Insertable<NewsTable>
