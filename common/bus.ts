@@ -20,8 +20,13 @@ import { Redis } from 'ioredis'
 
 /** What to invalidate. */
 export type BusEvent =
-  /** Pages tagged with any of these surrogate keys; `soft` marks them stale instead of dropping them. */
-  | { kind: 'keys', keys: string[], soft?: boolean }
+  /**
+   * Pages tagged with any of these surrogate keys; `soft` marks them stale
+   * instead of dropping them. `lsn` (backend writes): the primary's WAL
+   * position at or after the commit; a page rendered from a replica that has
+   * not replayed it yet must not be cached again (design §2.4).
+   */
+  | { kind: 'keys', keys: string[], soft?: boolean, lsn?: string }
   /** One URL path (all variants), optionally restricted to a host. */
   | { kind: 'url', path: string, host?: string, soft?: boolean }
   /** Every object whose URL (path and query) matches the regular expression. */
@@ -57,7 +62,7 @@ export function isBusEvent (value: unknown): value is BusEvent {
   if (value === null || typeof value !== 'object') return false
   const v = value as Record<string, unknown>
   switch (v.kind) {
-    case 'keys': return Array.isArray(v.keys) && v.keys.every((k) => typeof k === 'string')
+    case 'keys': return Array.isArray(v.keys) && v.keys.every((k) => typeof k === 'string') && (v.lsn === undefined || typeof v.lsn === 'string')
     case 'url': return typeof v.path === 'string' && (v.host === undefined || typeof v.host === 'string')
     case 'ban': return typeof v.pattern === 'string'
     default: return false
