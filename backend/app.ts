@@ -1,0 +1,173 @@
+/**
+ * The backend: the only role that writes (design §3). A Fastify app built
+ * from injected dependencies; `server.ts` only reads config and listens.
+ */
+import Fastify, { type FastifyInstance, type FastifyBaseLogger, type FastifyError } from 'fastify'
+import underPressure from '@fastify/under-pressure'
+import sjson from 'secure-json-parse'
+import type { Redis } from 'ioredis'
+import { Errors, classifyError } from '../common/errors.js'
+import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metrics.js'
+import { ping, type DatabaseHandle } from '../common/db.js'
+import type { Bus } from '../common/bus.js'
+import { list } from '../common/config.js'
+import type { BackendConfig } from './config.js'
+import { OutboxPublisher } from './outbox.js'
+import { createRateLimiter } from './rate-limit.js'
+import { writerPlugin } from './write.js'
+import { sweepIdempotencyKeys } from './idempotency.js'
+import commentRoutes from './routes/comments.js'
+import eventRoutes from './routes/events.js'
+import completionRoutes from './routes/completions.js'
+import editorRoutes from './routes/editor.js'
+import { Counter, Gauge } from 'prom-client'
+
+export interface BackendDeps {
+  config: BackendConfig
+  database: DatabaseHandle
+  bus: Bus
+  redis?: Redis
+  /** A pino logger, or `false` for none (tests). Defaults to pino at LOG_LEVEL. */
+  logger?: FastifyBaseLogger | false
+  /** Wall clock, injectable for tests. */
+  now?: () => number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { outbox: OutboxPublisher }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
+  const { config, database, bus } = deps
+  const now = deps.now ?? Date.now
+  const trusted = list(config.BACKEND_TRUSTED_PROXIES)
+  const app = Fastify({
+    ...(deps.logger === false
+      ? { logger: false }
+      : deps.logger ? { loggerInstance: deps.logger } : { logger: { level: config.LOG_LEVEL } }),
+    bodyLimit: config.BACKEND_BODY_LIMIT,
+    // The client address used for rate limits comes from X-Forwarded-For only when a trusted frontend sent it.
+    trustProxy: trusted.length ? trusted : false,
+    // Slow clients must not hold connections: the whole request within 30 s.
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    keepAliveTimeout: 65_000,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } }
+  })
+
+  const metrics = createMetrics({ role: 'backend' })
+  registerPoolGauges(metrics, 'database', database.pool)
+  const published = new Counter({ name: 'flashcrowd_outbox_published_total', help: 'Outbox rows published to the bus', registers: [metrics.registry] })
+  const publishErrors = new Counter({ name: 'flashcrowd_outbox_publish_errors_total', help: 'Failed outbox publish attempts (retried)', registers: [metrics.registry] })
+
+  const publisher = new OutboxPublisher({
+    db: database.db,
+    bus,
+    pollMs: config.BACKEND_OUTBOX_POLL_MS,
+    onPublished: (n) => published.inc(n),
+    onError: (err) => { publishErrors.inc(); app.log.warn({ err }, 'outbox publish failed; will retry') }
+  })
+  app.decorate('outbox', publisher)
+  new Gauge({
+    name: 'flashcrowd_outbox_backlog',
+    help: 'Committed invalidation events not yet published',
+    registers: [metrics.registry],
+    async collect () { this.set(await publisher.backlog().catch(() => -1)) }
+  })
+
+  // JSON only; the body must be valid UTF-8 (invariant 8) and free of prototype poisoning.
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const charset = /charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1]
+    if (charset && !/^utf-?8$/i.test(charset)) return done(new Errors.UNSUPPORTED_MEDIA_TYPE(`charset ${charset}`))
+    let text: string
+    try { text = utf8.decode(body as Buffer) } catch { return done(new Errors.INVALID_UTF8()) }
+    if (text.trim() === '') return done(new Errors.BAD_REQUEST('request body is empty: send a JSON object'))
+    try {
+      done(null, sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }))
+    } catch {
+      done(new Errors.BAD_REQUEST('request body is not valid JSON'))
+    }
+  })
+
+  app.setErrorHandler((error: FastifyError & { field?: string, retryAfter?: number }, request, reply) => {
+    let field = error.field
+    let message = error.message
+    if (error.validation?.length) {
+      // Name the field: "author must NOT have more than 80 characters".
+      const v = error.validation[0]
+      const params = v.params as Record<string, unknown>
+      field = (params.missingProperty ?? params.additionalProperty ?? v.instancePath.split('/').filter(Boolean).join('.')) as string | undefined
+      if (params.additionalProperty) message = `${field} is not a known field`
+      else if (params.missingProperty) message = `${field} is required`
+      else message = `${field || error.validationContext} ${v.message ?? 'is invalid'}`
+    }
+    const failure = classifyError({ ...error, message, statusCode: error.statusCode, code: error.code, validation: error.validation }, config.BACKEND_RETRY_AFTER_S)
+    if (failure.status >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.info({ err: { code: error.code, message } }, 'request rejected')
+    if (failure.retryAfter !== undefined) reply.header('retry-after', String(failure.retryAfter))
+    reply.header('cache-control', 'no-store')
+    reply.code(failure.status).send({ error: failure.code, message: failure.message, ...(field && failure.status < 500 ? { field } : {}) })
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` })
+  })
+
+  if (config.BACKEND_MAX_EVENT_LOOP_DELAY_MS > 0) {
+    // Shed load before latency explodes: a 503 with Retry-After is an answer a client can act on.
+    await app.register(underPressure, {
+      maxEventLoopDelay: config.BACKEND_MAX_EVENT_LOOP_DELAY_MS,
+      retryAfter: config.BACKEND_RETRY_AFTER_S,
+      exposeStatusRoute: false,
+      pressureHandler: (_request, reply) => {
+        reply.header('retry-after', String(config.BACKEND_RETRY_AFTER_S)).code(503)
+          .send({ error: 'unavailable', message: 'the backend is overloaded; retry shortly' })
+      }
+    })
+  }
+
+  await app.register(metricsPlugin, { metrics })
+
+  const limiter = createRateLimiter({ max: config.BACKEND_RATE_LIMIT_MAX, windowSeconds: config.BACKEND_RATE_LIMIT_WINDOW_S, redis: deps.redis, now })
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method === 'GET' || request.method === 'HEAD') return
+    const decision = await limiter.hit(request.ip)
+    if (!decision.allowed) {
+      const err = new Errors.RATE_LIMITED(decision.retryAfterSeconds) as FastifyError & { retryAfter?: number }
+      err.retryAfter = decision.retryAfterSeconds
+      throw err
+    }
+  })
+
+  app.get('/-/health', { logLevel: 'warn' }, async (_request, reply) => {
+    const ok = await ping(database, 1000)
+    reply.header('cache-control', 'no-store')
+    if (!ok) reply.code(503).header('retry-after', String(config.BACKEND_RETRY_AFTER_S))
+    return { status: ok ? 'ok' : 'unavailable', database: ok ? 'up' : 'down', bus: bus.name }
+  })
+
+  await app.register(writerPlugin, { database, publisher, idempotencyTtlSeconds: config.BACKEND_IDEMPOTENCY_TTL_S })
+  await app.register(commentRoutes)
+  await app.register(eventRoutes, { now })
+  await app.register(completionRoutes)
+  await app.register(editorRoutes, { adminToken: config.ADMIN_TOKEN })
+
+  let sweeper: NodeJS.Timeout | undefined
+  app.addHook('onReady', async () => {
+    publisher.start()
+    sweeper = setInterval(() => {
+      sweepIdempotencyKeys(database.db).catch((err) => app.log.warn({ err }, 'idempotency sweep failed'))
+    }, 60_000)
+    sweeper.unref()
+  })
+  app.addHook('preClose', async () => { clearInterval(sweeper) })
+  // After in-flight requests finished (Fastify closes the server first):
+  // publish what they committed before the pools go away.
+  app.addHook('onClose', async () => { await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS) })
+  return app
+}

@@ -1,0 +1,135 @@
+/**
+ * The transactional outbox publisher (design §2.3). Writes commit their
+ * surrogate keys into `outbox` in the same transaction as the data; this
+ * publisher moves them to the bus. It is woken after each commit and also
+ * polls, so events committed just before a crash are published by whichever
+ * backend runs next. Rows are claimed with `for update skip locked` so several
+ * backends never publish the same batch; a batch whose publish fails stays
+ * unpublished and is retried (at-least-once: invalidations are idempotent).
+ */
+import { sql, type Kysely } from 'kysely'
+import type { Database } from '../common/db-types.js'
+import type { Bus } from '../common/bus.js'
+
+export interface OutboxPublisherOptions {
+  db: Kysely<Database>
+  bus: Bus
+  pollMs: number
+  batchSize?: number
+  /** Published rows are kept this long for inspection, then deleted. */
+  retainMs?: number
+  onError?: (err: unknown) => void
+  onPublished?: (count: number) => void
+}
+
+export class OutboxPublisher {
+  readonly #o: Required<Omit<OutboxPublisherOptions, 'onError' | 'onPublished'>> & Pick<OutboxPublisherOptions, 'onError' | 'onPublished'>
+  #timer: NodeJS.Timeout | undefined
+  #running: Promise<void> | undefined
+  #again = false
+  #stopped = false
+  #lastCleanup = 0
+  #walLsn: boolean | undefined
+
+  constructor (options: OutboxPublisherOptions) {
+    this.#o = { batchSize: 500, retainMs: 3_600_000, ...options }
+  }
+
+  start (): void {
+    this.#stopped = false
+    const tick = () => {
+      this.kick()
+      this.#timer = setTimeout(tick, this.#o.pollMs)
+      this.#timer.unref()
+    }
+    tick()
+  }
+
+  /** Drain soon; calls while a drain runs fold into one more pass. */
+  kick (): void {
+    if (this.#running) { this.#again = true; return }
+    this.#running = this.#loop().finally(() => { this.#running = undefined })
+  }
+
+  async #loop (): Promise<void> {
+    do {
+      this.#again = false
+      try {
+        while (await this.drainOnce() > 0 && !this.#stopped) { /* keep going while there is a backlog */ }
+        await this.#cleanup()
+      } catch (err) {
+        this.#o.onError?.(err)
+        return // the next poll retries
+      }
+    } while (this.#again && !this.#stopped)
+  }
+
+  /** Publishes one batch; returns how many rows it published. */
+  async drainOnce (): Promise<number> {
+    return this.#o.db.transaction().execute(async (trx) => {
+      const rows = await trx.selectFrom('outbox').select(['id', 'keys'])
+        .where('published_at', 'is', null).orderBy('id').limit(this.#o.batchSize)
+        .forUpdate().skipLocked().execute()
+      if (rows.length === 0) return 0
+      // Taken after those rows committed, so it is at or past each commit record.
+      const lsn = await this.#currentLsn(trx)
+      // One event for the whole batch: under a write spike subscribers get a
+      // handful of events per second, not one per comment.
+      const keys = [...new Set(rows.flatMap((r) => r.keys))]
+      for (let i = 0; i < keys.length; i += 256) {
+        await this.#o.bus.publish({ kind: 'keys', keys: keys.slice(i, i + 256), ...(lsn ? { lsn } : {}) })
+      }
+      await trx.updateTable('outbox').set({ published_at: sql<Date>`now()` })
+        .where('id', 'in', rows.map((r) => r.id)).execute()
+      this.#o.onPublished?.(rows.length)
+      return rows.length
+    })
+  }
+
+  async #currentLsn (trx: Kysely<Database>): Promise<string | undefined> {
+    if (this.#walLsn === false) return undefined
+    try {
+      const res = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(trx)
+      this.#walLsn = true
+      return res.rows[0]?.lsn
+    } catch {
+      this.#walLsn = false
+      return undefined
+    }
+  }
+
+  async #cleanup (): Promise<void> {
+    const now = Date.now()
+    if (now - this.#lastCleanup < 60_000) return
+    this.#lastCleanup = now
+    await this.#o.db.deleteFrom('outbox')
+      .where('published_at', '<', new Date(now - this.#o.retainMs)).execute()
+  }
+
+  /** Number of events committed but not yet published. */
+  async backlog (): Promise<number> {
+    const row = await this.#o.db.selectFrom('outbox').select(this.#o.db.fn.countAll<string>().as('n'))
+      .where('published_at', 'is', null).executeTakeFirstOrThrow()
+    return Number(row.n)
+  }
+
+  /** Stops polling and publishes what is left (bounded by `timeoutMs`). */
+  async stop (timeoutMs = 5000): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    const finish = (async () => {
+      await this.#running
+      this.#stopped = false
+      try {
+        while (await this.drainOnce() > 0) { /* flush */ }
+      } catch (err) {
+        this.#o.onError?.(err) // left in the outbox: the next backend to start publishes it
+      } finally {
+        this.#stopped = true
+      }
+    })()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([finish, new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs) })])
+    clearTimeout(timer)
+  }
+}

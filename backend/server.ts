@@ -1,0 +1,64 @@
+/**
+ * `npm run backend`: reads config, builds the app, listens, and closes
+ * gracefully (stop accepting → finish in-flight writes → drain the outbox →
+ * close pools and the bus).
+ */
+import { Redis } from 'ioredis'
+import { loadBackendConfig, type BackendConfig } from './config.js'
+import { buildApp } from './app.js'
+import { createDatabase } from '../common/db.js'
+import { createBus } from '../common/bus.js'
+import { resolveDatabaseUrl } from '../common/database-url.js'
+import { ConfigError } from '../common/config.js'
+
+function readConfig (): BackendConfig {
+  try {
+    return loadBackendConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) { console.error(`backend: ${err.message}`); process.exit(2) }
+    throw err
+  }
+}
+const config = readConfig()
+
+const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`backend: ${msg}`))
+const database = createDatabase({
+  url: target.url,
+  max: config.DATABASE_POOL_MAX,
+  statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+  connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+  applicationName: 'flashcrowd-backend'
+})
+const bus = createBus({ redisUrl: config.REDIS_URL })
+const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : undefined
+redis?.on('error', () => { /* rate limits fall back to memory while Redis is away */ })
+
+const app = await buildApp({ config, database, bus, redis })
+
+let closing = false
+async function shutdown (signal: string): Promise<void> {
+  if (closing) return
+  closing = true
+  app.log.info({ signal }, 'shutting down')
+  const force = setTimeout(() => { app.log.error('shutdown timed out'); process.exit(1) }, config.BACKEND_SHUTDOWN_TIMEOUT_MS + 5000)
+  force.unref()
+  try {
+    await app.close()
+    await bus.close()
+    redis?.disconnect()
+    await database.close()
+    await target.close()
+  } finally {
+    process.exit(0)
+  }
+}
+process.once('SIGINT', () => { void shutdown('SIGINT') })
+process.once('SIGTERM', () => { void shutdown('SIGTERM') })
+process.once('disconnect', () => { void shutdown('disconnect') })
+
+try {
+  await app.listen({ host: config.HOST, port: config.PORT })
+} catch (err) {
+  app.log.error({ err }, 'could not listen')
+  process.exit(1)
+}
