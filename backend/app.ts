@@ -42,7 +42,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   const { config, database, bus } = deps
   const now = deps.now ?? Date.now
-  const trusted = list(config.BACKEND_TRUSTED_PROXIES)
+  const trusted = list(config.BACKEND_TRUSTED_PROXIES).filter((p) => p !== 'none')
   const app = Fastify({
     ...(deps.logger === false
       ? { logger: false }

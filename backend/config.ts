@@ -10,7 +10,7 @@ export const BackendEnv = Type.Object({
   BACKEND_IDEMPOTENCY_TTL_S: Type.Integer({ minimum: 60, maximum: 30 * 86400, default: 86400, description: 'How long an Idempotency-Key is remembered, in seconds.' }),
   BACKEND_RATE_LIMIT_MAX: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 120, description: 'Writes per client per window (0 disables the limit, e.g. for load tests).' }),
   BACKEND_RATE_LIMIT_WINDOW_S: Type.Integer({ minimum: 1, maximum: 3600, default: 60, description: 'Rate-limit window in seconds.' }),
-  BACKEND_TRUSTED_PROXIES: Type.String({ default: '127.0.0.1,::1', pattern: '^[0-9a-fA-F.:/,\\s]*$', description: 'Addresses or CIDRs (comma-separated) whose X-Forwarded-For is believed: the frontends. Empty: trust nobody.' }),
+  BACKEND_TRUSTED_PROXIES: Type.String({ default: '127.0.0.1,::1', pattern: '^(none|[0-9a-fA-F.:/,\\s]+)$', description: 'Addresses or CIDRs (comma-separated) whose X-Forwarded-For is believed: the frontends. `none`: trust nobody.' }),
   BACKEND_RETRY_AFTER_S: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: 'Retry-After sent with 503 answers.' }),
   BACKEND_OUTBOX_POLL_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 500, description: 'How often the outbox publisher looks for unpublished events (it is also woken after each commit).' }),
   BACKEND_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000, description: 'Event-loop delay above which the backend sheds load with 503 (0 disables).' }),

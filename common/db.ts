@@ -55,8 +55,11 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     options: sessionOptions.join(' '),
     application_name: options.applicationName ?? 'flashcrowd'
   })
-  // An idle client losing its server (Postgres restarted) must not crash the process.
+  // A client losing its server (Postgres restarted, network cut) must not crash
+  // the process: idle clients report on the pool, checked-out ones on themselves
+  // (between two statements of a transaction); the next query fails cleanly.
   pool.on('error', () => {})
+  pool.on('connect', (client) => { client.on('error', () => {}) })
 
   let isEmbedded: boolean | undefined
   const detect = async (client: QueryClient) => {

@@ -15,13 +15,14 @@ export interface TcpProxy {
 }
 
 export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
-  const sockets = new Set<net.Socket>()
+  const clients = new Set<net.Socket>()
+  const upstreams = new Set<net.Socket>()
   let port = 0
   const handler = (client: net.Socket) => {
     const upstream = net.connect(targetPort, targetHost)
-    sockets.add(client); sockets.add(upstream)
+    clients.add(client); upstreams.add(upstream)
     client.pipe(upstream); upstream.pipe(client)
-    const done = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream) }
+    const done = () => { client.destroy(); upstream.end(); clients.delete(client); upstreams.delete(upstream) }
     client.on('error', done); upstream.on('error', done); client.on('close', done); upstream.on('close', done)
   }
   let server = net.createServer(handler)
@@ -29,9 +30,12 @@ export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1
     server.once('error', reject)
     server.listen(p, '127.0.0.1', () => { port = (server.address() as net.AddressInfo).port; resolve() })
   })
+  // The application side sees its connections reset; the server side gets a
+  // clean close (as when a network path dies between them).
   const stop = () => new Promise<void>((resolve) => {
-    for (const s of sockets) s.destroy()
-    sockets.clear()
+    for (const s of clients) s.destroy()
+    for (const s of upstreams) s.end()
+    clients.clear(); upstreams.clear()
     server.close(() => resolve())
   })
   await listen(0)

@@ -1,0 +1,37 @@
+import t from 'tap'
+import { eachDatabase } from '../helpers/database.js'
+import { startBackend } from '../helpers/backend.js'
+import { startTcpProxy } from '../helpers/tcp-proxy.js'
+
+eachDatabase(t, 'Postgres unreachable: 503 + Retry-After, nothing half-written, recovery', async (t, database) => {
+  const port = Number(new URL(database.url).port)
+  const proxy = await startTcpProxy(port)
+  t.teardown(proxy.close)
+  const be = await startBackend(t, proxy.url(database.url), { BACKEND_RETRY_AFTER_S: '7' })
+  const article = await be.database.db.selectFrom('news').select('slug').orderBy('id').executeTakeFirstOrThrow()
+  const body = { news: article.slug, author: 'Outage', body: 'during the outage' }
+
+  t.equal((await fetch(`${be.url}/-/health`)).status, 200)
+  await proxy.cut()
+  const health = await fetch(`${be.url}/-/health`)
+  t.equal(health.status, 503)
+  t.equal(health.headers.get('retry-after'), '7')
+  const write = await be.post('/v1/comments', body, { 'idempotency-key': 'outage-1' })
+  t.equal(write.status, 503)
+  t.equal(write.headers.get('retry-after'), '7')
+  t.equal(write.json.error, 'unavailable')
+  t.notMatch(JSON.stringify(write.json), /ECONN|127\.0\.0\.1|pg|stack/i, 'no internals')
+
+  await proxy.restore()
+  let recovered = false
+  for (let i = 0; i < 50 && !recovered; i++) {
+    recovered = (await fetch(`${be.url}/-/health`)).status === 200
+    if (!recovered) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.ok(recovered, 'health recovers by itself')
+  const retry = await be.post('/v1/comments', body, { 'idempotency-key': 'outage-1' })
+  t.equal(retry.status, 201, 'the retried write goes through once')
+  t.equal(retry.headers.get('idempotent-replayed'), null, 'the failed attempt left nothing behind')
+  const rows = await be.database.db.selectFrom('comments').select('id').where('author', '=', 'Outage').execute()
+  t.equal(rows.length, 1)
+})

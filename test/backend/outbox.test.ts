@@ -1,0 +1,67 @@
+import t from 'tap'
+import { eachDatabase, openDatabase } from '../helpers/database.js'
+import { startBackend, eventually } from '../helpers/backend.js'
+import { MemoryBus, type BusEvent } from '../../common/bus.js'
+import { OutboxPublisher } from '../../backend/outbox.js'
+
+/** A bus that fails while `down` is set, as Redis does during an outage. */
+class FlakyBus extends MemoryBus {
+  down = false
+  override async publish (event: BusEvent): Promise<string> {
+    if (this.down) throw new Error('bus unavailable')
+    return super.publish(event)
+  }
+}
+
+eachDatabase(t, 'transactional outbox', async (t, database) => {
+  await t.test('events committed before a crash are published by the next backend', async (t) => {
+    const handle = openDatabase(t, database)
+    // The state a backend leaves when it dies between commit and publish.
+    await handle.db.insertInto('outbox').values({ keys: ['news:1', 'news'] }).execute()
+    const be = await startBackend(t, database.url)
+    t.ok(await eventually(() => be.messages.some((m) => m.event.kind === 'keys' && m.event.keys.includes('news:1'))), 'published on start')
+    t.ok(await eventually(async () => await be.app.outbox.backlog() === 0), 'marked published')
+  })
+
+  await t.test('a bus outage delays invalidations, never loses them', async (t) => {
+    const bus = new FlakyBus()
+    bus.down = true
+    const be = await startBackend(t, database.url, {}, { bus })
+    const article = await be.database.db.selectFrom('news').select(['id', 'slug']).orderBy('id', 'desc').executeTakeFirstOrThrow()
+    const res = await be.post('/v1/comments', { news: article.slug, author: 'Outage', body: 'still acknowledged' })
+    t.equal(res.status, 201, 'the write is acknowledged while the bus is down')
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.ok(await be.app.outbox.backlog() >= 1, 'the event waits in the outbox')
+    bus.down = false
+    t.ok(await eventually(() => be.messages.some((m) => m.event.kind === 'keys' && m.event.keys.includes(`news:${article.id}`))), 'published once the bus is back')
+    t.ok(await eventually(async () => await be.app.outbox.backlog() === 0))
+  })
+
+  await t.test('a batch becomes one event carrying the commit position', async (t) => {
+    const handle = openDatabase(t, database)
+    await handle.db.insertInto('outbox').values([{ keys: ['a', 'b'] }, { keys: ['b', 'c'] }]).execute()
+    const bus = new MemoryBus()
+    const seen: BusEvent[] = []
+    bus.subscribe((m) => { seen.push(m.event) })
+    const publisher = new OutboxPublisher({ db: handle.db, bus, pollMs: 10_000 })
+    t.equal(await publisher.drainOnce(), 2)
+    t.equal(seen.length, 1)
+    const event = seen[0]
+    t.equal(event.kind, 'keys')
+    if (event.kind === 'keys') {
+      t.same([...event.keys].sort(), ['a', 'b', 'c'])
+      if (database.kind === 'postgres') t.match(event.lsn, /^[0-9A-F]+\/[0-9A-F]+$/)
+    }
+    t.equal(await publisher.drainOnce(), 0, 'nothing published twice')
+  })
+
+  await t.test('shutdown drains what in-flight writes committed', async (t) => {
+    const be = await startBackend(t, database.url, { BACKEND_OUTBOX_POLL_MS: '60000' })
+    // Stop the publisher's wake-ups so only shutdown can publish.
+    const article = await be.database.db.selectFrom('news').select(['id', 'slug']).orderBy('id').executeTakeFirstOrThrow()
+    await be.database.db.insertInto('outbox').values({ keys: ['drain-on-close'] }).execute()
+    await be.app.close()
+    t.ok(be.messages.some((m) => m.event.kind === 'keys' && m.event.keys.includes('drain-on-close')), 'published during close')
+    t.ok(article)
+  })
+})
