@@ -16,6 +16,8 @@ export interface OutboxPublisherOptions {
   bus: Bus
   pollMs: number
   batchSize?: number
+  /** How long a wake-up waits for more commits to join its batch. */
+  coalesceMs?: number
   /** Published rows are kept this long for inspection, then deleted. */
   retainMs?: number
   onError?: (err: unknown) => void
@@ -25,6 +27,7 @@ export interface OutboxPublisherOptions {
 export class OutboxPublisher {
   readonly #o: Required<Omit<OutboxPublisherOptions, 'onError' | 'onPublished'>> & Pick<OutboxPublisherOptions, 'onError' | 'onPublished'>
   #timer: NodeJS.Timeout | undefined
+  #pendingKick: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   #again = false
   #stopped = false
@@ -32,7 +35,7 @@ export class OutboxPublisher {
   #walLsn: boolean | undefined
 
   constructor (options: OutboxPublisherOptions) {
-    this.#o = { batchSize: 500, retainMs: 3_600_000, ...options }
+    this.#o = { batchSize: 500, retainMs: 3_600_000, coalesceMs: 5, ...options }
   }
 
   start (): void {
@@ -45,10 +48,19 @@ export class OutboxPublisher {
     tick()
   }
 
-  /** Drain soon; calls while a drain runs fold into one more pass. */
+  /**
+   * Drain soon. Calls within `coalesceMs`, or while a drain runs, fold into
+   * one pass: under a write spike the publisher runs a few hundred times a
+   * second, not once per write, and invalidations stay milliseconds behind.
+   */
   kick (): void {
     if (this.#running) { this.#again = true; return }
-    this.#running = this.#loop().finally(() => { this.#running = undefined })
+    if (this.#pendingKick) return
+    this.#pendingKick = setTimeout(() => {
+      this.#pendingKick = undefined
+      if (this.#running) { this.#again = true; return }
+      this.#running = this.#loop().finally(() => { this.#running = undefined })
+    }, this.#o.coalesceMs)
   }
 
   async #loop (): Promise<void> {
@@ -117,6 +129,8 @@ export class OutboxPublisher {
   async stop (timeoutMs = 5000): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#timer)
+    clearTimeout(this.#pendingKick)
+    this.#pendingKick = undefined
     const finish = (async () => {
       await this.#running
       this.#stopped = false

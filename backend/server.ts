@@ -4,22 +4,14 @@
  * close pools and the bus).
  */
 import { Redis } from 'ioredis'
-import { loadBackendConfig, type BackendConfig } from './config.js'
+import { BackendEnv } from './config.js'
 import { buildApp } from './app.js'
 import { createDatabase } from '../common/db.js'
 import { createBus } from '../common/bus.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
-import { ConfigError } from '../common/config.js'
+import { loadConfigOrExit } from '../common/config.js'
 
-function readConfig (): BackendConfig {
-  try {
-    return loadBackendConfig()
-  } catch (err) {
-    if (err instanceof ConfigError) { console.error(`backend: ${err.message}`); process.exit(2) }
-    throw err
-  }
-}
-const config = readConfig()
+const config = loadConfigOrExit(BackendEnv, 'backend')
 
 const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`backend: ${msg}`))
 const database = createDatabase({

@@ -92,3 +92,19 @@ export function list (value: string | undefined): string[] {
 }
 
 export type { Static, TSchema }
+
+/**
+ * For `server.ts` entry points: a configuration error is the operator's to
+ * fix, so print the message naming each variable and exit 2 (no stack trace).
+ */
+export function loadConfigOrExit<T extends TObject> (schema: T, role: string, env: NodeJS.ProcessEnv = process.env): Static<T> {
+  try {
+    return loadConfig(schema, env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`${role}: ${err.message}`)
+      process.exit(2)
+    }
+    throw err
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * `npm start`: the whole tier on one machine. The embedded database (PGlite
+ * over the wire; migrated and seeded on first run) and the root of the
+ * embedded bus live in this process; backend, frontend and cache run as
+ * separate processes joined by the bus over IPC, talking HTTP and the
+ * Postgres wire protocol exactly as in production.
+ */
+import net from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import path from 'node:path'
+import { Type } from '@sinclair/typebox'
+import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config.js'
+import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
+import { ownEmbeddedDatabase, findEmbeddedOwner, DEFAULT_STATE_DIR, type EmbeddedDatabase } from '../common/embedded-db.js'
+import { prepareDatabase } from '../common/database-url.js'
+import { Supervisor, createLogWriter } from './supervisor.js'
+
+export const StartEnv = Type.Object({
+  HOST: CommonEnv.HOST,
+  LOG_LEVEL: CommonEnv.LOG_LEVEL,
+  REDIS_URL: CommonEnv.REDIS_URL,
+  ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
+  DATABASE_URL: DatabaseEnv.DATABASE_URL,
+  PORT: Port('Public port of the tier (the cache layer).', 8080),
+  CACHE_MAX_BYTES: Type.Optional(Type.Integer({ minimum: 1024 * 1024, description: 'Memory budget of the cache layer in bytes.' }))
+})
+
+const config = loadConfigOrExit(StartEnv, 'flashcrowd')
+
+const log = await createLogWriter(Boolean(process.stdout.isTTY))
+const say = (msg: string) => log('flashcrowd', msg, 'out')
+const started = Date.now()
+
+async function freePort (): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** A token for the editor API and PURGE/BAN, kept across restarts so scripts keep working. */
+async function adminToken (): Promise<string> {
+  if (config.ADMIN_TOKEN) return config.ADMIN_TOKEN
+  const file = path.join(DEFAULT_STATE_DIR, 'admin-token')
+  try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
+  const token = randomBytes(24).toString('base64url')
+  await mkdir(DEFAULT_STATE_DIR, { recursive: true })
+  await writeFile(file, `${token}\n`, { mode: 0o600 })
+  return token
+}
+
+let embedded: EmbeddedDatabase | undefined
+let databaseUrl = config.DATABASE_URL
+if (!databaseUrl) {
+  const other = await findEmbeddedOwner(DEFAULT_STATE_DIR)
+  if (other) {
+    console.error(`flashcrowd: another flashcrowd process already owns ${DEFAULT_STATE_DIR}/pgdata (${other}); stop it first`)
+    process.exit(1)
+  }
+  embedded = await ownEmbeddedDatabase(DEFAULT_STATE_DIR)
+  databaseUrl = embedded.url
+  say(`embedded database (PGlite) on ${embedded.url}, data in ${DEFAULT_STATE_DIR}/pgdata`)
+}
+await prepareDatabase(databaseUrl, say)
+
+const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL }) : new MemoryBus()
+const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
+const token = await adminToken()
+const [backendPort, frontendPort] = [await freePort(), await freePort()]
+const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, HOST: '127.0.0.1' }
+const backendUrl = `http://127.0.0.1:${backendPort}`
+const frontendUrl = `http://127.0.0.1:${frontendPort}`
+const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
+
+let stopping = false
+async function stop (signal: string): Promise<void> {
+  if (stopping) return
+  stopping = true
+  say(`${signal}: stopping (cache → frontend → backend, then the database)`)
+  // The front door closes first; the backend last, so in-flight writes finish and its outbox drains.
+  await supervisor.stop(['cache', 'frontend', 'backend'])
+  await bus.close()
+  await embedded?.close()
+  say('stopped')
+  process.exit(0)
+}
+process.once('SIGINT', () => { void stop('SIGINT') })
+process.once('SIGTERM', () => { void stop('SIGTERM') })
+
+try {
+  await supervisor.start({ name: 'backend', script: 'backend/server.ts', env: { ...common, PORT: String(backendPort), DATABASE_URL: databaseUrl }, healthUrl: `${backendUrl}/-/health` })
+  await supervisor.start({ name: 'frontend', script: 'frontend/server.ts', env: { ...common, PORT: String(frontendPort), DATABASE_URL: databaseUrl, DATABASE_READ_URL: databaseUrl, BACKEND_URL: backendUrl }, healthUrl: `${frontendUrl}/-/health` })
+  await supervisor.start({
+    name: 'cache',
+    script: 'cache/server.ts',
+    env: { ...common, HOST: config.HOST, PORT: String(config.PORT), UPSTREAMS: frontendUrl, ...(config.CACHE_MAX_BYTES ? { CACHE_MAX_BYTES: String(config.CACHE_MAX_BYTES) } : {}) },
+    healthUrl: `http://127.0.0.1:${config.PORT}/-/health`
+  })
+} catch (err) {
+  say(`start-up failed: ${(err as Error).message}`)
+  await stop('start-up failure')
+}
+
+say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publicUrl}`)
+say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${DEFAULT_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
+// Machine-readable line for scripts and tests.
+console.log(`FLASHCROWD_URL=${publicUrl}`)

@@ -1,0 +1,148 @@
+/**
+ * A small process supervisor for the one-machine tier and the local cluster:
+ * starts each role as its own Node process (IPC channel attached, so the
+ * embedded bus reaches it), prefixes its log lines with its name, restarts it
+ * with back-off when it crashes, and stops everything in a given order.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { relayBus, type Bus } from '../common/bus.js'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+export interface ServiceSpec {
+  name: string
+  script: string
+  env: Record<string, string | undefined>
+  /** URL that answers 200 when the service is ready. */
+  healthUrl?: string
+}
+
+interface Service {
+  spec: ServiceSpec
+  child?: ChildProcess
+  restarts: number
+  backoffMs: number
+  stopping: boolean
+  timer?: NodeJS.Timeout
+  startedAt: number
+}
+
+export type LogWriter = (name: string, line: string, stream: 'out' | 'err') => void
+
+/** Role-prefixed lines; pino JSON made readable on a terminal. */
+export async function createLogWriter (pretty: boolean): Promise<LogWriter> {
+  const width = 10
+  if (!pretty) {
+    return (name, line, stream) => {
+      // JSON stays JSON (one object per line) with the role added, for log shippers.
+      if (line.startsWith('{')) {
+        try {
+          const obj = JSON.parse(line) as Record<string, unknown>
+          process.stdout.write(`${JSON.stringify({ role: name, ...obj })}\n`)
+          return
+        } catch { /* not JSON after all */ }
+      }
+      (stream === 'err' ? process.stderr : process.stdout).write(`${JSON.stringify({ role: name, msg: line })}\n`)
+    }
+  }
+  const { prettyFactory } = await import('pino-pretty')
+  const format = prettyFactory({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,reqId' })
+  const colors = [36, 35, 33, 32, 34, 31]
+  const colorOf = new Map<string, number>()
+  return (name, line, stream) => {
+    if (!colorOf.has(name.split('#')[0])) colorOf.set(name.split('#')[0], colors[colorOf.size % colors.length])
+    const prefix = `\x1b[${colorOf.get(name.split('#')[0])}m${name.padEnd(width)}\x1b[0m│ `
+    let text = line
+    if (line.startsWith('{')) {
+      try { text = format(JSON.parse(line)).trimEnd() } catch { /* keep the raw line */ }
+    }
+    (stream === 'err' ? process.stderr : process.stdout).write(text.split('\n').map((l) => prefix + l).join('\n') + '\n')
+  }
+}
+
+export class Supervisor {
+  readonly #services = new Map<string, Service>()
+  readonly #log: LogWriter
+  readonly #relay: ReturnType<typeof relayBus> | undefined
+  #stopping = false
+
+  constructor (options: { log: LogWriter, bus?: Bus }) {
+    this.#log = options.log
+    this.#relay = options.bus ? relayBus(options.bus) : undefined
+  }
+
+  /** Starts a service; resolves when its health URL answers 200 (or at once without one). */
+  async start (spec: ServiceSpec, readyTimeoutMs = 60_000): Promise<void> {
+    const service: Service = { spec, restarts: 0, backoffMs: 500, stopping: false, startedAt: 0 }
+    this.#services.set(spec.name, service)
+    this.#spawn(service)
+    if (spec.healthUrl) {
+      const ok = await waitHealthy(spec.healthUrl, readyTimeoutMs, () => service.child?.exitCode !== null && service.restarts > 3)
+      if (!ok) throw new Error(`${spec.name} did not become healthy at ${spec.healthUrl}`)
+    }
+  }
+
+  #spawn (service: Service): void {
+    const { spec } = service
+    const child = fork(path.join(ROOT, spec.script), [], {
+      cwd: ROOT,
+      env: { ...process.env, ...spec.env },
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc']
+    })
+    service.child = child
+    service.startedAt = Date.now()
+    this.#relay?.attach(child)
+    for (const [stream, name] of [[child.stdout!, 'out'], [child.stderr!, 'err']] as const) {
+      createInterface({ input: stream }).on('line', (line) => this.#log(spec.name, line, name))
+    }
+    child.once('exit', (code, signal) => {
+      if (service.stopping || this.#stopping) return
+      // Crashed: restart with exponential back-off, reset after a minute of good health.
+      if (Date.now() - service.startedAt > 60_000) service.backoffMs = 500
+      service.restarts++
+      this.#log('supervisor', `${spec.name} exited (${signal ?? `code ${code}`}); restarting in ${service.backoffMs} ms (restart #${service.restarts})`, 'err')
+      service.timer = setTimeout(() => { if (!this.#stopping) this.#spawn(service) }, service.backoffMs)
+      service.backoffMs = Math.min(service.backoffMs * 2, 30_000)
+    })
+  }
+
+  pid (name: string): number | undefined { return this.#services.get(name)?.child?.pid }
+  restarts (name: string): number { return this.#services.get(name)?.restarts ?? 0 }
+  names (): string[] { return [...this.#services.keys()] }
+
+  /** Stops services in the given order (each fully before the next), SIGKILL after `graceMs`. */
+  async stop (order: string[], graceMs = 15_000): Promise<void> {
+    this.#stopping = true
+    const rest = [...this.#services.keys()].filter((n) => !order.includes(n))
+    for (const name of [...order, ...rest]) {
+      const service = this.#services.get(name)
+      if (!service) continue
+      service.stopping = true
+      clearTimeout(service.timer)
+      const child = service.child
+      if (!child || child.exitCode !== null || child.signalCode !== null) continue
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      await exited
+      clearTimeout(timer)
+    }
+    this.#relay?.close()
+  }
+}
+
+export async function waitHealthy (url: string, timeoutMs: number, givenUp: () => boolean = () => false): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline && !givenUp()) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) })
+      if (res.status === 200) return true
+    } catch { /* not up yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return false
+}
