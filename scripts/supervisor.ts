@@ -4,7 +4,7 @@
  * embedded bus reaches it), prefixes its log lines with its name, restarts it
  * with back-off when it crashes, and stops everything in a given order.
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -14,7 +14,10 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 export interface ServiceSpec {
   name: string
-  script: string
+  /** A Node script of this repository (run through tsx, with an IPC channel)… */
+  script?: string
+  /** …or an external program and its arguments (HAProxy, postgres). */
+  command?: string[]
   env: Record<string, string | undefined>
   /** URL that answers 200 when the service is ready. */
   healthUrl?: string
@@ -68,6 +71,8 @@ export class Supervisor {
   readonly #log: LogWriter
   readonly #relay: ReturnType<typeof relayBus> | undefined
   #stopping = false
+  /** Called after every (re)start, e.g. to record PIDs. */
+  onSpawn?: (name: string, child: ChildProcess) => void
 
   constructor (options: { log: LogWriter, bus?: Bus }) {
     this.#log = options.log
@@ -87,15 +92,15 @@ export class Supervisor {
 
   #spawn (service: Service): void {
     const { spec } = service
-    const child = fork(path.join(ROOT, spec.script), [], {
-      cwd: ROOT,
-      env: { ...process.env, ...spec.env },
-      execArgv: ['--import', 'tsx'],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc']
-    })
+    const env = { ...process.env, ...spec.env }
+    const child = spec.script
+      ? fork(path.join(ROOT, spec.script), [], { cwd: ROOT, env, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+      : spawn(spec.command![0], spec.command!.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
     service.child = child
     service.startedAt = Date.now()
-    this.#relay?.attach(child)
+    if (spec.script) this.#relay?.attach(child)
+    child.on('error', (err) => this.#log(spec.name, `could not start: ${err.message}`, 'err'))
+    this.onSpawn?.(spec.name, child)
     for (const [stream, name] of [[child.stdout!, 'out'], [child.stderr!, 'err']] as const) {
       createInterface({ input: stream }).on('line', (line) => this.#log(spec.name, line, name))
     }
@@ -111,6 +116,7 @@ export class Supervisor {
   }
 
   pid (name: string): number | undefined { return this.#services.get(name)?.child?.pid }
+  pids (): Record<string, number | undefined> { return Object.fromEntries([...this.#services].map(([n, s]) => [n, s.child?.pid])) }
   restarts (name: string): number { return this.#services.get(name)?.restarts ?? 0 }
   names (): string[] { return [...this.#services.keys()] }
 

@@ -1,0 +1,206 @@
+/**
+ * `npm run cluster`: the production topology as local processes, against the
+ * real local PostgreSQL and Redis: 2 cache nodes, 3 frontends, 2 backends,
+ * HAProxy in front when installed (a small TCP balancer otherwise), and a
+ * streaming replica for the frontends' reads when the PostgreSQL server
+ * binaries are present and the primary allows replication connections
+ * (otherwise the primary doubles as the read pool, and it says so).
+ *
+ * Ports come from cluster.json (or CLUSTER_CONFIG). The PIDs of every process
+ * are kept in .flashcrowd/cluster/pids.json for fault tests.
+ */
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync } from 'node:fs'
+import { mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { Type } from '@sinclair/typebox'
+import { CommonEnv, loadConfigOrExit } from '../common/config.js'
+import { prepareDatabase } from '../common/database-url.js'
+import { DEFAULT_STATE_DIR } from '../common/embedded-db.js'
+import { Supervisor, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
+
+const ClusterEnv = Type.Object({
+  LOG_LEVEL: CommonEnv.LOG_LEVEL,
+  ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
+  DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/flashcrowd', description: 'Primary PostgreSQL (created if missing).' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379', description: 'Redis for the bus, rate limits and the shared render cache.' }),
+  CLUSTER_CONFIG: Type.String({ default: 'cluster.json', description: 'Ports of the local cluster.' }),
+  CLUSTER_REPLICA: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto', description: 'Start a streaming replica for the frontends when possible.' })
+})
+
+interface Ports { front: number, caches: number[], frontends: number[], backends: number[], replica: number, haproxyStats: number }
+
+const config = loadConfigOrExit(ClusterEnv, 'cluster')
+const ports = JSON.parse(await readFile(path.resolve(ROOT, config.CLUSTER_CONFIG), 'utf8')) as Ports
+const stateDir = path.join(ROOT, DEFAULT_STATE_DIR, 'cluster', String(ports.front))
+await mkdir(stateDir, { recursive: true })
+const log = await createLogWriter(Boolean(process.stdout.isTTY))
+const say = (msg: string) => log('cluster', msg, 'out')
+const started = Date.now()
+
+async function ensureDatabase (url: string): Promise<void> {
+  const u = new URL(url)
+  const name = u.pathname.slice(1)
+  const admin = new pg.Client({ connectionString: Object.assign(new URL(url), { pathname: '/postgres' }).toString() })
+  await admin.connect()
+  try {
+    const exists = await admin.query('select 1 from pg_database where datname = $1', [name])
+    if (exists.rowCount === 0) await admin.query(`create database "${name.replace(/"/g, '""')}"`)
+  } finally {
+    await admin.end()
+  }
+}
+
+function pgBinDir (): string | undefined {
+  const base = '/usr/lib/postgresql'
+  if (!existsSync(base)) return undefined
+  const versions = readdirSync(base).sort((a, b) => Number(b) - Number(a))
+  for (const v of versions) if (existsSync(path.join(base, v, 'bin', 'pg_basebackup'))) return path.join(base, v, 'bin')
+  return undefined
+}
+
+/** A streaming replica of the primary in stateDir/replica, or the reason there is none. */
+async function prepareReplica (primaryUrl: string): Promise<{ command: string[], url: string } | string> {
+  if (config.CLUSTER_REPLICA === 'off') return 'CLUSTER_REPLICA=off'
+  const bin = pgBinDir()
+  if (!bin) return 'the PostgreSQL server binaries are not installed'
+  const u = new URL(primaryUrl)
+  const dir = path.join(stateDir, 'replica')
+  const asRoot = process.getuid?.() === 0
+  // postgres refuses to run as root: run the replica as the postgres user then.
+  const as = (args: string[]) => asRoot ? ['runuser', '-u', 'postgres', '--', ...args] : args
+  if (!existsSync(path.join(dir, 'standby.signal'))) {
+    await rm(dir, { recursive: true, force: true })
+    await mkdir(dir, { recursive: true })
+    if (asRoot) spawnSync('chown', ['-R', 'postgres:postgres', path.dirname(dir)])
+    await chmod(dir, 0o700)
+    const [cmd, ...args] = as([path.join(bin, 'pg_basebackup'), '-h', u.hostname, '-p', u.port || '5432', '-U', u.username || 'postgres', '-D', dir, '-R', '-X', 'stream', '--checkpoint=fast'])
+    const res = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000 })
+    if (res.status !== 0) {
+      await rm(dir, { recursive: true, force: true })
+      const reason = (res.stderr || res.stdout || '').trim().split('\n').pop() ?? 'pg_basebackup failed'
+      return `pg_basebackup was refused (${reason}); allow it with "host replication all 127.0.0.1/32 trust" in pg_hba.conf`
+    }
+  }
+  return {
+    command: as([path.join(bin, 'postgres'), '-D', dir, '-p', String(ports.replica), '-k', stateDir, '-c', 'hot_standby=on', '-c', 'listen_addresses=127.0.0.1']),
+    url: Object.assign(new URL(primaryUrl), { port: String(ports.replica) }).toString()
+  }
+}
+
+function haproxyConfig (): string {
+  return `# generated by npm run cluster
+global
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout http-request 10s
+  option redispatch
+  retries 2
+  retry-on conn-failure empty-response response-timeout
+frontend flashcrowd
+  bind 127.0.0.1:${ports.front}
+  default_backend caches
+backend caches
+  balance roundrobin
+  option httpchk GET /-/health
+  http-check expect status 200
+${ports.caches.map((p, i) => `  server cache${i + 1} 127.0.0.1:${p} check inter 1s fall 2 rise 1`).join('\n')}
+listen stats
+  bind 127.0.0.1:${ports.haproxyStats}
+  stats enable
+  stats uri /
+`
+}
+
+async function adminToken (): Promise<string> {
+  if (config.ADMIN_TOKEN) return config.ADMIN_TOKEN
+  const file = path.join(ROOT, DEFAULT_STATE_DIR, 'admin-token')
+  try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
+  const token = randomBytes(24).toString('base64url')
+  await writeFile(file, `${token}\n`, { mode: 0o600 })
+  return token
+}
+
+await ensureDatabase(config.DATABASE_URL)
+await prepareDatabase(config.DATABASE_URL, say)
+const token = await adminToken()
+const supervisor = new Supervisor({ log })
+const pidFile = path.join(stateDir, 'pids.json')
+supervisor.onSpawn = () => { void writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2)) }
+
+let stopping = false
+async function stop (signal: string): Promise<void> {
+  if (stopping) return
+  stopping = true
+  say(`${signal}: stopping the cluster`)
+  await supervisor.stop(['front', 'cache1', 'cache2', 'frontend1', 'frontend2', 'frontend3', 'backend1', 'backend2', 'replica'])
+  await rm(pidFile, { force: true })
+  say('stopped')
+  process.exit(0)
+}
+process.once('SIGINT', () => { void stop('SIGINT') })
+process.once('SIGTERM', () => { void stop('SIGTERM') })
+
+const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
+try {
+  let readUrl = config.DATABASE_URL
+  const replica = await prepareReplica(config.DATABASE_URL)
+  if (typeof replica === 'string') {
+    say(`no streaming replica: ${replica}; the frontends read from the primary`)
+  } else {
+    await supervisor.start({ name: 'replica', command: replica.command, env: {} })
+    readUrl = replica.url
+    let ready = false
+    for (let i = 0; i < 100 && !ready; i++) {
+      const c = new pg.Client({ connectionString: readUrl })
+      ready = await c.connect().then(() => c.query('select pg_is_in_recovery() as r')).then((r) => r.rows[0].r === true).catch(() => false)
+      await c.end().catch(() => {})
+      if (!ready) await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    if (!ready) throw new Error('the replica did not come up')
+    say(`streaming replica on port ${ports.replica}: the frontends read from it`)
+  }
+
+  const backendUrls = ports.backends.map((p) => `http://127.0.0.1:${p}`)
+  await Promise.all(ports.backends.map((p, i) => supervisor.start({
+    name: `backend${i + 1}`, script: 'backend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
+    env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL }
+  })))
+  const frontendUrls = ports.frontends.map((p) => `http://127.0.0.1:${p}`)
+  await Promise.all(ports.frontends.map((p, i) => supervisor.start({
+    name: `frontend${i + 1}`, script: 'frontend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
+    env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL, DATABASE_READ_URL: readUrl, BACKEND_URL: backendUrls.join(',') }
+  })))
+  await Promise.all(ports.caches.map((p, i) => supervisor.start({
+    name: `cache${i + 1}`, script: 'cache/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
+    env: { ...common, PORT: String(p), UPSTREAMS: frontendUrls.join(','), CACHE_WORKERS: '1' }
+  })))
+
+  const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' })
+  if (haproxy.status === 0) {
+    const cfg = path.join(stateDir, 'haproxy.cfg')
+    await writeFile(cfg, haproxyConfig())
+    await supervisor.start({ name: 'front', command: ['haproxy', '-f', cfg, '-db'], env: {} })
+    say(`HAProxy in front (stats on http://127.0.0.1:${ports.haproxyStats}/)`)
+  } else {
+    await supervisor.start({
+      name: 'front', script: 'scripts/tcp-balancer.ts',
+      env: { BALANCER_HOST: '127.0.0.1', BALANCER_PORT: String(ports.front), BALANCER_TARGETS: ports.caches.map((p) => `127.0.0.1:${p}`).join(',') }
+    })
+    say('HAProxy is not installed (apt-get install haproxy): a TCP balancer is in front instead')
+  }
+  if (!await waitHealthy(`http://127.0.0.1:${ports.front}/-/health`, 30_000)) throw new Error('the front door did not answer')
+} catch (err) {
+  say(`start-up failed: ${(err as Error).message}`)
+  await stop('start-up failure')
+}
+
+await writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2))
+say(`cluster is up in ${((Date.now() - started) / 1000).toFixed(1)} s: http://127.0.0.1:${ports.front} (PIDs in ${path.relative(ROOT, pidFile)})`)
+console.log(`FLASHCROWD_URL=http://127.0.0.1:${ports.front}`)
