@@ -1,0 +1,22 @@
+# One image for every role; the compose file picks the role by command.
+# syntax=docker/dockerfile:1
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim AS runtime
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json package-lock.json tsconfig.json ./
+COPY common ./common
+COPY migrations ./migrations
+COPY backend ./backend
+COPY frontend ./frontend
+COPY cache ./cache
+COPY loadtest ./loadtest
+COPY scripts ./scripts
+USER node
+ENV HOST=0.0.0.0
+EXPOSE 3000 3001 8080
+CMD ["npm", "start"]

@@ -1,0 +1,81 @@
+/**
+ * Docker does not run on the development machines, so this keeps
+ * docker-compose.yml honest by everything short of running it.
+ */
+import t from 'tap'
+import { readFileSync, existsSync } from 'node:fs'
+import path from 'node:path'
+import YAML from 'yaml'
+import type { TObject } from '@sinclair/typebox'
+import { ROOT } from '../helpers/spawn.js'
+import { loadConfig } from '../../common/config.js'
+import { ROLE_SCHEMAS } from '../../scripts/env-doc.js'
+import { Type } from '@sinclair/typebox'
+import { DatabaseEnv } from '../../common/config.js'
+
+const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, any> }
+const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+const haproxy = readFileSync(path.join(ROOT, 'deploy/haproxy.cfg'), 'utf8')
+const schemas: Record<string, TObject> = { ...ROLE_SCHEMAS, migrate: Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL }) }
+
+/** `${VAR:-default}` → default; `${VAR:?msg}` → a sample value a user would give. */
+function interpolate (value: string): string {
+  return value.replace(/\$\{(\w+)(:-([^}]*)|:\?[^}]*)?\}/g, (_m, name: string, _rest, def?: string) => def ?? (name === 'ADMIN_TOKEN' ? 'a-sample-admin-token-for-tests' : 'sample'))
+}
+
+t.test('the production topology is all there', async (t) => {
+  const s = compose.services
+  for (const name of ['haproxy', 'cache', 'frontend', 'backend', 'migrate', 'postgres-primary', 'postgres-replica', 'redis']) t.ok(s[name], `service ${name}`)
+  t.ok(s.cache.deploy.replicas >= 2, '≥ 2 cache')
+  t.ok(s.frontend.deploy.replicas >= 3, '≥ 3 frontend')
+  t.ok(s.backend.deploy.replicas >= 2, '≥ 2 backend')
+  t.match(s.frontend.environment.DATABASE_READ_URL, /postgres-replica/, 'frontends read from the replica')
+  t.match(s.backend.environment.DATABASE_URL, /postgres-primary/, 'backends write to the primary')
+})
+
+t.test('every command exists and every env var belongs to its role\'s schema', async (t) => {
+  for (const [name, service] of Object.entries(compose.services)) {
+    if (!Array.isArray(service.command) || service.command[0] !== 'npm') continue
+    const script = service.command[1] === 'run' ? service.command[2] : service.command[1]
+    t.ok(pkg.scripts[script], `${name}: npm run ${script} exists`)
+    const schema = schemas[script]
+    t.ok(schema, `${name}: a config schema for ${script}`)
+    const env = Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]))
+    for (const key of Object.keys(env)) t.ok(key in schema.properties, `${name}: ${key} is in the ${script} schema`)
+    t.doesNotThrow(() => loadConfig(schema, env), `${name}: its environment passes validation`)
+  }
+})
+
+t.test('health checks, start order and resource limits', async (t) => {
+  for (const [name, service] of Object.entries(compose.services)) {
+    t.ok(service.deploy?.resources?.limits?.memory && service.deploy?.resources?.limits?.cpus, `${name} has cpu and memory limits`)
+    if (name !== 'migrate') t.ok(service.healthcheck?.test, `${name} has a health check`)
+    for (const [dep, cond] of Object.entries(service.depends_on ?? {}) as Array<[string, any]>) {
+      t.ok(compose.services[dep], `${name} depends on existing ${dep}`)
+      t.ok(['service_healthy', 'service_completed_successfully'].includes(cond.condition), `${name} waits for ${dep} (${cond.condition})`)
+    }
+  }
+  t.equal(compose.services.backend.depends_on.migrate.condition, 'service_completed_successfully', 'migrations run before the backends')
+})
+
+t.test('ports line up: haproxy → cache → frontend → backend', async (t) => {
+  const s = compose.services
+  const cachePort = s.cache.environment.PORT
+  t.match(haproxy, new RegExp(`cache:${cachePort}\\b`), 'haproxy targets the cache port')
+  const bind = /frontend flashcrowd\s+bind :(\d+)/.exec(haproxy)?.[1]
+  t.ok(s.haproxy.ports.some((p: string) => p.endsWith(`:${bind}`)), 'the published port is the one haproxy binds')
+  t.match(haproxy, /option httpchk GET \/-\/health/)
+  t.equal(s.cache.environment.UPSTREAMS, `http://frontend:${s.frontend.environment.PORT}`)
+  t.equal(s.frontend.environment.BACKEND_URL, `http://backend:${s.backend.environment.PORT}`)
+})
+
+t.test('the image and its helper scripts exist', async (t) => {
+  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')
+  t.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 2, 'multi-stage Dockerfile')
+  for (const dir of dockerfile.matchAll(/^COPY (\w+) \.\/\1$/gm)) t.ok(existsSync(path.join(ROOT, dir[1])), `COPY ${dir[1]} exists`)
+  for (const f of ['deploy/replica-entrypoint.sh', 'deploy/primary-init.sh']) t.ok(existsSync(path.join(ROOT, f)), f)
+  const cluster = JSON.parse(readFileSync(path.join(ROOT, 'cluster.json'), 'utf8'))
+  const ports = [cluster.front, ...cluster.caches, ...cluster.frontends, ...cluster.backends, cluster.replica, cluster.haproxyStats]
+  t.equal(new Set(ports).size, ports.length, 'cluster.json names every port once')
+  t.ok(cluster.caches.length >= 2 && cluster.frontends.length >= 3 && cluster.backends.length >= 2)
+})
