@@ -13,7 +13,7 @@ import { loadConfigOrExit } from '../common/config.js'
 
 const config = loadConfigOrExit(BackendEnv, 'backend')
 
-const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`backend: ${msg}`))
+const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`backend: ${msg}`), config.FLASHCROWD_STATE_DIR)
 const database = createDatabase({
   url: target.url,
   max: config.DATABASE_POOL_MAX,

@@ -48,6 +48,7 @@ export const DatabaseEnv = {
     pattern: '^postgres(ql)?://',
     description: 'Primary Postgres (read-write). Unset: the embedded database (PGlite over the wire) under .flashcrowd/.'
   })),
+  FLASHCROWD_STATE_DIR: Type.String({ minLength: 1, default: '.flashcrowd', description: 'Folder of the embedded database (pgdata/), its owner record and the generated admin token.' }),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Connections in the pool.' }),
   DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000, description: 'Statement timeout; a stuck query fails instead of holding a connection.' }),
   DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000, description: 'How long a request waits for a pooled connection before it fails with 503.' })

@@ -15,15 +15,15 @@ export interface ResolvedDatabase {
   close: () => Promise<void>
 }
 
-export async function resolveDatabaseUrl (url: string | undefined, log: (msg: string) => void = () => {}): Promise<ResolvedDatabase> {
+export async function resolveDatabaseUrl (url: string | undefined, log: (msg: string) => void = () => {}, stateDir = DEFAULT_STATE_DIR): Promise<ResolvedDatabase> {
   if (url) return { url, embedded: false, close: async () => {} }
-  const existing = await findEmbeddedOwner(DEFAULT_STATE_DIR)
+  const existing = await findEmbeddedOwner(stateDir)
   if (existing) {
     log(`using the embedded database at ${existing}`)
     return { url: existing, embedded: true, close: async () => {} }
   }
-  const embedded = await ownEmbeddedDatabase(DEFAULT_STATE_DIR)
-  log(`started the embedded database (PGlite) at ${embedded.url}, data in ${DEFAULT_STATE_DIR}/pgdata`)
+  const embedded = await ownEmbeddedDatabase(stateDir)
+  log(`started the embedded database (PGlite) at ${embedded.url}, data in ${stateDir}/pgdata`)
   await prepareDatabase(embedded.url, log)
   return { url: embedded.url, embedded: true, close: embedded.close }
 }

@@ -16,13 +16,13 @@ import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { Type } from '@sinclair/typebox'
-import { CommonEnv, loadConfigOrExit } from '../common/config.js'
+import { CommonEnv, DatabaseEnv, loadConfigOrExit } from '../common/config.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { DEFAULT_STATE_DIR } from '../common/embedded-db.js'
 import { Supervisor, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
+  FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/flashcrowd', description: 'Primary PostgreSQL (created if missing).' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379', description: 'Redis for the bus, rate limits and the shared render cache.' }),
@@ -34,7 +34,7 @@ interface Ports { front: number, caches: number[], frontends: number[], backends
 
 const config = loadConfigOrExit(ClusterEnv, 'cluster')
 const ports = JSON.parse(await readFile(path.resolve(ROOT, config.CLUSTER_CONFIG), 'utf8')) as Ports
-const stateDir = path.join(ROOT, DEFAULT_STATE_DIR, 'cluster', String(ports.front))
+const stateDir = path.resolve(ROOT, config.FLASHCROWD_STATE_DIR, 'cluster', String(ports.front))
 await mkdir(stateDir, { recursive: true })
 const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('cluster', msg, 'out')
@@ -120,7 +120,7 @@ listen stats
 
 async function adminToken (): Promise<string> {
   if (config.ADMIN_TOKEN) return config.ADMIN_TOKEN
-  const file = path.join(ROOT, DEFAULT_STATE_DIR, 'admin-token')
+  const file = path.resolve(ROOT, config.FLASHCROWD_STATE_DIR, 'admin-token')
   try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
   const token = randomBytes(24).toString('base64url')
   await writeFile(file, `${token}\n`, { mode: 0o600 })

@@ -7,8 +7,8 @@ import { resolveDatabaseUrl } from '../common/database-url.js'
 import { migrateToLatest } from '../migrations/migrator.js'
 import { seed } from '../common/seed.js'
 
-const config = loadConfig(Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL }))
-const target = await resolveDatabaseUrl(config.DATABASE_URL, console.log)
+const config = loadConfig(Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL, FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR }))
+const target = await resolveDatabaseUrl(config.DATABASE_URL, console.log, config.FLASHCROWD_STATE_DIR)
 const handle = createDatabase({ url: target.url, max: 2, statementTimeoutMs: 600_000 })
 try {
   await migrateToLatest(handle.db)

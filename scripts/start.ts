@@ -12,7 +12,7 @@ import path from 'node:path'
 import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config.js'
 import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
-import { ownEmbeddedDatabase, findEmbeddedOwner, DEFAULT_STATE_DIR, type EmbeddedDatabase } from '../common/embedded-db.js'
+import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
 import { Supervisor, createLogWriter } from './supervisor.js'
 
@@ -22,6 +22,7 @@ export const StartEnv = Type.Object({
   REDIS_URL: CommonEnv.REDIS_URL,
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
+  FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   PORT: Port('Public port of the tier (the cache layer).', 8080),
   CACHE_MAX_BYTES: Type.Optional(Type.Integer({ minimum: 1024 * 1024, description: 'Memory budget of the cache layer in bytes.' }))
 })
@@ -43,10 +44,10 @@ async function freePort (): Promise<number> {
 /** A token for the editor API and PURGE/BAN, kept across restarts so scripts keep working. */
 async function adminToken (): Promise<string> {
   if (config.ADMIN_TOKEN) return config.ADMIN_TOKEN
-  const file = path.join(DEFAULT_STATE_DIR, 'admin-token')
+  const file = path.join(config.FLASHCROWD_STATE_DIR, 'admin-token')
   try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
   const token = randomBytes(24).toString('base64url')
-  await mkdir(DEFAULT_STATE_DIR, { recursive: true })
+  await mkdir(config.FLASHCROWD_STATE_DIR, { recursive: true })
   await writeFile(file, `${token}\n`, { mode: 0o600 })
   return token
 }
@@ -54,14 +55,14 @@ async function adminToken (): Promise<string> {
 let embedded: EmbeddedDatabase | undefined
 let databaseUrl = config.DATABASE_URL
 if (!databaseUrl) {
-  const other = await findEmbeddedOwner(DEFAULT_STATE_DIR)
+  const other = await findEmbeddedOwner(config.FLASHCROWD_STATE_DIR)
   if (other) {
-    console.error(`flashcrowd: another flashcrowd process already owns ${DEFAULT_STATE_DIR}/pgdata (${other}); stop it first`)
+    console.error(`flashcrowd: another flashcrowd process already owns ${config.FLASHCROWD_STATE_DIR}/pgdata (${other}); stop it first`)
     process.exit(1)
   }
-  embedded = await ownEmbeddedDatabase(DEFAULT_STATE_DIR)
+  embedded = await ownEmbeddedDatabase(config.FLASHCROWD_STATE_DIR)
   databaseUrl = embedded.url
-  say(`embedded database (PGlite) on ${embedded.url}, data in ${DEFAULT_STATE_DIR}/pgdata`)
+  say(`embedded database (PGlite) on ${embedded.url}, data in ${config.FLASHCROWD_STATE_DIR}/pgdata`)
 }
 await prepareDatabase(databaseUrl, say)
 
@@ -104,6 +105,6 @@ try {
 }
 
 say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publicUrl}`)
-say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${DEFAULT_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
+say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
 // Machine-readable line for scripts and tests.
 console.log(`FLASHCROWD_URL=${publicUrl}`)
