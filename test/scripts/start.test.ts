@@ -1,0 +1,98 @@
+/**
+ * `npm start` as a new user runs it: the whole tier from nothing (embedded
+ * database, embedded bus), pages through the cache, a comment end to end,
+ * Ctrl-C, nothing left running.
+ */
+import t from 'tap'
+import net from 'node:net'
+import { execFileSync } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { spawnScript } from '../helpers/spawn.js'
+
+async function freePort (): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+function descendants (pid: number): number[] {
+  try {
+    const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
+    const rows = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number))
+    const found: number[] = []
+    const walk = (p: number) => { for (const [c, pp] of rows) if (pp === p) { found.push(c); walk(c) } }
+    walk(pid)
+    return found
+  } catch { return [] }
+}
+
+const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
+
+t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C', async (t) => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'fc-start-'))
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }))
+  const port = await freePort()
+  const began = Date.now()
+  const run = spawnScript('scripts/start.ts', { PORT: String(port), FLASHCROWD_STATE_DIR: stateDir, LOG_LEVEL: 'warn' })
+  t.teardown(() => { for (const pid of descendants(run.child.pid!)) { try { process.kill(pid, 'SIGKILL') } catch {} } run.child.kill('SIGKILL') })
+  const base = await new Promise<string | undefined>((resolve) => {
+    const deadline = setTimeout(() => resolve(undefined), 90_000)
+    const check = setInterval(() => {
+      const m = /FLASHCROWD_URL=(\S+)/.exec(run.output())
+      if (m || run.child.exitCode !== null) { clearInterval(check); clearTimeout(deadline); resolve(m?.[1]) }
+    }, 100)
+  })
+  t.ok(base, `the tier came up (output: ${run.output().slice(-2000)})`)
+  if (!base) return
+  t.comment(`first start: ${((Date.now() - began) / 1000).toFixed(1)} s to the URL line`)
+
+  const first = await fetch(`${base}/news`)
+  t.equal(first.status, 200)
+  const html = await first.text()
+  const second = await fetch(`${base}/news`)
+  await second.arrayBuffer()
+  t.equal(second.headers.get('x-cache'), 'HIT', 'the second view is a cache hit')
+
+  const slug = /href="\/news\/([a-z0-9-]+)"/.exec(html)?.[1]
+  t.ok(slug, 'the news index links to articles')
+  const page = `${base}/news/${slug}`
+  await (await fetch(page)).arrayBuffer()
+  await (await fetch(page)).arrayBuffer() // cached now: the comment must purge it
+
+  const text = `Posted through the cache ${Date.now()}`
+  const posted = await fetch(`${page}/comments`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
+    body: new URLSearchParams({ author: 'E2E Tester', body: text }).toString()
+  })
+  t.equal(posted.status, 303)
+  const location = posted.headers.get('location')
+  t.ok(location)
+  const after = await fetch(new URL(location!, base))
+  t.match(await after.text(), text, 'the author sees the comment on the redirect')
+
+  const deadline = Date.now() + 1000
+  let seen = false
+  while (!seen && Date.now() < deadline) {
+    seen = (await (await fetch(page)).text()).includes(text)
+    if (!seen) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.ok(seen, 'another visitor sees it within 1 s (the purge reached the cache)')
+
+  const children = descendants(run.child.pid!)
+  t.ok(children.length >= 3, `roles run as separate processes (${children.length})`)
+  run.child.kill('SIGINT')
+  t.equal(await run.exited, 0, 'Ctrl-C exits cleanly')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.same(children.filter(alive), [], 'no process left running')
+  const refused = await new Promise<boolean>((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.once('error', () => resolve(true)); s.once('connect', () => { s.destroy(); resolve(false) })
+  })
+  t.ok(refused, 'the port is released')
+})
