@@ -1,0 +1,203 @@
+// npm run loadtest -- <scenario> --url <base> [flags]
+// Exit codes: 0 run passed · 1 a threshold failed, or the run could not be
+// carried out · 2 bad usage (unknown scenario, bad flag) · 130 interrupted.
+import { parseArgs } from 'node:util'
+import { pathToFileURL } from 'node:url'
+import { parseTier } from './capacity.js'
+import { renderTable } from './report-table.js'
+import { runLoadTest, type RunOptions } from './run.js'
+import { BUILTIN_SCENARIOS, loadScenario, ScenarioError } from './scenarios.js'
+import { parseThreshold, ThresholdError } from './thresholds.js'
+
+export const USAGE = `usage: npm run loadtest -- <scenario> --url <base> [options]
+
+scenarios:
+${Object.values(BUILTIN_SCENARIOS).map(s => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}
+  <file>.json  a scenario file: { "stages": [{ "name", "duration", "from"?, "to" }], "mix": [{ "action", "weight", "path"? }], "zipf"? }
+               durations and targets are numbers or percentages of --duration / the target ("20%")
+
+options:
+  --url <base>          site under test (required), e.g. http://127.0.0.1:8080
+  --duration <time>     whole run: 30, 45s, 2m (default 30s)
+  --connections <n>     closed model: the target number of connections (default 10);
+                        open model: connections carrying the rate (default rate/10, 10..500)
+  --rate <r>            open model: target arrival rate in req/s (stages scale it)
+  --step <s>            seconds per step of a ramping stage (default duration/50, 0.25..1;
+                        at least 1 in the open model)
+  --timeout <s>         per-request timeout (default 10)
+  --seed <n>            seed of the URL and body sequence (default 1)
+  --out <dir>           write summary.json and report.html there
+  --threshold <expr>    fail the run (exit 1) unless it holds; repeatable:
+                        p50|p90|p95|p99|p99.9|max|avg (ms), rps, requests, errors, hit, origin (ratio or %)
+                        e.g. p99<250  errors<0.1%  hit>0.95  'p99{endpoint=/news/:slug}<300'  'rps{stage=hold}>1000'
+  --plan-users <n>      capacity plan: instances of cache, frontend, backend for n concurrent users
+  --think-time <s>      seconds between two requests of one user (default 10)
+  --tier <spec>         instances in the tested tier (default cache=1,frontend=1,backend=1)
+  --headroom <f>        run instances at most at this share of measured capacity (default 0.7)
+  --frontend-rps <r>    per-frontend req/s measured straight at a frontend (for the plan)
+  --backend-rps <r>     per-backend writes/s (for the plan)
+  --quiet               no per-second progress
+  -h, --help            this help
+
+exit codes: 0 pass · 1 threshold failed or run error · 2 usage error
+`
+
+export class UsageError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'UsageError'
+  }
+}
+
+/** "30", "30s", "2m", "1m30s", "500ms" → seconds. */
+export function parseDuration (s: string): number {
+  const t = s.trim()
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t)
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy
+  let total = 0
+  let m: RegExpExecArray | null
+  let consumed = 0
+  while ((m = re.exec(t)) !== null) {
+    total += Number(m[1]) * ({ ms: 0.001, s: 1, m: 60, h: 3600 } as const)[m[2] as 'ms' | 's' | 'm' | 'h']
+    consumed = re.lastIndex
+  }
+  if (consumed !== t.length || consumed === 0) throw new UsageError(`bad duration "${s}": use e.g. 30, 45s, 2m, 1m30s`)
+  return total
+}
+
+function num (name: string, v: string | undefined, o: { min?: number, max?: number, integer?: boolean } = {}): number | undefined {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`)
+  if (o.integer && !Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got "${v}"`)
+  if (o.min !== undefined && n < o.min) throw new UsageError(`--${name} must be >= ${o.min}, got ${v}`)
+  if (o.max !== undefined && n > o.max) throw new UsageError(`--${name} must be <= ${o.max}, got ${v}`)
+  return n
+}
+
+export interface Io {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+  signal?: AbortSignal
+}
+
+export async function main (argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let opts: RunOptions
+  let scenarioArg: string
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        url: { type: 'string' },
+        duration: { type: 'string' },
+        connections: { type: 'string' },
+        rate: { type: 'string' },
+        step: { type: 'string' },
+        timeout: { type: 'string' },
+        seed: { type: 'string' },
+        out: { type: 'string' },
+        threshold: { type: 'string', multiple: true },
+        'plan-users': { type: 'string' },
+        'think-time': { type: 'string' },
+        tier: { type: 'string' },
+        headroom: { type: 'string' },
+        'frontend-rps': { type: 'string' },
+        'backend-rps': { type: 'string' },
+        quiet: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' }
+      }
+    })
+    if (values.help) {
+      io.stdout.write(USAGE)
+      return 0
+    }
+    if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <scenario>' : `one scenario expected, got: ${positionals.join(' ')}`)
+    scenarioArg = positionals[0]
+    if (!values.url) throw new UsageError('missing --url <base>')
+    let url: URL
+    try {
+      url = new URL(values.url)
+    } catch {
+      throw new UsageError(`--url "${values.url}" is not a URL`)
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url must be http(s), got ${url.protocol}`)
+    const duration = values.duration === undefined ? 30 : parseDuration(values.duration)
+    if (!(duration > 0) || duration > 24 * 3600) throw new UsageError('--duration must be > 0 and at most 24h')
+    const rate = num('rate', values.rate, { min: 1 })
+    const connections = num('connections', values.connections, { min: 1, max: 10_000, integer: true })
+    const model = rate === undefined ? 'closed' : 'open'
+    const target = model === 'open' ? rate as number : connections ?? 10
+    const pool = model === 'open' ? connections ?? Math.min(500, Math.max(10, Math.ceil(target / 10))) : target
+    const users = num('plan-users', values['plan-users'], { min: 1, integer: true })
+    const thresholds = (values.threshold ?? []).map(parseThreshold)
+    const scenario = await loadScenario(scenarioArg)
+    opts = {
+      scenario,
+      url: url.toString(),
+      duration,
+      model,
+      target,
+      pool,
+      // a ramp of a few seconds still gets several steps in a short run
+      step: num('step', values.step, { min: 0.05 }) ?? Math.min(1, Math.max(0.25, duration / 50)),
+      seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,
+      timeout: num('timeout', values.timeout, { min: 0.1 }) ?? 10,
+      thresholds,
+      out: values.out,
+      planUsers: users === undefined
+        ? undefined
+        : {
+            users,
+            thinkTime: num('think-time', values['think-time'], { min: 0.01 }) ?? 10,
+            headroom: num('headroom', values.headroom, { min: 0.05, max: 1 }) ?? 0.7,
+            tier: parseTier(values.tier ?? ''),
+            frontendRps: num('frontend-rps', values['frontend-rps'], { min: 0.001 }),
+            backendRps: num('backend-rps', values['backend-rps'], { min: 0.001 })
+          },
+      progress: values.quiet ? null : io.stderr,
+      signal: io.signal,
+      log: (line) => io.stderr.write(line + '\n')
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string }
+    const usage = err instanceof UsageError || err instanceof ThresholdError || err instanceof ScenarioError ||
+      e.code?.startsWith('ERR_PARSE_ARGS') || /^bad --tier/.test(e.message)
+    if (!usage) throw err
+    io.stderr.write(`error: ${e.message}\n\n${USAGE}`)
+    return 2
+  }
+
+  let outcome
+  try {
+    outcome = await runLoadTest(opts)
+  } catch (err) {
+    io.stderr.write(`error: ${(err as Error).message}\n`)
+    return 1
+  }
+  const { summary, files } = outcome
+  io.stdout.write('\n' + renderTable(summary))
+  for (const f of files) io.stderr.write(`wrote ${f}\n`)
+  if (summary.aborted) return 130
+  const failed = summary.thresholds.filter(t => !t.pass)
+  if (failed.length > 0) {
+    io.stderr.write(`threshold failed: ${failed.map(t => t.expr).join(', ')}\n`)
+    return 1
+  }
+  return 0
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const ac = new AbortController()
+  process.once('SIGINT', () => {
+    process.stderr.write('\ninterrupted: stopping, the report covers what ran\n')
+    ac.abort()
+  })
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: ac.signal })
+    .then((code) => { process.exitCode = code })
+    .catch((err: unknown) => {
+      process.stderr.write(`error: ${(err as Error)?.stack ?? String(err)}\n`)
+      process.exitCode = 1
+    })
+}

@@ -1,0 +1,77 @@
+// Exit codes, by spawning the CLI the way npm run loadtest does.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { parseDuration } from '../../loadtest/cli.js'
+import { startFakeSite } from './fake-site.js'
+
+const ROOT = join(import.meta.dirname, '../..')
+
+function cli (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'loadtest/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d })
+    child.stderr.on('data', (d: Buffer) => { stderr += d })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    child.on('error', reject)
+    child.on('close', code => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+  })
+}
+
+t.test('parseDuration', async t => {
+  t.equal(parseDuration('30'), 30)
+  t.equal(parseDuration('45s'), 45)
+  t.equal(parseDuration('2m'), 120)
+  t.equal(parseDuration('1m30s'), 90)
+  t.equal(parseDuration('500ms'), 0.5)
+  t.throws(() => parseDuration('soon'), /bad duration/)
+  t.throws(() => parseDuration('5x'), /bad duration/)
+})
+
+t.test('usage errors exit 2 with the usage text', async t => {
+  const cases: Array<[string[], RegExp]> = [
+    [['nope', '--url', 'http://127.0.0.1:9'], /unknown scenario "nope"/],
+    [['browse'], /missing --url/],
+    [['--url', 'http://127.0.0.1:9'], /missing <scenario>/],
+    [['browse', '--url', 'http://127.0.0.1:9', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['browse', '--url', 'http://127.0.0.1:9', '--connections', 'many'], /--connections must be a number/],
+    [['browse', '--url', 'http://127.0.0.1:9', '--threshold', 'p99<<3'], /bad threshold "p99<<3"/],
+    [['browse', '--url', 'ftp://127.0.0.1:9'], /must be http/],
+    [['browse', '--url', 'http://127.0.0.1:9', '--tier', 'db=2', '--plan-users', '10'], /bad --tier/]
+  ]
+  await Promise.all(cases.map(async ([args, message]) => {
+    const r = await cli(args)
+    t.equal(r.code, 2, `${args.join(' ')} → 2`)
+    t.match(r.stderr, message)
+    t.match(r.stderr, /usage: npm run loadtest -- <scenario> --url <base>/)
+  }))
+  const help = await cli(['--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /signup-rush/)
+})
+
+t.test('a run exits 0 when thresholds hold, 1 naming the one that failed', async t => {
+  const site = await startFakeSite()
+  t.teardown(() => site.close())
+  const base = ['browse', '--url', site.url, '--duration', '1', '--connections', '2']
+  const [ok, failed] = await Promise.all([
+    cli([...base, '--threshold', 'p99<5000', '--threshold', 'errors<1%']),
+    cli([...base, '--threshold', 'p99<5000', '--threshold', 'rps{stage=steady}>100000000', '--quiet'])
+  ])
+  t.equal(ok.code, 0, ok.stderr)
+  t.match(ok.stdout, /latency \(ms\)\s+p50\s+p90\s+p99\s+p99\.9\s+max/, 'end-of-run table')
+  t.match(ok.stdout, /result: PASS/)
+  t.match(ok.stderr, /^\s+1s\s+steady\s+2 conn\s+[\d,.]+ req\/s\s+p99/m, 'live per-second progress on stderr')
+  t.equal(failed.code, 1)
+  t.match(failed.stderr, /threshold failed: rps\{stage=steady\}>100000000/)
+  t.match(failed.stdout, /✗ FAIL\s+rps\{stage=steady\}>100000000/)
+  t.notMatch(failed.stderr, /req\/s\s+p99/, '--quiet: no progress lines')
+})
+
+t.test('a site that cannot be reached exits 1 with a reason', async t => {
+  const r = await cli(['browse', '--url', 'http://127.0.0.1:9', '--duration', '1'])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /error: cannot read the sitemap at http:\/\/127\.0\.0\.1:9\/sitemap\.xml/)
+})
