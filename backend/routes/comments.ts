@@ -7,15 +7,18 @@ export default async function commentRoutes (app: FastifyInstance): Promise<void
   app.post('/v1/comments', { schema: { body: CommentBody } }, async (request, reply) => {
     const input = request.body as CommentInput
     return app.writer.run(request, reply, async (trx) => {
-      const article = await trx.selectFrom('news').select('id').where('slug', '=', input.news).executeTakeFirst()
-      if (!article) throw new Errors.NOT_FOUND(`no news article "${input.news}"`)
+      // Look-up and insert in one statement: one round trip fewer on the hottest write.
       const row = await trx.insertInto('comments')
-        .values({ news_id: article.id, author: input.author.trim(), body: input.body.trim() })
-        .returning(['id', 'author', 'body', 'created_at']).executeTakeFirstOrThrow()
+        .columns(['news_id', 'author', 'body'])
+        .expression((eb) => eb.selectFrom('news')
+          .select((s) => ['id', s.val(input.author.trim()).as('author'), s.val(input.body.trim()).as('body')])
+          .where('slug', '=', input.news))
+        .returning(['id', 'news_id', 'author', 'body', 'created_at']).executeTakeFirst()
+      if (!row) throw new Errors.NOT_FOUND(`no news article "${input.news}"`)
       return {
         status: 201,
         body: { id: row.id, news: input.news, author: row.author, body: row.body, createdAt: row.created_at },
-        keys: [SurrogateKeys.article(article.id)]
+        keys: [SurrogateKeys.article(row.news_id)]
       }
     })
   })
