@@ -1,0 +1,117 @@
+/**
+ * `npm run cluster` under fire: reads and writes through the front door while
+ * one frontend and one backend are killed. No read of a cached page may fail
+ * and no acknowledged write may be lost; the supervisor restarts both.
+ */
+import t from 'tap'
+import net from 'node:net'
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import { spawnScript } from '../helpers/spawn.js'
+import { createTestDatabase } from '../helpers/database.js'
+
+async function freePorts (n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
+    const s = net.createServer(); s.listen(0, '127.0.0.1', () => resolve(s))
+  })))
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
+  return ports
+}
+
+const skip = !process.env.DATABASE_URL || !process.env.REDIS_URL ? 'the cluster needs DATABASE_URL and REDIS_URL' : false
+
+t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, async (t) => {
+  const database = await createTestDatabase('postgres')
+  t.teardown(database.close)
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const [front, c1, c2, f1, f2, f3, b1, b2, replica, stats] = await freePorts(10)
+  const configFile = path.join(dir, 'cluster.json')
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats }))
+  const run = spawnScript('scripts/cluster.ts', {
+    CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: database.url, REDIS_URL: process.env.REDIS_URL,
+    LOG_LEVEL: 'warn', CLUSTER_REPLICA: 'off', ADMIN_TOKEN: 'cluster-test-admin-token'
+  })
+  let stopped = false
+  t.teardown(async () => { if (!stopped) { run.child.kill('SIGTERM'); await run.exited } })
+  const base = await new Promise<string | undefined>((resolve) => {
+    const deadline = setTimeout(() => resolve(undefined), 120_000)
+    const check = setInterval(() => {
+      const m = /FLASHCROWD_URL=(\S+)/.exec(run.output())
+      if (m || run.child.exitCode !== null) { clearInterval(check); clearTimeout(deadline); resolve(m?.[1]) }
+    }, 200)
+  })
+  t.ok(base, `the cluster came up (output: ${run.output().slice(-3000)})`)
+  if (!base) return
+  const pidFile = path.join(dir, 'cluster', String(front), 'pids.json')
+  const pids = JSON.parse(await readFile(pidFile, 'utf8')) as Record<string, number>
+
+  // Warm a handful of pages on both cache nodes.
+  const newsHtml = await (await fetch(`${base}/news`)).text()
+  const slugs = [...newsHtml.matchAll(/href="\/news\/([a-z0-9-]+)"/g)].map((m) => m[1]).slice(0, 5)
+  t.ok(slugs.length >= 3)
+  const pages = ['/', '/news', '/tutorials', ...slugs.map((s) => `/news/${s}`)]
+  for (let i = 0; i < 4; i++) for (const p of pages) await (await fetch(base + p)).arrayBuffer()
+
+  const readFailures: string[] = []
+  let reads = 0
+  const acknowledged: string[] = []
+  let writeAttempts = 0
+  const until = Date.now() + 8000
+  const reader = async () => {
+    while (Date.now() < until) {
+      const p = pages[reads++ % pages.length]
+      try {
+        const res = await fetch(base + p)
+        await res.arrayBuffer()
+        if (res.status !== 200) readFailures.push(`${p} → ${res.status}`)
+      } catch (err) { readFailures.push(`${p} → ${(err as Error).message}`) }
+    }
+  }
+  const writer = async (w: number) => {
+    while (Date.now() < until) {
+      const text = `cluster write ${w}-${writeAttempts++}-${Date.now()}`
+      try {
+        const res = await fetch(`${base}/news/${slugs[0]}/comments`, {
+          method: 'POST', redirect: 'manual',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
+          body: new URLSearchParams({ author: 'Cluster', body: text }).toString()
+        })
+        await res.arrayBuffer()
+        if (res.status === 303) acknowledged.push(text)
+      } catch { /* not acknowledged: may or may not have happened, both are fine */ }
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  const killer = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    process.kill(pids.frontend1, 'SIGKILL')
+    process.kill(pids.backend1, 'SIGKILL')
+  }
+  await Promise.all([reader(), reader(), reader(), writer(1), writer(2), killer()])
+
+  t.ok(reads > 100, `${reads} reads`)
+  t.same(readFailures, [], 'no failed read of a cached page')
+  t.ok(acknowledged.length > 10, `${acknowledged.length} of ${writeAttempts} writes acknowledged`)
+  const client = new pg.Client({ connectionString: database.url })
+  await client.connect()
+  const stored = new Set((await client.query<{ body: string }>("select body from comments where author = 'Cluster'")).rows.map((r) => r.body))
+  await client.end()
+  t.same(acknowledged.filter((text) => !stored.has(text)), [], 'every acknowledged write is stored')
+
+  // The supervisor brought both back.
+  let restarted = false
+  for (let i = 0; i < 100 && !restarted; i++) {
+    const now = JSON.parse(await readFile(pidFile, 'utf8')) as Record<string, number>
+    restarted = now.frontend1 !== pids.frontend1 && now.backend1 !== pids.backend1
+    if (!restarted) await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  t.ok(restarted, 'frontend1 and backend1 were restarted')
+
+  run.child.kill('SIGTERM')
+  t.equal(await run.exited, 0)
+  stopped = true
+})
