@@ -241,6 +241,11 @@ export class RedisStreamBus implements Bus {
     conn.on('error', () => { /* retried by the read loop */ })
     let running = true
     let lastId: string | null = null
+    // ioredis replays a blocked XREAD on its own after reconnecting, so the
+    // loop may never see an error: remember reconnects to check for a gap.
+    let readyOnce = false
+    let reconnected = false
+    conn.on('ready', () => { if (readyOnce) reconnected = true; readyOnce = true })
     const loop = (async () => {
       while (running) {
         try {
@@ -254,6 +259,10 @@ export class RedisStreamBus implements Bus {
           while (running) {
             const res = await conn.xread('COUNT', 1000, 'BLOCK', this.#blockMs, 'STREAMS', this.stream, lastId) as Array<[string, Array<[string, string[]]>]> | null
             if (!running) break
+            if (reconnected) {
+              reconnected = false
+              await this.#checkGap(conn, lastId, options)
+            }
             if (!res) continue
             for (const [, entries] of res) {
               for (const [id, fields] of entries) {

@@ -1,0 +1,217 @@
+/**
+ * The cache as an app: `buildApp(deps)` wires the store, coalescer, director,
+ * metrics and invalidation bus around one raw node:http server (Fastify's
+ * per-request cost would dominate a cache hit; see issue 5). server.ts only
+ * reads config, builds, listens and closes.
+ */
+import http from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Bus } from '../common/bus.js'
+import type { CacheConfig } from './config.js'
+import { MemoryStore, type CacheStore } from './store.js'
+import { Coalescer, systemTimers, type Timers } from './coalesce.js'
+import { Director } from './director.js'
+import { createCacheMetrics } from './metrics.js'
+import { InvalidationLog } from './ban.js'
+import { policyClassFor, systemClock, type Clock } from './freshness.js'
+import { applyEvent, authorize, eventFromRequest, subscribeInvalidations } from './invalidation.js'
+import { Ctx, drive, REJECTED } from './state-machine.js'
+import { silentLogger, type Engine, type Logger } from './engine.js'
+import { list } from '../common/config.js'
+import { policy } from './policy.js'
+import { Reclaimer } from './reclaim.js'
+
+export interface CacheDeps {
+  config: CacheConfig
+  bus: Bus
+  logger?: Logger
+  /** Injected for tests (fake time for TTL, grace and staleness). */
+  clock?: Clock
+  timers?: Timers
+  store?: CacheStore
+  /** Collect process-level default metrics (off in tests that build many apps). */
+  defaultMetrics?: boolean
+}
+
+export interface CacheApp {
+  server: http.Server
+  engine: Engine
+  listen (port?: number, host?: string): Promise<AddressInfo>
+  close (): Promise<void>
+  /** Base URL once listening. */
+  url (): string
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 200: 'OK', 503: 'Service Unavailable' }
+
+function rawAnswer (socket: Duplex, status: number, body: string, extra = ''): void {
+  if (!socket.writable) { socket.destroy(); return }
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n${extra}\r\n${body}`)
+}
+
+export function buildApp (deps: CacheDeps): CacheApp {
+  const { config } = deps
+  const clock = deps.clock ?? systemClock
+  const timers = deps.timers ?? systemTimers
+  const logger = deps.logger ?? silentLogger
+  let onEvict = (): void => {}
+  // Below ~64 MB of evictions V8 would not collect the dead bodies by itself (reclaim.ts).
+  const reclaimer = new Reclaimer({ thresholdBytes: Math.min(32 * 1024 * 1024, Math.max(2 * 1024 * 1024, config.CACHE_MAX_BYTES / 4)) })
+  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) } })
+  const coalescer = new Coalescer({
+    maxWaiters: config.CACHE_COALESCE_MAX_WAITERS,
+    timeoutMs: config.CACHE_COALESCE_TIMEOUT_MS,
+    hitForMissMs: config.CACHE_HIT_FOR_MISS_SECONDS * 1000,
+    clock,
+    timers
+  })
+  let observe = (_u: string, _s: number): void => {}
+  const director = new Director({
+    upstreams: list(config.UPSTREAMS),
+    mode: config.CACHE_DIRECTOR,
+    connections: config.CACHE_UPSTREAM_CONNECTIONS,
+    timeoutMs: config.CACHE_UPSTREAM_TIMEOUT_MS,
+    probeIntervalMs: config.CACHE_PROBE_INTERVAL_MS,
+    probeTimeoutMs: config.CACHE_PROBE_TIMEOUT_MS,
+    ejectAfterErrors: config.CACHE_EJECT_AFTER_ERRORS,
+    ejectMs: config.CACHE_EJECT_MS,
+    clock,
+    onFetch: (u, seconds) => observe(u.url, seconds)
+  })
+  const metrics = createCacheMetrics({ store, director, coalescer, defaults: deps.defaultMetrics })
+  onEvict = () => { metrics.counters.evictions++ }
+  observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
+  const log = new InvalidationLog()
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger }
+  const applyDeps = { store, log, now: () => clock.now() }
+
+  // Every node applies every event, its own included (the bus echoes them back;
+  // applying twice is harmless) and the backend's outbox events.
+  const unsubscribe = subscribeInvalidations({
+    ...applyDeps,
+    bus: deps.bus,
+    onApplied: (m, touched) => {
+      const kind = m.event.kind
+      metrics.counters.purges[kind]++
+      if (kind !== 'ban' && m.event.soft) metrics.counters.purges.soft++
+      logger.info({ event: m.event, id: m.id, touched }, 'invalidation applied')
+    },
+    onGap: (since, touched) => {
+      metrics.counters.purges.gap++
+      logger.warn({ since, touched }, 'invalidation bus gap: banned everything stored before it')
+    }
+  })
+
+  const server = http.createServer({
+    maxHeaderSize: config.CACHE_MAX_HEADER_BYTES,
+    requestTimeout: config.CACHE_REQUEST_TIMEOUT_MS,
+    headersTimeout: config.CACHE_HEADERS_TIMEOUT_MS,
+    keepAliveTimeout: config.CACHE_KEEPALIVE_TIMEOUT_MS,
+    // How often node enforces the two timeouts above (its default, 30 s, would let a slowloris linger).
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.CACHE_HEADERS_TIMEOUT_MS / 2))),
+    // Never the lenient parser: it is what lets smuggled requests through.
+    insecureHTTPParser: false
+  }, (req, res) => {
+    // Requests parsed behind one we rejected for its framing are not the client's to send.
+    if ((req.socket as unknown as Record<symbol, boolean>)[REJECTED]) { res.destroy(); return }
+    drive(new Ctx(engine, req, res), 'recv')
+  })
+  // A client that stops reading (or sending) cannot hold a socket forever.
+  server.timeout = config.CACHE_IDLE_TIMEOUT_MS
+
+  server.on('clientError', (err: Error & { code?: string, rawPacket?: Buffer }, socket: Duplex) => {
+    if (err.code === 'HPE_INVALID_METHOD' && err.rawPacket?.subarray(0, 4).toString('latin1') === 'BAN ') {
+      rawBan(err.rawPacket, socket)
+      return
+    }
+    // The parser failed inside a request we already accepted (bad chunking in
+    // its body): answer it 400 through its own response, unless that has
+    // started, and close. Nothing of it was forwarded (pass reads bodies first).
+    const current = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage
+    if (current) {
+      (socket as unknown as Record<symbol, boolean>)[REJECTED] = true
+      if (current.headersSent) { socket.destroy(); return }
+      current.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '18', 'cache-control': 'no-store', connection: 'close' })
+      current.end('malformed request\n')
+      return
+    }
+    if (err.code === 'ECONNRESET') { socket.destroy(); return }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+    rawAnswer(socket, status, status === 400 ? 'malformed request\n' : status === 431 ? 'request header fields too large\n' : 'request timeout\n')
+  })
+
+  /**
+   * node's parser does not know the BAN method, so a BAN arrives here as a
+   * parse error carrying its raw bytes. The head is parsed strictly (CRLF
+   * only, no folding) and answered with Connection: close.
+   */
+  function rawBan (raw: Buffer, socket: Duplex): void {
+    const text = raw.toString('latin1')
+    const end = text.indexOf('\r\n\r\n')
+    if (end === -1 || end > config.CACHE_MAX_HEADER_BYTES) { rawAnswer(socket, 400, 'malformed request\n'); return }
+    const lines = text.slice(0, end).split('\r\n')
+    const m = /^BAN (\/\S*) HTTP\/1\.[01]$/.exec(lines[0])
+    if (!m) { rawAnswer(socket, 400, 'malformed request\n'); return }
+    const headers: Record<string, string> = {}
+    for (const line of lines.slice(1)) {
+      const hm = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*$/.exec(line)
+      if (!hm || line.includes('\n')) { rawAnswer(socket, 400, 'malformed request\n'); return }
+      const name = hm[1].toLowerCase()
+      if (name in headers) { rawAnswer(socket, 400, `duplicate ${name}\n`); return }
+      headers[name] = hm[2]
+    }
+    const auth = authorize(headers.authorization, config.ADMIN_TOKEN)
+    if (auth === 'missing') { rawAnswer(socket, 401, 'credentials required: send Authorization: Bearer <token>\n', 'WWW-Authenticate: Bearer\r\n'); return }
+    if (auth === 'wrong') { rawAnswer(socket, 403, 'these credentials may not do this\n'); return }
+    let event
+    try { event = eventFromRequest('BAN', m[1], headers) } catch (e) { rawAnswer(socket, 400, (e as Error).message + '\n'); return }
+    const touched = applyEvent(applyDeps, event)
+    deps.bus.publish(event).then(
+      (id) => rawAnswer(socket, 200, JSON.stringify({ status: 'ok', event, touched, id }) + '\n'),
+      () => rawAnswer(socket, 503, JSON.stringify({ status: 'partial', message: 'applied on this node only: the invalidation bus is unavailable; retry', touched }) + '\n', 'Retry-After: 1\r\n')
+    )
+  }
+
+  // Drops objects past every window they could still be used in, so memory
+  // goes back to the LRU's free space instead of waiting for eviction.
+  const sweep = setInterval(() => {
+    const now = clock.now()
+    const dead: string[] = []
+    for (const o of store.values()) if (now >= o.freshUntil + policy.keepMs(o)) dead.push(o.key)
+    for (const k of dead) store.delete(k)
+    log.prune(now)
+  }, 5000)
+  sweep.unref()
+
+  director.start()
+
+  let address: AddressInfo | undefined
+  return {
+    server,
+    engine,
+    url: () => `http://127.0.0.1:${address?.port ?? 0}`,
+    listen (port = config.PORT, host = config.HOST) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, host, () => {
+          server.off('error', reject)
+          address = server.address() as AddressInfo
+          resolve(address)
+        })
+      })
+    },
+    async close () {
+      clearInterval(sweep)
+      unsubscribe()
+      await new Promise<void>((resolve) => {
+        if (!server.listening) { resolve(); return }
+        server.close(() => resolve())
+        server.closeIdleConnections()
+        // In-flight answers get a moment; then everything goes.
+        setTimeout(() => server.closeAllConnections(), 2000).unref()
+      })
+      await director.close()
+    }
+  }
+}

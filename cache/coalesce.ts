@@ -1,0 +1,102 @@
+/**
+ * Request coalescing ("collapsed forwarding", Varnish's waiting list): while
+ * one request fetches a key, the others wait for it instead of each going to
+ * the origin — the whole point of a cache in a flash crowd. Waiting is capped
+ * and timed; an answer that could not be stored leaves a hit-for-miss marker
+ * so later requests for that key go straight to the origin instead of queueing
+ * behind one another.
+ */
+import { LRUCache } from 'lru-cache'
+import type { Clock } from './freshness.js'
+
+export interface Timers {
+  setTimeout (fn: () => void, ms: number): unknown
+  clearTimeout (handle: unknown): void
+}
+
+export const systemTimers: Timers = {
+  setTimeout: (fn, ms) => { const t = setTimeout(fn, ms); t.unref(); return t },
+  clearTimeout: (h) => { clearTimeout(h as NodeJS.Timeout) }
+}
+
+export type WakeReason = 'done' | 'timeout'
+type Waiter = (reason: WakeReason) => void
+
+interface Flight { waiters: Set<Waiter> }
+
+export interface CoalescerOptions {
+  maxWaiters: number
+  timeoutMs: number
+  hitForMissMs: number
+  clock: Clock
+  timers: Timers
+}
+
+export class Coalescer {
+  readonly #flights = new Map<string, Flight>()
+  readonly #markers = new LRUCache<string, number>({ max: 100_000 })
+  readonly #o: CoalescerOptions
+  /** Requests that waited on another's fetch (metrics). */
+  waits = 0
+
+  constructor (options: CoalescerOptions) {
+    if (options.maxWaiters < 1) throw new Error('coalesce: maxWaiters must be at least 1')
+    if (options.timeoutMs <= 0) throw new Error('coalesce: timeoutMs must be positive')
+    this.#o = options
+  }
+
+  /** Whether someone is fetching `key` right now. */
+  busy (key: string): boolean { return this.#flights.has(key) }
+
+  /** Becomes the fetcher of `key` if nobody is; false when a fetch is already under way. */
+  lead (key: string): boolean {
+    if (this.#flights.has(key)) return false
+    this.#flights.set(key, { waiters: new Set() })
+    return true
+  }
+
+  /**
+   * Waits for the current fetch of `key`. Returns false when nobody is
+   * fetching (the caller should lead) or the queue is full ('full').
+   */
+  wait (key: string, wake: Waiter): boolean | 'full' {
+    const flight = this.#flights.get(key)
+    if (!flight) return false
+    if (flight.waiters.size >= this.#o.maxWaiters) return 'full'
+    let timer: unknown
+    const waiter: Waiter = (reason) => {
+      flight.waiters.delete(waiter)
+      if (reason === 'done') this.#o.timers.clearTimeout(timer)
+      wake(reason)
+    }
+    timer = this.#o.timers.setTimeout(() => { if (flight.waiters.has(waiter)) waiter('timeout') }, this.#o.timeoutMs)
+    flight.waiters.add(waiter)
+    this.waits++
+    return true
+  }
+
+  /** Ends the fetch of `key` and wakes everyone who waited on it. */
+  finish (key: string): void {
+    const flight = this.#flights.get(key)
+    if (!flight) return
+    this.#flights.delete(key)
+    for (const waiter of [...flight.waiters]) waiter('done')
+  }
+
+  /** Marks `key` as hit-for-miss: its last answer could not be stored. */
+  markUncacheable (key: string): void {
+    if (this.#o.hitForMissMs > 0) this.#markers.set(key, this.#o.clock.now() + this.#o.hitForMissMs)
+  }
+
+  clearMarker (key: string): void { this.#markers.delete(key) }
+
+  isUncacheable (key: string): boolean {
+    const until = this.#markers.get(key)
+    if (until === undefined) return false
+    if (this.#o.clock.now() < until) return true
+    this.#markers.delete(key)
+    return false
+  }
+
+  get inFlight (): number { return this.#flights.size }
+}

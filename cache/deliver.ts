@@ -1,0 +1,120 @@
+/**
+ * Writing answers: stored objects (the hit path, kept synchronous and free of
+ * per-request header building), upstream responses that were not stored, and
+ * synthetic answers.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pipeline, type Readable } from 'node:stream'
+import type { CachedObject, Encoding } from './store.js'
+import { normalizeAcceptEncoding } from './compress.js'
+import { buildHead, refreshHeads, headWith, notModifiedHead, type CacheOutcome, cacheStatus } from './headers.js'
+
+/** Chooses the stored coding this request gets (RFC 9110 §12.5.3, normalized by compress.ts). */
+export function pickEncoding (req: IncomingMessage, o: CachedObject): Encoding {
+  if (!o.compressible) return 'identity'
+  const enc = normalizeAcceptEncoding(req.headers['accept-encoding'])
+  return o.bodies[enc] !== undefined ? enc : 'identity'
+}
+
+function etagMatches (list: string, etag: string): boolean {
+  if (list.trim() === '*') return true
+  // RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+  const bare = etag.replace(/^W\//, '')
+  for (const candidate of list.split(',')) {
+    if (candidate.trim().replace(/^W\//, '') === bare) return true
+  }
+  return false
+}
+
+/** RFC 9111 §4.3.2: a cache answers a conditional request from a stored response it may use. */
+export function notModified (req: IncomingMessage, o: CachedObject): boolean {
+  if (o.status !== 200) return false
+  const inm = req.headers['if-none-match']
+  if (inm !== undefined) return o.etag !== undefined && etagMatches(inm, o.etag)
+  const ims = req.headers['if-modified-since']
+  if (ims !== undefined && o.lastModified !== undefined) {
+    const since = Date.parse(ims)
+    return Number.isFinite(since) && o.lastModified <= since
+  }
+  return false
+}
+
+/**
+ * Delivers a stored object. For a plain HIT the prepared head is written as
+ * is (its Age and Cache-Status values are refreshed at most once a second);
+ * other outcomes get a copy with their own status values.
+ */
+export function deliverObject (req: IncomingMessage, res: ServerResponse, o: CachedObject, now: number, outcome: CacheOutcome, status: string | undefined): void {
+  if ((req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) && notModified(req, o)) {
+    res.writeHead(304, notModifiedHead(o, now, outcome, status ?? cacheStatus('hit')))
+    res.end()
+    return
+  }
+  const enc = pickEncoding(req, o)
+  let head: string[]
+  if (status === undefined) {
+    const second = Math.floor(now / 1000)
+    head = o.heads[enc]!
+    if (head === undefined) {
+      head = o.heads[enc] = buildHead(o, enc)
+      o.headsSecond = -1
+    }
+    if (o.headsSecond !== second) refreshHeads(o, now, second)
+  } else {
+    head = headWith(o, enc, now, outcome, status)
+  }
+  res.writeHead(o.status, head)
+  if (req.method === 'HEAD') res.end()
+  else res.end(o.bodies[enc])
+}
+
+/** Upstream fields we never pass on to clients: our internal tags and the field targeted at us. */
+const INTERNAL = new Set(['surrogate-key', 'surrogate-control', 'x-cache', 'cache-status', 'age'])
+
+export interface UpstreamAnswer {
+  status: number
+  headers: Record<string, string>
+  setCookie: string[] | undefined
+  age?: string
+}
+
+/** Head for a response that goes through without being stored. */
+export function passHead (a: UpstreamAnswer, outcome: CacheOutcome, status: string, contentLength: number | undefined): string[] {
+  const head: string[] = []
+  for (const name in a.headers) {
+    if (INTERNAL.has(name) || name === 'content-length' || name === 'set-cookie') continue
+    head.push(name, a.headers[name])
+  }
+  if (a.setCookie) for (const c of a.setCookie) head.push('set-cookie', c)
+  if (contentLength !== undefined) head.push('content-length', String(contentLength))
+  // RFC 9111 §5.1: Age is passed on when the upstream sent one; otherwise 0 (just fetched).
+  head.push('age', a.headers.age ?? '0', 'x-cache', outcome, 'cache-status', status)
+  return head
+}
+
+/** Writes an upstream answer whose body is (partly) buffered and may continue as a stream. */
+export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: UpstreamAnswer, outcome: CacheOutcome, status: string, chunks: Buffer[], rest: Readable | undefined): void {
+  const noBody = req.method === 'HEAD' || a.status === 204 || a.status === 304
+  let length: number | undefined
+  if (!rest) length = chunks.reduce((n, c) => n + c.length, 0)
+  else if (a.headers['content-length'] !== undefined) length = Number(a.headers['content-length'])
+  if (noBody && req.method === 'HEAD' && a.headers['content-length'] !== undefined) length = Number(a.headers['content-length'])
+  res.writeHead(a.status, passHead(a, outcome, status, a.status === 204 || a.status === 304 ? undefined : length))
+  if (noBody) {
+    rest?.destroy()
+    res.end()
+    return
+  }
+  for (const c of chunks) res.write(c)
+  if (!rest) { res.end(); return }
+  // Streams large bodies with backpressure; a client that goes away releases the upstream.
+  pipeline(rest, res, () => { /* errors end both sides; nothing left to answer */ })
+}
+
+export function deliverSynth (res: ServerResponse, status: number, body: string, extra?: Record<string, string>, contentType = 'text/plain; charset=utf-8'): void {
+  if (res.headersSent) { res.destroy(); return }
+  const head: string[] = ['content-type', contentType, 'cache-control', 'no-store', 'content-length', String(Buffer.byteLength(body))]
+  if (extra) for (const k in extra) head.push(k, extra[k])
+  res.writeHead(status, head)
+  res.end(res.req?.method === 'HEAD' ? undefined : body)
+}

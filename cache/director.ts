@@ -1,0 +1,204 @@
+/**
+ * The director: which upstream (frontend) serves a fetch. Round-robin or
+ * least-connections over the healthy ones; health comes from active probes of
+ * `/-/health` and from passive ejection after consecutive failures; an
+ * idempotent request that fails to connect is retried once on another
+ * upstream. One undici Pool per upstream keeps connections alive.
+ */
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+import type { Clock } from './freshness.js'
+
+export type DirectorMode = 'round-robin' | 'least-connections'
+
+export interface DirectorOptions {
+  upstreams: string[]
+  mode: DirectorMode
+  connections: number
+  timeoutMs: number
+  probeIntervalMs: number
+  probeTimeoutMs: number
+  ejectAfterErrors: number
+  ejectMs: number
+  clock: Clock
+  /** Called with each finished fetch (metrics). */
+  onFetch?: (upstream: Upstream, seconds: number, ok: boolean) => void
+}
+
+export class Upstream {
+  readonly url: string
+  readonly pool: Pool
+  /** Result of the last active probes (optimistic until the first one says otherwise). */
+  probeHealthy = true
+  probeFailures = 0
+  consecutiveErrors = 0
+  ejectedUntil = 0
+  inflight = 0
+  constructor (url: string, pool: Pool) { this.url = url; this.pool = pool }
+}
+
+export interface UpstreamResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Dispatcher.ResponseData['body']
+  upstream: Upstream
+}
+
+export interface FetchRequest {
+  method: string
+  path: string
+  headers: Record<string, string>
+  body?: Buffer
+}
+
+export class NoUpstreamError extends Error {
+  readonly code = 'FC_NO_UPSTREAM'
+  constructor () { super('no healthy upstream') }
+}
+
+/** Errors that mean the request never reached the application, so replaying it is harmless. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+export class Director {
+  readonly upstreams: Upstream[]
+  readonly #o: DirectorOptions
+  #next = 0
+  #probeTimer: NodeJS.Timeout | undefined
+  #closed = false
+
+  constructor (options: DirectorOptions) {
+    if (options.upstreams.length === 0) throw new Error('director: UPSTREAMS must name at least one upstream')
+    this.#o = options
+    this.upstreams = options.upstreams.map((raw) => {
+      const url = new URL(raw)
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`director: upstream ${raw} must be http(s)`)
+      const pool = new Pool(url.origin, {
+        connections: options.connections,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        connectTimeout: Math.min(options.timeoutMs, 5000)
+      })
+      return new Upstream(url.origin, pool)
+    })
+  }
+
+  /** Starts active probing; the first round runs at once so readiness is known quickly. */
+  start (): void {
+    if (this.#o.probeIntervalMs <= 0 || this.#probeTimer) return
+    void this.probeAll()
+    this.#probeTimer = setInterval(() => { void this.probeAll() }, this.#o.probeIntervalMs)
+    this.#probeTimer.unref()
+  }
+
+  isUp (u: Upstream, now = this.#o.clock.now()): boolean {
+    return u.probeHealthy && now >= u.ejectedUntil
+  }
+
+  anyHealthy (): boolean {
+    const now = this.#o.clock.now()
+    return this.upstreams.some((u) => this.isUp(u, now))
+  }
+
+  pick (exclude?: Upstream): Upstream | undefined {
+    const now = this.#o.clock.now()
+    const n = this.upstreams.length
+    if (this.#o.mode === 'least-connections') {
+      let best: Upstream | undefined
+      for (let i = 0; i < n; i++) {
+        // Start at a rotating offset so ties spread out instead of piling on the first.
+        const u = this.upstreams[(this.#next + i) % n]
+        if (u === exclude || !this.isUp(u, now)) continue
+        if (!best || u.inflight < best.inflight) best = u
+      }
+      this.#next = (this.#next + 1) % n
+      return best
+    }
+    for (let i = 0; i < n; i++) {
+      const u = this.upstreams[this.#next]
+      this.#next = (this.#next + 1) % n
+      if (u !== exclude && this.isUp(u, now)) return u
+    }
+    return undefined
+  }
+
+  /** One fetch, retried once on another upstream when it failed before reaching the application. */
+  async fetch (req: FetchRequest): Promise<UpstreamResponse> {
+    const first = this.pick()
+    if (!first) throw new NoUpstreamError()
+    try {
+      return await this.#fetchFrom(first, req)
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? ''
+      if (!IDEMPOTENT.has(req.method) || !CONNECT_ERRORS.has(code)) throw err
+      const second = this.pick(first)
+      if (!second) throw err
+      return await this.#fetchFrom(second, req)
+    }
+  }
+
+  async #fetchFrom (u: Upstream, req: FetchRequest): Promise<UpstreamResponse> {
+    const started = performance.now()
+    u.inflight++
+    try {
+      const res = await u.pool.request({
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.path,
+        headers: req.headers,
+        body: req.body,
+        headersTimeout: this.#o.timeoutMs,
+        bodyTimeout: this.#o.timeoutMs
+      })
+      // A 5xx counts against the upstream for passive ejection, but is still an answer.
+      this.#record(u, res.statusCode < 500, (performance.now() - started) / 1000)
+      return { status: res.statusCode, headers: res.headers, body: res.body, upstream: u }
+    } catch (err) {
+      this.#record(u, false, (performance.now() - started) / 1000)
+      throw err
+    } finally {
+      u.inflight--
+    }
+  }
+
+  #record (u: Upstream, ok: boolean, seconds: number): void {
+    this.#o.onFetch?.(u, seconds, ok)
+    if (ok) { u.consecutiveErrors = 0; return }
+    u.consecutiveErrors++
+    if (u.consecutiveErrors >= this.#o.ejectAfterErrors) {
+      // Passive ejection: stop sending traffic for a while; a good probe ends it early.
+      u.ejectedUntil = this.#o.clock.now() + this.#o.ejectMs
+      u.consecutiveErrors = 0
+    }
+  }
+
+  async probeAll (): Promise<void> {
+    await Promise.all(this.upstreams.map((u) => this.probe(u)))
+  }
+
+  /** One active probe: healthy on 2xx; two failures in a row mark it sick. */
+  async probe (u: Upstream): Promise<boolean> {
+    if (this.#closed) return false
+    let ok = false
+    try {
+      const res = await u.pool.request({ method: 'GET', path: '/-/health', headers: { 'user-agent': 'flashcrowd-cache-probe' }, headersTimeout: this.#o.probeTimeoutMs, bodyTimeout: this.#o.probeTimeoutMs })
+      await res.body.dump()
+      ok = res.statusCode >= 200 && res.statusCode < 300
+    } catch { ok = false }
+    if (ok) {
+      u.probeHealthy = true
+      u.probeFailures = 0
+      u.ejectedUntil = 0
+    } else if (++u.probeFailures >= 2) {
+      u.probeHealthy = false
+    }
+    return ok
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    if (this.#probeTimer) clearInterval(this.#probeTimer)
+    await Promise.all(this.upstreams.map((u) => u.pool.destroy().catch(() => {})))
+  }
+}

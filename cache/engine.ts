@@ -1,0 +1,34 @@
+/**
+ * Everything the steps share for the life of the app: built once by app.ts,
+ * handed to every request context by reference.
+ */
+import type { Bus } from '../common/bus.js'
+import type { CacheConfig } from './config.js'
+import type { CacheStore } from './store.js'
+import type { Coalescer, Timers } from './coalesce.js'
+import type { Director } from './director.js'
+import type { CacheMetrics } from './metrics.js'
+import type { InvalidationLog } from './ban.js'
+import type { Clock, PolicyClass } from './freshness.js'
+
+export interface Logger {
+  info (obj: object | string, msg?: string): void
+  warn (obj: object | string, msg?: string): void
+  error (obj: object | string, msg?: string): void
+}
+
+export const silentLogger: Logger = { info () {}, warn () {}, error () {} }
+
+export interface Engine {
+  config: CacheConfig
+  store: CacheStore
+  coalescer: Coalescer
+  director: Director
+  metrics: CacheMetrics
+  log: InvalidationLog
+  bus: Bus
+  clock: Clock
+  timers: Timers
+  Policy: PolicyClass
+  logger: Logger
+}

@@ -1,0 +1,178 @@
+/**
+ * Storability and freshness (RFC 9111 §3, §4.2) through http-cache-semantics
+ * in shared-cache mode; only what it leaves open is written here: the
+ * targeted field (RFC 9213), the stale windows (RFC 5861), our grace, and the
+ * few checks stricter than the library (Set-Cookie, Vary: *).
+ *
+ * Everything is reduced to numbers at store time so the hit path compares
+ * integers instead of re-parsing headers on every request.
+ */
+import CachePolicy from 'http-cache-semantics'
+import { varyHasStar } from './vary.js'
+
+export interface Clock { now (): number }
+export const systemClock: Clock = { now: () => Date.now() }
+
+type Headers = Record<string, string>
+export interface PolicyRequest { method: string, url: string, headers: Headers }
+export interface PolicyResponse { status: number, headers: Headers }
+
+export type PolicyClass = new (req: PolicyRequest, res: PolicyResponse, options?: CachePolicy.Options) => CachePolicy
+
+/** A CachePolicy whose notion of "now" is the injected clock, so TTL tests run on fake time. */
+export function policyClassFor (clock: Clock): PolicyClass {
+  return class ClockedPolicy extends CachePolicy {
+    now (): number { return clock.now() }
+  } as unknown as PolicyClass
+}
+
+export interface FreshnessOptions {
+  graceSeconds: number
+  /** Used only when the response is storable but gives no lifetime at all. */
+  defaultTtlSeconds: number
+}
+
+export interface Freshness {
+  storable: boolean
+  /** Why it is not storable (Cache-Status detail). */
+  reason?: string
+  policy: CachePolicy
+  initialAge: number
+  freshUntil: number
+  swrMs: number
+  sieMs: number
+  graceMs: number
+  mustRevalidate: boolean
+  explicitlyShared: boolean
+}
+
+export function parseCacheControl (value: string | undefined): Map<string, string | true> {
+  const out = new Map<string, string | true>()
+  if (!value) return out
+  for (const part of value.split(',')) {
+    const eq = part.indexOf('=')
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
+    if (!name) continue
+    const raw = eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')
+    if (!out.has(name)) out.set(name, raw) // RFC 9111 §4.2.1: the first occurrence wins for duplicates
+  }
+  return out
+}
+
+function seconds (v: string | true | undefined): number {
+  if (v === undefined || v === true) return 0
+  const n = Number.parseInt(v, 10)
+  return Number.isFinite(n) && n > 0 ? n : 0
+}
+
+/**
+ * RFC 9213 §2.1: a cache that recognises a targeted field (CDN-Cache-Control,
+ * or the older Surrogate-Control aimed at surrogates) uses it *instead of*
+ * Cache-Control and Expires. The library only knows Cache-Control, so we hand
+ * it a copy where the targeted field sits in that place.
+ */
+export function effectiveHeaders (headers: Headers): Headers {
+  const targeted = headers['cdn-cache-control'] ?? surrogateControl(headers['surrogate-control'])
+  if (targeted === undefined) return headers
+  const copy: Headers = { ...headers, 'cache-control': targeted }
+  delete copy.expires
+  delete copy.pragma
+  return copy
+}
+
+/** Edge Architecture 1.0 Surrogate-Control: `max-age=N[+M]`, `no-store`, optionally `;target`. */
+function surrogateControl (value: string | undefined): string | undefined {
+  if (!value) return undefined
+  return value.split(',').map((d) => {
+    const directive = d.split(';')[0].trim()
+    const m = /^max-age=(\d+)(?:\+(\d+))?$/i.exec(directive)
+    if (m) return m[2] ? `max-age=${m[1]}, stale-while-revalidate=${m[2]}` : `max-age=${m[1]}`
+    return directive
+  }).filter(Boolean).join(', ')
+}
+
+/**
+ * Decides whether a fetched response may be stored and computes its windows.
+ * `credentialed` is true when the request carried Authorization or Cookie.
+ */
+export function evaluateResponse (
+  Policy: PolicyClass, req: PolicyRequest, res: PolicyResponse,
+  requestTime: number, responseTime: number, opts: FreshnessOptions, credentialed: boolean
+): Freshness {
+  const headers = effectiveHeaders(res.headers)
+  // The library evaluates GET semantics; a HEAD miss is fetched as GET anyway.
+  const policy = new Policy({ method: 'GET', url: req.url, headers: req.headers }, { status: res.status, headers }, { shared: true, cacheHeuristic: 0.1 })
+  const cc = parseCacheControl(headers['cache-control'])
+  const base = { policy, initialAge: 0, freshUntil: 0, swrMs: 0, sieMs: 0, graceMs: 0, mustRevalidate: true, explicitlyShared: false }
+
+  // Never store a response that sets a cookie: it is someone's session (design §2.5).
+  if (res.headers['set-cookie'] !== undefined) return { ...base, storable: false, reason: 'set-cookie' }
+  // RFC 9111 §4.1: Vary: * never matches, storing it would only waste space.
+  if (varyHasStar(res.headers.vary)) return { ...base, storable: false, reason: 'vary-star' }
+  // RFC 9111 §3 (no-store, private in a shared cache, Authorization without
+  // public/s-maxage/must-revalidate §3.5, understood status codes).
+  if (!policy.storable()) return { ...base, storable: false, reason: 'not-storable' }
+
+  // RFC 9111 §3.5 names what lets a shared cache reuse an authenticated
+  // response; we hold Cookie to the same bar because pages differing by
+  // cookie are personal unless the origin says otherwise.
+  const explicitlyShared = cc.has('public') || cc.has('s-maxage') || cc.has('must-revalidate')
+  if (credentialed && !explicitlyShared) return { ...base, storable: false, reason: 'credentials' }
+
+  // RFC 9111 §4.2.3: corrected_age_value = age_value + response_delay. The
+  // apparent age from Date is left out on purpose (as Varnish does): it
+  // compares two hosts' clocks, and skew would make fresh pages look stale.
+  const ageValue = seconds(res.headers.age)
+  const initialAge = ageValue + Math.max(0, responseTime - requestTime) / 1000
+
+  // RFC 9111 §4.2.1 (s-maxage > max-age > Expires) and §4.2.2 (heuristics only
+  // for heuristically cacheable statuses without explicit expiry): the library.
+  let lifetime = policy.maxAge()
+  const noCache = cc.has('no-cache') || /no-cache/.test(headers.pragma ?? '')
+  const hasExplicit = cc.has('s-maxage') || cc.has('max-age') || headers.expires !== undefined
+  if (!noCache && lifetime === 0 && !hasExplicit && !res.headers['last-modified'] && opts.defaultTtlSeconds > 0) lifetime = opts.defaultTtlSeconds
+
+  // RFC 9111 §5.2.2.2/§5.2.2.4/§5.2.2.8: must-revalidate, no-cache and
+  // proxy-revalidate forbid serving the response stale at all.
+  const mustRevalidate = noCache || cc.has('must-revalidate') || cc.has('proxy-revalidate')
+  // RFC 5861 §3/§4: explicit stale windows are the origin's own permission,
+  // honoured even with s-maxage (which otherwise implies proxy-revalidate).
+  const swrMs = mustRevalidate ? 0 : seconds(cc.get('stale-while-revalidate')) * 1000
+  const sieMs = mustRevalidate ? 0 : seconds(cc.get('stale-if-error')) * 1000
+  // RFC 9111 §4.2.4: our own grace (stale without the origin's word) only when
+  // no directive forbids it; s-maxage carries proxy-revalidate (§5.2.2.10).
+  const graceMs = mustRevalidate || cc.has('s-maxage') ? 0 : opts.graceSeconds * 1000
+
+  return {
+    policy,
+    storable: true,
+    initialAge,
+    freshUntil: noCache ? responseTime : responseTime + Math.max(0, lifetime - initialAge) * 1000,
+    swrMs,
+    sieMs,
+    graceMs,
+    mustRevalidate,
+    explicitlyShared
+  }
+}
+
+/**
+ * RFC 9111 §5.2.1: request directives that make a stored response unusable
+ * without going to the origin (no-cache, max-age, min-fresh) — rare, so only
+ * looked at when the request carries Cache-Control or Pragma at all.
+ */
+export function requestForbidsStored (cacheControl: string | undefined, pragma: string | undefined, ageSeconds: number, freshLeftSeconds: number): boolean {
+  if (cacheControl === undefined) return pragma !== undefined && /no-cache/i.test(pragma) // §5.4
+  const cc = parseCacheControl(cacheControl)
+  if (cc.has('no-cache')) return true
+  const maxAge = cc.get('max-age')
+  if (maxAge !== undefined && ageSeconds > seconds(maxAge)) return true
+  const minFresh = cc.get('min-fresh')
+  if (minFresh !== undefined && freshLeftSeconds < seconds(minFresh)) return true
+  return false
+}
+
+/** RFC 9111 §5.2.1.5: the client does not want this response stored. */
+export function requestNoStore (cacheControl: string | undefined): boolean {
+  return cacheControl !== undefined && parseCacheControl(cacheControl).has('no-store')
+}

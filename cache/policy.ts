@@ -1,0 +1,55 @@
+/**
+ * The default policy, in the spirit of Varnish's builtin.vcl: every decision
+ * the state machine asks about, in one screen. Change behaviour here, not in
+ * the steps.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Freshness } from './freshness.js'
+
+export type RecvAction = 'lookup' | 'pass' | 'purge' | 'internal' | 'reject'
+
+export const policy = {
+  /** vcl_recv: what to do with a request that passed the framing checks. */
+  recv (req: IncomingMessage): RecvAction {
+    const m = req.method
+    if (m === 'GET' || m === 'HEAD') {
+      // Our own endpoints (health, metrics) are answered here, never cached or forwarded.
+      if (req.url!.startsWith('/-/')) return 'internal'
+      // RFC 9111 §3.5 (Authorization) and design §2.5 (Cookie): looked up, but
+      // only objects the origin explicitly shared may answer them (see `hitAllowed`).
+      return 'lookup'
+    }
+    // Invalidation requests (authenticated in the purge step).
+    if (m === 'PURGE' || m === 'BAN') return 'purge'
+    // RFC 9111 §2: only GET/HEAD responses are stored; everything else goes straight through.
+    return 'pass'
+  },
+
+  /** Requests with credentials: personal unless the origin said otherwise, so never coalesced. */
+  credentialed (req: IncomingMessage): boolean {
+    return req.headers.authorization !== undefined || req.headers.cookie !== undefined
+  },
+
+  /** A stored object may answer a credentialed request only if it was explicitly shared (RFC 9111 §3.5). */
+  hitAllowed (credentialed: boolean, explicitlyShared: boolean): boolean {
+    return !credentialed || explicitlyShared
+  },
+
+  /** vcl_backend_response: store, or remember the key as hit-for-miss. */
+  backendResponse (fresh: Freshness, bodyLength: number | undefined, maxObjectBytes: number): 'store' | 'hit-for-miss' | 'too-big' {
+    if (!fresh.storable) return 'hit-for-miss'
+    // Objects above the limit stream through and are never stored (issue 5, Storage).
+    if (bodyLength !== undefined && bodyLength > maxObjectBytes) return 'too-big'
+    return 'store'
+  },
+
+  /** Unsafe methods invalidate what they touched (RFC 9111 §4.4). */
+  invalidatesOnSuccess (method: string): boolean {
+    return method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS' && method !== 'TRACE'
+  },
+
+  /** How long a stored object is kept past its freshness: the longest stale window, plus time to revalidate it cheaply with validators. */
+  keepMs (o: { swrMs: number, sieMs: number, graceMs: number, etag?: string, lastModified?: number }): number {
+    return Math.max(o.swrMs, o.sieMs, o.graceMs) + (o.etag !== undefined || o.lastModified !== undefined ? 120_000 : 0)
+  }
+} as const

@@ -1,0 +1,138 @@
+/**
+ * `npm run cache`: reads the configuration, builds the app, listens, and
+ * closes gracefully on SIGINT/SIGTERM. With more than one worker (default: one
+ * per core) the primary process only supervises: it forks the workers, which
+ * share the listening socket, and relays the invalidation bus to them so every
+ * worker applies every purge and ban (common/bus.ts `relayBus`).
+ */
+import cluster from 'node:cluster'
+import os from 'node:os'
+import { ConfigError } from '../common/config.js'
+import { createBus, IpcBus, MemoryBus, RedisStreamBus, relayBus, type Bus, type BusEvent } from '../common/bus.js'
+import { loadCacheConfig, type CacheConfig } from './config.js'
+import { buildApp } from './app.js'
+import type { Logger } from './engine.js'
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
+
+function jsonLogger (level: string): Logger {
+  const min = LEVELS.indexOf(level)
+  const write = (lvl: string) => (obj: object | string, msg?: string) => {
+    if (LEVELS.indexOf(lvl) < min) return
+    const base = typeof obj === 'string' ? { msg: obj } : { ...obj, msg }
+    process.stdout.write(JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, role: 'cache', ...base }) + '\n')
+  }
+  return { info: write('info'), warn: write('warn'), error: write('error') }
+}
+
+/**
+ * The primary's bus with Redis: publishes go to the stream; what the stream
+ * delivers goes to a local bus that the relay fans out to the workers. A gap
+ * (events possibly missed) becomes a ban of everything, delivered only locally
+ * — every worker drops what it stored before it (design §2.3).
+ */
+class RedisRootBus implements Bus {
+  readonly name = 'redis-root'
+  readonly #redis: RedisStreamBus
+  readonly #local = new MemoryBus()
+  readonly #unsubscribe: () => void
+  constructor (url: string, logger: Logger) {
+    this.#redis = new RedisStreamBus({ url })
+    this.#unsubscribe = this.#redis.subscribe((m) => { this.#local.deliver(m) }, {
+      onGap: (since) => {
+        logger.warn({ since }, 'invalidation bus gap: banning everything stored before it')
+        const event: BusEvent = { kind: 'ban', pattern: '' }
+        this.#local.deliver({ id: `gap-${Date.now()}`, at: Date.now(), event })
+      }
+    })
+  }
+
+  publish (event: BusEvent): Promise<string> { return this.#redis.publish(event) }
+  subscribe (handler: Parameters<Bus['subscribe']>[0]): () => void { return this.#local.subscribe(handler) }
+  async close (): Promise<void> { this.#unsubscribe(); await this.#redis.close(); await this.#local.close() }
+}
+
+function workerCount (config: CacheConfig): number {
+  return config.CACHE_WORKERS > 0 ? config.CACHE_WORKERS : os.availableParallelism()
+}
+
+async function runSingle (config: CacheConfig, logger: Logger, bus: Bus): Promise<void> {
+  const app = buildApp({ config, bus, logger })
+  const address = await app.listen()
+  logger.info({ address: `http://${address.address}:${address.port}`, upstreams: config.UPSTREAMS, bus: bus.name }, 'cache listening')
+  let closing = false
+  const stop = async (signal: string) => {
+    if (closing) return
+    closing = true
+    logger.info({ signal }, 'closing')
+    const force = setTimeout(() => process.exit(1), 10_000)
+    force.unref()
+    await app.close()
+    await bus.close()
+    process.exit(0)
+  }
+  process.on('SIGINT', () => { void stop('SIGINT') })
+  process.on('SIGTERM', () => { void stop('SIGTERM') })
+  // A worker whose primary went away must not linger.
+  if (cluster.isWorker) process.on('disconnect', () => { void stop('disconnect') })
+}
+
+async function runPrimary (config: CacheConfig, logger: Logger, workers: number): Promise<void> {
+  const bus: Bus = config.REDIS_URL ? new RedisRootBus(config.REDIS_URL, logger) : createBus({})
+  const relay = relayBus(bus)
+  let closing = false
+  const fork = () => {
+    const worker = cluster.fork({ CACHE_WORKER_OF: String(process.pid) })
+    relay.attach(worker)
+    worker.on('exit', (code, signal) => {
+      if (closing) return
+      logger.error({ pid: worker.process.pid, code, signal }, 'cache worker died; starting another')
+      setTimeout(fork, 500).unref()
+    })
+  }
+  for (let i = 0; i < workers; i++) fork()
+  logger.info({ workers, port: config.PORT, bus: bus.name }, 'cache primary started')
+  const stop = async (signal: string) => {
+    if (closing) return
+    closing = true
+    logger.info({ signal }, 'closing workers')
+    const force = setTimeout(() => process.exit(1), 12_000)
+    force.unref()
+    const alive = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined)
+    await Promise.all(alive.map((w) => new Promise<void>((resolve) => {
+      w.once('exit', () => resolve())
+      w.process.kill('SIGTERM')
+    })))
+    relay.close()
+    await bus.close()
+    process.exit(0)
+  }
+  process.on('SIGINT', () => { void stop('SIGINT') })
+  process.on('SIGTERM', () => { void stop('SIGTERM') })
+}
+
+async function main (): Promise<void> {
+  let config: CacheConfig
+  try {
+    config = loadCacheConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`cache: ${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
+  const logger = jsonLogger(config.LOG_LEVEL)
+  if (cluster.isWorker) {
+    await runSingle(config, logger, new IpcBus(process))
+    return
+  }
+  const workers = workerCount(config)
+  if (workers > 1) await runPrimary(config, logger, workers)
+  else await runSingle(config, logger, createBus({ redisUrl: config.REDIS_URL }))
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`cache: ${err.stack ?? err.message}\n`)
+  process.exit(1)
+})

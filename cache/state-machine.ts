@@ -1,0 +1,395 @@
+/**
+ * The request state machine, Varnish-style: one table of steps, one function
+ * per step, one driver loop.
+ *
+ *   recv ─┬─ internal ─────────────────────────────┐
+ *         ├─ purge ──────────────────────────────── synth
+ *         ├─ pass ── fetch ───────────────────────── deliver
+ *         └─ lookup ─┬─ hit ──────────────────────── deliver
+ *                    ├─ stale (refresh in background) deliver
+ *                    └─ miss ─┬─ fetch ──────────── deliver | synth
+ *                             └─ wait ── lookup (again)
+ *
+ * A step returns the next step's name, null when the answer is written, or a
+ * promise of the next step when it has to wait. A hit never leaves the first
+ * synchronous run of the driver: no promise, no timer, no allocation beyond
+ * the context.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Engine } from './engine.js'
+import type { CachedObject } from './store.js'
+import { policy } from './policy.js'
+import { primaryKey, variantKey } from './vary.js'
+import { requestForbidsStored } from './freshness.js'
+import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
+import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
+import { collect, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { applyEvent, authorize, eventFromRequest, unsafeInvalidationTargets } from './invalidation.js'
+import { NoUpstreamError } from './director.js'
+
+export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
+export type StepResult = StepName | null | Promise<StepName | null>
+type Step = (ctx: Ctx) => StepResult
+
+/** One request's state as it moves through the steps. */
+export class Ctx {
+  readonly e: Engine
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  now: number
+  host = ''
+  url = ''
+  primary = ''
+  key = ''
+  credentialed = false
+  /** Skip the coalescing queue (credentialed requests, hit-for-miss keys). */
+  uncoalesced = false
+  leader = false
+  isPass = false
+  restarts = 0
+  /** The object to deliver. */
+  obj: CachedObject | undefined = undefined
+  /** A stored object that could not be used as is: revalidate it, or fall back to it on error. */
+  stale: CachedObject | undefined = undefined
+  fetched: FetchResult | undefined = undefined
+  outcome: CacheOutcome = 'MISS'
+  /** Cache-Status for non-hit deliveries (undefined: plain HIT with the prepared head). */
+  status: string | undefined = undefined
+  synthStatus = 500
+  synthBody = ''
+  synthHeaders: Record<string, string> | undefined = undefined
+  synthType: string | undefined = undefined
+
+  constructor (e: Engine, req: IncomingMessage, res: ServerResponse) {
+    this.e = e
+    this.req = req
+    this.res = res
+    this.now = e.clock.now()
+  }
+
+  clientIp (): string { return this.req.socket.remoteAddress ?? '' }
+
+  fetchInfo (): FetchInfo {
+    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, clientIp: this.clientIp(), credentialed: this.credentialed, stale: this.stale }
+  }
+}
+
+/** Marks a connection whose framing we rejected: requests already parsed behind it are dropped, never forwarded. */
+export const REJECTED = Symbol('flashcrowd.rejected')
+
+function reject (ctx: Ctx, status: number, body: string): StepName {
+  (ctx.req.socket as unknown as Record<symbol, boolean>)[REJECTED] = true
+  return synth(ctx, status, body, { connection: 'close' })
+}
+
+function synth (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
+  ctx.synthStatus = status
+  ctx.synthBody = body
+  ctx.synthHeaders = headers
+  return 'synth'
+}
+
+/** Whether `o` may be served because the origin failed (RFC 5861 §4 stale-if-error, plus grace). */
+function usableOnError (o: CachedObject | undefined, now: number): o is CachedObject {
+  return o !== undefined && !o.mustRevalidate && now < o.freshUntil + Math.max(o.sieMs, o.graceMs)
+}
+
+function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number): StepName {
+  ctx.obj = ctx.stale
+  ctx.outcome = 'STALE'
+  const ttl = Math.round((ctx.stale!.freshUntil - ctx.e.clock.now()) / 1000)
+  ctx.status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}; ttl=${ttl}; detail=${detail}`)
+  return 'deliver'
+}
+
+function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number): StepName {
+  if (usableOnError(ctx.stale, ctx.e.clock.now())) return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus)
+  const code = (err as { code?: string }).code ?? ''
+  const status = err instanceof NoUpstreamError ? 503 : /TIMEOUT/.test(code) ? 504 : 502
+  const message = status === 503 ? 'no healthy upstream' : status === 504 ? 'upstream timed out' : 'upstream unreachable'
+  ctx.e.logger.warn({ err: err.message, code, url: ctx.url }, 'fetch failed')
+  return synth(ctx, status, message + '\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus(`fwd=miss; detail=${status === 503 ? 'no-upstream' : 'upstream-error'}`), age: '0' })
+}
+
+function countHostHeaders (raw: string[]): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]
+    if (name.length === 4 && name.toLowerCase() === 'host') n++
+  }
+  return n
+}
+
+export const steps: Record<StepName, Step> = {
+  /** vcl_recv: framing and size checks the parser leaves to us, then the policy. */
+  recv (ctx) {
+    const { req, e } = ctx
+    const te = req.headers['transfer-encoding']
+    // RFC 9112 §6.1/§6.3: Transfer-Encoding with Content-Length, or any coding
+    // other than a final chunked, cannot be framed unambiguously: reject and close.
+    if (te !== undefined && (req.headers['content-length'] !== undefined || te.trim().toLowerCase() !== 'chunked')) {
+      return reject(ctx, 400, 'ambiguous message framing\n')
+    }
+    // RFC 9112 §3.2: more than one Host is a 400.
+    if (countHostHeaders(req.rawHeaders) > 1) return reject(ctx, 400, 'more than one Host header\n')
+    let url = req.url!
+    if (url.length > e.config.CACHE_MAX_URL_BYTES) return synth(ctx, 414, 'request target too long\n')
+    let host = req.headers.host
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      // RFC 9112 §3.2.2: absolute-form carries the authority; it replaces Host.
+      let parsed: URL
+      try { parsed = new URL(url) } catch { return synth(ctx, 400, 'bad request target\n') }
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return synth(ctx, 400, 'bad request target\n')
+      url = parsed.pathname + parsed.search
+      host = parsed.host
+    }
+    ctx.url = url
+    ctx.host = host === undefined ? '' : host.toLowerCase()
+    switch (policy.recv(req)) {
+      case 'internal': return 'internal'
+      case 'purge': return 'purge'
+      case 'pass': return 'pass'
+      case 'reject': return synth(ctx, 400, 'bad request\n')
+      case 'lookup':
+        ctx.credentialed = policy.credentialed(req)
+        ctx.uncoalesced = ctx.credentialed
+        return 'lookup'
+    }
+  },
+
+  /** Health and metrics, answered by the cache itself. */
+  internal (ctx) {
+    const { e } = ctx
+    if (ctx.url === '/-/health') {
+      const upstreams = e.director.upstreams.map((u) => ({ url: u.url, healthy: e.director.isUp(u) }))
+      const ready = upstreams.some((u) => u.healthy) || e.store.count > 0
+      ctx.synthType = 'application/json'
+      return synth(ctx, ready ? 200 : 503, JSON.stringify({ status: ready ? 'ok' : 'unavailable', objects: e.store.count, bytes: e.store.bytes, upstreams }) + '\n')
+    }
+    if (ctx.url === '/-/metrics') {
+      return e.metrics.render().then((text) => {
+        ctx.synthType = e.metrics.contentType
+        return synth(ctx, 200, text)
+      })
+    }
+    return synth(ctx, 404, 'not found\n')
+  },
+
+  /** PURGE / BAN: authenticated, applied here at once, and published so every node applies it. */
+  purge (ctx) {
+    const { req, e } = ctx
+    const auth = authorize(req.headers.authorization, e.config.ADMIN_TOKEN)
+    if (auth === 'missing') return synth(ctx, 401, 'credentials required: send Authorization: Bearer <token>\n', { 'www-authenticate': 'Bearer' })
+    if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
+    let event
+    try {
+      event = eventFromRequest(req.method!, ctx.url, req.headers)
+    } catch (err) {
+      return synth(ctx, 400, (err as Error).message + '\n')
+    }
+    const touched = applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, event)
+    ctx.synthType = 'application/json'
+    return e.bus.publish(event).then(
+      (id) => synth(ctx, 200, JSON.stringify({ status: 'ok', event, touched, id }) + '\n'),
+      (err: Error) => {
+        e.logger.error({ err: err.message }, 'invalidation applied locally but not published')
+        return synth(ctx, 503, JSON.stringify({ status: 'partial', message: 'applied on this node only: the invalidation bus is unavailable; retry', event, touched }) + '\n', { 'retry-after': '1' })
+      }
+    )
+  },
+
+  /** Not cacheable by method: the request body is read first, so nothing half-framed ever goes upstream. */
+  pass (ctx) {
+    ctx.isPass = true
+    ctx.outcome = 'PASS'
+    return 'fetch'
+  },
+
+  /** vcl_hash + lookup: find the variant, check it is usable for this request. */
+  lookup (ctx) {
+    const { e, req } = ctx
+    ctx.primary = primaryKey(ctx.host, ctx.url)
+    ctx.key = variantKey(ctx.primary, e.store.varyOf(ctx.primary), req.headers)
+    let o = e.store.get(ctx.key)
+    const now = ctx.now
+    if (o !== undefined && now >= o.freshUntil + policy.keepMs(o)) {
+      e.store.delete(ctx.key)
+      o = undefined
+    }
+    if (o !== undefined && !policy.hitAllowed(ctx.credentialed, o.explicitlyShared)) o = undefined
+    if (o === undefined) {
+      if (e.coalescer.isUncacheable(ctx.key)) ctx.uncoalesced = true
+      return 'miss'
+    }
+    // RFC 9111 §5.2.1: request directives may demand a fresher or validated response.
+    if ((req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined) &&
+      requestForbidsStored(req.headers['cache-control'], req.headers.pragma as string | undefined, (now - o.responseTime) / 1000 + o.initialAge, (o.freshUntil - now) / 1000)) {
+      ctx.stale = o
+      ctx.uncoalesced = true
+      return 'miss'
+    }
+    // RFC 9111 §4.2: fresh → reuse without contacting the origin.
+    if (now < o.freshUntil) { ctx.obj = o; return 'hit' }
+    // RFC 5861 §3 stale-while-revalidate, or our grace where §4.2.4 allows it.
+    if (!o.mustRevalidate && now < o.freshUntil + (o.swrMs > o.graceMs ? o.swrMs : o.graceMs)) { ctx.obj = o; return 'stale' }
+    // Stale beyond its windows: revalidate (RFC 9111 §4.3), keep it for stale-if-error.
+    ctx.stale = o
+    return 'miss'
+  },
+
+  hit (ctx) {
+    ctx.outcome = 'HIT'
+    return 'deliver'
+  },
+
+  /** Deliver the stale object now; one background fetch refreshes it. */
+  stale (ctx) {
+    const o = ctx.obj!
+    ctx.stale = o
+    refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.key)
+    ctx.outcome = 'STALE'
+    const window = ctx.now < o.freshUntil + o.swrMs ? 'stale-while-revalidate' : 'grace'
+    ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${window}`)
+    return 'deliver'
+  },
+
+  /** Join the fetch already under way for this key, or become its fetcher. */
+  miss (ctx) {
+    const { e } = ctx
+    ctx.outcome = 'MISS'
+    if (ctx.uncoalesced || ctx.restarts > 3) return 'fetch'
+    if (e.coalescer.lead(ctx.key)) { ctx.leader = true; return 'fetch' }
+    let resume!: (next: StepName) => void
+    const woken = new Promise<StepName>((resolve) => { resume = resolve })
+    const queued = e.coalescer.wait(ctx.key, (reason) => {
+      ctx.now = e.clock.now()
+      if (reason === 'done') {
+        // Look again: the fetch we waited on has most likely stored the object.
+        ctx.restarts++
+        ctx.stale = undefined
+        resume('lookup')
+        return
+      }
+      if (usableOnError(ctx.stale, ctx.now)) { resume(serveStaleOnError(ctx, 'coalesce-timeout')); return }
+      resume(synth(ctx, 504, 'timed out waiting for the upstream\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; collapsed; detail=coalesce-timeout') }))
+    })
+    if (queued === 'full') {
+      if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-full')
+      return synth(ctx, 503, 'too many requests waiting for this page\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; detail=coalesce-full') })
+    }
+    if (queued === false) return 'fetch' // cannot happen: lead() just failed synchronously
+    return woken
+  },
+
+  /** vcl_backend_fetch + vcl_backend_response. */
+  fetch (ctx) {
+    if (ctx.isPass) return fetchPass(ctx)
+    const { e } = ctx
+    return fetchForCache(e, ctx.fetchInfo()).then((r) => {
+      ctx.fetched = r
+      ctx.now = e.clock.now()
+      if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus)
+      if (r.kind === 'stored') {
+        ctx.obj = r.object
+        ctx.outcome = 'MISS'
+        ctx.status = cacheStatus(r.revalidated ? 'fwd=stale; fwd-status=304; stored' : `fwd=${ctx.stale ? 'stale' : 'miss'}; fwd-status=${r.upstreamStatus}; stored`)
+        return 'deliver'
+      }
+      ctx.outcome = 'MISS'
+      ctx.status = cacheStatus(`fwd=miss; fwd-status=${r.answer.status}; detail=${r.reason}`)
+      return 'deliver'
+    }).finally(() => {
+      if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key) }
+    })
+  },
+
+  deliver (ctx) {
+    const { e, req, res } = ctx
+    const c = e.metrics.counters
+    switch (ctx.outcome) {
+      case 'HIT': c.hits++; break
+      case 'MISS': c.misses++; break
+      case 'STALE': c.stale++; break
+      case 'PASS': c.pass++; break
+    }
+    if (ctx.obj !== undefined) {
+      // Coalesced waiters got the object from another request's fetch (RFC 9211 §2.5 collapsed).
+      if (ctx.restarts > 0 && ctx.outcome === 'HIT') ctx.status = cacheStatus('fwd=miss; collapsed')
+      deliverObject(req, res, ctx.obj, ctx.now, ctx.outcome, ctx.status)
+      return null
+    }
+    const r = ctx.fetched
+    if (r !== undefined && r.kind === 'answer') {
+      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest)
+      return null
+    }
+    return synth(ctx, 500, 'internal error\n')
+  },
+
+  synth (ctx) {
+    ctx.e.metrics.counters.synth++
+    deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
+    return null
+  }
+}
+
+/** Reads the body of a passed request (bounded), forwards it, and applies RFC 9111 §4.4 on success. */
+async function fetchPass (ctx: Ctx): Promise<StepName> {
+  const { e, req } = ctx
+  let body: Buffer | undefined
+  const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined
+  if (declared !== undefined && declared > e.config.CACHE_MAX_BODY_BYTES) return reject(ctx, 413, 'request body too large\n')
+  if ((declared !== undefined && declared > 0) || req.headers['transfer-encoding'] !== undefined) {
+    try {
+      const got = await collect(req, e.config.CACHE_MAX_BODY_BYTES)
+      if (!got.complete) return reject(ctx, 413, 'request body too large\n')
+      body = Buffer.concat(got.chunks, got.size)
+    } catch {
+      // Bad chunking and the like: the parser failed mid-body; nothing was forwarded.
+      return reject(ctx, 400, 'malformed request body\n')
+    }
+  }
+  const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), dropConditionals: false })
+  let up
+  try {
+    up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body })
+  } catch (err) {
+    return upstreamFailure(ctx, err as Error)
+  }
+  const resHeaders = responseHeaderRecord(up.headers)
+  if (policy.invalidatesOnSuccess(req.method!)) {
+    const targets = unsafeInvalidationTargets(ctx.host, ctx.url, up.status, resHeaders.location, resHeaders['content-location'])
+    for (const path of targets) {
+      const event = { kind: 'url' as const, path, host: ctx.host }
+      applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, event)
+      e.bus.publish(event).catch((err: Error) => { e.logger.warn({ err: err.message }, 'could not publish an invalidation') })
+    }
+  }
+  ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, reason: 'pass' }
+  ctx.status = cacheStatus(`fwd=${req.method === 'GET' || req.method === 'HEAD' ? 'bypass' : 'method'}; fwd-status=${up.status}`)
+  return 'deliver'
+}
+
+/** The driver loop: runs steps until one writes the answer; waits only where a step hands back a promise. */
+export function drive (ctx: Ctx, first: StepName): void {
+  let step: StepName | null = first
+  try {
+    while (step !== null) {
+      const next: StepResult = steps[step](ctx)
+      if (next === null || typeof next === 'string') { step = next; continue }
+      next.then((s) => { if (s !== null) drive(ctx, s) }, (err: Error) => { fail(ctx, err) })
+      return
+    }
+  } catch (err) {
+    fail(ctx, err as Error)
+  }
+}
+
+function fail (ctx: Ctx, err: Error): void {
+  ctx.e.logger.error({ err: err.message, stack: err.stack, url: ctx.url }, 'request failed')
+  if (ctx.res.headersSent) { ctx.res.destroy(); return }
+  // 5xx never shows internals.
+  ctx.synthHeaders = undefined
+  synth(ctx, 500, 'internal error\n')
+  steps.synth(ctx)
+}

@@ -1,0 +1,183 @@
+/**
+ * Object storage, kept apart from policy (the undici `CacheStore` habit): the
+ * state machine decides *what* may be stored and for how long; the store only
+ * holds objects, bounds their bytes (design §2.7) and indexes them by URL and
+ * surrogate key so invalidations find every variant.
+ */
+import { LRUCache } from 'lru-cache'
+import type CachePolicy from 'http-cache-semantics'
+
+/** Content codings a stored body is kept in; chosen per request by `compress.ts`. */
+export type Encoding = 'identity' | 'gzip' | 'br'
+
+export interface CachedObject {
+  /** Full key: primary key plus the normalized Vary values (vary.ts). */
+  key: string
+  /** Host + request target: every variant of one URL shares it. */
+  primary: string
+  host: string
+  /** Request target (path and query) the object was fetched for. */
+  url: string
+  status: number
+  /** Stored response header fields (lower-case names, hop-by-hop removed). */
+  headers: Record<string, string>
+  /** The policy object from http-cache-semantics, kept for revalidation (RFC 9111 §4.3). */
+  policy: CachePolicy
+  /** Bodies by content coding; identity is always present. */
+  bodies: { identity: Buffer, gzip?: Buffer, br?: Buffer }
+  /** True when `bodies` holds our own compressed variants (we add `Vary: Accept-Encoding`). */
+  compressible: boolean
+  etag: string | undefined
+  lastModified: number | undefined
+  tags: string[]
+  /** Clock time the response arrived (RFC 9111 §4.2.3 response_time). */
+  responseTime: number
+  /** Clock time this object entered the store (bans compare against it). */
+  storedAt: number
+  /** corrected_initial_age in seconds (RFC 9111 §4.2.3). */
+  initialAge: number
+  /** Clock time the object stops being fresh (RFC 9111 §4.2). */
+  freshUntil: number
+  /** stale-while-revalidate window after `freshUntil` (RFC 5861 §3), ms. */
+  swrMs: number
+  /** stale-if-error window after `freshUntil` (RFC 5861 §4), ms. */
+  sieMs: number
+  /** Our own grace after `freshUntil` when the origin allows serving stale, ms. */
+  graceMs: number
+  /** The request that stored it carried credentials and the response explicitly allowed sharing. */
+  explicitlyShared: boolean
+  /** `no-cache`/`must-revalidate`-style responses: never served stale, always revalidated (RFC 9111 §4.2.4). */
+  mustRevalidate: boolean
+  /** Precomputed response head per encoding for the hit path (headers.ts); rebuilt once a second. */
+  heads: Partial<Record<Encoding, string[]>>
+  /** Second (clock) the heads' Age/ttl values were computed for. */
+  headsSecond: number
+  size: number
+}
+
+export interface CacheStore {
+  get (key: string): CachedObject | undefined
+  put (object: CachedObject): void
+  delete (key: string): boolean
+  /** The Vary field names last seen for a primary key (null: the URL does not vary). */
+  varyOf (primary: string): string[] | null | undefined
+  keysForUrl (url: string, host?: string): string[]
+  keysForTag (tag: string): string[]
+  values (): IterableIterator<CachedObject>
+  readonly bytes: number
+  readonly count: number
+  clear (): void
+}
+
+export interface MemoryStoreOptions {
+  maxBytes: number
+  /** Called for objects pushed out to make room (metrics). */
+  onEvict?: (object: CachedObject) => void
+}
+
+interface PrimaryEntry { vary: string[] | null, keys: Set<string> }
+
+/**
+ * Byte-bounded LRU in process memory. `lru-cache` does the eviction
+ * (maxSize + sizeCalculation); the maps below are indexes kept in step with it
+ * through `dispose`, so they never outgrow the objects they point at.
+ */
+export class MemoryStore implements CacheStore {
+  readonly #lru: LRUCache<string, CachedObject>
+  readonly #primaries = new Map<string, PrimaryEntry>()
+  readonly #byUrl = new Map<string, Set<string>>()
+  readonly #byTag = new Map<string, Set<string>>()
+
+  constructor (options: MemoryStoreOptions) {
+    this.#lru = new LRUCache<string, CachedObject>({
+      maxSize: options.maxBytes,
+      sizeCalculation: (o) => o.size,
+      dispose: (o, _key, reason) => {
+        // 'set' with another object: put() already moved the indexes over.
+        if (reason === 'set') return
+        this.#unindex(o)
+        if (reason === 'evict') options.onEvict?.(o)
+      }
+    })
+  }
+
+  get (key: string): CachedObject | undefined { return this.#lru.get(key) }
+
+  put (object: CachedObject): void {
+    const old = this.#lru.peek(object.key)
+    if (old) this.#unindex(old)
+    this.#index(object)
+    this.#lru.set(object.key, object)
+    // lru-cache refuses objects larger than maxSize; keep the indexes honest.
+    if (!this.#lru.has(object.key)) this.#unindex(object)
+  }
+
+  delete (key: string): boolean { return this.#lru.delete(key) }
+
+  varyOf (primary: string): string[] | null | undefined { return this.#primaries.get(primary)?.vary }
+
+  keysForUrl (url: string, host?: string): string[] {
+    const out: string[] = []
+    for (const primary of this.#byUrl.get(url) ?? []) {
+      const entry = this.#primaries.get(primary)
+      if (!entry) continue
+      for (const key of entry.keys) {
+        if (host === undefined || this.#lru.peek(key)?.host === host) out.push(key)
+      }
+    }
+    return out
+  }
+
+  keysForTag (tag: string): string[] { return [...(this.#byTag.get(tag) ?? [])] }
+
+  values (): IterableIterator<CachedObject> { return this.#lru.values() }
+
+  get bytes (): number { return this.#lru.calculatedSize }
+  get count (): number { return this.#lru.size }
+
+  clear (): void { this.#lru.clear() }
+
+  #index (o: CachedObject): void {
+    let entry = this.#primaries.get(o.primary)
+    if (!entry) {
+      entry = { vary: null, keys: new Set() }
+      this.#primaries.set(o.primary, entry)
+      let urls = this.#byUrl.get(o.url)
+      if (!urls) this.#byUrl.set(o.url, urls = new Set())
+      urls.add(o.primary)
+    }
+    entry.vary = varyNamesOf(o)
+    entry.keys.add(o.key)
+    for (const tag of o.tags) {
+      let keys = this.#byTag.get(tag)
+      if (!keys) this.#byTag.set(tag, keys = new Set())
+      keys.add(o.key)
+    }
+  }
+
+  #unindex (o: CachedObject): void {
+    const entry = this.#primaries.get(o.primary)
+    if (entry) {
+      entry.keys.delete(o.key)
+      if (entry.keys.size === 0) {
+        this.#primaries.delete(o.primary)
+        const urls = this.#byUrl.get(o.url)
+        urls?.delete(o.primary)
+        if (urls?.size === 0) this.#byUrl.delete(o.url)
+      }
+    }
+    for (const tag of o.tags) {
+      const keys = this.#byTag.get(tag)
+      keys?.delete(o.key)
+      if (keys?.size === 0) this.#byTag.delete(tag)
+    }
+  }
+}
+
+/** Vary field names of a stored object, lower-case and sorted (vary.ts builds keys from them). */
+export function varyNamesOf (o: Pick<CachedObject, 'headers'>): string[] | null {
+  const vary = o.headers.vary
+  if (!vary) return null
+  const names = vary.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean)
+  return names.length ? [...new Set(names)].sort() : null
+}

@@ -1,0 +1,70 @@
+import t from 'tap'
+import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
+import { Coalescer } from '../../cache/coalesce.js'
+import { FakeClock } from './fixtures.js'
+
+t.teardown(closeAgent)
+
+t.test('200 concurrent cold requests → 1 origin fetch', async (t) => {
+  const origin = await startOrigin((req, res) => {
+    // Slow enough that all 200 arrive while the first fetch is under way.
+    setTimeout(() => { res.setHeader('cache-control', 'public, s-maxage=60'); res.end('popular') }, 100)
+  })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  const answers = await Promise.all(Array.from({ length: 200 }, () => send(cache.url + '/hot')))
+  t.equal(origin.count(), 1)
+  t.ok(answers.every((a) => a.status === 200 && a.body === 'popular'))
+  const collapsed = answers.filter((a) => /collapsed/.test(a.headers['cache-status'])).length
+  t.equal(collapsed, 199, 'every other request waited on the first fetch (RFC 9211 collapsed)')
+  t.equal(cache.app.engine.coalescer.waits, 199)
+})
+
+t.test('uncacheable answers become hit-for-miss: later requests do not queue', async (t) => {
+  let concurrent = 0
+  let maxConcurrent = 0
+  const origin = await startOrigin((req, res) => {
+    concurrent++
+    maxConcurrent = Math.max(maxConcurrent, concurrent)
+    setTimeout(() => { concurrent--; res.setHeader('cache-control', 'private'); res.end('mine') }, 50)
+  })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  await send(cache.url + '/u')
+  t.ok(cache.app.engine.coalescer.isUncacheable(cache.app.engine.store.count === 0 ? '127.0.0.1:' + cache.url.split(':')[2] + '/u' : ''), 'marker set')
+  maxConcurrent = 0
+  const answers = await Promise.all(Array.from({ length: 10 }, () => send(cache.url + '/u')))
+  t.equal(origin.count(), 11)
+  t.equal(maxConcurrent, 10, 'all ten went to the origin side by side, none waited on another')
+  t.ok(answers.every((a) => a.headers['x-cache'] === 'MISS' && /detail=not-storable/.test(a.headers['cache-status'])))
+  cache.clock.advance(31_000)
+  t.notOk(cache.app.engine.coalescer.isUncacheable('127.0.0.1:' + cache.url.split(':')[2] + '/u'), 'marker expires')
+})
+
+t.test('waiting is capped (503) and timed (504)', async (t) => {
+  const pending: Array<() => void> = []
+  const origin = await startOrigin((req, res) => { pending.push(() => { res.setHeader('cache-control', 'max-age=60'); res.end('late') }) })
+  const cache = await startCache(origin.url, { CACHE_COALESCE_MAX_WAITERS: '2', CACHE_COALESCE_TIMEOUT_MS: '1000' })
+  t.teardown(async () => { for (const p of pending.splice(0)) p(); await cache.close(); await origin.close() })
+  const leader = send(cache.url + '/slow')
+  while (pending.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+  const w1 = send(cache.url + '/slow')
+  const w2 = send(cache.url + '/slow')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const over = await send(cache.url + '/slow')
+  t.equal(over.status, 503, 'beyond the cap: refused instead of queued')
+  t.equal(over.headers['retry-after'], '1')
+  cache.clock.advance(1000) // fake time: the waiters' timeout fires
+  const [a, b] = await Promise.all([w1, w2])
+  t.equal(a.status, 504)
+  t.equal(b.status, 504)
+  pending.shift()!()
+  t.equal((await leader).body, 'late')
+  t.equal(origin.count(), 1)
+})
+
+t.test('Coalescer validates its options', async (t) => {
+  const clock = new FakeClock()
+  t.throws(() => new Coalescer({ maxWaiters: 0, timeoutMs: 1, hitForMissMs: 0, clock, timers: clock }), /maxWaiters/)
+  t.throws(() => new Coalescer({ maxWaiters: 1, timeoutMs: 0, hitForMissMs: 0, clock, timers: clock }), /timeoutMs/)
+})

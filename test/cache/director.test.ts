@@ -1,0 +1,76 @@
+import t from 'tap'
+import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
+
+t.teardown(closeAgent)
+
+const uncached = (name: string) => (_req: unknown, res: import('node:http').ServerResponse) => { res.setHeader('cache-control', 'no-store'); res.end(name) }
+
+t.test('round-robin over upstreams; least-connections prefers the idle one', async (t) => {
+  const a = await startOrigin(uncached('a'))
+  const b = await startOrigin(uncached('b'))
+  const rr = await startCache([a.url, b.url])
+  t.teardown(async () => { await rr.close(); await a.close(); await b.close() })
+  const bodies = []
+  for (let i = 0; i < 4; i++) bodies.push((await send(rr.url + `/x${i}`)).body)
+  t.same(bodies, ['a', 'b', 'a', 'b'])
+
+  const slow = await startOrigin((_req, res) => { setTimeout(() => { res.setHeader('cache-control', 'no-store'); res.end('slow') }, 200) })
+  const fast = await startOrigin(uncached('fast'))
+  const lc = await startCache([slow.url, fast.url], { CACHE_DIRECTOR: 'least-connections' })
+  t.teardown(async () => { await lc.close(); await slow.close(); await fast.close() })
+  const first = send(lc.url + '/busy')
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  const others = [await send(lc.url + '/y1'), await send(lc.url + '/y2')]
+  t.same(others.map((o) => o.body), ['fast', 'fast'], 'the busy upstream is avoided')
+  t.equal((await first).body, 'slow')
+})
+
+t.test('an idempotent request is retried on another upstream; passive ejection; probes', async (t) => {
+  const good = await startOrigin(uncached('good'))
+  const dead = await startOrigin(uncached('dead'))
+  const deadUrl = dead.url
+  await dead.close() // connection refused from now on
+  const cache = await startCache([deadUrl, good.url], { CACHE_EJECT_AFTER_ERRORS: '2', CACHE_EJECT_MS: '10000' })
+  t.teardown(async () => { await cache.close(); await good.close() })
+  const answers = []
+  for (let i = 0; i < 4; i++) answers.push((await send(cache.url + `/r${i}`)).body)
+  t.same(answers, ['good', 'good', 'good', 'good'], 'refused connections retried on the healthy upstream')
+  const director = cache.app.engine.director
+  t.notOk(director.isUp(director.upstreams[0]), 'the dead upstream was ejected after two errors')
+  const before = good.count()
+  await send(cache.url + '/z')
+  t.equal(good.count() - before, 1)
+  cache.clock.advance(10_001)
+  t.ok(director.isUp(director.upstreams[0]), 'ejection ends after CACHE_EJECT_MS')
+  t.notOk(await director.probe(director.upstreams[0]))
+  t.notOk(await director.probe(director.upstreams[0]))
+  t.notOk(director.isUp(director.upstreams[0]), 'two failed probes mark it sick')
+  t.ok(await director.probe(director.upstreams[1]))
+  const post = await send(cache.url + '/form', { method: 'POST', body: 'a=1' })
+  t.equal(post.body, 'good')
+})
+
+t.test('/-/health: 200 with a healthy upstream or something to serve, 503 otherwise', async (t) => {
+  const origin = await startOrigin((_req, res) => { res.setHeader('cache-control', 'max-age=600'); res.end('page') })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close().catch(() => {}) })
+  t.equal((await send(cache.url + '/-/health')).status, 200)
+  const director = cache.app.engine.director
+  await origin.close()
+  await director.probe(director.upstreams[0])
+  await director.probe(director.upstreams[0])
+  const down = await send(cache.url + '/-/health')
+  t.equal(down.status, 503)
+  t.match(JSON.parse(down.body), { status: 'unavailable', upstreams: [{ healthy: false }] })
+  t.equal((await send(cache.url + '/page')).status, 503, 'no healthy upstream and nothing stored')
+})
+
+t.test('probes run against /-/health of every upstream', async (t) => {
+  let probes = 0
+  const origin = await startOrigin(uncached('x'))
+  origin.server.prependListener('request', (req) => { if (req.url === '/-/health') probes++ })
+  const cache = await startCache(origin.url, { CACHE_PROBE_INTERVAL_MS: '50' })
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  await new Promise((resolve) => setTimeout(resolve, 180))
+  t.ok(probes >= 2, `probed ${probes} times`)
+})

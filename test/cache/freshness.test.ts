@@ -1,0 +1,113 @@
+import t from 'tap'
+import { startOrigin, startCache, send, closeAgent, FakeClock } from './fixtures.js'
+import { evaluateResponse, policyClassFor, effectiveHeaders, requestForbidsStored } from '../../cache/freshness.js'
+
+t.teardown(closeAgent)
+
+const until = async (check: () => boolean) => {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
+t.test('evaluateResponse: lifetimes, stale windows, storability', async (t) => {
+  const clock = new FakeClock()
+  const P = policyClassFor(clock)
+  const now = clock.now()
+  const req = { method: 'GET', url: '/', headers: { host: 'a' } }
+  const ev = (headers: Record<string, string>, status = 200, credentialed = false, reqHeaders = req.headers) =>
+    evaluateResponse(P, { ...req, headers: reqHeaders }, { status, headers }, now, now, { graceSeconds: 10, defaultTtlSeconds: 0 }, credentialed)
+
+  const frontend = ev({ 'cache-control': 'public, max-age=0, s-maxage=30, stale-while-revalidate=20, stale-if-error=300' })
+  t.equal(frontend.freshUntil - now, 30_000, 's-maxage wins over max-age in a shared cache (RFC 9111 §5.2.2.10)')
+  t.equal(frontend.swrMs, 20_000)
+  t.equal(frontend.sieMs, 300_000)
+  t.equal(frontend.graceMs, 0, 's-maxage implies proxy-revalidate: no grace of our own')
+  t.equal(ev({ 'cache-control': 'max-age=5' }).graceMs, 10_000, 'grace where nothing forbids stale')
+  t.equal(ev({ 'cache-control': 'max-age=5, must-revalidate, stale-if-error=60' }).sieMs, 0, 'must-revalidate forbids any stale use')
+  t.equal(ev({ 'cache-control': 'no-cache, max-age=60' }).freshUntil, now, 'no-cache: stored but always validated')
+  t.notOk(ev({ 'cache-control': 'max-age=60' }, 200, true).storable, 'credentials without explicit sharing')
+  t.ok(ev({ 'cache-control': 'max-age=60, public' }, 200, true).storable)
+  t.notOk(ev({ 'cache-control': 'max-age=60', 'set-cookie': 'a=1' }).storable)
+  t.notOk(ev({ 'cache-control': 'public, max-age=60', vary: 'accept, *' }).storable)
+  t.notOk(ev({ 'cache-control': 'max-age=60' }, 200, false, { host: 'a', 'cache-control': 'no-store' } as never).storable, 'request no-store')
+  t.notOk(ev({ 'cache-control': 'max-age=60' }, 500).storable, '5xx is not understood as cacheable')
+  t.equal(ev({ 'cache-control': 'max-age=60', age: '100' }).freshUntil, now, 'already older than its lifetime')
+  t.same(effectiveHeaders({ 'cache-control': 'no-store', 'surrogate-control': 'max-age=30+60', expires: '0' }), { 'cache-control': 'max-age=30, stale-while-revalidate=60', 'surrogate-control': 'max-age=30+60' })
+  t.ok(requestForbidsStored('max-stale, no-cache', undefined, 0, 10))
+  t.ok(requestForbidsStored(undefined, 'no-cache', 0, 10), 'Pragma: no-cache (RFC 9111 §5.4)')
+  t.ok(requestForbidsStored('min-fresh=20', undefined, 0, 10))
+  t.notOk(requestForbidsStored('max-age=20', undefined, 10, 10))
+})
+
+t.test('stale-while-revalidate: stale delivered, exactly one background refresh', async (t) => {
+  let release: (() => void) | undefined
+  const origin = await startOrigin((req, res, n) => {
+    res.setHeader('cache-control', 'public, max-age=0, s-maxage=10, stale-while-revalidate=30')
+    if (n === 2) { release = () => res.end('v2'); return } // the refresh hangs until the test lets it go
+    res.end(`v${n}`)
+  })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  await send(cache.url + '/s')
+  cache.clock.advance(15_000)
+  const answers = await Promise.all(Array.from({ length: 20 }, () => send(cache.url + '/s')))
+  t.ok(answers.every((a) => a.headers['x-cache'] === 'STALE' && a.body === 'v1'), 'all served stale at once')
+  t.match(answers[0].headers['cache-status'], /hit; ttl=-5; detail=stale-while-revalidate/)
+  await until(() => release !== undefined)
+  t.equal(origin.count(), 2, 'one background refresh for twenty stale hits')
+  release!()
+  await until(() => cache.app.engine.coalescer.inFlight === 0)
+  const fresh = await send(cache.url + '/s')
+  t.equal(fresh.headers['x-cache'], 'HIT')
+  t.equal(fresh.body, 'v2')
+  cache.clock.advance(50_000)
+  const expired = await send(cache.url + '/s')
+  t.equal(expired.headers['x-cache'], 'MISS', 'beyond the window: fetched in the foreground')
+})
+
+t.test('grace: a max-age object is served stale for CACHE_GRACE_SECONDS while refreshing', async (t) => {
+  const origin = await startOrigin((req, res, n) => { res.setHeader('cache-control', 'max-age=5'); res.end(`v${n}`) })
+  const cache = await startCache(origin.url, { CACHE_GRACE_SECONDS: '20' })
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  await send(cache.url + '/g')
+  cache.clock.advance(15_000)
+  const a = await send(cache.url + '/g')
+  t.equal(a.headers['x-cache'], 'STALE')
+  t.match(a.headers['cache-status'], /detail=grace/)
+  t.equal(a.body, 'v1')
+  await until(() => origin.count() === 2 && cache.app.engine.coalescer.inFlight === 0)
+  t.equal((await send(cache.url + '/g')).body, 'v2')
+  cache.clock.advance(30_000)
+  t.equal((await send(cache.url + '/g')).headers['x-cache'], 'MISS')
+})
+
+t.test('stale-if-error: 5xx, timeouts and unreachable upstreams serve the stale object', async (t) => {
+  let mode: 'ok' | '500' | 'hang' = 'ok'
+  const origin = await startOrigin((req, res, n) => {
+    if (mode === 'hang') return // never answers: the upstream timeout fires
+    if (mode === '500') { res.statusCode = 500; res.end('boom'); return }
+    res.setHeader('cache-control', 'public, s-maxage=10, stale-if-error=60')
+    res.end(`v${n}`)
+  })
+  const cache = await startCache(origin.url, { CACHE_UPSTREAM_TIMEOUT_MS: '200', CACHE_EJECT_AFTER_ERRORS: '100' })
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  await send(cache.url + '/e')
+  cache.clock.advance(20_000)
+  mode = '500'
+  const a = await send(cache.url + '/e')
+  t.equal(a.status, 200)
+  t.equal(a.body, 'v1')
+  t.equal(a.headers['x-cache'], 'STALE')
+  t.match(a.headers['cache-status'], /fwd=stale; fwd-status=500; ttl=-10; detail=stale-if-error/)
+  mode = 'hang'
+  const b = await send(cache.url + '/e')
+  t.equal(b.body, 'v1', 'timeout → stale')
+  await origin.close()
+  const c = await send(cache.url + '/e')
+  t.equal(c.body, 'v1', 'unreachable → stale')
+  t.equal(c.headers['x-cache'], 'STALE')
+  cache.clock.advance(60_000)
+  const d = await send(cache.url + '/e')
+  t.equal(d.status, 502, 'beyond stale-if-error: the error shows')
+  t.equal(d.headers['x-cache'], 'MISS')
+  t.equal((await send(cache.url + '/nothing-stored')).status, 502)
+})

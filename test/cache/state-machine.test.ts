@@ -1,0 +1,249 @@
+import t from 'tap'
+import { startOrigin, startCache, send, closeAgent, page } from './fixtures.js'
+
+t.teardown(closeAgent)
+
+async function setup (t: { teardown: (fn: () => Promise<void>) => void }, handler: Parameters<typeof startOrigin>[0], env: Record<string, string> = {}) {
+  const origin = await startOrigin(handler)
+  // Grace (serving stale while refreshing) is tested in freshness.test.ts; here staleness means a fetch.
+  const cache = await startCache(origin.url, { CACHE_GRACE_SECONDS: '0', ...env })
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  return { origin, cache }
+}
+
+t.test('miss then hit: one origin fetch, X-Cache, Cache-Status and Age', async (t) => {
+  const { origin, cache } = await setup(t, page({ 'cache-control': 'public, max-age=0, s-maxage=60', 'content-type': 'text/plain' }, (n) => `v${n}`))
+  const a = await send(cache.url + '/p')
+  t.equal(a.headers['x-cache'], 'MISS')
+  t.match(a.headers['cache-status'], /^flashcrowd; fwd=miss; fwd-status=200; stored/)
+  t.equal(a.headers.age, '0')
+  cache.clock.advance(5000)
+  const b = await send(cache.url + '/p')
+  t.equal(b.headers['x-cache'], 'HIT')
+  t.equal(b.body, 'v1')
+  t.equal(b.headers.age, '5', 'Age grows with resident time (RFC 9111 §4.2.3)')
+  t.match(b.headers['cache-status'], /^flashcrowd; hit; ttl=55$/)
+  t.equal(origin.count('/p'), 1)
+  cache.clock.advance(56_000)
+  const c = await send(cache.url + '/p')
+  t.equal(c.headers['x-cache'], 'MISS', 's-maxage over: fetched again')
+  t.equal(c.body, 'v2')
+})
+
+t.test('upstream Age is counted into freshness and passed on', async (t) => {
+  const { origin, cache } = await setup(t, page({ 'cache-control': 'max-age=60', age: '50' }))
+  await send(cache.url + '/a')
+  cache.clock.advance(5000)
+  const b = await send(cache.url + '/a')
+  t.equal(b.headers['x-cache'], 'HIT')
+  t.equal(b.headers.age, '55')
+  cache.clock.advance(6000)
+  await send(cache.url + '/a')
+  t.equal(origin.count(), 2, 'stale after 60 - 50 seconds')
+})
+
+t.test('max-age, Expires and heuristic freshness', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    if (req.url === '/expires') { res.setHeader('date', new Date(cache.clock.now()).toUTCString()); res.setHeader('expires', new Date(cache.clock.now() + 30_000).toUTCString()) }
+    if (req.url === '/heuristic') { res.setHeader('date', new Date(cache.clock.now()).toUTCString()); res.setHeader('last-modified', new Date(cache.clock.now() - 1000_000).toUTCString()) }
+    if (req.url === '/heuristic-302') { res.statusCode = 302; res.setHeader('location', '/x'); res.setHeader('last-modified', new Date(cache.clock.now() - 1000_000).toUTCString()) }
+    if (req.url === '/nothing') { /* no freshness information at all */ }
+    res.end('x')
+  })
+  for (const p of ['/expires', '/heuristic', '/heuristic-302', '/nothing']) await send(cache.url + p)
+  cache.clock.advance(20_000)
+  for (const p of ['/expires', '/heuristic', '/heuristic-302', '/nothing']) await send(cache.url + p)
+  t.equal(origin.count('/expires'), 1, 'Expires 30 s: still fresh at 20 s')
+  t.equal(origin.count('/heuristic'), 1, 'heuristic: 10% of 1000 s since Last-Modified (RFC 9111 §4.2.2)')
+  t.equal(origin.count('/heuristic-302'), 2, '302 is not heuristically cacheable')
+  t.equal(origin.count('/nothing'), 2, 'no lifetime, no heuristic: not reused')
+  cache.clock.advance(15_000)
+  await send(cache.url + '/expires')
+  t.equal(origin.count('/expires'), 2, 'expired after 30 s')
+})
+
+t.test('no-store, private and Set-Cookie are never stored', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    if (req.url === '/no-store') res.setHeader('cache-control', 'no-store')
+    if (req.url === '/private') res.setHeader('cache-control', 'private, max-age=60')
+    if (req.url === '/cookie') { res.setHeader('cache-control', 'public, max-age=60'); res.setHeader('set-cookie', ['a=1', 'b=2']) }
+    res.end('x')
+  })
+  for (const p of ['/no-store', '/private', '/cookie']) {
+    const a = await send(cache.url + p)
+    const b = await send(cache.url + p)
+    t.equal(b.headers['x-cache'], 'MISS', p)
+    t.equal(origin.count(p), 2, `${p} fetched every time`)
+    t.equal(a.status, 200)
+  }
+  const c = await send(cache.url + '/cookie')
+  t.equal(c.headers['set-cookie'], 'a=1, b=2', 'Set-Cookie lines passed on to the client')
+  t.equal(cache.app.engine.store.count, 0)
+})
+
+t.test('no-cache and must-revalidate: revalidated with the origin, 304 updates stored headers', async (t) => {
+  const { origin, cache } = await setup(t, (req, res, n) => {
+    if (req.url === '/nc') {
+      res.setHeader('cache-control', 'no-cache')
+      res.setHeader('etag', '"v1"')
+      if (req.headers['if-none-match'] === '"v1"') { res.statusCode = 304; res.setHeader('x-version', `r${n}`); res.end(); return }
+      res.setHeader('x-version', `r${n}`)
+      res.end('body-nc')
+      return
+    }
+    res.setHeader('cache-control', 'max-age=10, must-revalidate')
+    res.setHeader('last-modified', 'Mon, 01 Jan 2024 00:00:00 GMT')
+    if (req.headers['if-modified-since'] === 'Mon, 01 Jan 2024 00:00:00 GMT') { res.statusCode = 304; res.setHeader('x-version', `r${n}`); res.end(); return }
+    res.setHeader('x-version', `r${n}`)
+    res.end('body-mr')
+  })
+  const a = await send(cache.url + '/nc')
+  const b = await send(cache.url + '/nc')
+  t.equal(origin.count('/nc'), 2, 'no-cache: every use is validated')
+  t.equal(origin.requests[1].headers['if-none-match'], '"v1"', 'validated with the stored ETag')
+  t.equal(b.body, 'body-nc', 'body from the store after a 304')
+  t.equal(b.headers['x-version'], 'r2', '304 headers replace the stored ones (RFC 9111 §4.3.4)')
+  t.equal(a.headers['x-version'], 'r1')
+  t.match(b.headers['cache-status'], /fwd=stale; fwd-status=304/)
+
+  await send(cache.url + '/mr')
+  cache.clock.advance(5000)
+  t.equal((await send(cache.url + '/mr')).headers['x-cache'], 'HIT')
+  cache.clock.advance(6000)
+  const c = await send(cache.url + '/mr')
+  t.equal(origin.count('/mr'), 2)
+  t.equal(c.body, 'body-mr')
+  t.equal(c.headers['x-version'], origin.count().toString().replace(/^/, 'r'))
+  t.equal((await send(cache.url + '/mr')).headers['x-cache'], 'HIT', 'fresh again after revalidation')
+})
+
+t.test('Authorization and Cookie requests pass unless the response allows sharing', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', req.url === '/shared' ? 'public, s-maxage=60' : 'max-age=60')
+    res.end(`for ${req.headers.authorization ?? req.headers.cookie ?? 'anyone'}`)
+  })
+  await send(cache.url + '/personal', { headers: { authorization: 'Bearer alice' } })
+  const anon = await send(cache.url + '/personal')
+  t.equal(anon.body, 'for anyone', 'an authenticated answer is not served to others')
+  await send(cache.url + '/personal', { headers: { cookie: 'session=bob' } })
+  const bob2 = await send(cache.url + '/personal', { headers: { cookie: 'session=bob' } })
+  t.equal(bob2.body, 'for session=bob', 'cookie requests are not answered from an anonymous object')
+  t.equal(origin.count('/personal'), 4, 'alice, anonymous (stored), bob twice')
+
+  await send(cache.url + '/shared', { headers: { cookie: 'session=bob' } })
+  const shared = await send(cache.url + '/shared', { headers: { authorization: 'Bearer carol' } })
+  t.equal(shared.headers['x-cache'], 'HIT', 'public/s-maxage responses are shared (RFC 9111 §3.5)')
+  t.equal(origin.count('/shared'), 1)
+})
+
+t.test('Vary: variants keyed by normalized values; Vary: * never stored', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.setHeader('vary', req.url === '/star' ? '*' : 'Accept-Language')
+    res.end(`lang=${req.headers['accept-language'] ?? ''}`)
+  })
+  t.equal((await send(cache.url + '/v', { headers: { 'accept-language': 'fr, en' } })).body, 'lang=fr, en')
+  t.equal((await send(cache.url + '/v', { headers: { 'accept-language': 'de' } })).body, 'lang=de')
+  const fr = await send(cache.url + '/v', { headers: { 'accept-language': 'fr,en' } })
+  t.equal(fr.headers['x-cache'], 'HIT', 'whitespace-normalized value selects the stored variant')
+  t.equal(fr.body, 'lang=fr, en')
+  t.equal(origin.count('/v'), 2)
+  await send(cache.url + '/star')
+  await send(cache.url + '/star')
+  t.equal(origin.count('/star'), 2)
+})
+
+t.test('targeted fields: CDN-Cache-Control and Surrogate-Control override Cache-Control for us', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    if (req.url === '/cdn') { res.setHeader('cache-control', 'no-store'); res.setHeader('cdn-cache-control', 'max-age=60') }
+    if (req.url === '/surrogate') { res.setHeader('cache-control', 'max-age=0'); res.setHeader('surrogate-control', 'max-age=60') }
+    if (req.url === '/cdn-nostore') { res.setHeader('cache-control', 'max-age=60'); res.setHeader('cdn-cache-control', 'no-store') }
+    res.end('x')
+  })
+  for (const p of ['/cdn', '/surrogate', '/cdn-nostore']) { await send(cache.url + p); await send(cache.url + p) }
+  t.equal(origin.count('/cdn'), 1)
+  t.equal(origin.count('/surrogate'), 1)
+  t.equal(origin.count('/cdn-nostore'), 2)
+  const r = await send(cache.url + '/surrogate')
+  t.equal(r.headers['surrogate-control'], undefined, 'Surrogate-Control is for us, not passed on')
+  t.equal(r.headers['cache-control'], 'max-age=0', 'Cache-Control is passed on for browsers')
+})
+
+t.test('HEAD is answered from a GET object; a HEAD miss stores it for GET', async (t) => {
+  const { origin, cache } = await setup(t, page({ 'cache-control': 'max-age=60', 'content-type': 'text/plain' }, 'twelve bytes'))
+  const h = await send(cache.url + '/h', { method: 'HEAD' })
+  t.equal(h.status, 200)
+  t.equal(h.body, '')
+  t.equal(h.headers['content-length'], '12')
+  t.equal(origin.requests[0].method, 'GET', 'a HEAD miss is fetched with GET')
+  const g = await send(cache.url + '/h')
+  t.equal(g.headers['x-cache'], 'HIT')
+  t.equal(g.body, 'twelve bytes')
+  const h2 = await send(cache.url + '/h', { method: 'HEAD' })
+  t.equal(h2.headers['x-cache'], 'HIT')
+  t.equal(origin.count(), 1)
+})
+
+t.test('conditional requests from clients are answered from the cache with 304', async (t) => {
+  const { origin, cache } = await setup(t, page({ 'cache-control': 'max-age=60', etag: '"abc"', 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT' }))
+  const first = await send(cache.url + '/c', { headers: { 'if-none-match': '"abc"' } })
+  t.equal(first.status, 304, 'even on a miss: the full body was fetched and stored, the client gets 304')
+  t.notOk(origin.requests[0].headers['if-none-match'], 'client validators are not forwarded on a cacheable miss')
+  t.equal((await send(cache.url + '/c', { headers: { 'if-none-match': 'W/"abc", "zzz"' } })).status, 304, 'weak comparison')
+  t.equal((await send(cache.url + '/c', { headers: { 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 GMT' } })).status, 304)
+  const full = await send(cache.url + '/c', { headers: { 'if-none-match': '"other"' } })
+  t.equal(full.status, 200)
+  t.equal(full.body, 'hello')
+  const nm = await send(cache.url + '/c', { headers: { 'if-none-match': '"abc"' } })
+  t.equal(nm.headers.etag, '"abc"')
+  t.equal(nm.headers['x-cache'], 'HIT')
+  t.equal(origin.count(), 1)
+})
+
+t.test('an unsafe method invalidates the URL, Location and Content-Location (RFC 9111 §4.4)', async (t) => {
+  const { origin, cache } = await setup(t, (req, res, n) => {
+    if (req.method === 'POST') {
+      res.statusCode = 303
+      res.setHeader('location', '/after')
+      res.end()
+      return
+    }
+    res.setHeader('cache-control', 'max-age=600')
+    res.end(`${req.url} v${n}`)
+  })
+  await send(cache.url + '/form')
+  await send(cache.url + '/after')
+  const post = await send(cache.url + '/form', { method: 'POST', body: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+  t.equal(post.status, 303)
+  t.equal(post.headers['x-cache'], 'PASS')
+  t.equal(origin.requests[2].method, 'POST')
+  t.equal((await send(cache.url + '/form')).headers['x-cache'], 'MISS')
+  t.equal((await send(cache.url + '/after')).headers['x-cache'], 'MISS')
+  t.equal(origin.count(), 5)
+})
+
+t.test('request Cache-Control: no-cache and max-age=0 go to the origin', async (t) => {
+  const { origin, cache } = await setup(t, page({ 'cache-control': 'max-age=60', etag: '"e"' }))
+  await send(cache.url + '/r')
+  cache.clock.advance(2000)
+  await send(cache.url + '/r', { headers: { 'cache-control': 'no-cache' } })
+  cache.clock.advance(1000)
+  await send(cache.url + '/r', { headers: { 'cache-control': 'max-age=0' } })
+  t.equal(origin.count(), 3)
+  t.equal((await send(cache.url + '/r', { headers: { 'cache-control': 'max-age=100' } })).headers['x-cache'], 'HIT')
+})
+
+t.test('POST bodies are forwarded once, complete; Surrogate-Key is not shown to clients', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    let body = ''
+    req.on('data', (c) => { body += c })
+    req.on('end', () => { res.setHeader('surrogate-key', 'home news'); res.end(`got ${body}`) })
+  })
+  const r = await send(cache.url + '/submit', { method: 'POST', body: 'x'.repeat(1000) })
+  t.equal(r.body, `got ${'x'.repeat(1000)}`)
+  t.equal(r.headers['surrogate-key'], undefined)
+  t.equal(origin.requests[0].headers['content-length'], '1000')
+  const big = await send(cache.url + '/submit', { method: 'POST', body: 'x'.repeat(2 * 1024 * 1024) })
+  t.equal(big.status, 413)
+  t.equal(origin.count(), 1, 'the oversized body never reached the origin')
+})

@@ -1,0 +1,61 @@
+import t from 'tap'
+import { MemoryStore, type CachedObject } from '../../cache/store.js'
+import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
+
+t.teardown(closeAgent)
+
+function obj (key: string, size: number, tags: string[] = [], url = key): CachedObject {
+  return {
+    key, primary: key, host: 'h', url, status: 200, headers: {}, policy: null as never, bodies: { identity: Buffer.alloc(0) },
+    compressible: false, etag: undefined, lastModified: undefined, tags, responseTime: 0, storedAt: 0, initialAge: 0,
+    freshUntil: 0, swrMs: 0, sieMs: 0, graceMs: 0, explicitlyShared: false, mustRevalidate: false, heads: {}, headsSecond: -1, size
+  }
+}
+
+t.test('byte-bounded LRU with indexes kept in step', async (t) => {
+  const evicted: string[] = []
+  const store = new MemoryStore({ maxBytes: 1000, onEvict: (o) => evicted.push(o.key) })
+  store.put(obj('/a', 400, ['x']))
+  store.put(obj('/b', 400, ['x', 'y']))
+  store.get('/a') // /a is now the most recently used
+  store.put(obj('/c', 400, ['y']))
+  t.same(evicted, ['/b'], 'least recently used goes first')
+  t.equal(store.bytes, 800)
+  t.same(store.keysForTag('x'), ['/a'], 'evicted objects leave the tag index')
+  t.same(store.keysForTag('y'), ['/c'])
+  t.same(store.keysForUrl('/b'), [])
+  store.put(obj('/huge', 5000))
+  t.equal(store.get('/huge'), undefined, 'larger than the whole store: not kept')
+  t.same(store.keysForUrl('/huge'), [])
+  store.delete('/a')
+  t.same(store.keysForTag('x'), [])
+  store.put(obj('/c', 100, ['z']))
+  t.same(store.keysForTag('y'), [], 'replacing an object moves its tags')
+  t.same(store.keysForTag('z'), ['/c'])
+  t.equal(store.bytes, 100)
+})
+
+t.test('through the app: bounded by CACHE_MAX_BYTES, large objects streamed and not stored', async (t) => {
+  const big = 'b'.repeat(300 * 1024)
+  const origin = await startOrigin((req, res) => {
+    res.setHeader('cache-control', 'public, max-age=600')
+    res.setHeader('content-type', 'application/octet-stream')
+    if (req.url === '/big') { res.end(big); return }
+    if (req.url === '/big-chunked') { res.write(big.slice(0, 100_000)); setTimeout(() => res.end(big.slice(100_000)), 20); return }
+    res.end('s'.repeat(100 * 1024))
+  })
+  const cache = await startCache(origin.url, { CACHE_MAX_BYTES: String(1024 * 1024), CACHE_MAX_OBJECT_BYTES: String(200 * 1024) })
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  for (let i = 0; i < 30; i++) await send(cache.url + `/o${i}`)
+  const store = cache.app.engine.store
+  t.ok(store.bytes <= 1024 * 1024, `store holds ${store.bytes} bytes`)
+  t.ok(cache.app.engine.metrics.counters.evictions >= 20)
+  const a = await send(cache.url + '/big')
+  t.equal(a.raw.length, big.length, 'the whole body streamed through')
+  t.match(a.headers['cache-status'], /detail=too-big/)
+  const b = await send(cache.url + '/big-chunked')
+  t.equal(b.raw.length, big.length, 'unknown length: buffered up to the limit, then streamed')
+  await send(cache.url + '/big')
+  t.equal(origin.count('/big'), 2, 'never stored')
+  t.equal(origin.count('/big-chunked'), 1)
+})

@@ -1,0 +1,13 @@
+import t from 'tap'
+import { variantKey, normalizeVaryValue, varyHasStar, primaryKey } from '../../cache/vary.js'
+
+t.test('keys', async (t) => {
+  const p = primaryKey('example.com', '/a?b=1')
+  t.equal(p, 'example.com/a?b=1')
+  t.equal(variantKey(p, null, {}), p)
+  t.equal(variantKey(p, ['accept-encoding', 'accept-language'], { 'accept-encoding': 'gzip, br', 'accept-language': 'fr ,  en' }), `${p}\naccept-encoding:br\naccept-language:fr,en`)
+  t.equal(normalizeVaryValue('x', ['a', 'b']), 'a,b')
+  t.ok(varyHasStar('*'))
+  t.ok(varyHasStar('accept, *'))
+  t.notOk(varyHasStar('accept'))
+})
