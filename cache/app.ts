@@ -76,6 +76,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
     probeTimeoutMs: config.CACHE_PROBE_TIMEOUT_MS,
     ejectAfterErrors: config.CACHE_EJECT_AFTER_ERRORS,
     ejectMs: config.CACHE_EJECT_MS,
+    dnsRefreshMs: config.CACHE_DNS_REFRESH_MS,
     clock,
     onFetch: (u, seconds) => observe(u.url, seconds)
   })

@@ -21,6 +21,7 @@ export const CacheEnv = Type.Object({
   CACHE_COALESCE_TIMEOUT_MS: Type.Integer({ minimum: 10, default: 15_000, description: 'How long a request waits on another request\'s fetch before giving up (stale or 504).' }),
   CACHE_UPSTREAM_TIMEOUT_MS: Type.Integer({ minimum: 10, default: 10_000, description: 'Time to the response headers and between body chunks from an upstream.' }),
   CACHE_UPSTREAM_CONNECTIONS: Type.Integer({ minimum: 1, default: 64, description: 'Keep-alive connections per upstream (undici Pool).' }),
+  CACHE_DNS_REFRESH_MS: Type.Integer({ minimum: 0, default: 5000, description: 'How often upstream host names are re-resolved; each address becomes its own upstream (scale-out without a restart). 0 disables.' }),
   CACHE_PROBE_INTERVAL_MS: Type.Integer({ minimum: 0, default: 2000, description: 'Interval of active health probes (GET /-/health) per upstream; 0 disables them.' }),
   CACHE_PROBE_TIMEOUT_MS: Type.Integer({ minimum: 10, default: 1000, description: 'Timeout of one health probe.' }),
   CACHE_EJECT_AFTER_ERRORS: Type.Integer({ minimum: 1, default: 3, description: 'Consecutive failed fetches (connection errors, timeouts, 5xx) that eject an upstream.' }),

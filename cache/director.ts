@@ -4,10 +4,15 @@
  * `/-/health` and from passive ejection after consecutive failures; an
  * idempotent request that fails to connect is retried once on another
  * upstream. One undici Pool per upstream keeps connections alive.
+ *
+ * An upstream named by DNS (compose's `frontend`) is re-resolved every
+ * `dnsRefreshMs`: each address is its own upstream, so instances added by
+ * `--scale` take traffic without a restart and removed ones are closed.
  */
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { Clock } from './freshness.js'
+import { DnsTargets, type Lookup } from '../common/dns-targets.js'
 
 export type DirectorMode = 'round-robin' | 'least-connections'
 
@@ -21,6 +26,9 @@ export interface DirectorOptions {
   ejectAfterErrors: number
   ejectMs: number
   clock: Clock
+  /** Re-resolution interval of DNS-named upstreams (0: resolve by undici per connection only). */
+  dnsRefreshMs?: number
+  lookup?: Lookup
   /** Called with each finished fetch (metrics). */
   onFetch?: (upstream: Upstream, seconds: number, ok: boolean) => void
 }
@@ -61,32 +69,57 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUN
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
 export class Director {
-  readonly upstreams: Upstream[]
+  upstreams: Upstream[]
   readonly #o: DirectorOptions
   #next = 0
   #probeTimer: NodeJS.Timeout | undefined
   #closed = false
+  readonly #dns: DnsTargets
 
   constructor (options: DirectorOptions) {
     if (options.upstreams.length === 0) throw new Error('director: UPSTREAMS must name at least one upstream')
     this.#o = options
-    this.upstreams = options.upstreams.map((raw) => {
+    for (const raw of options.upstreams) {
       const url = new URL(raw)
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`director: upstream ${raw} must be http(s)`)
-      const pool = new Pool(url.origin, {
-        connections: options.connections,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        headersTimeout: options.timeoutMs,
-        bodyTimeout: options.timeoutMs,
-        connectTimeout: Math.min(options.timeoutMs, 5000)
-      })
-      return new Upstream(url.origin, pool)
-    })
+    }
+    this.#dns = new DnsTargets({ urls: options.upstreams, intervalMs: options.dnsRefreshMs, lookup: options.lookup, onChange: (origins) => this.setOrigins(origins) })
+    this.upstreams = this.#dns.origins.map((origin) => this.#upstream(origin))
   }
+
+  #upstream (origin: string): Upstream {
+    const pool = new Pool(origin, {
+      connections: this.#o.connections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: this.#o.timeoutMs,
+      bodyTimeout: this.#o.timeoutMs,
+      connectTimeout: Math.min(this.#o.timeoutMs, 5000)
+    })
+    return new Upstream(origin, pool)
+  }
+
+  /**
+   * Replaces the upstream set: kept origins keep their pool and health,
+   * new ones start optimistic (a probe follows at once), gone ones are closed
+   * after their in-flight requests.
+   */
+  setOrigins (origins: string[]): void {
+    if (this.#closed || origins.length === 0) return
+    const current = new Map(this.upstreams.map((u) => [u.url, u]))
+    const next = origins.map((o) => current.get(o) ?? this.#upstream(o))
+    for (const u of this.upstreams) if (!origins.includes(u.url)) void u.pool.close().catch(() => {})
+    this.upstreams = next
+    this.#next = 0
+    for (const u of next) if (!current.has(u.url)) void this.probe(u)
+  }
+
+  /** Resolves DNS-named upstreams once (start() keeps doing it). */
+  async resolve (): Promise<void> { await this.#dns.refresh() }
 
   /** Starts active probing; the first round runs at once so readiness is known quickly. */
   start (): void {
+    if ((this.#o.dnsRefreshMs ?? 0) > 0) this.#dns.start()
     if (this.#o.probeIntervalMs <= 0 || this.#probeTimer) return
     void this.probeAll()
     this.#probeTimer = setInterval(() => { void this.probeAll() }, this.#o.probeIntervalMs)
@@ -198,6 +231,7 @@ export class Director {
 
   async close (): Promise<void> {
     this.#closed = true
+    this.#dns.stop()
     if (this.#probeTimer) clearInterval(this.#probeTimer)
     await Promise.all(this.upstreams.map((u) => u.pool.destroy().catch(() => {})))
   }

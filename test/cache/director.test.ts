@@ -74,3 +74,31 @@ t.test('probes run against /-/health of every upstream', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 180))
   t.ok(probes >= 2, `probed ${probes} times`)
 })
+
+t.test('a DNS-named upstream follows scaling without a restart', async (t) => {
+  const { Director } = await import('../../cache/director.js')
+  const one = await startOrigin(uncached('one'))
+  t.teardown(() => one.close())
+  const port = new URL(one.url).port
+  // 127.0.0.2 is loopback but nothing listens there: an instance that went away.
+  let answer = ['127.0.0.2']
+  const director = new Director({
+    upstreams: [`http://frontend.test:${port}`],
+    mode: 'round-robin', connections: 2, timeoutMs: 2000, probeIntervalMs: 0, probeTimeoutMs: 500,
+    ejectAfterErrors: 3, ejectMs: 1000, clock: { now: () => Date.now() },
+    lookup: async (host) => { t.equal(host, 'frontend.test'); return answer }
+  })
+  t.teardown(() => director.close())
+  await director.resolve()
+  t.same(director.upstreams.map((u) => u.url), [`http://127.0.0.2:${port}`])
+  answer = ['127.0.0.2', '127.0.0.1']
+  await director.resolve()
+  t.equal(director.upstreams.length, 2, 'a new instance appears without a restart')
+  const kept = director.upstreams.find((u) => u.url.includes('127.0.0.1'))
+  answer = ['127.0.0.1']
+  await director.resolve()
+  t.same(director.upstreams.map((u) => u.url), [`http://127.0.0.1:${port}`], 'a removed instance is dropped')
+  t.equal(director.upstreams[0], kept, 'a kept instance keeps its pool and health')
+  const res = await director.fetch({ method: 'GET', path: '/', headers: {} })
+  t.equal(await res.body.text(), 'one')
+})
