@@ -1,0 +1,133 @@
+/**
+ * Form posts go to the backend write services over pooled undici
+ * connections. Requests are spread round-robin; a request that carries an
+ * Idempotency-Key (every form post does: it is derived from the submission)
+ * is retried on another backend when the first one could not be reached or
+ * failed in transit, because the backend guarantees that a replay returns the
+ * first answer instead of writing twice (design §2.2). Without a key nothing
+ * is retried: a write whose fate is unknown must not be sent again.
+ */
+import { createHash } from 'node:crypto'
+import { Pool } from 'undici'
+
+export interface BackendResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: unknown
+  /** Which backend answered. */
+  origin: string
+}
+
+export interface PostOptions {
+  idempotencyKey?: string
+  /** The visitor's address, for the backend's rate limits. */
+  clientIp?: string
+}
+
+export interface BackendClient {
+  post (path: string, body: unknown, options?: PostOptions): Promise<BackendResponse>
+  close (): Promise<void>
+}
+
+/** No backend could be reached (or all failed in transit): the write was not acknowledged. */
+export class BackendUnavailableError extends Error {
+  readonly retryAfter: number
+  constructor (message: string, retryAfter = 10, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'BackendUnavailableError'
+    this.retryAfter = retryAfter
+  }
+}
+
+export interface BackendClientOptions {
+  urls: string[]
+  timeoutMs: number
+  /** Connections per backend. */
+  connections?: number
+  /** Most backends tried for one idempotent request. */
+  maxAttempts?: number
+}
+
+const RETRYABLE_STATUS = new Set([502, 504])
+const MAX_RESPONSE_BYTES = 256 * 1024
+
+export function createBackendClient (options: BackendClientOptions): BackendClient {
+  if (!Array.isArray(options.urls) || options.urls.length === 0) throw new TypeError('createBackendClient: urls must list at least one backend URL')
+  for (const u of options.urls) {
+    const parsed = new URL(u)
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`createBackendClient: ${u} is not an http(s) URL`)
+  }
+  if (!Number.isInteger(options.timeoutMs) || options.timeoutMs <= 0) throw new RangeError(`createBackendClient: timeoutMs must be a positive integer, got ${options.timeoutMs}`)
+  const backends = options.urls.map((url) => {
+    const u = new URL(url)
+    return {
+      origin: u.origin,
+      base: u.pathname.replace(/\/$/, ''),
+      pool: new Pool(u.origin, {
+        connections: options.connections ?? 16,
+        headersTimeout: options.timeoutMs,
+        bodyTimeout: options.timeoutMs,
+        connectTimeout: Math.min(options.timeoutMs, 2000),
+        keepAliveTimeout: 10_000
+      })
+    }
+  })
+  const maxAttempts = Math.max(1, Math.min(options.maxAttempts ?? 3, backends.length))
+  let next = 0
+
+  async function once (backend: typeof backends[number], path: string, payload: string, opts: PostOptions): Promise<BackendResponse> {
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
+    if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey
+    if (opts.clientIp) headers['x-forwarded-for'] = opts.clientIp
+    const res = await backend.pool.request({ method: 'POST', path: backend.base + path, headers, body: payload, signal: AbortSignal.timeout(options.timeoutMs) })
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length
+      if (size > MAX_RESPONSE_BYTES) { res.body.destroy(); throw new Error('backend answer too large') }
+      chunks.push(chunk as Buffer)
+    }
+    const text = Buffer.concat(chunks).toString('utf8')
+    let body: unknown = null
+    if (text) {
+      try { body = JSON.parse(text) } catch { body = { error: 'bad_gateway', message: 'the backend answered something that is not JSON' } }
+    }
+    return { status: res.statusCode, headers: res.headers, body, origin: backend.origin }
+  }
+
+  return {
+    async post (path, body, opts = {}) {
+      const payload = JSON.stringify(body)
+      const attempts = opts.idempotencyKey ? maxAttempts : 1
+      const start = next++ % backends.length
+      let lastError: unknown
+      for (let i = 0; i < attempts; i++) {
+        const backend = backends[(start + i) % backends.length]
+        try {
+          const res = await once(backend, path, payload, opts)
+          if (RETRYABLE_STATUS.has(res.status) && i + 1 < attempts) { lastError = new Error(`backend ${backend.origin} answered ${res.status}`); continue }
+          return res
+        } catch (err) {
+          lastError = err
+        }
+      }
+      throw new BackendUnavailableError('no backend acknowledged the write', 10, { cause: lastError })
+    },
+    async close () {
+      await Promise.all(backends.map((b) => b.pool.close()))
+    }
+  }
+}
+
+/**
+ * The key a form post carries: derived from what was submitted, by whom, and
+ * roughly when. The frontend's own retries, a double click and the browser's
+ * re-submission all produce the same key (one write); the same words posted
+ * again much later are a new submission. The bucket is 10 minutes.
+ */
+export function submissionKey (parts: { action: string, fields: Record<string, string>, clientIp: string, now: number }): string {
+  const bucket = Math.floor(parts.now / 600_000)
+  const fields = Object.keys(parts.fields).sort().map((k) => [k, parts.fields[k]])
+  const digest = createHash('sha256').update(JSON.stringify([parts.action, fields, parts.clientIp, bucket])).digest('base64url')
+  return `fe-${digest}`
+}

@@ -1,0 +1,37 @@
+/**
+ * The frontend's configuration: one TypeBox schema, read from the environment
+ * by `loadConfig` (common/config.ts). Every variable carries a description.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+import { CommonEnv, DatabaseEnv, Port, UrlList, loadConfig, list } from '../common/config.js'
+
+export const FrontendEnv = Type.Object({
+  ...CommonEnv,
+  ...DatabaseEnv,
+  PORT: Port('Port the frontend listens on.', 3000),
+  DATABASE_READ_URL: Type.Optional(Type.String({
+    pattern: '^postgres(ql)?://',
+    description: 'Read pool (a replica, or the primary with a SELECT-only role). Defaults to DATABASE_URL; the frontend always opens it read-only.'
+  })),
+  BACKEND_URL: UrlList('Backend write services, comma-separated; form posts are spread over them and retried on another one when idempotent.', { default: 'http://127.0.0.1:3001' }),
+  FRONTEND_RENDER_CACHE_BYTES: Type.Integer({ minimum: 0, maximum: 8 * 1024 ** 3, default: 64 * 1024 * 1024, description: 'Bytes of rendered pages kept in process (LRU); 0 disables the render cache.' }),
+  FRONTEND_SHARED_RENDER_CACHE: Type.Boolean({ default: true, description: 'Use Redis (REDIS_URL) as a shared second-level render cache across frontends.' }),
+  FRONTEND_TRUSTED_PROXIES: Type.String({ default: '127.0.0.1,::1', description: 'Addresses or CIDRs whose X-Forwarded-For / X-Forwarded-Host are believed (the cache layer, the load balancer).' }),
+  FRONTEND_PUBLIC_ORIGINS: Type.Optional(Type.String({ description: 'Extra origins (comma-separated, e.g. https://hour.example.org) whose form posts are accepted besides the request\'s own host.' })),
+  FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long a page requested with ?rev= waits for the read pool to replay the author\'s write.' }),
+  FRONTEND_BACKEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Deadline of one request to a backend (headers and body).' })
+})
+
+export type FrontendConfig = Static<typeof FrontendEnv>
+
+export function loadFrontendConfig (env: NodeJS.ProcessEnv = process.env): FrontendConfig {
+  return loadConfig(FrontendEnv, env)
+}
+
+export function backendUrls (config: Pick<FrontendConfig, 'BACKEND_URL'>): string[] {
+  return list(config.BACKEND_URL)
+}
+
+export function trustedProxies (config: Pick<FrontendConfig, 'FRONTEND_TRUSTED_PROXIES'>): string[] {
+  return list(config.FRONTEND_TRUSTED_PROXIES)
+}

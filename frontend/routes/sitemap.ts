@@ -1,0 +1,17 @@
+/** `/sitemap.xml`: every public page (read by crawlers and by `npm run warm`). */
+import type { FastifyInstance } from 'fastify'
+import { SurrogateKeys } from '../../common/surrogate-keys.js'
+import { sitemapXml } from '../views/sitemap.js'
+
+export default async function sitemapRoutes (app: FastifyInstance) {
+  app.get('/sitemap.xml', async (request, reply) => {
+    // Absolute URLs need the public origin; as seen through trusted proxies (trustProxy). Part of the key, so one host's sitemap never answers another.
+    const base = `${request.protocol}://${request.host}`
+    return app.pages.serve(request, reply, {
+      key: `/sitemap.xml?base=${encodeURIComponent(base)}`,
+      async render () {
+        return { body: sitemapXml(base, await app.repos.sitemap()), contentType: 'application/xml; charset=utf-8', tags: [SurrogateKeys.sitemap, 'site'], policy: 'sitemap' }
+      }
+    })
+  })
+}

@@ -1,0 +1,65 @@
+/**
+ * `npm run frontend`: reads the configuration, builds the app, listens, and
+ * closes gracefully (in-flight requests finish) on SIGINT/SIGTERM.
+ */
+import { Redis } from 'ioredis'
+import { ConfigError } from '../common/config.js'
+import { createDatabase } from '../common/db.js'
+import { resolveDatabaseUrl } from '../common/database-url.js'
+import { createBus } from '../common/bus.js'
+import { backendUrls, loadFrontendConfig, type FrontendConfig } from './config.js'
+import { createBackendClient } from './backend-client.js'
+import { buildApp } from './app.js'
+
+async function main () {
+  let config: FrontendConfig
+  try {
+    config = loadFrontendConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) { console.error(`frontend: ${err.message}`); process.exit(78) }
+    throw err
+  }
+  const database = await resolveDatabaseUrl(config.DATABASE_READ_URL ?? config.DATABASE_URL, (msg) => console.error(`frontend: ${msg}`))
+  const db = createDatabase({
+    url: database.url,
+    readOnly: true,
+    max: config.DATABASE_POOL_MAX,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    applicationName: 'flashcrowd-frontend'
+  })
+  const bus = createBus({ redisUrl: config.REDIS_URL })
+  const backend = createBackendClient({ urls: backendUrls(config), timeoutMs: config.FRONTEND_BACKEND_TIMEOUT_MS })
+  const redis = config.REDIS_URL && config.FRONTEND_SHARED_RENDER_CACHE
+    ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 200 })
+    : undefined
+  redis?.on('error', () => { /* reconnects by itself; the render cache falls back to rendering */ })
+
+  const app = await buildApp({ config, db, bus, backend, redis })
+  let closing = false
+  const close = async (signal: string) => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'closing')
+    const force = setTimeout(() => { app.log.error('graceful close timed out'); process.exit(1) }, 10_000)
+    force.unref()
+    try {
+      await app.close()
+      await Promise.allSettled([backend.close(), bus.close(), db.close()])
+      redis?.disconnect()
+      await database.close()
+    } finally {
+      clearTimeout(force)
+    }
+    process.exit(0)
+  }
+  process.once('SIGINT', () => { void close('SIGINT') })
+  process.once('SIGTERM', () => { void close('SIGTERM') })
+
+  await app.listen({ host: config.HOST, port: config.PORT })
+}
+
+main().catch((err) => {
+  console.error('frontend: failed to start:', err)
+  process.exit(1)
+})

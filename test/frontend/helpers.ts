@@ -1,0 +1,93 @@
+/**
+ * Starting frontends (and real backends) for the frontend tests.
+ */
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { createDatabase, type DatabaseHandle } from '../../common/db.js'
+import { MemoryBus, type Bus } from '../../common/bus.js'
+import { loadFrontendConfig } from '../../frontend/config.js'
+import { buildApp } from '../../frontend/app.js'
+import { buildAssets, type BuiltAssets } from '../../frontend/assets.js'
+import { createBackendClient, type BackendClient } from '../../frontend/backend-client.js'
+import type { ReplayProbe } from '../../frontend/read-your-writes.js'
+import { buildApp as buildBackendApp } from '../../backend/app.js'
+import { loadBackendConfig } from '../../backend/config.js'
+
+let assets: Promise<BuiltAssets> | undefined
+export function sharedAssets (): Promise<BuiltAssets> {
+  assets ??= buildAssets()
+  return assets
+}
+
+export interface FrontendOptions {
+  /** Read pool URL (defaults to the test database). */
+  readUrl?: string
+  backendUrls?: string[]
+  bus?: Bus
+  env?: Record<string, string>
+  now?: () => number
+  replayProbe?: ReplayProbe
+  backend?: BackendClient
+  redis?: import('ioredis').Redis
+}
+
+export interface StartedFrontend {
+  app: FastifyInstance
+  bus: Bus
+  db: DatabaseHandle
+}
+
+export async function startFrontend (t: Test, databaseUrl: string, options: FrontendOptions = {}): Promise<StartedFrontend> {
+  const config = loadFrontendConfig({
+    LOG_LEVEL: 'silent',
+    DATABASE_READ_URL: options.readUrl ?? databaseUrl,
+    BACKEND_URL: (options.backendUrls ?? ['http://127.0.0.1:9']).join(','),
+    FRONTEND_BACKEND_TIMEOUT_MS: '2000',
+    ...options.env
+  })
+  const db = createDatabase({ url: config.DATABASE_READ_URL!, readOnly: true, max: 4 })
+  const bus = options.bus ?? new MemoryBus()
+  const backend = options.backend ?? createBackendClient({ urls: (options.backendUrls ?? ['http://127.0.0.1:9']), timeoutMs: 2000 })
+  const app = await buildApp({ config, db, bus, backend, logger: false, now: options.now, replayProbe: options.replayProbe, assets: await sharedAssets(), redis: options.redis })
+  t.teardown(async () => {
+    await app.close()
+    await backend.close()
+    await db.close()
+  })
+  await app.ready()
+  return { app, bus, db }
+}
+
+/** The real backend (backend/app.ts) on port 0, writing to `databaseUrl`. */
+export async function startBackend (t: Test, databaseUrl: string, bus: Bus, env: Record<string, string> = {}): Promise<{ url: string, app: FastifyInstance }> {
+  const config = loadBackendConfig({ LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_OUTBOX_POLL_MS: '50', ...env })
+  const database = createDatabase({ url: databaseUrl, max: 4 })
+  const app = await buildBackendApp({ config, database, bus, logger: false })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  if (!address || typeof address === 'string') throw new Error('backend did not listen on a port')
+  t.teardown(async () => {
+    await app.close()
+    await database.close()
+  })
+  return { url: `http://127.0.0.1:${address.port}`, app }
+}
+
+/** A same-origin form post as a browser sends it. */
+export function formPost (url: string, fields: Record<string, string>, headers: Record<string, string> = {}) {
+  return {
+    method: 'POST' as const,
+    url,
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://localhost:80', host: 'localhost:80', ...headers },
+    payload: new URLSearchParams(fields).toString()
+  }
+}
+
+/** Waits until `check` is true (polling), failing after `ms`. */
+export async function eventually (check: () => Promise<boolean> | boolean, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
