@@ -7,9 +7,9 @@
  */
 import cluster from 'node:cluster'
 import os from 'node:os'
-import { ConfigError } from '../common/config.js'
+import { loadConfigOrExit } from '../common/config.js'
 import { createBus, IpcBus, MemoryBus, RedisStreamBus, relayBus, type Bus, type BusEvent } from '../common/bus.js'
-import { loadCacheConfig, type CacheConfig } from './config.js'
+import { CacheEnv, type CacheConfig } from './config.js'
 import { buildApp } from './app.js'
 import type { Logger } from './engine.js'
 
@@ -73,8 +73,8 @@ async function runSingle (config: CacheConfig, logger: Logger, bus: Bus): Promis
   }
   process.on('SIGINT', () => { void stop('SIGINT') })
   process.on('SIGTERM', () => { void stop('SIGTERM') })
-  // A worker whose primary went away must not linger.
-  if (cluster.isWorker) process.on('disconnect', () => { void stop('disconnect') })
+  // A worker whose primary went away, or a node whose supervisor did: do not linger as an orphan.
+  if (typeof process.send === 'function') process.on('disconnect', () => { void stop('disconnect') })
 }
 
 async function runPrimary (config: CacheConfig, logger: Logger, workers: number): Promise<void> {
@@ -109,19 +109,11 @@ async function runPrimary (config: CacheConfig, logger: Logger, workers: number)
   }
   process.on('SIGINT', () => { void stop('SIGINT') })
   process.on('SIGTERM', () => { void stop('SIGTERM') })
+  if (typeof process.send === 'function') process.on('disconnect', () => { void stop('disconnect') })
 }
 
 async function main (): Promise<void> {
-  let config: CacheConfig
-  try {
-    config = loadCacheConfig()
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`cache: ${err.message}\n`)
-      process.exit(1)
-    }
-    throw err
-  }
+  const config = loadConfigOrExit(CacheEnv, 'cache')
   const logger = jsonLogger(config.LOG_LEVEL)
   if (cluster.isWorker) {
     await runSingle(config, logger, new IpcBus(process))

@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto'
 import { Pool } from 'undici'
+import { DnsTargets, type Lookup } from '../common/dns-targets.js'
 
 export interface BackendResponse {
   status: number
@@ -46,9 +47,17 @@ export interface BackendClientOptions {
   connections?: number
   /** Most backends tried for one idempotent request. */
   maxAttempts?: number
+  /**
+   * Re-resolution interval of DNS-named backends (compose's `backend`): each
+   * address becomes its own pool, so scaled-out backends take writes without
+   * a restart. 0 leaves resolution to undici.
+   */
+  dnsRefreshMs?: number
+  lookup?: Lookup
 }
 
-const RETRYABLE_STATUS = new Set([502, 504])
+/** Answers that mean "this backend could not do it now": another one may (with a key only). */
+const RETRYABLE_STATUS = new Set([502, 503, 504])
 const MAX_RESPONSE_BYTES = 256 * 1024
 
 export function createBackendClient (options: BackendClientOptions): BackendClient {
@@ -58,28 +67,37 @@ export function createBackendClient (options: BackendClientOptions): BackendClie
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`createBackendClient: ${u} is not an http(s) URL`)
   }
   if (!Number.isInteger(options.timeoutMs) || options.timeoutMs <= 0) throw new RangeError(`createBackendClient: timeoutMs must be a positive integer, got ${options.timeoutMs}`)
-  const backends = options.urls.map((url) => {
-    const u = new URL(url)
-    return {
-      origin: u.origin,
-      base: u.pathname.replace(/\/$/, ''),
-      pool: new Pool(u.origin, {
-        connections: options.connections ?? 16,
-        headersTimeout: options.timeoutMs,
-        bodyTimeout: options.timeoutMs,
-        connectTimeout: Math.min(options.timeoutMs, 2000),
-        keepAliveTimeout: 10_000
-      })
-    }
+  for (const u of options.urls) {
+    if (new URL(u).pathname.replace(/\/$/, '') !== '') throw new TypeError(`createBackendClient: ${u} must be an origin (no path)`)
+  }
+  interface Backend { origin: string, pool: Pool }
+  const makeBackend = (origin: string): Backend => ({
+    origin,
+    pool: new Pool(origin, {
+      connections: options.connections ?? 16,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connectTimeout: Math.min(options.timeoutMs, 2000),
+      keepAliveTimeout: 10_000
+    })
   })
-  const maxAttempts = Math.max(1, Math.min(options.maxAttempts ?? 3, backends.length))
+  let backends: Backend[] = []
+  const setOrigins = (origins: string[]) => {
+    const current = new Map(backends.map((b) => [b.origin, b]))
+    const nextBackends = origins.map((o) => current.get(o) ?? makeBackend(o))
+    for (const b of backends) if (!origins.includes(b.origin)) void b.pool.close().catch(() => {})
+    backends = nextBackends
+  }
+  const dns = new DnsTargets({ urls: options.urls, intervalMs: options.dnsRefreshMs, lookup: options.lookup, onChange: setOrigins })
+  setOrigins(dns.origins)
+  if ((options.dnsRefreshMs ?? 0) > 0) dns.start()
   let next = 0
 
   async function once (backend: typeof backends[number], path: string, payload: string, opts: PostOptions): Promise<BackendResponse> {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
     if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey
     if (opts.clientIp) headers['x-forwarded-for'] = opts.clientIp
-    const res = await backend.pool.request({ method: 'POST', path: backend.base + path, headers, body: payload, signal: AbortSignal.timeout(options.timeoutMs) })
+    const res = await backend.pool.request({ method: 'POST', path, headers, body: payload, signal: AbortSignal.timeout(options.timeoutMs) })
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of res.body) {
@@ -98,6 +116,7 @@ export function createBackendClient (options: BackendClientOptions): BackendClie
   return {
     async post (path, body, opts = {}) {
       const payload = JSON.stringify(body)
+      const maxAttempts = Math.max(1, Math.min(options.maxAttempts ?? 3, backends.length))
       const attempts = opts.idempotencyKey ? maxAttempts : 1
       const start = next++ % backends.length
       let lastError: unknown
@@ -114,6 +133,7 @@ export function createBackendClient (options: BackendClientOptions): BackendClie
       throw new BackendUnavailableError('no backend acknowledged the write', 10, { cause: lastError })
     },
     async close () {
+      dns.stop()
       await Promise.all(backends.map((b) => b.pool.close()))
     }
   }

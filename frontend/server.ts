@@ -3,23 +3,17 @@
  * closes gracefully (in-flight requests finish) on SIGINT/SIGTERM.
  */
 import { Redis } from 'ioredis'
-import { ConfigError } from '../common/config.js'
+import { loadConfigOrExit } from '../common/config.js'
 import { createDatabase } from '../common/db.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
 import { createBus } from '../common/bus.js'
-import { backendUrls, loadFrontendConfig, type FrontendConfig } from './config.js'
+import { backendUrls, FrontendEnv } from './config.js'
 import { createBackendClient } from './backend-client.js'
 import { buildApp } from './app.js'
 
 async function main () {
-  let config: FrontendConfig
-  try {
-    config = loadFrontendConfig()
-  } catch (err) {
-    if (err instanceof ConfigError) { console.error(`frontend: ${err.message}`); process.exit(78) }
-    throw err
-  }
-  const database = await resolveDatabaseUrl(config.DATABASE_READ_URL ?? config.DATABASE_URL, (msg) => console.error(`frontend: ${msg}`))
+  const config = loadConfigOrExit(FrontendEnv, 'frontend')
+  const database = await resolveDatabaseUrl(config.DATABASE_READ_URL ?? config.DATABASE_URL, (msg) => console.error(`frontend: ${msg}`), config.FLASHCROWD_STATE_DIR)
   const db = createDatabase({
     url: database.url,
     readOnly: true,
@@ -29,7 +23,7 @@ async function main () {
     applicationName: 'flashcrowd-frontend'
   })
   const bus = createBus({ redisUrl: config.REDIS_URL })
-  const backend = createBackendClient({ urls: backendUrls(config), timeoutMs: config.FRONTEND_BACKEND_TIMEOUT_MS })
+  const backend = createBackendClient({ urls: backendUrls(config), timeoutMs: config.FRONTEND_BACKEND_TIMEOUT_MS, dnsRefreshMs: config.FRONTEND_DNS_REFRESH_MS })
   const redis = config.REDIS_URL && config.FRONTEND_SHARED_RENDER_CACHE
     ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 200 })
     : undefined
@@ -55,6 +49,8 @@ async function main () {
   }
   process.once('SIGINT', () => { void close('SIGINT') })
   process.once('SIGTERM', () => { void close('SIGTERM') })
+  // Started by a supervisor that went away: do not linger as an orphan.
+  process.once('disconnect', () => { void close('disconnect') })
 
   await app.listen({ host: config.HOST, port: config.PORT })
 }

@@ -30,7 +30,13 @@ function descendants (pid: number): number[] {
   } catch { return [] }
 }
 
-const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
+/** Running (a zombie waiting for its parent to reap it counts as gone). */
+function alive (pid: number): boolean {
+  try {
+    const stat = execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim()
+    return stat !== '' && !stat.startsWith('Z')
+  } catch { return false }
+}
 
 t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C', async (t) => {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'fc-start-'))
@@ -88,7 +94,8 @@ t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C
   t.ok(children.length >= 3, `roles run as separate processes (${children.length})`)
   run.child.kill('SIGINT')
   t.equal(await run.exited, 0, 'Ctrl-C exits cleanly')
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  // Helpers of the roles (tsx's esbuild service) exit right after their parent: allow them a moment.
+  for (let i = 0; i < 50 && children.some(alive); i++) await new Promise((resolve) => setTimeout(resolve, 100))
   t.same(children.filter(alive), [], 'no process left running')
   const refused = await new Promise<boolean>((resolve) => {
     const s = net.connect(port, '127.0.0.1')
