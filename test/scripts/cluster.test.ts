@@ -33,7 +33,9 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats }))
   const run = spawnScript('scripts/cluster.ts', {
     CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: database.url, REDIS_URL: process.env.REDIS_URL,
-    LOG_LEVEL: 'warn', CLUSTER_REPLICA: 'off', ADMIN_TOKEN: 'cluster-test-admin-token'
+    LOG_LEVEL: 'warn', CLUSTER_REPLICA: 'off', ADMIN_TOKEN: 'cluster-test-admin-token',
+    // Every visitor of this test is 127.0.0.1: the per-client write limit would be the only thing measured.
+    BACKEND_RATE_LIMIT_MAX: '0'
   })
   let stopped = false
   t.teardown(async () => { if (!stopped) { run.child.kill('SIGTERM'); await run.exited } })
@@ -59,6 +61,7 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   const readFailures: string[] = []
   let reads = 0
   const acknowledged: string[] = []
+  const writeStatuses = new Map<string, number>()
   let writeAttempts = 0
   const until = Date.now() + 8000
   const reader = async () => {
@@ -81,8 +84,12 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
           body: new URLSearchParams({ author: 'Cluster', body: text }).toString()
         })
         await res.arrayBuffer()
+        writeStatuses.set(String(res.status), (writeStatuses.get(String(res.status)) ?? 0) + 1)
         if (res.status === 303) acknowledged.push(text)
-      } catch { /* not acknowledged: may or may not have happened, both are fine */ }
+      } catch (err) {
+        // Not acknowledged: may or may not have happened; both are fine.
+        writeStatuses.set((err as Error).message, (writeStatuses.get((err as Error).message) ?? 0) + 1)
+      }
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
   }
@@ -95,7 +102,8 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
 
   t.ok(reads > 100, `${reads} reads`)
   t.same(readFailures, [], 'no failed read of a cached page')
-  t.ok(acknowledged.length > 10, `${acknowledged.length} of ${writeAttempts} writes acknowledged`)
+  t.comment(`write answers: ${JSON.stringify(Object.fromEntries(writeStatuses))}`)
+  t.ok(acknowledged.length > writeAttempts / 2, `${acknowledged.length} of ${writeAttempts} writes acknowledged`)
   const client = new pg.Client({ connectionString: database.url })
   await client.connect()
   const stored = new Set((await client.query<{ body: string }>("select body from comments where author = 'Cluster'")).rows.map((r) => r.body))
