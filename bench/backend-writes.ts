@@ -10,13 +10,13 @@ import { spawn, spawnSync } from 'node:child_process'
 import { writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import net from 'node:net'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
 import autocannon from 'autocannon'
 import { createDatabase } from '../common/db.js'
 import { migrateToLatest } from '../migrations/migrator.js'
 import { seed } from '../common/seed.js'
+import { freePort } from '../common/free-port.js'
 
 const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } })
 const duration = Number(values.duration)
@@ -24,13 +24,6 @@ const connections = Number(values.connections)
 const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 const name = `fc_bench_${process.pid}`
 
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 async function admin (query: string): Promise<void> {
   const c = new pg.Client({ connectionString: adminUrl })

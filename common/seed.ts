@@ -92,13 +92,13 @@ async function insertBatched<T extends keyof Database & string> (db: Kysely<Data
 export interface SeedResult { seeded: boolean, sizes: SeedSizes }
 
 /**
- * Fills an empty database. With `force: false` (the default) a database that
- * already has tutorials is left alone, so it is safe on every start.
+ * Fills an empty database; a database that already has tutorials is left
+ * alone, so it is safe on every start.
  */
-export async function seed (db: Kysely<Database>, options: { sizes?: Partial<SeedSizes>, seed?: number, force?: boolean, now?: Date } = {}): Promise<SeedResult> {
+export async function seed (db: Kysely<Database>, options: { sizes?: Partial<SeedSizes>, seed?: number, now?: Date } = {}): Promise<SeedResult> {
   const sizes = { ...DEFAULT_SIZES, ...options.sizes }
   const existing = await db.selectFrom('tutorials').select(db.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()
-  if (Number(existing.n) > 0 && !options.force) return { seeded: false, sizes }
+  if (Number(existing.n) > 0) return { seeded: false, sizes }
   const rand = prng(options.seed ?? 2026)
   const now = options.now ?? new Date('2026-11-20T12:00:00Z')
   const daysAgo = (d: number) => new Date(now.getTime() - d * 86_400_000)

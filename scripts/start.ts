@@ -5,7 +5,6 @@
  * separate processes joined by the bus over IPC, talking HTTP and the
  * Postgres wire protocol exactly as in production.
  */
-import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile, mkdir } from 'node:fs/promises'
 import path from 'node:path'
@@ -15,6 +14,7 @@ import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
 import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
 import { Supervisor, createLogWriter } from './supervisor.js'
+import { freePort } from '../common/free-port.js'
 
 export const StartEnv = Type.Object({
   HOST: CommonEnv.HOST,
@@ -33,13 +33,6 @@ const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('flashcrowd', msg, 'out')
 const started = Date.now()
 
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** A token for the editor API and PURGE/BAN, kept across restarts so scripts keep working. */
 async function adminToken (): Promise<string> {

@@ -1,15 +1,8 @@
 import t from 'tap'
-import net from 'node:net'
 import { createTestDatabase } from '../helpers/database.js'
-import { spawnScript, waitForStatus } from '../helpers/spawn.js'
+import { spawnScript, waitForStatus, portRefused } from '../helpers/spawn.js'
+import { freePort } from '../../common/free-port.js'
 
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 t.test('a malformed setting stops start-up naming the variable', async (t) => {
   const run = spawnScript('backend/server.ts', { PORT: 'eighty', BACKEND_RATE_LIMIT_MAX: '-1' })
@@ -29,7 +22,5 @@ t.test('npm run backend: serves, then SIGTERM closes cleanly and frees the port'
   t.equal(res.status, 400)
   run.child.kill('SIGTERM')
   t.equal(await run.exited, 0)
-  const probe = net.connect(port, '127.0.0.1')
-  const refused = await new Promise<boolean>((resolve) => { probe.once('error', () => resolve(true)); probe.once('connect', () => { probe.destroy(); resolve(false) }) })
-  t.ok(refused, 'the port is released')
+  t.ok(await portRefused(port), 'the port is released')
 })

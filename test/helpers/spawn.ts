@@ -1,6 +1,7 @@
 /** Runs a role's server.ts as its own process, as `npm run <role>` does. */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -21,6 +22,17 @@ export function spawnScript (script: string, env: Record<string, string | undefi
   return { child, output: () => out, exited }
 }
 
+/** Waits for a line of output matching `pattern`; its first group, or undefined if the process exits or time runs out. */
+export async function waitForLine (run: Spawned, pattern: RegExp, ms: number): Promise<string | undefined> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline && run.child.exitCode === null) {
+    const m = pattern.exec(run.output())
+    if (m) return m[1] ?? m[0]
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return pattern.exec(run.output())?.[1]
+}
+
 /** Polls `url` until it answers `status` (or the deadline passes). */
 export async function waitForStatus (url: string, status = 200, ms = 20_000): Promise<boolean> {
   const deadline = Date.now() + ms
@@ -29,4 +41,13 @@ export async function waitForStatus (url: string, status = 200, ms = 20_000): Pr
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   return false
+}
+
+/** True when nothing accepts connections on the port any more (it was released). */
+export function portRefused (port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, host)
+    socket.once('error', () => resolve(true))
+    socket.once('connect', () => { socket.destroy(); resolve(false) })
+  })
 }

@@ -4,22 +4,14 @@
  * and no acknowledged write may be lost; the supervisor restarts both.
  */
 import t from 'tap'
-import net from 'node:net'
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { spawnScript } from '../helpers/spawn.js'
+import { spawnScript, waitForLine } from '../helpers/spawn.js'
+import { freePorts } from '../../common/free-port.js'
 import { createTestDatabase } from '../helpers/database.js'
 
-async function freePorts (n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
-    const s = net.createServer(); s.listen(0, '127.0.0.1', () => resolve(s))
-  })))
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port)
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
-  return ports
-}
 
 const skip = !process.env.DATABASE_URL || !process.env.REDIS_URL ? 'the cluster needs DATABASE_URL and REDIS_URL' : false
 
@@ -39,13 +31,7 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   })
   let stopped = false
   t.teardown(async () => { if (!stopped) { run.child.kill('SIGTERM'); await run.exited } })
-  const base = await new Promise<string | undefined>((resolve) => {
-    const deadline = setTimeout(() => resolve(undefined), 120_000)
-    const check = setInterval(() => {
-      const m = /FLASHCROWD_URL=(\S+)/.exec(run.output())
-      if (m || run.child.exitCode !== null) { clearInterval(check); clearTimeout(deadline); resolve(m?.[1]) }
-    }, 200)
-  })
+  const base = await waitForLine(run, /FLASHCROWD_URL=(\S+)/, 120_000)
   t.ok(base, `the cluster came up (output: ${run.output().slice(-3000)})`)
   if (!base) return
   const pidFile = path.join(dir, 'cluster', String(front), 'pids.json')

@@ -4,20 +4,13 @@
  * Ctrl-C, nothing left running.
  */
 import t from 'tap'
-import net from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { spawnScript } from '../helpers/spawn.js'
+import { spawnScript, waitForLine, portRefused } from '../helpers/spawn.js'
+import { freePort } from '../../common/free-port.js'
 
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 function descendants (pid: number): number[] {
   try {
@@ -45,13 +38,7 @@ t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C
   const began = Date.now()
   const run = spawnScript('scripts/start.ts', { PORT: String(port), FLASHCROWD_STATE_DIR: stateDir, LOG_LEVEL: 'warn' })
   t.teardown(() => { for (const pid of descendants(run.child.pid!)) { try { process.kill(pid, 'SIGKILL') } catch {} } run.child.kill('SIGKILL') })
-  const base = await new Promise<string | undefined>((resolve) => {
-    const deadline = setTimeout(() => resolve(undefined), 90_000)
-    const check = setInterval(() => {
-      const m = /FLASHCROWD_URL=(\S+)/.exec(run.output())
-      if (m || run.child.exitCode !== null) { clearInterval(check); clearTimeout(deadline); resolve(m?.[1]) }
-    }, 100)
-  })
+  const base = await waitForLine(run, /FLASHCROWD_URL=(\S+)/, 90_000)
   t.ok(base, `the tier came up (output: ${run.output().slice(-2000)})`)
   if (!base) return
   t.comment(`first start: ${((Date.now() - began) / 1000).toFixed(1)} s to the URL line`)
@@ -97,9 +84,5 @@ t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C
   // Helpers of the roles (tsx's esbuild service) exit right after their parent: allow them a moment.
   for (let i = 0; i < 50 && children.some(alive); i++) await new Promise((resolve) => setTimeout(resolve, 100))
   t.same(children.filter(alive), [], 'no process left running')
-  const refused = await new Promise<boolean>((resolve) => {
-    const s = net.connect(port, '127.0.0.1')
-    s.once('error', () => resolve(true)); s.once('connect', () => { s.destroy(); resolve(false) })
-  })
-  t.ok(refused, 'the port is released')
+  t.ok(await portRefused(port), 'the port is released')
 })
