@@ -4,6 +4,7 @@
  * and the queries are plain SELECTs so a SELECT-only role is enough.
  */
 import { sql, type Kysely } from 'kysely'
+import { readCounter, PARTICIPANTS } from '../common/counters.js'
 import type { Database } from '../common/db-types.js'
 
 export type Level = 'beginner' | 'intermediate' | 'advanced'
@@ -114,8 +115,7 @@ export function createContentRepository (db: Kysely<Database>) {
     },
 
     async participants (): Promise<number> {
-      const r = await db.selectFrom('counters').select('value').where('name', '=', 'participants').executeTakeFirst()
-      return r ? Number(r.value) : 0
+      return readCounter(db, PARTICIPANTS)
     },
 
     async certificate (id: string): Promise<Certificate | undefined> {

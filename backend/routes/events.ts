@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { sql } from 'kysely'
+import { bumpCounter, PARTICIPANTS } from '../../common/counters.js'
 import { Errors } from '../../common/errors.js'
 import { isCountryCode } from '../../common/countries.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
@@ -37,6 +37,5 @@ export function fieldError (field: string, problem: string): Error {
 
 /** The live counter: everyone expected at an event plus everyone who finished a tutorial. */
 export async function bumpParticipants (trx: Parameters<Parameters<FastifyInstance['writer']['run']>[2]>[0], by: number): Promise<void> {
-  await sql`insert into counters (name, value) values ('participants', ${by})
-    on conflict (name) do update set value = counters.value + excluded.value`.execute(trx)
+  await bumpCounter(trx, PARTICIPANTS, by)
 }

@@ -40,3 +40,14 @@ t.test('ping fails fast when nothing listens', async (t) => {
   t.teardown(handle.close)
   t.equal(await ping(handle, 1000), false)
 })
+
+eachDatabase(t, 'sharded counters add up', async (t, database) => {
+  const { bumpCounter, readCounter, counterShard } = await import('../../common/counters.js')
+  const rw = openDatabase(t, database)
+  const base = await readCounter(rw.db, 'participants')
+  await Promise.all(Array.from({ length: 40 }, (_, i) => bumpCounter(rw.db, 'participants', 2, i % 5)))
+  t.equal(await readCounter(rw.db, 'participants'), base + 80)
+  const shard = await rw.db.selectFrom('counters').select('value').where('name', '=', counterShard('participants', 3)).executeTakeFirstOrThrow()
+  t.equal(Number(shard.value), 16, 'each shard holds its part')
+  t.equal(await readCounter(rw.db, 'nothing-here'), 0)
+}, { seed: { tutorials: 1, news: 1, comments: 0, events: 0, completions: 0 } })

@@ -1,13 +1,14 @@
 import t from 'tap'
 import { eachDatabase } from '../../helpers/database.js'
 import { startBackend, eventually } from '../../helpers/backend.js'
+import { readCounter, PARTICIPANTS } from '../../../common/counters.js'
 
 const NOW = Date.parse('2026-11-22T12:00:00Z')
 const valid = { organizer: 'Grace Hopper', email: 'Grace@School.example', school: 'Arlington Middle School', country: 'US', city: 'Arlington', expectedParticipants: 120, eventDate: '2026-12-08' }
 
 eachDatabase(t, 'POST /v1/events and /v1/completions', async (t, database) => {
   const be = await startBackend(t, database.url, {}, { now: () => NOW })
-  const counter = async () => Number((await be.database.db.selectFrom('counters').select('value').where('name', '=', 'participants').executeTakeFirstOrThrow()).value)
+  const counter = () => readCounter(be.database.db, PARTICIPANTS)
 
   await t.test('an event sign-up is stored, bumps the counter and purges events + counter', async (t) => {
     const before = await counter()
