@@ -28,6 +28,8 @@ export function renderTable (s: Summary): string {
   out.push(`requests  ${fmtInt(t.requests)} (${fmtInt(t.reads)} reads, ${fmtInt(t.writes)} writes) · ${fmtRps(t.rps)} req/s · ${fmtBytes(t.bytes)} read`)
   out.push(`errors    ${errorsCell(t)}${t.transportErrors > 0 ? ` · ${fmtInt(t.transportErrors)} transport (${fmtInt(t.timeouts)} timeouts)` : ''}`)
   out.push(`non-2xx   ${statusList(t.non2xx)}`)
+  // Every request of a load test comes from one address: the backend's per-client write limit answers 429.
+  if ((t.non2xx['429'] ?? 0) > 0) out.push('          429 = the backend\'s per-client write limit: start the tier with BACKEND_RATE_LIMIT_MAX=0 for load tests')
   const c = t.cache
   out.push(`cache     hit ratio ${fmtPct(c.hitRatio)} (HIT ${fmtInt(c.hit)} · STALE ${fmtInt(c.stale)} · MISS ${fmtInt(c.miss)} · PASS ${fmtInt(c.pass)}${c.none > 0 ? ` · no header ${fmtInt(c.none)}` : ''}${c.collapsed > 0 ? ` · collapsed ${fmtInt(c.collapsed)}` : ''})`)
   out.push(`origin    ${t.originPerRequest === null ? '–' : t.originPerRequest.toFixed(3)} origin requests per page (${fmtInt(t.originRequests)} reached the frontends)`)

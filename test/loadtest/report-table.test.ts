@@ -30,6 +30,9 @@ t.test('end-of-run table: latency, totals, non-2xx, cache, stages, endpoints, th
   t.match(out, /capacity plan for 1,000 concurrent users/)
   t.match(out, /assumptions:/)
   t.match(out, /result: FAIL \(errors<0\.1%\)/)
+  t.notMatch(out, /BACKEND_RATE_LIMIT_MAX/, 'no rate-limit hint without 429s')
+  summary.totals.non2xx['429'] = 12
+  t.match(renderTable(summary), /429 = the backend's per-client write limit: start the tier with BACKEND_RATE_LIMIT_MAX=0/, 'a 429 explains itself')
 })
 
 t.test('progress line and bar', async t => {
