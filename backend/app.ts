@@ -8,6 +8,7 @@ import sjson from 'secure-json-parse'
 import type { Redis } from 'ioredis'
 import { Errors, classifyError } from '../common/errors.js'
 import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metrics.js'
+import { gracefulClose } from '../common/graceful-close.js'
 import { ping, type DatabaseHandle } from '../common/db.js'
 import type { Bus } from '../common/bus.js'
 import { list } from '../common/config.js'
@@ -131,6 +132,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     })
   }
 
+  await app.register(gracefulClose)
   await app.register(metricsPlugin, { metrics })
 
   const limiter = createRateLimiter({ max: config.BACKEND_RATE_LIMIT_MAX, windowSeconds: config.BACKEND_RATE_LIMIT_WINDOW_S, redis: deps.redis, now })

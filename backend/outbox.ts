@@ -10,6 +10,7 @@
 import { sql, type Kysely } from 'kysely'
 import type { Database } from '../common/db-types.js'
 import type { Bus } from '../common/bus.js'
+import { WalPosition } from './wal.js'
 
 export interface OutboxPublisherOptions {
   db: Kysely<Database>
@@ -32,7 +33,7 @@ export class OutboxPublisher {
   #again = false
   #stopped = false
   #lastCleanup = 0
-  #walLsn: boolean | undefined
+  readonly #wal = new WalPosition()
 
   constructor (options: OutboxPublisherOptions) {
     this.#o = { batchSize: 500, retainMs: 3_600_000, coalesceMs: 5, ...options }
@@ -84,7 +85,7 @@ export class OutboxPublisher {
         .forUpdate().skipLocked().execute()
       if (rows.length === 0) return 0
       // Taken after those rows committed, so it is at or past each commit record.
-      const lsn = await this.#currentLsn(trx)
+      const lsn = await this.#wal.read(trx)
       // One event for the whole batch: under a write spike subscribers get a
       // handful of events per second, not one per comment.
       const keys = [...new Set(rows.flatMap((r) => r.keys))]
@@ -96,18 +97,6 @@ export class OutboxPublisher {
       this.#o.onPublished?.(rows.length)
       return rows.length
     })
-  }
-
-  async #currentLsn (trx: Kysely<Database>): Promise<string | undefined> {
-    if (this.#walLsn === false) return undefined
-    try {
-      const res = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(trx)
-      this.#walLsn = true
-      return res.rows[0]?.lsn
-    } catch {
-      this.#walLsn = false
-      return undefined
-    }
   }
 
   async #cleanup (): Promise<void> {

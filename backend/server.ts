@@ -22,7 +22,8 @@ const database = createDatabase({
   applicationName: 'flashcrowd-backend'
 })
 const bus = createBus({ redisUrl: config.REDIS_URL })
-const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : undefined
+// A Redis that stops answering must not stall writes: the limiter falls back to its local count after 100 ms.
+const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 100 }) : undefined
 redis?.on('error', () => { /* rate limits fall back to memory while Redis is away */ })
 
 const app = await buildApp({ config, database, bus, redis })

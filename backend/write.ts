@@ -2,13 +2,14 @@
  * The one path every write takes: idempotency key → transaction (data +
  * outbox) → wake the outbox publisher → answer with the commit position.
  */
-import { sql, type Transaction } from 'kysely'
+import type { Transaction } from 'kysely'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Database } from '../common/db-types.js'
 import type { DatabaseHandle } from '../common/db.js'
 import { idempotentWrite, parseIdempotencyKey, requestHash, type WriteResult } from './idempotency.js'
 import type { OutboxPublisher } from './outbox.js'
+import { WalPosition } from './wal.js'
 
 export interface Writer {
   run<T> (request: FastifyRequest, reply: FastifyReply, work: (trx: Transaction<Database>) => Promise<WriteResult<T>>): Promise<unknown>
@@ -19,20 +20,7 @@ declare module 'fastify' {
 }
 
 export const writerPlugin = fp(async function writerPlugin (app, opts: { database: DatabaseHandle, publisher: OutboxPublisher, idempotencyTtlSeconds: number }) {
-  let walLsn: boolean | undefined
-  const commitLsn = async (): Promise<string | undefined> => {
-    if (walLsn === false) return undefined
-    try {
-      // Read after the commit returned, so it is at or past the commit record:
-      // a replica that has replayed it shows the write (read-your-writes, design §2.4).
-      const res = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(opts.database.db)
-      walLsn = true
-      return res.rows[0]?.lsn
-    } catch {
-      walLsn = false
-      return undefined
-    }
-  }
+  const wal = new WalPosition()
 
   const writer: Writer = {
     async run (request, reply, work) {
@@ -41,12 +29,12 @@ export const writerPlugin = fp(async function writerPlugin (app, opts: { databas
       const outcome = await idempotentWrite(opts.database.db, { key, hash, ttlSeconds: opts.idempotencyTtlSeconds }, work)
       reply.code(outcome.status)
       reply.header('cache-control', 'no-store')
-      if (outcome.replayed) {
-        reply.header('idempotent-replayed', 'true')
-        return outcome.body
-      }
-      opts.publisher.kick()
-      const lsn = await commitLsn()
+      if (outcome.replayed) reply.header('idempotent-replayed', 'true')
+      else opts.publisher.kick()
+      // Read after the commit returned (for a replay: after the original
+      // commit), so it is at or past the commit record. A replay carries it
+      // too: a double click's browser follows the second answer.
+      const lsn = await wal.read(opts.database.db)
       if (lsn) reply.header('x-commit-lsn', lsn)
       return outcome.body
     }

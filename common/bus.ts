@@ -199,6 +199,8 @@ export interface RedisStreamBusOptions {
   maxLen?: number
   /** How long one XREAD blocks. */
   blockMs?: number
+  /** Deadline of one publish. */
+  publishTimeoutMs?: number
 }
 
 function idTime (id: string): number { return Number(id.split('-')[0]) }
@@ -227,7 +229,9 @@ export class RedisStreamBus implements Bus {
     this.#maxLen = options.maxLen ?? 100_000
     this.#blockMs = options.blockMs ?? 2000
     // Fail fast when Redis is away: the outbox keeps the event and retries.
-    this.#pub = new Redis(this.#url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false })
+    // A Redis that stops answering fails the publish within a second, so the
+    // outbox rolls back and retries instead of holding its row locks.
+    this.#pub = new Redis(this.#url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: options.publishTimeoutMs ?? 1000 })
     this.#pub.on('error', () => { /* reconnects by itself; publish() reports failures to its caller */ })
   }
 

@@ -35,6 +35,7 @@ import eventRoutes from './routes/events.js'
 import certificateRoutes from './routes/certificates.js'
 import sitemapRoutes from './routes/sitemap.js'
 import healthRoutes from './routes/health.js'
+import { gracefulClose } from '../common/graceful-close.js'
 
 export interface FrontendDeps {
   config: FrontendConfig
@@ -98,6 +99,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
   app.decorate('ryw', ryw)
   app.decorate('settings', { allowedOrigins: list(deps.config.FRONTEND_PUBLIC_ORIGINS).map((o) => new URL(o).origin), now })
 
+  await app.register(gracefulClose)
   await app.register(metricsPlugin, { metrics })
   await app.register(securityPlugin)
   await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT })

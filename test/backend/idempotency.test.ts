@@ -30,6 +30,9 @@ eachDatabase(t, 'Idempotency-Key', async (t, database) => {
     t.equal(second.headers.get('idempotent-replayed'), 'true')
     t.same(second.json, first.json)
     t.equal(await comments('Replay'), 1)
+    // The browser of a double click follows the replay: it must carry a position too.
+    t.match(first.headers.get('x-commit-lsn'), /^[0-9A-F]+\/[0-9A-F]+$/)
+    t.match(second.headers.get('x-commit-lsn'), /^[0-9A-F]+\/[0-9A-F]+$/, 'a replay carries the commit position')
   })
 
   await t.test('the same key with another body is 409 and writes nothing', async (t) => {

@@ -3,6 +3,7 @@ import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { startBackend, eventually } from '../helpers/backend.js'
 import { MemoryBus, type BusEvent } from '../../common/bus.js'
 import { OutboxPublisher } from '../../backend/outbox.js'
+import { startTcpProxy } from '../helpers/tcp-proxy.js'
 
 /** A bus that fails while `down` is set, as Redis does during an outage. */
 class FlakyBus extends MemoryBus {
@@ -55,13 +56,26 @@ eachDatabase(t, 'transactional outbox', async (t, database) => {
     t.equal(await publisher.drainOnce(), 0, 'nothing published twice')
   })
 
-  await t.test('shutdown drains what in-flight writes committed', async (t) => {
-    const be = await startBackend(t, database.url, { BACKEND_OUTBOX_POLL_MS: '60000' })
-    // Stop the publisher's wake-ups so only shutdown can publish.
+  await t.test('shutdown finishes in-flight writes and publishes what they committed', async (t) => {
+    // The database hangs while the writes arrive, so they are surely in flight when the close begins.
+    const proxy = await startTcpProxy(Number(new URL(database.url).port))
+    t.teardown(proxy.close)
+    const be = await startBackend(t, proxy.url(database.url), { BACKEND_OUTBOX_POLL_MS: '60000' })
     const article = await be.database.db.selectFrom('news').select(['id', 'slug']).orderBy('id').executeTakeFirstOrThrow()
-    await be.database.db.insertInto('outbox').values({ keys: ['drain-on-close'] }).execute()
-    await be.app.close()
-    t.ok(be.messages.some((m) => m.event.kind === 'keys' && m.event.keys.includes('drain-on-close')), 'published during close')
-    t.ok(article)
+    proxy.freeze()
+    const writes = Array.from({ length: 5 }, (_, i) => be.post('/v1/comments', { news: article.slug, author: 'Closing', body: `in flight ${i}` }))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const closing = be.app.close()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    proxy.thaw()
+    const answers = await Promise.all(writes)
+    await closing
+    t.same(answers.map((a) => a.status), [201, 201, 201, 201, 201], 'every in-flight write finished and was acknowledged')
+    const check = openDatabase(t, database)
+    const stored = await check.db.selectFrom('comments').select('id').where('author', '=', 'Closing').execute()
+    t.equal(stored.length, 5)
+    t.ok(be.messages.some((m) => m.event.kind === 'keys' && m.event.keys.includes(`news:${article.id}`)), 'their invalidation was published during close')
+    const left = await check.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute()
+    t.equal(left.length, 0, 'nothing left in the outbox')
   })
 })

@@ -65,3 +65,22 @@ t.test('429 with Retry-After; the client address comes from trusted proxies only
     t.equal((await as('198.51.100.3')).status, 429, 'X-Forwarded-For ignored: one client')
   })
 })
+
+t.test('a Redis that hangs does not hold writes', { skip: !process.env.REDIS_URL && 'REDIS_URL not set' }, async (t) => {
+  const { startTcpProxy } = await import('../helpers/tcp-proxy.js')
+  const proxy = await startTcpProxy(Number(new URL(process.env.REDIS_URL!).port || 6379))
+  t.teardown(proxy.close)
+  const redis = new Redis(`redis://127.0.0.1:${proxy.port}`, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 100 })
+  redis.on('error', () => {})
+  t.teardown(() => redis.disconnect())
+  await new Promise((resolve) => redis.once('ready', resolve))
+  const limiter = createRateLimiter({ max: 1, windowSeconds: 30, redis })
+  const client = `frozen-${randomUUID()}`
+  t.ok((await limiter.hit(client)).allowed)
+  proxy.freeze()
+  const started = Date.now()
+  const decision = await limiter.hit(client)
+  t.ok(Date.now() - started < 2000, 'decided by the command timeout, not by TCP')
+  t.ok(decision.allowed, 'the local count takes over (it has not seen this client yet)')
+  t.notOk((await limiter.hit(client)).allowed, 'and still limits')
+})

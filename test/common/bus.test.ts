@@ -128,3 +128,16 @@ t.test('RedisStreamBus', { skip: redisUrl ? false : 'REDIS_URL not set' }, async
     t.ok(gaps[0] >= before - 1000 && gaps[0] <= Date.now(), 'since = the time of the last event seen')
   })
 })
+
+t.test('a publish to a Redis that hangs fails fast (the outbox retries)', { skip: !process.env.REDIS_URL && 'REDIS_URL not set' }, async (t) => {
+  const { startTcpProxy } = await import('../helpers/tcp-proxy.js')
+  const proxy = await startTcpProxy(Number(new URL(process.env.REDIS_URL!).port || 6379))
+  t.teardown(proxy.close)
+  const bus = new RedisStreamBus({ url: `redis://127.0.0.1:${proxy.port}`, stream: `flashcrowd:test:frozen:${process.pid}`, publishTimeoutMs: 300 })
+  t.teardown(() => bus.close())
+  let first: string | undefined
+  for (let i = 0; i < 50 && !first; i++) first = await bus.publish({ kind: 'keys', keys: ['a'] }).catch(() => { return new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 50)) })
+  t.ok(first, 'published once connected')
+  proxy.freeze()
+  await t.rejects(bus.publish({ kind: 'keys', keys: ['b'] }), 'rejected, not hanging')
+})

@@ -1,7 +1,7 @@
 /**
- * A TCP proxy on port 0 in front of a real server, which a test can cut and
- * restore: "Postgres is down" as every client sees it (connections refused,
- * open ones reset) without stopping the shared server.
+ * A TCP proxy on port 0 in front of a real server, which a test can cut,
+ * freeze and restore: "Postgres (or Redis) is down" or "hangs" as every client
+ * sees it, without touching the shared server.
  */
 import net from 'node:net'
 
@@ -10,20 +10,33 @@ export interface TcpProxy {
   url: (base: string) => string
   /** Refuse new connections and reset open ones. */
   cut: () => Promise<void>
+  /** Keep every connection open but stop moving bytes: a server that hangs. */
+  freeze: () => void
+  /** After freeze(): move bytes again on the same connections. */
+  thaw: () => void
+  /** After cut(): accept connections again. */
   restore: () => Promise<void>
   close: () => Promise<void>
 }
 
+interface Pair { client: net.Socket, upstream: net.Socket }
+
 export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
-  const clients = new Set<net.Socket>()
-  const upstreams = new Set<net.Socket>()
+  const pairs = new Set<Pair>()
   let port = 0
+  let frozen = false
+  const flow = (pair: Pair) => {
+    pair.client.pipe(pair.upstream)
+    pair.upstream.pipe(pair.client)
+    pair.client.resume(); pair.upstream.resume()
+  }
   const handler = (client: net.Socket) => {
-    const upstream = net.connect(targetPort, targetHost)
-    clients.add(client); upstreams.add(upstream)
-    client.pipe(upstream); upstream.pipe(client)
-    const done = () => { client.destroy(); upstream.end(); clients.delete(client); upstreams.delete(upstream) }
-    client.on('error', done); upstream.on('error', done); client.on('close', done); upstream.on('close', done)
+    const pair: Pair = { client, upstream: net.connect(targetPort, targetHost) }
+    pairs.add(pair)
+    const done = () => { client.destroy(); pair.upstream.end(); pairs.delete(pair) }
+    client.on('error', done); pair.upstream.on('error', done); client.on('close', done); pair.upstream.on('close', done)
+    if (frozen) { client.pause(); return } // accepted, not answered until thawed
+    flow(pair)
   }
   let server = net.createServer(handler)
   const listen = (p: number) => new Promise<void>((resolve, reject) => {
@@ -33,9 +46,8 @@ export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1
   // The application side sees its connections reset; the server side gets a
   // clean close (as when a network path dies between them).
   const stop = () => new Promise<void>((resolve) => {
-    for (const s of clients) s.destroy()
-    for (const s of upstreams) s.end()
-    clients.clear(); upstreams.clear()
+    for (const { client, upstream } of pairs) { client.destroy(); upstream.end() }
+    pairs.clear()
     server.close(() => resolve())
   })
   await listen(0)
@@ -43,6 +55,14 @@ export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1
     get port () { return port },
     url (base) { const u = new URL(base); u.hostname = '127.0.0.1'; u.port = String(port); return u.toString() },
     cut: stop,
+    freeze () {
+      frozen = true
+      for (const { client, upstream } of pairs) { client.unpipe(); upstream.unpipe(); client.pause(); upstream.pause() }
+    },
+    thaw () {
+      frozen = false
+      for (const pair of pairs) flow(pair)
+    },
     async restore () { server = net.createServer(handler); await listen(port) },
     close: stop
   }
