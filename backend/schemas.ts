@@ -74,9 +74,17 @@ export type TutorialInput = Static<typeof TutorialBody>
  * Returns the reason, or undefined when the HTML is acceptable.
  */
 export function unsafeHtmlReason (html: string): string | undefined {
-  if (/<\s*\/?\s*(script|iframe|object|embed|style|link|meta|base|form|frame|frameset|svg|math|template)\b/i.test(html)) return 'must not contain script-capable elements'
-  if (/<[^>]+\son[a-z]+\s*=/i.test(html)) return 'must not contain event-handler attributes'
-  if (/(href|src|action|formaction|xlink:href)\s*=\s*["']?\s*(javascript|vbscript|data):/i.test(html)) return 'must not contain javascript:, vbscript: or data: URLs'
+  // Browsers decode character references in attribute values and ignore
+  // control characters and spaces inside a URL scheme: check what they see.
+  const decoded = html
+    .replace(/&#x([0-9a-f]+);?/gi, (_m, hex: string) => String.fromCodePoint(Math.min(Number.parseInt(hex, 16), 0x10ffff)))
+    .replace(/&#(\d+);?/g, (_m, dec: string) => String.fromCodePoint(Math.min(Number(dec), 0x10ffff)))
+    .replace(/&(colon|tab|newline);/gi, (_m, name: string) => ({ colon: ':', tab: '\t', newline: '\n' } as Record<string, string>)[name.toLowerCase()])
+  if (/<\s*\/?\s*(script|iframe|object|embed|style|link|meta|base|form|frame|frameset|svg|math|template)\b/i.test(decoded)) return 'must not contain script-capable elements'
+  // `<img/onerror=…>`: a slash separates attributes as well as a space does.
+  if (/<[^>]+[\s/"']on[a-z]+\s*=/i.test(decoded)) return 'must not contain event-handler attributes'
+  const schemes = decoded.replace(/[\u0000-\u0020]+/g, '')
+  if (/(href|src|action|formaction|xlink:href|srcdoc)=["']?(javascript|vbscript|data):/i.test(schemes)) return 'must not contain javascript:, vbscript: or data: URLs'
   return undefined
 }
 

@@ -15,13 +15,15 @@ export interface ResolvedDatabase {
   close: () => Promise<void>
 }
 
-export async function resolveDatabaseUrl (url: string | undefined, log: (msg: string) => void = () => {}, stateDir = DEFAULT_STATE_DIR): Promise<ResolvedDatabase> {
+export async function resolveDatabaseUrl (url: string | undefined, log: (msg: string) => void = () => {}, stateDir = DEFAULT_STATE_DIR, options: { joinOnly?: boolean } = {}): Promise<ResolvedDatabase> {
   if (url) return { url, embedded: false, close: async () => {} }
   const existing = await findEmbeddedOwner(stateDir)
   if (existing) {
     log(`using the embedded database at ${existing}`)
     return { url: existing, embedded: true, close: async () => {} }
   }
+  // A reader (the frontend) never opens, migrates or seeds a database: that is a write.
+  if (options.joinOnly) throw new Error(`no database: set DATABASE_READ_URL or DATABASE_URL, or start the backend first (it opens the embedded database in ${stateDir})`)
   const embedded = await ownEmbeddedDatabase(stateDir)
   log(`started the embedded database (PGlite) at ${embedded.url}, data in ${stateDir}/pgdata`)
   await prepareDatabase(embedded.url, log)

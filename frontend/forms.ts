@@ -65,7 +65,8 @@ export function parseForm (body: unknown, rules: FormRules): ParsedForm {
   const errors: FieldErrors = {}
   const unknown: string[] = []
   const input = body !== null && typeof body === 'object' ? body as Record<string, unknown> : {}
-  for (const key of Object.keys(input)) if (!(key in rules)) unknown.push(key)
+  // Own properties only: `constructor` or `__proto__` is not a field of any form.
+  for (const key of Object.keys(input)) if (!Object.hasOwn(rules, key)) unknown.push(key)
   for (const [name, rule] of Object.entries(rules)) {
     const raw = input[name]
     // A repeated field arrives as an array: that is not something our forms send.

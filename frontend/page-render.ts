@@ -74,10 +74,10 @@ export function createPageServer (options: PageServerOptions) {
     return page
   }
 
-  function send (request: FastifyRequest, reply: FastifyReply, page: RenderedPage, outcome: RenderOutcome) {
+  function send (request: FastifyRequest, reply: FastifyReply, page: RenderedPage, outcome: RenderOutcome, privateOnly = false) {
     reply.code(page.status)
     reply.header('content-type', page.contentType)
-    reply.header('cache-control', page.cacheControl)
+    reply.header('cache-control', privateOnly ? NO_STORE : page.cacheControl)
     reply.header('etag', page.etag)
     if (page.tags.length > 0) reply.header('surrogate-key', formatSurrogateKeys(page.tags))
     reply.header('x-render-cache', outcome)
@@ -96,14 +96,16 @@ export function createPageServer (options: PageServerOptions) {
   return {
     async serve (request: FastifyRequest, reply: FastifyReply, spec: PageSpec) {
       const rev = (request.query as Record<string, unknown> | undefined)?.rev
-      if (rev !== undefined) {
+      // A malformed rev is no write of anybody's: the page comes from the render
+      // cache as usual (made-up revs cannot force renders), answered private
+      // (they cannot fill shared caches either).
+      const lsn = rev === undefined ? undefined : parseLsn(rev)
+      const privateOnly = rev !== undefined
+      if (lsn !== undefined) {
         // The author's own view after a write: never shared, never from the render cache.
-        const lsn = parseLsn(rev)
-        if (lsn !== undefined) {
-          const replayed = await ryw.waitFor(lsn)
-          reply.header('x-read-your-writes', replayed ? 'replayed' : 'timeout')
-          if (!replayed) options.log?.('read pool did not replay the write in time', { rev })
-        }
+        const replayed = await ryw.waitFor(lsn)
+        reply.header('x-read-your-writes', replayed ? 'replayed' : 'timeout')
+        if (!replayed) options.log?.('read pool did not replay the write in time', { rev })
         const started = performance.now()
         const result = await spec.render()
         options.onRender?.(spec.key, performance.now() - started, 'bypass')
@@ -112,12 +114,14 @@ export function createPageServer (options: PageServerOptions) {
       const local = cache.getLocal(spec.key)
       if (local) {
         options.onHit?.(1)
-        return send(request, reply, local, 'hit')
+        return send(request, reply, local, 'hit', privateOnly)
       }
-      const hit = await cache.get(spec.key)
+      // A shared page is only as good as the replica it was rendered from: while
+      // one of its keys waits for a write to replay here, render it ourselves (design §2.4).
+      const hit = await cache.get(spec.key, (page) => ryw.cacheable(ryw.snapshot(), page.tags))
       if (hit) {
         options.onHit?.(hit.level)
-        return send(request, reply, hit.page, hit.level === 1 ? 'hit' : 'shared-hit')
+        return send(request, reply, hit.page, hit.level === 1 ? 'hit' : 'shared-hit', privateOnly)
       }
       let pending = inflight.get(spec.key)
       let outcome: RenderOutcome = 'coalesced'
@@ -127,7 +131,7 @@ export function createPageServer (options: PageServerOptions) {
         pending = renderShared(spec).finally(() => { if (map.get(spec.key) === pending) map.delete(spec.key) })
         map.set(spec.key, pending)
       }
-      return send(request, reply, await pending, outcome)
+      return send(request, reply, await pending, outcome, privateOnly)
     },
 
     /** After an invalidation, new requests must not join renders that started before it. */

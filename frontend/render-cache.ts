@@ -109,7 +109,12 @@ export class RenderCache {
     return this.#l1?.get(key)
   }
 
-  async get (key: string): Promise<{ page: RenderedPage, level: 1 | 2 } | undefined> {
+  /**
+   * `acceptShared` vets a level-2 page before it is used or copied into level
+   * 1: another frontend may have rendered it from a replica that had not yet
+   * replayed a write this frontend already knows about.
+   */
+  async get (key: string, acceptShared: (page: RenderedPage) => boolean = () => true): Promise<{ page: RenderedPage, level: 1 | 2 } | undefined> {
     if (!this.#l1) return undefined
     const local = this.#l1.get(key)
     if (local) return { page: local, level: 1 }
@@ -117,7 +122,7 @@ export class RenderCache {
     const page = await this.#getShared(key)
     if (!page) return undefined
     const age = this.#now() - page.renderedAt
-    if (age < 0 || age >= page.ttlMs || this.#staleByLocalEvents(key, page)) return undefined
+    if (age < 0 || age >= page.ttlMs || this.#staleByLocalEvents(key, page) || !acceptShared(page)) return undefined
     this.#store(key, page, page.ttlMs - age)
     return { page, level: 2 }
   }

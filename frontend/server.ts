@@ -13,7 +13,7 @@ import { buildApp } from './app.js'
 
 async function main () {
   const config = loadConfigOrExit(FrontendEnv, 'frontend')
-  const database = await resolveDatabaseUrl(config.DATABASE_READ_URL ?? config.DATABASE_URL, (msg) => console.error(`frontend: ${msg}`), config.FLASHCROWD_STATE_DIR)
+  const database = await resolveDatabaseUrl(config.DATABASE_READ_URL ?? config.DATABASE_URL, (msg) => console.error(`frontend: ${msg}`), config.FLASHCROWD_STATE_DIR, { joinOnly: true })
   const db = createDatabase({
     url: database.url,
     readOnly: true,
@@ -55,7 +55,7 @@ async function main () {
   await app.listen({ host: config.HOST, port: config.PORT })
 }
 
-main().catch((err) => {
-  console.error('frontend: failed to start:', err)
+main().catch((err: Error) => {
+  console.error(`frontend: failed to start: ${err.message}`)
   process.exit(1)
 })

@@ -45,6 +45,8 @@ t.test('form parsing', async (t) => {
   const f = parseForm({ organizer: '  Ada  ', email: 'a@b.org', school: 'S', country: 'US', city: 'C', expectedParticipants: '100001', eventDate: '2026-02-29', x: 'y' }, EVENT_RULES)
   t.equal(f.values.organizer, 'Ada')
   t.same(f.unknown, ['x'])
+  // Names every object inherits are not fields either (regression: `key in rules`).
+  t.same(parseForm({ author: 'a', body: 'b', constructor: '1', toString: '2', hasOwnProperty: '3' }, { author: { label: 'Name', min: 1, max: 5 }, body: { label: 'Comment', min: 1, max: 5 } }).unknown, ['constructor', 'toString', 'hasOwnProperty'])
   t.match(f.errors.expectedParticipants, /1 to 100,000/)
   t.match(f.errors.eventDate, /YYYY-MM-DD/)
   t.ok(isIsoDate('2028-02-29'))

@@ -125,8 +125,10 @@ t.test('the author\'s wait is bounded when the replica never catches up', async 
   t.equal(res.statusCode, 200, 'still a page')
   t.equal(res.headers['x-read-your-writes'], 'timeout')
   t.equal(res.headers['cache-control'], 'private, no-store')
+  await app.inject({ url: `/news/${article.slug}` }) // now in the render cache
   const junk = await app.inject({ url: `/news/${article.slug}?rev=<script>` })
   t.equal(junk.statusCode, 200)
   t.equal(junk.headers['cache-control'], 'private, no-store', 'any rev is private: it cannot bust or fill shared caches')
   t.notOk(junk.headers['x-read-your-writes'])
+  t.equal(junk.headers['x-render-cache'], 'hit', 'a malformed rev cannot force a render')
 })

@@ -68,6 +68,10 @@ t.test('Redis as a shared second level', { skip: process.env.REDIS_URL ? false :
   t.equal(got!.page.body.toString(), 'shared body')
   t.same(got!.page.tags, ['news:9', 'site'])
   t.equal((await b.get('/news/x'))!.level, 1, 'then from its own memory')
+  // A shared page the reader refuses (its keys wait on a write to replay here) is neither used nor copied.
+  const wary = new RenderCache({ maxBytes: 1_000_000, redis, prefix, now: () => clock })
+  t.equal(await wary.get('/news/x', () => false), undefined, 'refused shared page: a miss')
+  t.equal(wary.getLocal('/news/x'), undefined, 'and not copied into level 1')
 
   // Each frontend applies the bus event: both levels drop it.
   a.invalidateKeys(['news:9'])
