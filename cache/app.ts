@@ -15,7 +15,7 @@ import { Director } from './director.js'
 import { createCacheMetrics } from './metrics.js'
 import { InvalidationLog } from './ban.js'
 import { policyClassFor, systemClock, type Clock } from './freshness.js'
-import { applyEvent, authorize, eventFromRequest, subscribeInvalidations } from './invalidation.js'
+import { applyEvent, authorize, eventFromRequest, parseRawBanHead, subscribeInvalidations } from './invalidation.js'
 import { Ctx, drive, REJECTED } from './state-machine.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
@@ -58,8 +58,12 @@ export function buildApp (deps: CacheDeps): CacheApp {
   let onEvict = (): void => {}
   // Below ~64 MB of evictions V8 would not collect the dead bodies by itself (reclaim.ts).
   const reclaimer = new Reclaimer({ thresholdBytes: Math.min(32 * 1024 * 1024, Math.max(2 * 1024 * 1024, config.CACHE_MAX_BYTES / 4)) })
-  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) } })
+  // CACHE_MAX_BYTES bounds everything the cache keeps per key (design §2.7):
+  // a thirty-second of it for hit-for-miss markers, the rest for objects.
+  const markerBytes = Math.max(64 * 1024, Math.floor(config.CACHE_MAX_BYTES / 32))
+  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) } })
   const coalescer = new Coalescer({
+    maxMarkerBytes: markerBytes,
     maxWaiters: config.CACHE_COALESCE_MAX_WAITERS,
     timeoutMs: config.CACHE_COALESCE_TIMEOUT_MS,
     hitForMissMs: config.CACHE_HIT_FOR_MISS_SECONDS * 1000,
@@ -148,25 +152,15 @@ export function buildApp (deps: CacheDeps): CacheApp {
    * only, no folding) and answered with Connection: close.
    */
   function rawBan (raw: Buffer, socket: Duplex): void {
-    const text = raw.toString('latin1')
-    const end = text.indexOf('\r\n\r\n')
-    if (end === -1 || end > config.CACHE_MAX_HEADER_BYTES) { rawAnswer(socket, 400, 'malformed request\n'); return }
-    const lines = text.slice(0, end).split('\r\n')
-    const m = /^BAN (\/\S*) HTTP\/1\.[01]$/.exec(lines[0])
-    if (!m) { rawAnswer(socket, 400, 'malformed request\n'); return }
-    const headers: Record<string, string> = {}
-    for (const line of lines.slice(1)) {
-      const hm = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*$/.exec(line)
-      if (!hm || line.includes('\n')) { rawAnswer(socket, 400, 'malformed request\n'); return }
-      const name = hm[1].toLowerCase()
-      if (name in headers) { rawAnswer(socket, 400, `duplicate ${name}\n`); return }
-      headers[name] = hm[2]
-    }
+    // Linear-time parse, then authentication before anything else is read (invalidation.ts).
+    const head = parseRawBanHead(raw.toString('latin1'), config.CACHE_MAX_HEADER_BYTES)
+    if (!head.ok) { rawAnswer(socket, head.status, head.message); return }
+    const { headers } = head
     const auth = authorize(headers.authorization, config.ADMIN_TOKEN)
     if (auth === 'missing') { rawAnswer(socket, 401, 'credentials required: send Authorization: Bearer <token>\n', 'WWW-Authenticate: Bearer\r\n'); return }
     if (auth === 'wrong') { rawAnswer(socket, 403, 'these credentials may not do this\n'); return }
     let event
-    try { event = eventFromRequest('BAN', m[1], headers) } catch (e) { rawAnswer(socket, 400, (e as Error).message + '\n'); return }
+    try { event = eventFromRequest('BAN', head.target, headers) } catch (e) { rawAnswer(socket, 400, (e as Error).message + '\n'); return }
     const touched = applyEvent(applyDeps, event)
     deps.bus.publish(event).then(
       (id) => rawAnswer(socket, 200, JSON.stringify({ status: 'ok', event, touched, id }) + '\n'),

@@ -19,6 +19,10 @@ export const systemTimers: Timers = {
   clearTimeout: (h) => { clearTimeout(h as NodeJS.Timeout) }
 }
 
+/** A marker's memory: its key (one byte per character from node's parser) and the LRU's per-entry bookkeeping. */
+function markerBytes (_until: number, key: string): number { return key.length + MARKER_OVERHEAD }
+const MARKER_OVERHEAD = 96
+
 export type WakeReason = 'done' | 'timeout'
 type Waiter = (reason: WakeReason) => void
 
@@ -28,13 +32,19 @@ export interface CoalescerOptions {
   maxWaiters: number
   timeoutMs: number
   hitForMissMs: number
+  /**
+   * Bytes the hit-for-miss markers may hold (keys are up to a URL plus Vary
+   * values long, so a count alone would not bound memory, design §2.7).
+   * app.ts carves this out of CACHE_MAX_BYTES.
+   */
+  maxMarkerBytes: number
   clock: Clock
   timers: Timers
 }
 
 export class Coalescer {
   readonly #flights = new Map<string, Flight>()
-  readonly #markers = new LRUCache<string, number>({ max: 100_000 })
+  readonly #markers: LRUCache<string, number>
   readonly #o: CoalescerOptions
   /** Requests that waited on another's fetch (metrics). */
   waits = 0
@@ -42,7 +52,11 @@ export class Coalescer {
   constructor (options: CoalescerOptions) {
     if (options.maxWaiters < 1) throw new Error('coalesce: maxWaiters must be at least 1')
     if (options.timeoutMs <= 0) throw new Error('coalesce: timeoutMs must be positive')
+    if (!(options.maxMarkerBytes >= 1024)) throw new Error('coalesce: maxMarkerBytes must be at least 1024')
     this.#o = options
+    // Oldest markers go first when the budget is spent: losing one only means
+    // that key's next requests queue once more behind a fetch.
+    this.#markers = new LRUCache<string, number>({ maxSize: options.maxMarkerBytes, sizeCalculation: markerBytes })
   }
 
   /** Whether someone is fetching `key` right now. */
@@ -99,4 +113,8 @@ export class Coalescer {
   }
 
   get inFlight (): number { return this.#flights.size }
+
+  /** Bytes the hit-for-miss markers hold (within maxMarkerBytes). */
+  get markerBytes (): number { return this.#markers.calculatedSize }
+  get markerCount (): number { return this.#markers.size }
 }

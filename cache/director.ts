@@ -64,9 +64,46 @@ export class NoUpstreamError extends Error {
   constructor () { super('no healthy upstream') }
 }
 
+/** A request header undici would refuse: ours to fix, not the upstream's fault. */
+export class RequestHeaderError extends Error {
+  readonly code = 'FC_BAD_REQUEST_HEADER'
+  constructor (name: string) { super(`request header ${name} cannot be forwarded`) }
+}
+
+/**
+ * Fields undici refuses in a request (it frames the message itself). They
+ * are refused here, before the Pool: in undici 7.30 a request refused inside
+ * Pool.request keeps one of the pool's connection slots, so a few of them
+ * would hang every later fetch to that upstream. headers.ts never forwards
+ * them; this is the guard behind it.
+ */
+const UNDICI_REFUSES = ['expect', 'transfer-encoding', 'keep-alive', 'upgrade', 'connection'] as const
+
 /** Errors that mean the request never reached the application, so replaying it is harmless. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+/**
+ * Errors that say something about the upstream (it is down, unreachable,
+ * slow, or broke the protocol), and so count towards passive ejection.
+ * Anything else (undici refusing a request we built from a client's fields,
+ * such as `expect`; an aborted or locally closed pool) is about the request or
+ * about us: counting it would let any client eject every upstream with a few
+ * odd requests and turn the whole site into 503s.
+ */
+const UPSTREAM_FAULTS = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE'
+])
+
+/** Whether a failed fetch counts against the upstream (network errors, timeouts, malformed responses). */
+export function isUpstreamFault (err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  if (typeof code !== 'string') return false
+  // undici's HTTPParserError: the upstream's response did not parse.
+  return UPSTREAM_FAULTS.has(code) || code.startsWith('HPE_')
+}
 
 export class Director {
   upstreams: Upstream[]
@@ -159,6 +196,7 @@ export class Director {
 
   /** One fetch, retried once on another upstream when it failed before reaching the application. */
   async fetch (req: FetchRequest): Promise<UpstreamResponse> {
+    for (const name of UNDICI_REFUSES) if (req.headers[name] !== undefined) throw new RequestHeaderError(name)
     const first = this.pick()
     if (!first) throw new NoUpstreamError()
     try {
@@ -188,7 +226,8 @@ export class Director {
       this.#record(u, res.statusCode < 500, (performance.now() - started) / 1000)
       return { status: res.statusCode, headers: res.headers, body: res.body, upstream: u }
     } catch (err) {
-      this.#record(u, false, (performance.now() - started) / 1000)
+      // Only the upstream's own failures count; a request undici refused never reached it.
+      if (isUpstreamFault(err)) this.#record(u, false, (performance.now() - started) / 1000)
       throw err
     } finally {
       u.inflight--

@@ -4,6 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { CachedObject, Encoding } from './store.js'
+import { normalizeAcceptEncoding } from './compress.js'
 
 /** RFC 9110 §7.6.1: connection-specific fields never travel past one hop. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization'])
@@ -27,22 +28,58 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
 
 export interface ForwardOptions {
   clientIp: string
+  /**
+   * The host the cache key was built from. RFC 9112 §3.2.2: with an
+   * absolute-form target the target's authority replaces Host, so the
+   * client's Host field may say something else; the origin must see the host
+   * we keyed on, or one client could store a page rendered for another host
+   * under this one (design §2.5). Empty (an HTTP/1.0 request without Host):
+   * undici supplies the upstream's own authority, the same for every such request.
+   */
+  host: string
   /** Drop the client's validators: a cacheable miss must fetch a full body to store (RFC 9111 §4.3.1). */
   dropConditionals: boolean
+  /**
+   * Send the normalized Accept-Encoding (compress.ts) instead of the client's
+   * field: the key holds only the normalized value (vary.ts), so the origin
+   * must negotiate on exactly that, or two spellings that share one key could
+   * be answered in different codings (RFC 9111 §4.1 normalization is only safe
+   * if the origin sees the normalized form; Varnish does the same).
+   */
+  normalizeEncoding: boolean
 }
+
+/**
+ * Request fields that only make sense between the client and us.
+ * `expect`: RFC 9110 §10.1.1 makes 100-continue a per-hop affair; node's
+ * server answers the client's expectation itself (it writes 100 Continue
+ * before we read the body, and 417 for anything else), and we send upstream
+ * a complete, already-buffered message, so there is nothing to expect there.
+ * undici also refuses the field outright, which would turn every such request
+ * into an upstream error. `host` is set from the key (see ForwardOptions.host).
+ */
+const NOT_FORWARDED = new Set(['expect', 'host', 'content-length'])
+
+const CONDITIONALS = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range'])
 
 /** Headers for the upstream request (undici takes a plain object). */
 export function forwardRequestHeaders (headers: IncomingHttpHeaders, opts: ForwardOptions): Record<string, string> {
   const named = connectionTokens(headers.connection)
   const out: Record<string, string> = {}
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || UNTRUSTED_REQUEST.has(name) || named?.has(name)) continue
-    if (name === 'content-length') continue // undici sets it from the buffered body
-    if (opts.dropConditionals && (name === 'if-none-match' || name === 'if-modified-since' || name === 'if-match' || name === 'if-unmodified-since' || name === 'if-range' || name === 'range')) continue
+    // content-length: undici sets it from the buffered body.
+    if (HOP_BY_HOP.has(name) || UNTRUSTED_REQUEST.has(name) || NOT_FORWARDED.has(name) || named?.has(name)) continue
+    if (opts.dropConditionals && CONDITIONALS.has(name)) continue
+    if (opts.normalizeEncoding && name === 'accept-encoding') continue
     const v = headers[name]
     if (v === undefined) continue
     out[name] = Array.isArray(v) ? v.join(name === 'cookie' ? '; ' : ', ') : v
   }
+  if (opts.host !== '') out.host = opts.host
+  // RFC 9110 §12.5.3: "identity" alone says no coding is acceptable, so an
+  // origin that compresses by default still answers the key's identity
+  // variant in identity (an absent field would allow any coding).
+  if (opts.normalizeEncoding) out['accept-encoding'] = normalizeAcceptEncoding(headers['accept-encoding'])
   out['x-forwarded-for'] = opts.clientIp
   out['x-forwarded-proto'] = 'http'
   out.via = headers.via ? `${String(headers.via)}, 1.1 flashcrowd` : '1.1 flashcrowd'

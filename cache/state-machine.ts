@@ -20,7 +20,7 @@ import type { Engine } from './engine.js'
 import type { CachedObject } from './store.js'
 import { policy } from './policy.js'
 import { primaryKey, variantKey } from './vary.js'
-import { requestForbidsStored } from './freshness.js'
+import { requestForbidsStored, requestNoStore } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
 import { collect, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
@@ -136,7 +136,9 @@ export const steps: Record<StepName, Step> = {
     if (url.length > e.config.CACHE_MAX_URL_BYTES) return synth(ctx, 414, 'request target too long\n')
     let host = req.headers.host
     if (url.charCodeAt(0) !== 47 /* / */) {
-      // RFC 9112 §3.2.2: absolute-form carries the authority; it replaces Host.
+      // RFC 9112 §3.2.2: absolute-form carries the authority; it replaces Host
+      // ("MUST ignore the received Host header field"). The key is built from
+      // it, and fetch forwards this host, never the client's Host field.
       let parsed: URL
       try { parsed = new URL(url) } catch { return synth(ctx, 400, 'bad request target\n') }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return synth(ctx, 400, 'bad request target\n')
@@ -255,10 +257,16 @@ export const steps: Record<StepName, Step> = {
 
   /** Join the fetch already under way for this key, or become its fetcher. */
   miss (ctx) {
-    const { e } = ctx
+    const { e, req } = ctx
     ctx.outcome = 'MISS'
     if (ctx.uncoalesced || ctx.restarts > 3) return 'fetch'
-    if (e.coalescer.lead(ctx.key)) { ctx.leader = true; return 'fetch' }
+    // RFC 9111 §5.2.1.5: a no-store request's answer is for it alone, so it
+    // never leads the queue (the waiters would find nothing stored); it may
+    // still wait on someone else's fetch and be served what that stores.
+    const noStore = req.headers['cache-control'] !== undefined && requestNoStore(req.headers['cache-control'])
+    if (noStore) {
+      if (!e.coalescer.busy(ctx.key)) return 'fetch'
+    } else if (e.coalescer.lead(ctx.key)) { ctx.leader = true; return 'fetch' }
     let resume!: (next: StepName) => void
     const woken = new Promise<StepName>((resolve) => { resume = resolve })
     const queued = e.coalescer.wait(ctx.key, (reason) => {
@@ -277,7 +285,7 @@ export const steps: Record<StepName, Step> = {
       if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-full')
       return synth(ctx, 503, 'too many requests waiting for this page\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; detail=coalesce-full') })
     }
-    if (queued === false) return 'fetch' // cannot happen: lead() just failed synchronously
+    if (queued === false) return 'fetch' // cannot happen: lead() or busy() just said a fetch is under way
     return woken
   },
 
@@ -289,10 +297,11 @@ export const steps: Record<StepName, Step> = {
       ctx.fetched = r
       ctx.now = e.clock.now()
       if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus)
-      if (r.kind === 'stored') {
+      if (r.kind === 'object') {
         ctx.obj = r.object
         ctx.outcome = 'MISS'
-        ctx.status = cacheStatus(r.revalidated ? 'fwd=stale; fwd-status=304; stored' : `fwd=${ctx.stale ? 'stale' : 'miss'}; fwd-status=${r.upstreamStatus}; stored`)
+        const fwd = r.revalidated ? 'fwd=stale; fwd-status=304' : `fwd=${ctx.stale ? 'stale' : 'miss'}; fwd-status=${r.upstreamStatus}`
+        ctx.status = cacheStatus(r.stored ? fwd + '; stored' : fwd + '; detail=not-stored')
         return 'deliver'
       }
       ctx.outcome = 'MISS'
@@ -349,7 +358,8 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
       return reject(ctx, 400, 'malformed request body\n')
     }
   }
-  const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), dropConditionals: false })
+  // A passed answer goes to this client only: its own validators and Accept-Encoding go as they came.
+  const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
     up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body })

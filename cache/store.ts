@@ -32,8 +32,12 @@ export interface CachedObject {
   tags: string[]
   /** Clock time the response arrived (RFC 9111 §4.2.3 response_time). */
   responseTime: number
-  /** Clock time this object entered the store (bans compare against it). */
-  storedAt: number
+  /**
+   * Clock time the fetch that produced (or last revalidated) this object
+   * started. Bans compare against it, not against the time it was stored: a
+   * page fetched before a ban but stored after it predates the ban (ban.ts).
+   */
+  fetchStarted: number
   /** corrected_initial_age in seconds (RFC 9111 §4.2.3). */
   initialAge: number
   /** Clock time the object stops being fresh (RFC 9111 §4.2). */

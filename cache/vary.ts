@@ -23,9 +23,11 @@ export function varyHasStar (vary: string | undefined): boolean {
  * serve, which keeps the number of variants at three at most.
  */
 export function normalizeVaryValue (name: string, value: string | string[] | undefined): string {
+  // No Accept-Encoding and `identity` are forwarded alike (headers.ts sends
+  // the normalized value), so they share one variant.
+  if (name === 'accept-encoding') return normalizeAcceptEncoding(Array.isArray(value) ? value.join(',') : value)
   if (value === undefined) return ''
   const joined = Array.isArray(value) ? value.join(',') : value
-  if (name === 'accept-encoding') return normalizeAcceptEncoding(joined)
   return joined.split(',').map((s) => s.trim().replace(/\s+/g, ' ')).filter(Boolean).join(',')
 }
 

@@ -65,6 +65,7 @@ t.test('waiting is capped (503) and timed (504)', async (t) => {
 
 t.test('Coalescer validates its options', async (t) => {
   const clock = new FakeClock()
-  t.throws(() => new Coalescer({ maxWaiters: 0, timeoutMs: 1, hitForMissMs: 0, clock, timers: clock }), /maxWaiters/)
-  t.throws(() => new Coalescer({ maxWaiters: 1, timeoutMs: 0, hitForMissMs: 0, clock, timers: clock }), /timeoutMs/)
+  t.throws(() => new Coalescer({ maxWaiters: 0, timeoutMs: 1, hitForMissMs: 0, maxMarkerBytes: 1024, clock, timers: clock }), /maxWaiters/)
+  t.throws(() => new Coalescer({ maxWaiters: 1, timeoutMs: 0, hitForMissMs: 0, maxMarkerBytes: 1024, clock, timers: clock }), /timeoutMs/)
+  t.throws(() => new Coalescer({ maxWaiters: 1, timeoutMs: 1, hitForMissMs: 0, maxMarkerBytes: 0, clock, timers: clock }), /maxMarkerBytes/)
 })

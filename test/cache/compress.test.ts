@@ -23,6 +23,11 @@ t.test('text bodies compressed once, served by Accept-Encoding', async (t) => {
   const origin = await startOrigin((_req, res) => { res.setHeader('cache-control', 'max-age=60'); res.setHeader('content-type', 'text/html'); res.end(html) })
   const cache = await startCache(origin.url)
   t.teardown(async () => { await cache.close(); await origin.close() })
+  // The miss comes from a client that accepts br: the origin is still asked
+  // once, and everything below (identity included) comes from that object.
+  const first = await send(cache.url + '/c', { headers: { 'accept-encoding': 'gzip, deflate, br' } })
+  t.equal(first.headers['content-encoding'], 'br')
+  t.equal(brotliDecompressSync(first.raw).toString(), html)
   const plain = await send(cache.url + '/c')
   t.equal(plain.body, html)
   t.equal(plain.headers['content-encoding'], undefined)
@@ -36,5 +41,50 @@ t.test('text bodies compressed once, served by Accept-Encoding', async (t) => {
   t.equal(br.headers['content-encoding'], 'br')
   t.equal(brotliDecompressSync(br.raw).toString(), html)
   t.equal(origin.count(), 1, 'one fetch, all codings from the store')
-  t.notOk(origin.requests[0].headers['accept-encoding'] === 'br', 'fetched once for everyone')
+  t.equal(origin.requests[0].headers['accept-encoding'], 'br', 'the one fetch came from the br client (normalized)')
+  t.equal(plain.headers['x-cache'], 'HIT', 'and the identity client was served from it')
+})
+
+/** A lenient negotiator like many origins have: parseFloat on q, so `q=1.2.3` reads as 1.2. */
+function lenientNegotiate (header: string | undefined): 'br' | 'gzip' | undefined {
+  if (!header) return undefined
+  let best: 'br' | 'gzip' | undefined
+  let bestQ = 0
+  for (const part of header.split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';')
+    const q = params.reduce((acc, p) => p.trim().startsWith('q=') ? parseFloat(p.trim().slice(2)) : acc, 1)
+    if ((name === 'br' || name === 'gzip') && q > bestQ) { best = name; bestQ = q }
+  }
+  return best
+}
+
+t.test('issue: Accept-Encoding is forwarded normalized, so the origin negotiates on the value the key holds', async (t) => {
+  const origin = await startOrigin((req, res) => {
+    const enc = lenientNegotiate(req.headers['accept-encoding'])
+    res.setHeader('cache-control', 'public, max-age=31536000, immutable')
+    res.setHeader('content-type', 'image/png') // not compressed by the cache: only the origin's codings
+    res.setHeader('vary', 'Accept-Encoding')
+    if (enc) res.setHeader('content-encoding', enc)
+    res.end(enc ? `<${enc} bytes>` : 'plain')
+  })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  // `q=1.2.3` is not a qvalue: we read it as 0 (identity), a lenient origin as 1.2 (br).
+  const odd = await send(cache.url + '/a.png', { headers: { 'accept-encoding': 'br;q=1.2.3' } })
+  t.equal(origin.requests[0].headers['accept-encoding'], 'identity', 'forwarded as the key normalized it')
+  t.equal(odd.headers['content-encoding'], undefined)
+  const plain = await send(cache.url + '/a.png')
+  t.equal(plain.headers['x-cache'], 'HIT', 'no Accept-Encoding shares the identity variant')
+  t.equal(plain.headers['content-encoding'], undefined, 'never a coding the client did not ask for')
+  t.equal(plain.body, 'plain')
+  const identity = await send(cache.url + '/a.png', { headers: { 'accept-encoding': 'identity' } })
+  t.equal(identity.headers['x-cache'], 'HIT', '`identity` shares it too')
+
+  const gz = await send(cache.url + '/a.png', { headers: { 'accept-encoding': '*;q=0.5, br;q=0' } })
+  t.equal(origin.requests[1].headers['accept-encoding'], 'gzip', 'a wildcard is forwarded as the coding it selects')
+  t.equal(gz.headers['content-encoding'], 'gzip')
+  const gz2 = await send(cache.url + '/a.png', { headers: { 'accept-encoding': 'gzip' } })
+  t.equal(gz2.headers['x-cache'], 'HIT')
+  t.equal(gz2.headers['content-encoding'], 'gzip')
+  t.equal(origin.count(), 2)
 })

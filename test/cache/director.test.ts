@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
+import { startOrigin, startCache, send, closeAgent, rawExchange, finalAnswer } from './fixtures.js'
 
 t.teardown(closeAgent)
 
@@ -101,4 +101,55 @@ t.test('a DNS-named upstream follows scaling without a restart', async (t) => {
   t.equal(director.upstreams[0], kept, 'a kept instance keeps its pool and health')
   const res = await director.fetch({ method: 'GET', path: '/', headers: {} })
   t.equal(await res.body.text(), 'one')
+})
+
+t.test('issue: Expect: 100-continue is answered by the cache, never forwarded, and cannot eject the upstream', async (t) => {
+  let sawExpect = 0
+  const origin = await startOrigin((req, res) => {
+    if (req.headers.expect !== undefined) sawExpect++
+    let body = ''
+    req.on('data', (c) => { body += c })
+    req.on('end', () => { res.setHeader('cache-control', 'public, s-maxage=60'); res.end(`${req.method} ${req.url} ${body}`) })
+  })
+  // Default CACHE_EJECT_AFTER_ERRORS is 3: five refused fetches used to eject the only upstream.
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  for (let i = 0; i < 5; i++) {
+    const a = finalAnswer(await rawExchange(cache.url, `GET /e${i} HTTP/1.1\r\nHost: site\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`))
+    t.equal(a.status, 200, `GET with Expect #${i} answered`)
+    t.equal(a.body, `GET /e${i} `)
+  }
+  const post = finalAnswer(await rawExchange(cache.url, 'POST /form HTTP/1.1\r\nHost: site\r\nExpect: 100-continue\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=1'))
+  t.equal(post.status, 200, 'a passed request with a body and Expect goes through')
+  t.equal(post.body, 'POST /form a=1')
+  t.equal(sawExpect, 0, 'the origin never saw Expect (RFC 9110 §10.1.1: the expectation was met here)')
+  const director = cache.app.engine.director
+  t.ok(director.isUp(director.upstreams[0]), 'the upstream was not ejected')
+  t.equal((await send(cache.url + '/innocent')).status, 200, 'the site still answers')
+})
+
+t.test('issue: only network errors, timeouts and 5xx count towards passive ejection', async (t) => {
+  const { Director, isUpstreamFault } = await import('../../cache/director.js')
+  const origin = await startOrigin((req, res) => { res.statusCode = req.url === '/fail' ? 503 : 200; res.end('x') })
+  t.teardown(() => origin.close())
+  const director = new Director({
+    upstreams: [origin.url], mode: 'round-robin', connections: 8, timeoutMs: 2000, probeIntervalMs: 0, probeTimeoutMs: 500,
+    ejectAfterErrors: 2, ejectMs: 10_000, clock: { now: () => Date.now() }
+  })
+  t.teardown(() => director.close())
+  const u = director.upstreams[0]
+  for (let i = 0; i < 3; i++) {
+    // Refused before anything reaches the upstream: by the director's guard, and by undici itself.
+    await t.rejects(director.fetch({ method: 'GET', path: '/', headers: { expect: '100-continue' } }), { code: 'FC_BAD_REQUEST_HEADER' })
+    await t.rejects(director.fetch({ method: 'GET', path: '/', headers: { 'x-bad': 'a\u0000b' } }), { code: 'UND_ERR_INVALID_ARG' })
+  }
+  t.ok(director.isUp(u), 'a request the client library refused does not eject the upstream')
+  t.equal(u.consecutiveErrors, 0)
+  t.notOk(isUpstreamFault(Object.assign(new Error('x'), { code: 'UND_ERR_NOT_SUPPORTED' })))
+  t.notOk(isUpstreamFault(Object.assign(new Error('x'), { code: 'UND_ERR_INVALID_ARG' })))
+  t.ok(isUpstreamFault(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })))
+  t.ok(isUpstreamFault(Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
+  t.ok(isUpstreamFault(Object.assign(new Error('x'), { code: 'HPE_INVALID_CONSTANT' })))
+  for (let i = 0; i < 2; i++) await (await director.fetch({ method: 'GET', path: '/fail', headers: {} })).body.dump()
+  t.notOk(director.isUp(u), 'two 5xx in a row still eject it')
 })

@@ -4,6 +4,7 @@
  * and staleness, and a small HTTP client that does not add Accept-Encoding.
  */
 import http from 'node:http'
+import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'undici'
 import { MemoryBus, type Bus } from '../../common/bus.js'
@@ -118,5 +119,35 @@ export function page (headers: Record<string, string | string[]>, body: string |
   return (req, res, n) => {
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
     res.end(typeof body === 'function' ? body(n, req) : body)
+  }
+}
+
+/**
+ * Writes raw bytes to the cache and collects everything until the server
+ * closes (send `Connection: close`): for request forms undici will not send
+ * (absolute-form targets, Expect, odd framing).
+ */
+export function rawExchange (url: string, text: string): Promise<string> {
+  const port = Number(new URL(url).port)
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text))
+    let data = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => { data += d })
+    socket.on('close', () => resolve(data))
+    socket.on('error', reject)
+  })
+}
+
+/** The final status code and body of a raw answer (after any 1xx interim responses). */
+export function finalAnswer (raw: string): { status: number, head: string, body: string } {
+  let rest = raw
+  for (;;) {
+    const end = rest.indexOf('\r\n\r\n')
+    const head = end === -1 ? rest : rest.slice(0, end)
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0)
+    const body = end === -1 ? '' : rest.slice(end + 4)
+    if (status >= 100 && status < 200) { rest = body; continue }
+    return { status, head, body }
   }
 }

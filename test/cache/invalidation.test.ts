@@ -1,8 +1,9 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import net from 'node:net'
 import { startOrigin, startCache, send, closeAgent, admin, TOKEN } from './fixtures.js'
-import { MemoryBus, RedisStreamBus, type BusMessage } from '../../common/bus.js'
-import { authorize, eventFromRequest, unsafeInvalidationTargets } from '../../cache/invalidation.js'
+import { MemoryBus, RedisStreamBus, type BusMessage, type SubscribeOptions } from '../../common/bus.js'
+import { authorize, eventFromRequest, parseRawBanHead, unsafeInvalidationTargets } from '../../cache/invalidation.js'
+import { InvalidationLog, hasNestedQuantifier } from '../../cache/ban.js'
 
 t.teardown(closeAgent)
 
@@ -152,4 +153,113 @@ t.test('over Redis Streams: a purge on one node reaches another; a gap bans ever
     if (b.app.engine.store.count === 0) x = 'MISS'
   }
   t.equal(x, 'MISS', 'node b dropped the page purged through node a')
+})
+
+/** A fetch held open by the origin until the test releases it, with the cache's clock moving meanwhile. */
+async function heldFetch (t: Test, opts: { bus?: MemoryBus } = {}) {
+  let release: (() => void) | undefined
+  const origin = await startOrigin((req, res, n) => {
+    res.setHeader('cache-control', 'public, s-maxage=300')
+    if (n === 1) { release = () => res.end('rendered before the invalidation'); return }
+    res.end('after')
+  })
+  const cache = await startCache(origin.url, {}, opts)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  const first = send(cache.url + '/n')
+  while (!release) await new Promise((resolve) => setTimeout(resolve, 5))
+  return { cache, first, release: () => release!() }
+}
+
+t.test('issue: a BAN while a fetch is in flight (clock moving) keeps its answer out of the store', async (t) => {
+  const { cache, first, release } = await heldFetch(t)
+  cache.clock.advance(10) // the fetch started 10 ms before the ban
+  const ban = await send(cache.url + '/', { method: 'PURGE', headers: { ...admin, 'ban-url': '^/n$' } })
+  t.equal(ban.status, 200)
+  cache.clock.advance(10) // and finishes 10 ms after it
+  release()
+  const answer = await first
+  t.equal(answer.body, 'rendered before the invalidation', 'the requester still gets its answer')
+  t.match(answer.headers['cache-status'], /detail=invalidated-in-flight/)
+  const next = await send(cache.url + '/n')
+  t.equal(next.headers['x-cache'], 'MISS', 'not stored')
+  t.equal(next.body, 'after')
+  cache.clock.advance(10)
+  t.equal((await send(cache.url + '/n')).headers['x-cache'], 'HIT', 'a fetch that started after the ban is stored')
+})
+
+t.test('issue: a bus gap while a fetch is in flight (clock moving) keeps its answer out of the store', async (t) => {
+  // A bus that lets the test announce a gap, as RedisStreamBus does after a trimmed reconnect.
+  class GapBus extends MemoryBus {
+    gaps: Array<(since: number) => void> = []
+    override subscribe (handler: Parameters<MemoryBus['subscribe']>[0], options?: SubscribeOptions): () => void {
+      if (options?.onGap) this.gaps.push(options.onGap)
+      return super.subscribe(handler)
+    }
+  }
+  const bus = new GapBus()
+  t.teardown(() => bus.close())
+  const { cache, first, release } = await heldFetch(t, { bus })
+  cache.clock.advance(10)
+  t.equal(bus.gaps.length, 1)
+  bus.gaps[0](cache.clock.now() - 60_000)
+  cache.clock.advance(10)
+  release()
+  t.equal((await first).body, 'rendered before the invalidation')
+  const next = await send(cache.url + '/n')
+  t.equal(next.headers['x-cache'], 'MISS', 'a page fetched across the gap is not trusted')
+  t.equal(next.body, 'after')
+})
+
+t.test('issue: invalidation log overflow still reports the dropped invalidations', async (t) => {
+  const log = new InvalidationLog({ max: 100 })
+  const o = { url: '/news/1', host: 'h', tags: ['news:1'], fetchStarted: 999 }
+  log.record(1000, (x) => x.url === '/news/1')
+  for (let i = 0; i < 100; i++) log.record(1001, (x) => x.url === '/other' + i)
+  t.equal(log.size, 100, 'bounded')
+  t.ok(log.invalidatedSince(999, o, 2000), 'the purge of /news/1 was dropped, so a fetch from before it must not store')
+  t.notOk(log.invalidatedSince(1001, o, 2000), 'a fetch that started after everything dropped is judged by the log')
+  log.record(1002, (x) => x.url === '/other')
+  t.ok(log.invalidatedSince(1001, o, 2000), 'once an entry at 1001 is dropped, a fetch from 1001 is not trusted either')
+  t.notOk(log.invalidatedSince(1002, o, 2000))
+  const pruned = new InvalidationLog({ keepMs: 1000 })
+  pruned.record(1000, () => false)
+  pruned.prune(2500)
+  t.equal(pruned.size, 0)
+  t.ok(pruned.invalidatedSince(1000, o, 1900), 'pruned entries count as invalidating too')
+})
+
+t.test('issue: raw BAN head parsed in linear time, authenticated before the pattern is looked at', async (t) => {
+  // The old `[^\r\n]*?[ \t]*$` took ~87 ms for 15 000 spaces and grew with the
+  // square of the length: this line would take minutes. Linear, it is instant.
+  const long = 'BAN / HTTP/1.1\r\nHost: x\r\na:x' + ' '.repeat(1_000_000) + 'y\r\nAuthorization: Bearer t\r\n\r\n'
+  const parsed = parseRawBanHead(long, 2_000_000)
+  t.ok(parsed.ok)
+  if (parsed.ok) {
+    t.equal(parsed.headers.a, 'x' + ' '.repeat(1_000_000) + 'y', 'inner whitespace kept')
+    t.equal(parsed.headers.authorization, 'Bearer t')
+  }
+  const ok = parseRawBanHead('BAN /x HTTP/1.1\r\nBan-Url: \t ^/a$ \t\r\nHost: x\r\n\r\n', 1024)
+  t.same(ok, { ok: true, target: '/x', headers: { 'ban-url': '^/a$', host: 'x' } }, 'OWS trimmed (RFC 9110 §5.5)')
+  for (const [name, head] of [
+    ['obs-fold', 'BAN / HTTP/1.1\r\nA: b\r\n c\r\n\r\n'],
+    ['space before colon', 'BAN / HTTP/1.1\r\nA : b\r\n\r\n'],
+    ['bare LF', 'BAN / HTTP/1.1\r\nA: b\nB: c\r\n\r\n'],
+    ['no colon', 'BAN / HTTP/1.1\r\nAb\r\n\r\n'],
+    ['duplicate', 'BAN / HTTP/1.1\r\nA: b\r\na: c\r\n\r\n'],
+    ['absolute-form', 'BAN http://x/ HTTP/1.1\r\n\r\n'],
+    ['bad version', 'BAN / HTTP/2.0\r\n\r\n'],
+    ['too long', 'BAN / HTTP/1.1\r\nA: ' + 'b'.repeat(2000) + '\r\n\r\n']
+  ] as const) t.notOk(parseRawBanHead(head, 1024).ok, name)
+
+  const origin = await startOrigin(tagged)
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  const port = Number(new URL(cache.url).port)
+  const unauth = await rawRequest(port, 'BAN / HTTP/1.1\r\nHost: x\r\nBan-Url: (\r\n\r\n')
+  t.match(unauth, /^HTTP\/1\.1 401 /, 'credentials are checked before the expression is compiled')
+  const nested = await rawRequest(port, `BAN / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nBan-Url: ^/(a+)+$\r\n\r\n`)
+  t.match(nested, /^HTTP\/1\.1 400 /)
+  t.match(nested, /quantified group/, 'a catastrophic pattern is refused with a reason')
+  t.ok(hasNestedQuantifier('(a+)+') && hasNestedQuantifier('((\\w*))*') && hasNestedQuantifier('(?:a{2,}b)+'))
+  t.notOk(hasNestedQuantifier('^/news/(\\d+)$') || hasNestedQuantifier('(?:abc)+') || hasNestedQuantifier('[(a+)]+') || hasNestedQuantifier('^/(a|b)+$'))
 })

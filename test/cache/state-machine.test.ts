@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startOrigin, startCache, send, closeAgent, page } from './fixtures.js'
+import { startOrigin, startCache, send, closeAgent, page, rawExchange, finalAnswer } from './fixtures.js'
 
 t.teardown(closeAgent)
 
@@ -246,4 +246,119 @@ t.test('POST bodies are forwarded once, complete; Surrogate-Key is not shown to 
   const big = await send(cache.url + '/submit', { method: 'POST', body: 'x'.repeat(2 * 1024 * 1024) })
   t.equal(big.status, 413)
   t.equal(origin.count(), 1, 'the oversized body never reached the origin')
+})
+
+t.test('issue: an absolute-form target is keyed and forwarded with its own authority, never the client\'s Host (RFC 9112 §3.2.2)', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', 'public, s-maxage=3600')
+    res.end(`<loc>http://${req.headers.host}/</loc>`)
+  })
+  const attack = finalAnswer(await rawExchange(cache.url, 'GET http://victim.example/sitemap.xml HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n'))
+  t.equal(attack.status, 200)
+  t.equal(origin.requests[0].headers.host, 'victim.example', 'the origin rendered for the host the key names')
+  t.equal(attack.body, '<loc>http://victim.example/</loc>')
+  const victim = finalAnswer(await rawExchange(cache.url, 'GET /sitemap.xml HTTP/1.1\r\nHost: victim.example\r\nConnection: close\r\n\r\n'))
+  t.match(victim.head, /x-cache: HIT/i, 'same key')
+  t.equal(victim.body, '<loc>http://victim.example/</loc>', 'nothing rendered for evil.example is served to victim.example')
+  // Host case and origin-form: the key's (lower-case) host is what goes upstream.
+  await rawExchange(cache.url, 'GET /other HTTP/1.1\r\nHost: Victim.Example\r\nConnection: close\r\n\r\n')
+  t.equal(origin.requests[1].headers.host, 'victim.example')
+  t.equal(origin.count(), 2)
+})
+
+t.test('issue: request no-store answers that requester only; the stored object, coalescing and stale-if-error are untouched', async (t) => {
+  let down = false
+  const { origin, cache } = await setup(t, (req, res) => {
+    setTimeout(() => {
+      res.setHeader('cache-control', 'public, max-age=0, s-maxage=300, stale-if-error=600')
+      res.setHeader('etag', '"home"')
+      if (req.url === '/304' && req.headers['if-none-match'] === '"home"') { res.statusCode = 304; res.end(); return }
+      if (down) { res.statusCode = 503; res.end('down'); return }
+      res.end(`${req.url} v${origin.count(req.url)}`)
+    }, 20)
+  })
+  for (const path of ['/', '/304']) {
+    await send(cache.url + path)
+    const before = [...cache.app.engine.store.values()].find((o) => o.url === path)!
+    const fetchesBefore = origin.count(path)
+    const own = await send(cache.url + path, { headers: { 'cache-control': 'no-cache, no-store' } })
+    t.equal(own.status, 200, `${path}: the no-store request got its own answer`)
+    t.match(own.headers['cache-status'], /fwd=(miss|stale)/)
+    t.equal(origin.count(path), fetchesBefore + 1, `${path}: it went to the origin (no-cache)`)
+    t.equal([...cache.app.engine.store.values()].find((o) => o.url === path), before, `${path}: the stored object is the same one, unchanged`)
+    t.notOk(cache.app.engine.coalescer.isUncacheable(before.key), `${path}: no hit-for-miss marker`)
+    const crowd = await Promise.all(Array.from({ length: 50 }, () => send(cache.url + path)))
+    t.ok(crowd.every((a) => a.headers['x-cache'] === 'HIT'), `${path}: the crowd is served from the store`)
+    t.equal(origin.count(path), fetchesBefore + 1, `${path}: 50 requests, no origin fetch`)
+  }
+
+  // stale-if-error survives a no-store request while the origin is failing.
+  await send(cache.url + '/down')
+  down = true
+  cache.clock.advance(301_000)
+  const own = await send(cache.url + '/down', { headers: { 'cache-control': 'no-store' } })
+  t.equal(own.status, 200, 'origin 503: the stored page answers (stale-if-error)')
+  t.equal(own.headers['x-cache'], 'STALE')
+  const next = await send(cache.url + '/down')
+  t.equal(next.headers['x-cache'], 'STALE', 'still there for everyone else')
+  t.equal(next.body, '/down v1')
+})
+
+t.test('issue: a cold miss with request no-store neither stores nor marks the key; later requests coalesce', async (t) => {
+  const { origin, cache } = await setup(t, (_req, res) => {
+    setTimeout(() => { res.setHeader('cache-control', 'public, s-maxage=300'); res.end('cold') }, 30)
+  })
+  const own = await send(cache.url + '/cold', { headers: { 'cache-control': 'no-store' } })
+  t.equal(own.body, 'cold')
+  t.match(own.headers['cache-status'], /detail=no-store-request/)
+  t.equal(cache.app.engine.store.count, 0, 'not stored')
+  const crowd = await Promise.all(Array.from({ length: 20 }, () => send(cache.url + '/cold')))
+  t.ok(crowd.every((a) => a.body === 'cold'))
+  t.equal(origin.count(), 2, 'one fetch for the no-store request, one for the whole crowd')
+  t.equal(cache.app.engine.store.count, 1)
+
+  // A no-store request arriving while someone else leads waits on that fetch instead of starting its own.
+  cache.app.engine.store.clear()
+  const leader = send(cache.url + '/cold')
+  const key = new URL(cache.url).host + '/cold'
+  while (!cache.app.engine.coalescer.busy(key)) await new Promise((resolve) => setTimeout(resolve, 2))
+  const waiter = await send(cache.url + '/cold', { headers: { 'cache-control': 'no-store' } })
+  await leader
+  t.equal(waiter.body, 'cold')
+  t.equal(origin.count(), 3, 'the no-store request waited on the fetch under way')
+})
+
+t.test('issue: after a 304 the old stored Age is not counted again (RFC 9111 §4.3.4, §4.2.3)', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', 'max-age=60')
+    res.setHeader('etag', '"a"')
+    if (req.headers['if-none-match'] === '"a"') { res.statusCode = 304; res.end(); return }
+    res.setHeader('age', '50')
+    res.end('aged')
+  })
+  await send(cache.url + '/aged')
+  cache.clock.advance(11_000)
+  const revalidated = await send(cache.url + '/aged')
+  t.match(revalidated.headers['cache-status'], /fwd=stale; fwd-status=304; stored/)
+  t.equal(revalidated.headers.age, '0', 'just validated; the 304 carried no Age')
+  t.equal(origin.count(), 2)
+  cache.clock.advance(20_000)
+  const hit = await send(cache.url + '/aged')
+  t.equal(hit.headers['x-cache'], 'HIT', 'fresh for max-age=60 from the validation, not 60 - 50 again')
+  t.equal(hit.headers.age, '20')
+  t.equal(origin.count(), 2)
+})
+
+t.test('issue: a no-store request in the stale-while-revalidate window still lets the background refresh store', async (t) => {
+  const { origin, cache } = await setup(t, page({ 'cache-control': 'public, s-maxage=10, stale-while-revalidate=60' }, (n) => `v${n}`))
+  await send(cache.url + '/swr')
+  cache.clock.advance(11_000)
+  const stale = await send(cache.url + '/swr', { headers: { 'cache-control': 'no-store' } })
+  t.equal(stale.headers['x-cache'], 'STALE')
+  t.equal(stale.body, 'v1')
+  while (cache.app.engine.coalescer.inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 2))
+  const next = await send(cache.url + '/swr')
+  t.equal(next.headers['x-cache'], 'HIT', 'the refresh was the cache\'s own fetch and was stored')
+  t.equal(next.body, 'v2')
+  t.equal(origin.count(), 2)
 })

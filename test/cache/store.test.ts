@@ -7,7 +7,7 @@ t.teardown(closeAgent)
 function obj (key: string, size: number, tags: string[] = [], url = key): CachedObject {
   return {
     key, primary: key, host: 'h', url, status: 200, headers: {}, policy: null as never, bodies: { identity: Buffer.alloc(0) },
-    compressible: false, etag: undefined, lastModified: undefined, tags, responseTime: 0, storedAt: 0, initialAge: 0,
+    compressible: false, etag: undefined, lastModified: undefined, tags, responseTime: 0, fetchStarted: 0, initialAge: 0,
     freshUntil: 0, swrMs: 0, sieMs: 0, graceMs: 0, explicitlyShared: false, mustRevalidate: false, heads: {}, headsSecond: -1, size
   }
 }
@@ -58,4 +58,54 @@ t.test('through the app: bounded by CACHE_MAX_BYTES, large objects streamed and 
   await send(cache.url + '/big')
   t.equal(origin.count('/big'), 2, 'never stored')
   t.equal(origin.count('/big-chunked'), 1)
+})
+
+t.test('issue: long URLs and junk request headers stay within CACHE_MAX_BYTES (objects and hit-for-miss markers)', async (t) => {
+  const max = 8 * 1024 * 1024
+  const origin = await startOrigin((req, res) => {
+    if (req.url!.startsWith('/nostore')) res.setHeader('cache-control', 'no-store')
+    else { res.setHeader('cache-control', 'public, s-maxage=300'); res.setHeader('vary', 'Accept-Language') }
+    res.end('x')
+  })
+  const cache = await startCache(origin.url, { CACHE_MAX_BYTES: String(max) })
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  const pad = 'p'.repeat(7000)
+  const junk = 'j'.repeat(7000)
+  const flood = async (prefix: string, n: number) => {
+    for (let i = 0; i < n; i += 32) {
+      await Promise.all(Array.from({ length: 32 }, (_, k) => send(cache.url + `${prefix}/${pad}?i=${i + k}`, { headers: { 'x-junk': junk + (i + k), 'accept-language': 'en' } })))
+    }
+  }
+  await flood('', 640)
+  const { store, coalescer } = cache.app.engine
+  // What each object really keeps alive, measured independently of its `size`:
+  // bodies, stored fields, the key strings, and everything the policy object holds.
+  let retained = 0
+  let undercounted = 0
+  let junkKept = 0
+  for (const o of store.values()) {
+    let mine = o.key.length + o.primary.length + o.url.length + o.host.length
+    for (const b of [o.bodies.identity, o.bodies.gzip, o.bodies.br]) mine += b?.length ?? 0
+    for (const k in o.headers) mine += k.length + o.headers[k].length
+    // The policy's URL and (usually) response fields are the object's own strings, counted above.
+    const p = o.policy.toObject() as unknown as Record<string, unknown>
+    const policyJson = JSON.stringify({ ...p, u: p.u === o.url ? undefined : p.u, resh: p.resh === o.headers ? undefined : p.resh })
+    mine += policyJson.length
+    if (policyJson.includes('jjjj')) junkKept++
+    if (o.size < mine) undercounted++
+    retained += mine
+  }
+  t.equal(junkKept, 0, 'the policy keeps no request field it does not use')
+  t.equal(undercounted, 0, 'every object\'s size covers what it keeps')
+  t.ok(store.count < 640, `evicted down to ${store.count} objects`)
+  t.ok(retained <= max, `objects retain ${retained} bytes, within ${max}`)
+
+  await flood('/nostore', 640)
+  t.ok(coalescer.markerCount > 0, 'uncacheable answers left hit-for-miss markers')
+  t.ok(coalescer.markerCount < 640, `markers evicted by bytes (${coalescer.markerCount} kept)`)
+  let markerKeys = 0
+  const host = new URL(cache.url).host
+  for (let i = 0; i < 640; i++) if (coalescer.isUncacheable(`${host}/nostore/${pad}?i=${i}`)) markerKeys += host.length + pad.length + 20
+  t.ok(store.bytes + coalescer.markerBytes <= max, `store ${store.bytes} + markers ${coalescer.markerBytes} within CACHE_MAX_BYTES`)
+  t.ok(markerKeys <= coalescer.markerBytes, 'the marker budget counts the key bytes')
 })

@@ -11,3 +11,9 @@ t.test('keys', async (t) => {
   t.ok(varyHasStar('accept, *'))
   t.notOk(varyHasStar('accept'))
 })
+
+t.test('issue: no Accept-Encoding and `identity` select one variant (both are forwarded as identity)', async (t) => {
+  const p = primaryKey('example.com', '/a')
+  t.equal(variantKey(p, ['accept-encoding'], {}), variantKey(p, ['accept-encoding'], { 'accept-encoding': 'identity' }))
+  t.equal(variantKey(p, ['accept-encoding'], {}), `${p}\naccept-encoding:identity`)
+})
