@@ -5,6 +5,7 @@
  */
 import { sql, type Kysely } from 'kysely'
 import type { Database } from './db-types.js'
+import { mulberry32 } from './random.js'
 
 export interface SeedSizes {
   tutorials: number
@@ -16,17 +17,8 @@ export interface SeedSizes {
 
 export const DEFAULT_SIZES: SeedSizes = { tutorials: 240, news: 2000, comments: 20_000, events: 3000, completions: 5000 }
 
-/** mulberry32: tiny, fast, good enough for content. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The content generator: the same seed gives the same site. */
+export const prng = mulberry32
 
 const SUBJECTS = ['Dance Party', 'Minecraft Adventurer', 'Star Wars: Building a Galaxy', 'Frozen Skating', 'Flappy Game', 'Artist Turtle', 'AI for Oceans', 'Music Lab', 'Poem Art', 'Sports Game', 'Escape the Maze', 'Robot Rescue', 'Pixel Painter', 'Story Maker', 'Space Explorer', 'Weather Station', 'Garden Sensor', 'Chatbot Basics', 'Data Detective', 'Sorting Algorithms', 'Web Page Builder', 'Animation Studio', 'Code Breaker', 'Math Art', 'Virtual Pet', 'Treasure Hunt', 'Traffic Lights', 'Solar System', 'Bird Migration', 'Recycling Robot']
 const FLAVOURS = ['for Beginners', 'Remix', 'Challenge', 'in Python', 'with Blocks', 'in JavaScript', 'Unplugged', 'Deep Dive']

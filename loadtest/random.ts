@@ -1,19 +1,13 @@
 // Seedable pseudo-random numbers and weighted choice. Load tests must be
 // reproducible: the same seed gives the same URL sequence, so two runs (say,
 // through the cache and straight at a frontend) see the same traffic.
+import { mulberry32 } from '../common/random.js'
 
 export type Rng = () => number
 
-/** mulberry32: tiny, fast, good enough for picking URLs (not for crypto). */
+/** Seeded picks (mulberry32); seed 0 is replaced so it still yields a lively sequence. */
 export function createRng (seed: number): Rng {
-  let a = (seed >>> 0) || 0x9e3779b9
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  return mulberry32((seed >>> 0) || 0x9e3779b9)
 }
 
 /** Picks index i with probability weights[i] / sum(weights), in O(log n). */

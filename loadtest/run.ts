@@ -3,7 +3,7 @@
 // and maps the outcome to an exit code; tests call runLoadTest directly.
 import { mkdir } from 'node:fs/promises'
 import { Collector } from './collect.js'
-import { planCapacity, type Tier } from './capacity.js'
+import { planCapacity, type CapacityOptions } from './capacity.js'
 import { startProgress } from './progress.js'
 import { attachResults, buildSummary, writeSummaryJson, type Summary } from './report-json.js'
 import { writeHtmlReport } from './report-html.js'
@@ -13,14 +13,7 @@ import { loadSitemap, rankPages } from './sitemap.js'
 import { planSchedule, runSchedule, type LoadModel, type PlannedStage } from './stages.js'
 import { evaluateThresholds, type Threshold } from './thresholds.js'
 
-export interface PlanUsersOptions {
-  users: number
-  thinkTime: number
-  headroom: number
-  tier: Tier
-  frontendRps?: number
-  backendRps?: number
-}
+export type PlanUsersOptions = Omit<CapacityOptions, 'scenarioWriteShare'>
 
 export interface RunOptions {
   scenario: Scenario
