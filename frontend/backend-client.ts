@@ -143,11 +143,17 @@ export function createBackendClient (options: BackendClientOptions): BackendClie
  * The key a form post carries: derived from what was submitted, by whom, and
  * roughly when. The frontend's own retries, a double click and the browser's
  * re-submission all produce the same key (one write); the same words posted
- * again much later are a new submission. The bucket is 10 minutes.
+ * again much later are a new submission. When the form carried the time it
+ * was rendered (`stamp`, a hidden field) that dates the submission; a form
+ * without one (or with an implausible one) falls back to a 10-minute bucket,
+ * where a double click across a bucket boundary could still make two keys.
  */
-export function submissionKey (parts: { action: string, fields: Record<string, string>, clientIp: string, now: number }): string {
-  const bucket = Math.floor(parts.now / 600_000)
+export function submissionKey (parts: { action: string, fields: Record<string, string>, clientIp: string, now: number, stamp?: string }): string {
+  const stamp = Number(parts.stamp)
+  // A render from the last day (or a minute ahead, for clock skew between frontends).
+  const plausible = parts.stamp !== undefined && /^\d{12,14}$/.test(parts.stamp) && stamp > parts.now - 86_400_000 && stamp < parts.now + 60_000
+  const when = plausible ? `at:${stamp}` : `bucket:${Math.floor(parts.now / 600_000)}`
   const fields = Object.keys(parts.fields).sort().map((k) => [k, parts.fields[k]])
-  const digest = createHash('sha256').update(JSON.stringify([parts.action, fields, parts.clientIp, bucket])).digest('base64url')
+  const digest = createHash('sha256').update(JSON.stringify([parts.action, fields, parts.clientIp, when])).digest('base64url')
   return `fe-${digest}`
 }

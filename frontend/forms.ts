@@ -12,6 +12,7 @@ import { sendPrivateHtml } from './page-render.js'
 import { NO_STORE } from './cache-headers.js'
 import type { SafeHtml } from './html.js'
 import type { FieldErrors } from './views/components.js'
+import { FORM_STAMP } from './views/components.js'
 
 export interface FieldRule {
   label: string
@@ -122,14 +123,17 @@ export async function forwardForm (request: FastifyRequest, reply: FastifyReply,
     err.statusCode = 415
     throw err
   }
-  const form = parseForm(request.body, opts.rules)
+  // The render stamp dates the submission (idempotency key); it is not a field for the backend.
+  const { [FORM_STAMP]: stampField, ...fields } = (request.body !== null && typeof request.body === 'object' ? request.body : {}) as Record<string, unknown>
+  const stamp = typeof stampField === 'string' ? stampField : undefined
+  const form = parseForm(fields, opts.rules)
   if (form.unknown.length > 0) {
     return reshowOr404(reply, opts, 400, { values: form.values, message: `The form contained fields we do not know (${form.unknown.slice(0, 5).join(', ')}). Please use the form below.` })
   }
   if (Object.keys(form.errors).length > 0) {
     return reshowOr404(reply, opts, 400, { values: form.values, errors: form.errors, message: 'Please correct the highlighted fields.' })
   }
-  const idempotencyKey = submissionKey({ action: opts.action, fields: form.values, clientIp: request.ip, now: opts.now() })
+  const idempotencyKey = submissionKey({ action: opts.action, fields: form.values, clientIp: request.ip, now: opts.now(), stamp })
   let res
   try {
     res = await opts.backend.post(opts.path, opts.toPayload(form.values), { idempotencyKey, clientIp: request.ip })

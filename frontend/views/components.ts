@@ -129,3 +129,16 @@ export function articleItem (a: ArticleCard): Html {
   <p>${a.summary}</p>
 </li>`
 }
+
+/** Name of the hidden field that dates a form's render (see submissionKey). */
+export const FORM_STAMP = 'form_at'
+
+/**
+ * The render time of the form, sent back with the post: a double click or a
+ * re-submission of the same form carries the same stamp, so it derives the
+ * same idempotency key however the clock has moved. Not personal: every
+ * visitor of a cached render gets the same value.
+ */
+export function formStamp (): Html {
+  return html`<input type="hidden" name="${FORM_STAMP}" value="${String(Date.now())}">`
+}

@@ -1,7 +1,7 @@
 import { html, type Html } from '../html.js'
 import { countryName } from '../../common/countries.js'
 import type { CountryCount, EventView, Page } from '../repositories.js'
-import { countrySelect, field, formAlert, formatNumber, pagination, type FieldErrors } from './components.js'
+import { countrySelect, field, formAlert, formatNumber, pagination, type FieldErrors, formStamp } from './components.js'
 import { layout, type AssetUrls } from './layout.js'
 
 const eventDate = new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeZone: 'UTC' })
@@ -66,6 +66,7 @@ export function newEventPage (assets: AssetUrls, form: EventForm = { values: {} 
 <div class="panel">
 ${formAlert(form.message, form.errors, 'event')}
 <form method="post" action="/events" class="form">
+  ${formStamp()}
   <fieldset>
     <legend>About you</legend>
     ${field({ form: 'event', name: 'organizer', label: 'Organizer name', value: form.values.organizer, errors: form.errors, maxlength: 120, autocomplete: 'name' })}

@@ -1,6 +1,6 @@
 import { html, raw, type Html } from '../html.js'
 import type { Article, ArticleCard, CommentView, Page } from '../repositories.js'
-import { articleItem, date, formAlert, field, formatNumber, pagination, textarea, type FieldErrors } from './components.js'
+import { articleItem, date, formAlert, field, formatNumber, formStamp, pagination, textarea, type FieldErrors } from './components.js'
 import { layout, type AssetUrls } from './layout.js'
 
 export function newsPage (assets: AssetUrls, data: { page: number, pageSize: number, result: Page<ArticleCard> }): Html {
@@ -39,6 +39,7 @@ export function articlePage (assets: AssetUrls, data: { article: Article, commen
     <h3>Join the conversation</h3>
     ${formAlert(form.message, form.errors, 'comment')}
     <form method="post" action="/news/${slug}/comments#comments" class="form">
+      ${formStamp()}
       ${field({ form: 'comment', name: 'author', label: 'Your name', value: form.values.author, errors: form.errors, maxlength: 80, autocomplete: 'name', hint: 'Shown with your comment. First name and initial is fine.' })}
       ${textarea({ form: 'comment', name: 'body', label: 'Comment', value: form.values.body, errors: form.errors, maxlength: 2000, rows: 4 })}
       <div class="form-actions"><button class="button" type="submit">Post comment</button></div>

@@ -1,6 +1,6 @@
 import { html, raw, type Html } from '../html.js'
 import { LEVELS, type Page, type Tutorial, type TutorialCard, type TutorialFilter } from '../repositories.js'
-import { ages, countrySelect, field, formAlert, formatNumber, levelLabel, pagination, tutorialCard, type FieldErrors } from './components.js'
+import { ages, countrySelect, field, formAlert, formatNumber, levelLabel, pagination, tutorialCard, type FieldErrors, formStamp } from './components.js'
 import { layout, type AssetUrls } from './layout.js'
 
 export const AGE_CHOICES = [4, 6, 8, 10, 12, 14, 16, 18] as const
@@ -78,6 +78,7 @@ export function tutorialPage (assets: AssetUrls, t: Tutorial, form: CompletionFo
   <p>Finished the activity? Get your certificate — print it or share it with your class.</p>
   ${formAlert(form.message, form.errors, 'done')}
   <form method="post" action="/tutorials/${encodeURIComponent(t.slug)}/done" class="form form-inline">
+    ${formStamp()}
     ${field({ form: 'done', name: 'name', label: 'Name on the certificate', value: form.values.name, errors: form.errors, maxlength: 80, autocomplete: 'name' })}
     ${countrySelect({ form: 'done', name: 'country', label: 'Country', value: form.values.country, errors: form.errors })}
     <div class="form-actions"><button class="button" type="submit">Get my certificate</button></div>

@@ -72,4 +72,11 @@ t.test('submission keys', async (t) => {
   t.not(submissionKey(base), submissionKey({ ...base, clientIp: '1.2.3.5' }))
   t.not(submissionKey(base), submissionKey({ ...base, action: 'comment:b' }))
   t.not(submissionKey(base), submissionKey({ ...base, now: 1_000_000 + 600_000 }), 'a new 10-minute bucket is a new submission')
+  // Regression: a double click across a bucket boundary made two keys (two writes).
+  const now = 1_800_000_000_000
+  const stamped = { ...base, now: now - 1, stamp: String(now - 30_000) }
+  t.equal(submissionKey(stamped), submissionKey({ ...stamped, now: now + 1 }), 'the render stamp, not the clock, dates a stamped form')
+  t.not(submissionKey(stamped), submissionKey({ ...stamped, stamp: String(now - 20_000) }), 'another render is another submission')
+  t.equal(submissionKey({ ...base, now, stamp: 'yesterday' }), submissionKey({ ...base, now }), 'an implausible stamp falls back to the bucket')
+  t.equal(submissionKey({ ...base, now, stamp: String(now + 3_600_000) }), submissionKey({ ...base, now }), 'a stamp from the future too')
 })

@@ -193,6 +193,16 @@ eachDatabase(t, 'cross-site posts are refused; the client address and a submissi
   t.equal(seen[1].headers['idempotency-key'], seen[0].headers['idempotency-key'], 'the same submission → the same key (a double click writes once)')
   await app.inject(formPost(path, { author: 'Ada', body: 'Hello again' }, { 'x-forwarded-for': '203.0.113.7' }))
   t.not(seen[2].headers['idempotency-key'], seen[0].headers['idempotency-key'])
+
+  // The page's form carries its render stamp; it dates the key and is not forwarded.
+  const page = await app.inject({ url: `/news/${article.slug}` })
+  const stamp = /name="form_at" value="(\d+)"/.exec(page.body)?.[1]
+  t.ok(stamp, 'the comment form carries its render stamp')
+  const stamped = await app.inject(formPost(path, { author: 'Grace', body: 'Stamped', form_at: stamp! }, { 'x-forwarded-for': '203.0.113.8' }))
+  t.equal(stamped.statusCode, 303, 'the stamp is not an unknown field')
+  t.same(JSON.parse(seen[3].body), { news: article.slug, author: 'Grace', body: 'Stamped' }, 'and never reaches the backend')
+  await app.inject(formPost(path, { author: 'Grace', body: 'Stamped', form_at: stamp! }, { 'x-forwarded-for': '203.0.113.8' }))
+  t.equal(seen[4].headers['idempotency-key'], seen[3].headers['idempotency-key'], 'a double click of one render → one key')
 })
 
 eachDatabase(t, 'backend unavailable or refusing: 503/429 with Retry-After, the form kept', async (t, database) => {
