@@ -28,8 +28,10 @@ const AGES: Array<[number, number]> = [[4, 7], [6, 10], [8, 12], [10, 14], [13, 
 const MINUTES = [15, 30, 45, 60, 90]
 const FIRST = ['Ada', 'Grace', 'Alan', 'Katherine', 'Linus', 'Margaret', 'Tim', 'Radia', 'Hedy', 'Dennis', 'Barbara', 'Ken', 'Frances', 'Guido', 'Anita', 'Yukihiro', 'Fatima', 'Kwame', 'Priya', 'Mateo', 'Sofia', 'Liam', 'Aiko', 'Olu', 'Chen', 'Amara', 'Noah', 'Zara', 'Ivan', 'Leila']
 const LAST = ['Lovelace', 'Hopper', 'Turing', 'Johnson', 'Torvalds', 'Hamilton', 'Berners-Lee', 'Perlman', 'Lamarr', 'Ritchie', 'Liskov', 'Thompson', 'Allen', 'van Rossum', 'Borg', 'Matsumoto', 'Okafor', 'Mensah', 'Sharma', 'García', 'Rossi', 'Nguyen', 'Tanaka', 'Adeyemi', 'Wang', 'Diallo', 'Müller', 'Khan', 'Petrov', 'Haddad']
-const NEWS_TOPICS = ['Hour of Code', 'Computer Science Education Week', 'teacher workshops', 'girls in computing', 'AI in the classroom', 'rural schools', 'new tutorials', 'student hackathons', 'coding clubs', 'accessibility in CS', 'parent nights', 'district partnerships']
-const NEWS_VERBS = ['breaks records', 'comes to', 'expands in', 'celebrates', 'launches in', 'reaches', 'inspires students in', 'returns to']
+/** [topic, plural?]: the verb agrees with it. */
+const NEWS_TOPICS: Array<[string, boolean]> = [['Hour of Code', false], ['Computer Science Education Week', false], ['teacher workshops', true], ['girls in computing', true], ['AI in the classroom', false], ['rural schools', true], ['new tutorials', true], ['student hackathons', true], ['coding clubs', true], ['accessibility in CS', false], ['parent nights', true], ['district partnerships', true]]
+/** [singular, plural] */
+const NEWS_VERBS: Array<[string, string]> = [['breaks records in', 'break records in'], ['comes to', 'come to'], ['expands in', 'expand in'], ['takes off in', 'take off in'], ['launches in', 'launch in'], ['reaches students in', 'reach students in'], ['inspires classrooms in', 'inspire classrooms in'], ['returns to', 'return to']]
 const PLACES = ['Nairobi', 'São Paulo', 'Chicago', 'Jakarta', 'Warsaw', 'Manila', 'Lagos', 'Toronto', 'Seoul', 'Bogotá', 'Madrid', 'Hanoi', 'Cairo', 'Lima', 'Sydney', 'Mumbai', 'Accra', 'Berlin', 'Mexico City', 'Tokyo']
 const COMMENT_BITS = ['My class loved this!', 'We did this with 30 fourth graders and nobody wanted to stop.', 'Great resource, thank you.', 'Is there a version for older students?', 'The dance party one is a hit every year.', 'Our school is joining again this December.', 'Shared with all the teachers in our district.', 'My daughter finished it twice.', 'Could you add more unplugged activities?', 'Worked great on our old Chromebooks.', 'First time teaching CS and this made it easy.', 'The certificates were a big motivator.']
 
@@ -116,12 +118,13 @@ export async function seed (db: Kysely<Database>, options: { sizes?: Partial<See
 
     const news: Array<Record<string, unknown>> = []
     for (let i = 0; i < sizes.news; i++) {
-      const title = `${pick(rand, NEWS_TOPICS).replace(/^./, (c) => c.toUpperCase())} ${pick(rand, NEWS_VERBS)} ${pick(rand, PLACES)}`
+      const [topic, plural] = pick(rand, NEWS_TOPICS)
+      const title = `${topic.replace(/^./, (c) => c.toUpperCase())} ${pick(rand, NEWS_VERBS)[plural ? 1 : 0]} ${pick(rand, PLACES)}`
       const published = daysAgo(i * 0.5 + rand() * 0.4)
       news.push({
         slug: `${slugify(title)}-${i + 1}`, title,
         summary: `${title}: what happened, what students built, and how your school can join.`,
-        body_html: paragraphs(rand, pick(rand, NEWS_TOPICS), 4),
+        body_html: paragraphs(rand, pick(rand, NEWS_TOPICS)[0], 4),
         author: `${pick(rand, FIRST)} ${pick(rand, LAST)}`,
         published_at: published, updated_at: published
       })
