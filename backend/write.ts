@@ -26,15 +26,19 @@ export const writerPlugin = fp(async function writerPlugin (app, opts: { databas
     async run (request, reply, work) {
       const key = parseIdempotencyKey(request.headers['idempotency-key'])
       const hash = requestHash(request.method, request.url.split('?')[0], request.body)
-      const outcome = await idempotentWrite(opts.database.db, { key, hash, ttlSeconds: opts.idempotencyTtlSeconds }, work)
+      // The transaction and the commit position on one connection: a write
+      // never waits for a second pool checkout while the pool is busy.
+      const { outcome, lsn } = await opts.database.db.connection().execute(async (conn) => {
+        const outcome = await idempotentWrite(conn, { key, hash, ttlSeconds: opts.idempotencyTtlSeconds }, work)
+        // Read after the commit returned (for a replay: after the original
+        // commit), so it is at or past the commit record. A replay carries it
+        // too: a double click's browser follows the second answer.
+        return { outcome, lsn: await wal.read(conn) }
+      })
       reply.code(outcome.status)
       reply.header('cache-control', 'no-store')
       if (outcome.replayed) reply.header('idempotent-replayed', 'true')
       else opts.publisher.kick()
-      // Read after the commit returned (for a replay: after the original
-      // commit), so it is at or past the commit record. A replay carries it
-      // too: a double click's browser follows the second answer.
-      const lsn = await wal.read(opts.database.db)
       if (lsn) reply.header('x-commit-lsn', lsn)
       return outcome.body
     }
