@@ -3,7 +3,8 @@
  * Each publish purges exactly the pages that show the item.
  */
 import type { FastifyInstance } from 'fastify'
-import { sql } from 'kysely'
+import { sql, type Kysely, type Transaction } from 'kysely'
+import type { Database } from '../../common/db-types.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
 import { requireEditor } from '../auth.js'
 import { NewsBody, SlugParams, TutorialBody, unsafeHtmlReason, type NewsInput, type TutorialInput } from '../schemas.js'
@@ -23,20 +24,10 @@ export default async function editorRoutes (app: FastifyInstance, opts: { adminT
     const unsafe = unsafeHtmlReason(input.bodyHtml)
     if (unsafe) throw fieldError('bodyHtml', unsafe)
     return app.writer.run(request, reply, async (trx) => {
-      const published = input.publishedAt ? new Date(input.publishedAt) : new Date()
-      const row = await trx.insertInto('news').values({
-        slug, title: input.title.trim(), summary: input.summary?.trim() ?? summarize(input.bodyHtml), body_html: input.bodyHtml,
-        author: input.author.trim(), published_at: published, updated_at: sql<Date>`now()`
-      }).onConflict((oc) => oc.column('slug').doUpdateSet((eb) => ({
-        title: eb.ref('excluded.title'), summary: eb.ref('excluded.summary'), body_html: eb.ref('excluded.body_html'),
-        author: eb.ref('excluded.author'), updated_at: sql<Date>`now()`,
-        published_at: input.publishedAt ? eb.ref('excluded.published_at') : eb.ref('news.published_at')
-      }))).returning(['id', 'slug', 'title', 'published_at', 'updated_at', sql<boolean>`xmax = 0`.as('inserted')]).executeTakeFirstOrThrow()
-      return {
-        status: row.inserted ? 201 : 200,
-        body: { id: row.id, slug: row.slug, title: row.title, publishedAt: row.published_at, updatedAt: row.updated_at, url: `/news/${row.slug}` },
-        keys: [SurrogateKeys.news, SurrogateKeys.article(row.id), SurrogateKeys.home, SurrogateKeys.sitemap]
-      }
+      const row = await publish(trx, 'news', slug, {
+        title: input.title.trim(), summary: input.summary?.trim() ?? summarize(input.bodyHtml), body_html: input.bodyHtml, author: input.author.trim()
+      }, input.publishedAt)
+      return answer(row, `/news/${row.slug}`, [SurrogateKeys.news, SurrogateKeys.article(row.id), SurrogateKeys.home, SurrogateKeys.sitemap])
     })
   })
 
@@ -47,22 +38,40 @@ export default async function editorRoutes (app: FastifyInstance, opts: { adminT
     if (unsafe) throw fieldError('bodyHtml', unsafe)
     if (input.maxAge < input.minAge) throw fieldError('maxAge', 'must not be below minAge')
     return app.writer.run(request, reply, async (trx) => {
-      const published = input.publishedAt ? new Date(input.publishedAt) : new Date()
-      const row = await trx.insertInto('tutorials').values({
-        slug, title: input.title.trim(), summary: input.summary.trim(), body_html: input.bodyHtml, level: input.level,
-        min_age: input.minAge, max_age: input.maxAge, minutes: input.minutes, partner: input.partner.trim(),
-        published_at: published, updated_at: sql<Date>`now()`
-      }).onConflict((oc) => oc.column('slug').doUpdateSet((eb) => ({
-        title: eb.ref('excluded.title'), summary: eb.ref('excluded.summary'), body_html: eb.ref('excluded.body_html'),
-        level: eb.ref('excluded.level'), min_age: eb.ref('excluded.min_age'), max_age: eb.ref('excluded.max_age'),
-        minutes: eb.ref('excluded.minutes'), partner: eb.ref('excluded.partner'), updated_at: sql<Date>`now()`,
-        published_at: input.publishedAt ? eb.ref('excluded.published_at') : eb.ref('tutorials.published_at')
-      }))).returning(['id', 'slug', 'title', 'published_at', 'updated_at', sql<boolean>`xmax = 0`.as('inserted')]).executeTakeFirstOrThrow()
-      return {
-        status: row.inserted ? 201 : 200,
-        body: { id: row.id, slug: row.slug, title: row.title, publishedAt: row.published_at, updatedAt: row.updated_at, url: `/tutorials/${row.slug}` },
-        keys: [SurrogateKeys.tutorials, SurrogateKeys.tutorial(row.id), SurrogateKeys.home, SurrogateKeys.sitemap]
-      }
+      const row = await publish(trx, 'tutorials', slug, {
+        title: input.title.trim(), summary: input.summary.trim(), body_html: input.bodyHtml, level: input.level,
+        min_age: input.minAge, max_age: input.maxAge, minutes: input.minutes, partner: input.partner.trim()
+      }, input.publishedAt)
+      return answer(row, `/tutorials/${row.slug}`, [SurrogateKeys.tutorials, SurrogateKeys.tutorial(row.id), SurrogateKeys.home, SurrogateKeys.sitemap])
     })
   })
+}
+
+interface Published { id: number, slug: string, title: string, published_at: Date, updated_at: Date, inserted: boolean }
+
+/**
+ * Creates or updates a news article or tutorial by slug. An update replaces
+ * the given content columns and keeps the original publication time unless a
+ * new one is given.
+ */
+async function publish (trx: Transaction<Database>, table: 'news' | 'tutorials', slug: string, content: Record<string, string | number>, publishedAt: string | undefined): Promise<Published> {
+  // The column set differs per table; the statement's shape does not.
+  const db = trx as unknown as Kysely<any>
+  return db.insertInto(table)
+    .values({ slug, ...content, published_at: publishedAt ? new Date(publishedAt) : new Date(), updated_at: sql`now()` })
+    .onConflict((oc) => oc.column('slug').doUpdateSet((eb) => ({
+      ...Object.fromEntries(Object.keys(content).map((column) => [column, eb.ref(`excluded.${column}`)])),
+      updated_at: sql`now()`,
+      published_at: publishedAt ? eb.ref('excluded.published_at') : eb.ref(`${table}.published_at`)
+    })))
+    .returning(['id', 'slug', 'title', 'published_at', 'updated_at', sql<boolean>`xmax = 0`.as('inserted')])
+    .executeTakeFirstOrThrow() as Promise<Published>
+}
+
+function answer (row: Published, url: string, keys: string[]) {
+  return {
+    status: row.inserted ? 201 : 200,
+    body: { id: row.id, slug: row.slug, title: row.title, publishedAt: row.published_at, updatedAt: row.updated_at, url },
+    keys
+  }
 }
