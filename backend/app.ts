@@ -135,7 +135,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   await app.register(gracefulClose)
   await app.register(metricsPlugin, { metrics })
 
-  const limiter = createRateLimiter({ max: config.BACKEND_RATE_LIMIT_MAX, windowSeconds: config.BACKEND_RATE_LIMIT_WINDOW_S, redis: deps.redis, now })
+  const limiter = createRateLimiter({ max: config.BACKEND_RATE_LIMIT_MAX, windowSeconds: config.BACKEND_RATE_LIMIT_WINDOW_S, redis: deps.redis, prefix: config.REDIS_PREFIX, now })
   app.addHook('onRequest', async (request, reply) => {
     if (request.method === 'GET' || request.method === 'HEAD') return
     const decision = await limiter.hit(request.ip)

@@ -15,6 +15,8 @@ export interface RateLimitOptions {
   max: number
   windowSeconds: number
   redis?: Redis
+  /** Namespace of the counters in Redis (REDIS_PREFIX). */
+  prefix?: string
   now?: () => number
   /** Bound on remembered clients in memory (a flood of addresses must not grow memory without limit). */
   maxClients?: number
@@ -44,7 +46,7 @@ export function createRateLimiter (options: RateLimitOptions): RateLimiter {
       if (options.max === 0) return { allowed: true, retryAfterSeconds: 0, remaining: Infinity }
       const window = Math.floor(now() / windowMs)
       if (options.redis && options.redis.status === 'ready') {
-        const key = `flashcrowd:rl:${window}:${client}`
+        const key = `${options.prefix ?? 'flashcrowd'}:rl:${window}:${client}`
         try {
           const res = await options.redis.multi().incr(key).pexpire(key, windowMs + 1000).exec()
           const count = Number(res?.[0]?.[1])

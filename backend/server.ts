@@ -21,7 +21,7 @@ const database = createDatabase({
   connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
   applicationName: 'flashcrowd-backend'
 })
-const bus = createBus({ redisUrl: config.REDIS_URL })
+const bus = createBus({ redisUrl: config.REDIS_URL, prefix: config.REDIS_PREFIX })
 // A Redis that stops answering must not stall writes: the limiter falls back to its local count after 100 ms.
 const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 100 }) : undefined
 redis?.on('error', () => { /* rate limits fall back to memory while Redis is away */ })

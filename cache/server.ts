@@ -36,8 +36,8 @@ class RedisRootBus implements Bus {
   readonly #redis: RedisStreamBus
   readonly #local = new MemoryBus()
   readonly #unsubscribe: () => void
-  constructor (url: string, logger: Logger) {
-    this.#redis = new RedisStreamBus({ url })
+  constructor (url: string, prefix: string, logger: Logger) {
+    this.#redis = new RedisStreamBus({ url, prefix })
     this.#unsubscribe = this.#redis.subscribe((m) => { this.#local.deliver(m) }, {
       onGap: (since) => {
         logger.warn({ since }, 'invalidation bus gap: banning everything stored before it')
@@ -78,7 +78,7 @@ async function runSingle (config: CacheConfig, logger: Logger, bus: Bus): Promis
 }
 
 async function runPrimary (config: CacheConfig, logger: Logger, workers: number): Promise<void> {
-  const bus: Bus = config.REDIS_URL ? new RedisRootBus(config.REDIS_URL, logger) : createBus({})
+  const bus: Bus = config.REDIS_URL ? new RedisRootBus(config.REDIS_URL, config.REDIS_PREFIX, logger) : createBus({})
   const relay = relayBus(bus)
   let closing = false
   const fork = () => {
@@ -121,7 +121,7 @@ async function main (): Promise<void> {
   }
   const workers = workerCount(config)
   if (workers > 1) await runPrimary(config, logger, workers)
-  else await runSingle(config, logger, createBus({ redisUrl: config.REDIS_URL }))
+  else await runSingle(config, logger, createBus({ redisUrl: config.REDIS_URL, prefix: config.REDIS_PREFIX }))
 }
 
 main().catch((err: Error) => {

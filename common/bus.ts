@@ -193,7 +193,9 @@ export function relayBus (bus: Bus) {
 
 export interface RedisStreamBusOptions {
   url: string
-  /** Stream key. */
+  /** Namespace of the stream key (REDIS_PREFIX): tiers sharing a Redis keep their events apart. */
+  prefix?: string
+  /** Stream key (overrides prefix). */
   stream?: string
   /** Approximate number of events kept for replay after a reconnect. */
   maxLen?: number
@@ -225,7 +227,7 @@ export class RedisStreamBus implements Bus {
 
   constructor (options: RedisStreamBusOptions) {
     this.#url = options.url
-    this.stream = options.stream ?? 'flashcrowd:invalidations'
+    this.stream = options.stream ?? `${options.prefix ?? 'flashcrowd'}:invalidations`
     this.#maxLen = options.maxLen ?? 100_000
     this.#blockMs = options.blockMs ?? 2000
     // Fail fast when Redis is away: the outbox keeps the event and retries.
@@ -347,8 +349,8 @@ function parseEntry (id: string, fields: string[]): BusMessage | null {
  * embedded IPC bus when this process was started by the one-machine
  * supervisor; otherwise an in-process bus (a role running alone).
  */
-export function createBus (options: { redisUrl?: string }): Bus {
-  if (options.redisUrl) return new RedisStreamBus({ url: options.redisUrl })
+export function createBus (options: { redisUrl?: string, prefix?: string }): Bus {
+  if (options.redisUrl) return new RedisStreamBus({ url: options.redisUrl, prefix: options.prefix })
   if (typeof process.send === 'function') return new IpcBus(process)
   return new MemoryBus()
 }

@@ -37,6 +37,11 @@ export const CommonEnv = {
     pattern: '^rediss?://',
     description: 'Redis for the invalidation bus, rate limits and the shared render cache. Unset: the embedded bus (one machine only).'
   })),
+  REDIS_PREFIX: Type.String({
+    pattern: '^[A-Za-z0-9:_.-]{1,64}$',
+    default: 'flashcrowd',
+    description: 'Namespace of every Redis key (bus stream, render cache, rate limits). Tiers that share one Redis must use different prefixes.'
+  }),
   ADMIN_TOKEN: Type.Optional(Type.String({
     minLength: 16,
     description: 'Bearer token for PURGE/BAN and the editor API (at least 16 characters). Unset: those endpoints refuse everything.'

@@ -70,6 +70,8 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
   const renderCache = new RenderCache({
     maxBytes: deps.config.FRONTEND_RENDER_CACHE_BYTES,
     redis: deps.config.FRONTEND_SHARED_RENDER_CACHE ? deps.redis : undefined,
+    // Pages of another tier sharing this Redis are not ours to serve.
+    prefix: `${deps.config.REDIS_PREFIX}:render:v1:`,
     now,
     onError: (err) => app.log.warn({ err }, 'shared render cache unavailable')
   })

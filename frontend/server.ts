@@ -22,7 +22,7 @@ async function main () {
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     applicationName: 'flashcrowd-frontend'
   })
-  const bus = createBus({ redisUrl: config.REDIS_URL })
+  const bus = createBus({ redisUrl: config.REDIS_URL, prefix: config.REDIS_PREFIX })
   const backend = createBackendClient({ urls: backendUrls(config), timeoutMs: config.FRONTEND_BACKEND_TIMEOUT_MS, dnsRefreshMs: config.FRONTEND_DNS_REFRESH_MS })
   const redis = config.REDIS_URL && config.FRONTEND_SHARED_RENDER_CACHE
     ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 200 })

@@ -26,6 +26,7 @@ const ClusterEnv = Type.Object({
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/flashcrowd', description: 'Primary PostgreSQL (created if missing).' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379', description: 'Redis for the bus, rate limits and the shared render cache.' }),
+  REDIS_PREFIX: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,64}$', description: 'Namespace of the cluster\'s Redis keys (default: flashcrowd:<database name>, so clusters on different databases never share pages or events).' })),
   CLUSTER_CONFIG: Type.String({ default: 'cluster.json', description: 'Ports of the local cluster.' }),
   CLUSTER_REPLICA: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto', description: 'Start a streaming replica for the frontends when possible.' })
 })
@@ -148,7 +149,8 @@ async function stop (signal: string): Promise<void> {
 process.once('SIGINT', () => { void stop('SIGINT') })
 process.once('SIGTERM', () => { void stop('SIGTERM') })
 
-const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
+const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(config.DATABASE_URL).pathname.slice(1).replace(/[^A-Za-z0-9_.-]/g, '_')}`
+const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 try {
   let readUrl = config.DATABASE_URL
   const replica = await prepareReplica(config.DATABASE_URL)

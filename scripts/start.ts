@@ -20,6 +20,7 @@ export const StartEnv = Type.Object({
   HOST: CommonEnv.HOST,
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
   REDIS_URL: CommonEnv.REDIS_URL,
+  REDIS_PREFIX: CommonEnv.REDIS_PREFIX,
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
   FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
@@ -59,7 +60,7 @@ if (!databaseUrl) {
 }
 await prepareDatabase(databaseUrl, say)
 
-const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL }) : new MemoryBus()
+const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
 const token = await adminToken()
 const [backendPort, frontendPort] = [await freePort(), await freePort()]

@@ -141,3 +141,22 @@ t.test('a publish to a Redis that hangs fails fast (the outbox retries)', { skip
   proxy.freeze()
   await t.rejects(bus.publish({ kind: 'keys', keys: ['b'] }), 'rejected, not hanging')
 })
+
+t.test('tiers sharing one Redis keep their events apart (REDIS_PREFIX)', { skip: !process.env.REDIS_URL && 'REDIS_URL not set' }, async (t) => {
+  const tag = `${process.pid}-${Date.now()}`
+  const a = new RedisStreamBus({ url: process.env.REDIS_URL!, prefix: `fc-test-a-${tag}` })
+  const b = new RedisStreamBus({ url: process.env.REDIS_URL!, prefix: `fc-test-b-${tag}` })
+  t.teardown(async () => { await a.close(); await b.close() })
+  t.not(a.stream, b.stream)
+  const seenB: BusMessage[] = []
+  const seenA: BusMessage[] = []
+  b.subscribe((m) => { seenB.push(m) })
+  a.subscribe((m) => { seenA.push(m) })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  for (let i = 0; i < 50 && seenA.length === 0; i++) {
+    await a.publish({ kind: 'keys', keys: ['only-a'] }).catch(() => {})
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.ok(seenA.length > 0, 'a hears its own tier')
+  t.equal(seenB.length, 0, 'b hears nothing of tier a')
+})

@@ -72,6 +72,9 @@ t.test('Redis as a shared second level', { skip: process.env.REDIS_URL ? false :
   const wary = new RenderCache({ maxBytes: 1_000_000, redis, prefix, now: () => clock })
   t.equal(await wary.get('/news/x', () => false), undefined, 'refused shared page: a miss')
   t.equal(wary.getLocal('/news/x'), undefined, 'and not copied into level 1')
+  // Another tier on the same Redis (another REDIS_PREFIX) never sees these pages.
+  const otherTier = new RenderCache({ maxBytes: 1_000_000, redis, prefix: `${prefix}other-tier:`, now: () => clock })
+  t.equal(await otherTier.get('/news/x'), undefined, 'another prefix: a miss')
 
   // Each frontend applies the bus event: both levels drop it.
   a.invalidateKeys(['news:9'])
