@@ -109,7 +109,11 @@ frontend flashcrowd
   bind 127.0.0.1:${ports.front}
   default_backend caches
 backend caches
-  balance roundrobin
+  # Each URL goes to one cache node (consistent hashing), so the nodes' memory
+  # adds up instead of holding copies, and a second view is a hit. A node that
+  # fails its checks hands its share to the others.
+  balance uri
+  hash-type consistent
   option httpchk GET /-/health
   http-check expect status 200
 ${ports.caches.map((p, i) => `  server cache${i + 1} 127.0.0.1:${p} check inter 1s fall 2 rise 1`).join('\n')}

@@ -25,7 +25,10 @@ export const StartEnv = Type.Object({
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
   FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   PORT: Port('Public port of the tier (the cache layer).', 8080),
-  CACHE_MAX_BYTES: Type.Optional(Type.Integer({ minimum: 1024 * 1024, description: 'Memory budget of the cache layer in bytes.' }))
+  CACHE_MAX_BYTES: Type.Optional(Type.Integer({ minimum: 1024 * 1024, description: 'Memory budget of the cache layer in bytes.' })),
+  // One machine runs every role on the same cores: one cache worker, so one
+  // store (every worker would otherwise fetch and keep its own copy).
+  CACHE_WORKERS: Type.Integer({ minimum: 0, maximum: 256, default: 1, description: 'Cache worker processes on the one-machine tier (0: one per core).' })
 })
 
 const config = loadConfigOrExit(StartEnv, 'flashcrowd')
@@ -90,7 +93,14 @@ try {
   await supervisor.start({
     name: 'cache',
     script: 'cache/server.ts',
-    env: { ...common, HOST: config.HOST, PORT: String(config.PORT), UPSTREAMS: frontendUrl, ...(config.CACHE_MAX_BYTES ? { CACHE_MAX_BYTES: String(config.CACHE_MAX_BYTES) } : {}) },
+    env: {
+      ...common,
+      HOST: config.HOST,
+      PORT: String(config.PORT),
+      UPSTREAMS: frontendUrl,
+      CACHE_WORKERS: String(config.CACHE_WORKERS),
+      ...(config.CACHE_MAX_BYTES ? { CACHE_MAX_BYTES: String(config.CACHE_MAX_BYTES) } : {})
+    },
     healthUrl: `http://127.0.0.1:${config.PORT}/-/health`
   })
 } catch (err) {
