@@ -21,6 +21,7 @@ import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
 import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
+import { applyShared, serializeObject, type ShareChannel } from './share.js'
 
 export interface CacheDeps {
   config: CacheConfig
@@ -32,6 +33,8 @@ export interface CacheDeps {
   store?: CacheStore
   /** Collect process-level default metrics (off in tests that build many apps). */
   defaultMetrics?: boolean
+  /** Sibling workers to share fetched objects with (cluster mode, share.ts). */
+  share?: ShareChannel
 }
 
 export interface CacheApp {
@@ -90,6 +93,23 @@ export function buildApp (deps: CacheDeps): CacheApp {
   const log = new InvalidationLog()
   const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger }
   const applyDeps = { store, log, now: () => clock.now() }
+
+  // Cluster mode: what this worker fetches and stores goes to its siblings,
+  // and theirs comes here (share.ts). The hit path is untouched.
+  const share = deps.share
+  let unshare = (): void => {}
+  if (share) {
+    engine.share = (o) => share.send(serializeObject(o))
+    unshare = share.subscribe((s) => {
+      let outcome
+      try { outcome = applyShared({ ...applyDeps, Policy: engine.Policy }, s) } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'could not apply an object shared by a sibling worker')
+        return
+      }
+      metrics.counters.shared[outcome]++
+      if (outcome === 'stored') coalescer.clearMarker(s.key)
+    })
+  }
 
   // Every node applies every event, its own included (the bus echoes them back;
   // applying twice is harmless) and the backend's outbox events.
@@ -199,6 +219,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
     async close () {
       clearInterval(sweep)
       unsubscribe()
+      unshare()
       await new Promise<void>((resolve) => {
         if (!server.listening) { resolve(); return }
         server.close(() => resolve())

@@ -4,7 +4,7 @@
  */
 import type { Bus } from '../common/bus.js'
 import type { CacheConfig } from './config.js'
-import type { CacheStore } from './store.js'
+import type { CacheStore, CachedObject } from './store.js'
 import type { Coalescer, Timers } from './coalesce.js'
 import type { Director } from './director.js'
 import type { CacheMetrics } from './metrics.js'
@@ -31,4 +31,6 @@ export interface Engine {
   timers: Timers
   Policy: PolicyClass
   logger: Logger
+  /** Hands an object this worker fetched and stored to its sibling workers (share.ts); absent in single-process mode. */
+  share?: (o: CachedObject) => void
 }

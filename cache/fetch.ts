@@ -167,6 +167,10 @@ function store (e: Engine, o: CachedObject, fetchStarted: number): boolean {
   if (e.log.invalidatedSince(fetchStarted, o, e.clock.now())) return false
   e.store.put(o)
   e.metrics.counters.stored++
+  // Only what this worker stored goes to its siblings (never a pass, a
+  // hit-for-miss, a too-big or a no-store answer): they insert it unless
+  // they saw a matching invalidation since `fetchStarted` (share.ts).
+  e.share?.(o)
   return true
 }
 

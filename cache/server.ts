@@ -3,7 +3,8 @@
  * closes gracefully on SIGINT/SIGTERM. With more than one worker (default: one
  * per core) the primary process only supervises: it forks the workers, which
  * share the listening socket, and relays the invalidation bus to them so every
- * worker applies every purge and ban (common/bus.ts `relayBus`).
+ * worker applies every purge and ban (common/bus.ts `relayBus`), and relays
+ * each object a worker fetched and stored to its siblings (share.ts).
  */
 import cluster from 'node:cluster'
 import os from 'node:os'
@@ -11,6 +12,7 @@ import { loadConfigOrExit } from '../common/config.js'
 import { createBus, IpcBus, MemoryBus, RedisStreamBus, relayBus, type Bus, type BusEvent } from '../common/bus.js'
 import { CacheEnv, type CacheConfig } from './config.js'
 import { buildApp } from './app.js'
+import { ipcShareChannel, relayShares, type ShareChannel } from './share.js'
 import type { Logger } from './engine.js'
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
@@ -56,8 +58,8 @@ function workerCount (config: CacheConfig): number {
   return config.CACHE_WORKERS > 0 ? config.CACHE_WORKERS : os.availableParallelism()
 }
 
-async function runSingle (config: CacheConfig, logger: Logger, bus: Bus): Promise<void> {
-  const app = buildApp({ config, bus, logger })
+async function runSingle (config: CacheConfig, logger: Logger, bus: Bus, share?: ShareChannel): Promise<void> {
+  const app = buildApp({ config, bus, logger, share })
   const address = await app.listen()
   logger.info({ address: `http://${address.address}:${address.port}`, upstreams: config.UPSTREAMS, bus: bus.name }, 'cache listening')
   let closing = false
@@ -80,10 +82,15 @@ async function runSingle (config: CacheConfig, logger: Logger, bus: Bus): Promis
 async function runPrimary (config: CacheConfig, logger: Logger, workers: number): Promise<void> {
   const bus: Bus = config.REDIS_URL ? new RedisRootBus(config.REDIS_URL, config.REDIS_PREFIX, logger) : createBus({})
   const relay = relayBus(bus)
+  // Fetched objects go from the worker that stored them to every other one (share.ts).
+  const shares = relayShares()
+  // Bodies travel as binary (structured clone), not as JSON arrays of numbers.
+  cluster.setupPrimary({ serialization: 'advanced' })
   let closing = false
   const fork = () => {
     const worker = cluster.fork({ CACHE_WORKER_OF: String(process.pid) })
     relay.attach(worker)
+    shares.attach(worker)
     worker.on('exit', (code, signal) => {
       if (closing) return
       logger.error({ pid: worker.process.pid, code, signal }, 'cache worker died; starting another')
@@ -104,6 +111,7 @@ async function runPrimary (config: CacheConfig, logger: Logger, workers: number)
       w.process.kill('SIGTERM')
     })))
     relay.close()
+    shares.close()
     await bus.close()
     process.exit(0)
   }
@@ -116,7 +124,7 @@ async function main (): Promise<void> {
   const config = loadConfigOrExit(CacheEnv, 'cache')
   const logger = jsonLogger(config.LOG_LEVEL)
   if (cluster.isWorker) {
-    await runSingle(config, logger, new IpcBus(process))
+    await runSingle(config, logger, new IpcBus(process), ipcShareChannel(process))
     return
   }
   const workers = workerCount(config)
