@@ -80,6 +80,7 @@ export class ReadYourWrites {
   readonly #onProbeError: (err: unknown) => void
   /** Highest replay position observed (monotonic on a given server). */
   #known: ReplayPosition = 0n
+  #probing: Promise<ReplayPosition> | undefined
   /** key → [lsn the key's last write committed at, when it was noted]. */
   readonly #pending = new Map<string, { lsn: bigint, at: number }>()
   #polling: Promise<void> | undefined
@@ -100,7 +101,17 @@ export class ReadYourWrites {
   get pendingKeys (): number { return this.#pending.size }
 
   /** Asks the read pool where it is; remembers the highest answer. */
-  async probe (): Promise<ReplayPosition> {
+  /**
+   * Asks the read pool for its replay position. Single-flight: however many
+   * authors wait at once, there is at most one probe query in flight, so a
+   * flood of `?rev` views cannot multiply the load on the replica.
+   */
+  probe (): Promise<ReplayPosition> {
+    this.#probing ??= this.#probeOnce().finally(() => { this.#probing = undefined })
+    return this.#probing
+  }
+
+  async #probeOnce (): Promise<ReplayPosition> {
     const position = await this.#probe()
     if (position === PRIMARY || this.#known === PRIMARY || position > this.#known) {
       // A pool that answers PRIMARY once may later be a replica again only after a failover; take the newest answer.

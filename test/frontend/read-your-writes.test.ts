@@ -50,6 +50,29 @@ t.test('waitFor is bounded and polls the probe; pending keys clear once replayed
   t.throws(() => new ReadYourWrites({ probe: async () => 0n, maxWaitMs: -1 }), /maxWaitMs must be an integer >= 0/)
 })
 
+t.test('a crowd of waiting authors shares one probe query at a time', async (t) => {
+  let probes = 0
+  let inFlight = 0
+  let maxInFlight = 0
+  let release: () => void = () => {}
+  const ryw = new ReadYourWrites({
+    probe: async () => {
+      probes++; inFlight++; maxInFlight = Math.max(maxInFlight, inFlight)
+      await new Promise<void>((resolve) => { release = resolve })
+      inFlight--
+      return 1000n
+    },
+    maxWaitMs: 1000,
+    pollMs: 10
+  })
+  const waiters = Array.from({ length: 100 }, () => ryw.waitFor(500n))
+  await new Promise((resolve) => setImmediate(resolve))
+  release()
+  t.same(await Promise.all(waiters), Array(100).fill(true), 'every author is answered')
+  t.equal(probes, 1, '100 waiters, one query')
+  t.equal(maxInFlight, 1)
+})
+
 t.test('pending keys expire: a replica that never catches up cannot disable caching forever', async (t) => {
   let clock = 0
   const ryw = new ReadYourWrites({ probe: async () => 0n, maxWaitMs: 0, pendingTtlMs: 5000, now: () => clock, sleep: async (ms) => { clock += ms } })
