@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
+import { freePort } from '../common/free-port.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
@@ -61,15 +62,6 @@ async function startOrigin (): Promise<number> {
 }
 
 const closers: Array<() => Promise<void>> = []
-
-function freePort (): Promise<number> {
-  return new Promise((resolve) => {
-    const s = http.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 function start (name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] })

@@ -13,12 +13,11 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises'
 import path from 'node:path'
-import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, loadConfigOrExit } from '../common/config.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { Supervisor, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
+import { Supervisor, adminToken, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -124,18 +123,9 @@ listen stats
 `
 }
 
-async function adminToken (): Promise<string> {
-  if (config.ADMIN_TOKEN) return config.ADMIN_TOKEN
-  const file = path.resolve(ROOT, config.FLASHCROWD_STATE_DIR, 'admin-token')
-  try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
-  const token = randomBytes(24).toString('base64url')
-  await writeFile(file, `${token}\n`, { mode: 0o600 })
-  return token
-}
-
 await ensureDatabase(config.DATABASE_URL)
 await prepareDatabase(config.DATABASE_URL, say)
-const token = await adminToken()
+const token = await adminToken(config.ADMIN_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
 const supervisor = new Supervisor({ log })
 const pidFile = path.join(stateDir, 'pids.json')
 supervisor.onSpawn = () => { void writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2)) }

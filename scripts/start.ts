@@ -5,15 +5,12 @@
  * separate processes joined by the bus over IPC, talking HTTP and the
  * Postgres wire protocol exactly as in production.
  */
-import { randomBytes } from 'node:crypto'
-import { readFile, writeFile, mkdir } from 'node:fs/promises'
-import path from 'node:path'
 import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config.js'
 import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
 import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { Supervisor, createLogWriter } from './supervisor.js'
+import { Supervisor, adminToken, createLogWriter } from './supervisor.js'
 import { freePort } from '../common/free-port.js'
 
 export const StartEnv = Type.Object({
@@ -38,17 +35,6 @@ const say = (msg: string) => log('flashcrowd', msg, 'out')
 const started = Date.now()
 
 
-/** A token for the editor API and PURGE/BAN, kept across restarts so scripts keep working. */
-async function adminToken (): Promise<string> {
-  if (config.ADMIN_TOKEN) return config.ADMIN_TOKEN
-  const file = path.join(config.FLASHCROWD_STATE_DIR, 'admin-token')
-  try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
-  const token = randomBytes(24).toString('base64url')
-  await mkdir(config.FLASHCROWD_STATE_DIR, { recursive: true })
-  await writeFile(file, `${token}\n`, { mode: 0o600 })
-  return token
-}
-
 let embedded: EmbeddedDatabase | undefined
 let databaseUrl = config.DATABASE_URL
 if (!databaseUrl) {
@@ -65,7 +51,7 @@ await prepareDatabase(databaseUrl, say)
 
 const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
-const token = await adminToken()
+const token = await adminToken(config.ADMIN_TOKEN, config.FLASHCROWD_STATE_DIR)
 const [backendPort, frontendPort] = [await freePort(), await freePort()]
 const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 const backendUrl = `http://127.0.0.1:${backendPort}`

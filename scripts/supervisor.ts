@@ -5,6 +5,8 @@
  * with back-off when it crashes, and stops everything in a given order.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -151,4 +153,19 @@ export async function waitHealthy (url: string, timeoutMs: number, givenUp: () =
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   return false
+}
+
+/**
+ * The token for the editor API and PURGE/BAN: ADMIN_TOKEN when set, else one
+ * generated once and kept in the state folder, so scripts keep working across
+ * restarts.
+ */
+export async function adminToken (configured: string | undefined, stateDir: string): Promise<string> {
+  if (configured) return configured
+  const file = path.join(stateDir, 'admin-token')
+  try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
+  const token = randomBytes(24).toString('base64url')
+  await mkdir(stateDir, { recursive: true })
+  await writeFile(file, `${token}\n`, { mode: 0o600 })
+  return token
 }

@@ -10,8 +10,7 @@ import { buildApp } from '../../frontend/app.js'
 import { buildAssets, type BuiltAssets } from '../../frontend/assets.js'
 import { createBackendClient, type BackendClient } from '../../frontend/backend-client.js'
 import type { ReplayProbe } from '../../frontend/read-your-writes.js'
-import { buildApp as buildBackendApp } from '../../backend/app.js'
-import { loadBackendConfig } from '../../backend/config.js'
+import { startBackend as startSharedBackend, eventually as pollUntil } from '../helpers/backend.js'
 
 let assets: Promise<BuiltAssets> | undefined
 export function sharedAssets (): Promise<BuiltAssets> {
@@ -58,19 +57,10 @@ export async function startFrontend (t: Test, databaseUrl: string, options: Fron
   return { app, bus, db }
 }
 
-/** The real backend (backend/app.ts) on port 0, writing to `databaseUrl`. */
+/** The real backend (backend/app.ts) on port 0, writing to `databaseUrl`, publishing on `bus`. */
 export async function startBackend (t: Test, databaseUrl: string, bus: Bus, env: Record<string, string> = {}): Promise<{ url: string, app: FastifyInstance }> {
-  const config = loadBackendConfig({ LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_OUTBOX_POLL_MS: '50', ...env })
-  const database = createDatabase({ url: databaseUrl, max: 4 })
-  const app = await buildBackendApp({ config, database, bus, logger: false })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  if (!address || typeof address === 'string') throw new Error('backend did not listen on a port')
-  t.teardown(async () => {
-    await app.close()
-    await database.close()
-  })
-  return { url: `http://127.0.0.1:${address.port}`, app }
+  const { url, app } = await startSharedBackend(t, databaseUrl, env, { bus })
+  return { url, app }
 }
 
 /** A same-origin form post as a browser sends it. */
@@ -85,9 +75,5 @@ export function formPost (url: string, fields: Record<string, string>, headers: 
 
 /** Waits until `check` is true (polling), failing after `ms`. */
 export async function eventually (check: () => Promise<boolean> | boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  if (!await pollUntil(check, ms)) throw new Error('condition not met in time')
 }
