@@ -1,7 +1,8 @@
 import t from 'tap'
 import { createTestDatabase } from '../helpers/database.js'
-import { spawnScript, waitForStatus, portRefused } from '../helpers/spawn.js'
+import { spawnScript, portRefused } from '../helpers/spawn.js'
 import { freePort } from '../../common/free-port.js'
+import { waitHealthy } from '../../scripts/supervisor.js'
 
 
 t.test('a malformed setting stops start-up naming the variable', async (t) => {
@@ -17,7 +18,7 @@ t.test('npm run backend: serves, then SIGTERM closes cleanly and frees the port'
   const port = await freePort()
   const run = spawnScript('backend/server.ts', { PORT: String(port), DATABASE_URL: database.url, LOG_LEVEL: 'warn', ADMIN_TOKEN: 'x'.repeat(20) })
   t.teardown(() => { if (run.child.exitCode === null) run.child.kill('SIGKILL') })
-  t.ok(await waitForStatus(`http://127.0.0.1:${port}/-/health`), `healthy (output: ${run.output().slice(0, 500)})`)
+  t.ok(await waitHealthy(`http://127.0.0.1:${port}/-/health`, 20_000), `healthy (output: ${run.output().slice(0, 500)})`)
   const res = await fetch(`http://127.0.0.1:${port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
   t.equal(res.status, 400)
   run.child.kill('SIGTERM')

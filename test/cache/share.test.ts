@@ -8,7 +8,8 @@ import { loadCacheConfig } from '../../cache/config.js'
 import { serializeObject, deserializeObject, type ShareChannel, type SharedObject } from '../../cache/share.js'
 import type { CachedObject } from '../../cache/store.js'
 import { freePort } from '../../common/free-port.js'
-import { spawnScript, waitForStatus } from '../helpers/spawn.js'
+import { spawnScript } from '../helpers/spawn.js'
+import { waitHealthy } from '../../scripts/supervisor.js'
 
 t.teardown(closeAgent)
 
@@ -193,7 +194,7 @@ t.test('cluster mode (CACHE_WORKERS=2): a page fetched by one worker is a HIT on
     await origin.close()
   })
   const base = `http://127.0.0.1:${port}`
-  t.ok(await waitForStatus(base + '/-/health', 200, 30_000), 'cache up')
+  t.ok(await waitHealthy(base + '/-/health', 30_000), 'cache up')
   // Both workers listening (each logs it once), so the round-robin scheduler alternates connections between them.
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline && (run.output().match(/"cache listening"/g) ?? []).length < 2) await new Promise((resolve) => setTimeout(resolve, 50))

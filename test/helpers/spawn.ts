@@ -33,16 +33,6 @@ export async function waitForLine (run: Spawned, pattern: RegExp, ms: number): P
   return pattern.exec(run.output())?.[1]
 }
 
-/** Polls `url` until it answers `status` (or the deadline passes). */
-export async function waitForStatus (url: string, status = 200, ms = 20_000): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    try { if ((await fetch(url)).status === status) return true } catch { /* not up yet */ }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return false
-}
-
 /** True when nothing accepts connections on the port any more (it was released). */
 export function portRefused (port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
