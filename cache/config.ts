@@ -14,7 +14,7 @@ export const CacheEnv = Type.Object({
   CACHE_MAX_OBJECT_BYTES: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024, description: 'Responses larger than this are streamed through (passed), never stored.' }),
   CACHE_WORKERS: Type.Integer({ minimum: 0, maximum: 256, default: 0, description: 'Worker processes; 0 means one per CPU core, 1 runs in a single process.' }),
   CACHE_DIRECTOR: Type.Union([Type.Literal('round-robin'), Type.Literal('least-connections')], { default: 'round-robin', description: 'How a healthy upstream is chosen for each fetch.' }),
-  CACHE_GRACE_SECONDS: Type.Number({ minimum: 0, default: 10, description: 'How long past freshness an object may still be served while one background fetch refreshes it, when the origin does not forbid serving stale.' }),
+  CACHE_GRACE_SECONDS: Type.Number({ minimum: 0, default: 0, description: 'Opt-in grace: how long past freshness an object the origin did not mark stale-while-revalidate may still be served while one background fetch refreshes it (RFC 9111 §4.2.4 forbids this unless configured). 0, the default: only what the origin grants (stale-while-revalidate, stale-if-error) or a disconnected origin allows stale.' }),
   CACHE_DEFAULT_TTL_SECONDS: Type.Number({ minimum: 0, default: 0, description: 'Freshness for storable responses without explicit or heuristic lifetime (0: RFC behaviour, not fresh).' }),
   CACHE_HIT_FOR_MISS_SECONDS: Type.Number({ minimum: 0, default: 30, description: 'How long an uncacheable answer marks its key so later requests skip the coalescing queue.' }),
   CACHE_COALESCE_MAX_WAITERS: Type.Integer({ minimum: 1, default: 10_000, description: 'Requests that may wait on one in-flight fetch; more get stale content or 503.' }),

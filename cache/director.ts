@@ -57,6 +57,8 @@ export interface FetchRequest {
   path: string
   headers: Record<string, string>
   body?: Buffer
+  /** Interim (1xx) responses, e.g. 103 Early Hints, as they arrive (RFC 9110 §15.2). */
+  onInfo?: (info: { statusCode: number, headers: Record<string, string | string[]> }) => void
 }
 
 export class NoUpstreamError extends Error {
@@ -219,6 +221,7 @@ export class Director {
         path: req.path,
         headers: req.headers,
         body: req.body,
+        onInfo: req.onInfo,
         headersTimeout: this.#o.timeoutMs,
         bodyTimeout: this.#o.timeoutMs
       })

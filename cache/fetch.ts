@@ -28,6 +28,8 @@ export interface FetchInfo {
   credentialed: boolean
   /** A stored object being revalidated (RFC 9111 §4.3.1). */
   stale: CachedObject | undefined
+  /** Passes interim responses (103 Early Hints) to the client this fetch answers; never stored. */
+  onInfo?: (info: { statusCode: number, headers: Record<string, string | string[]> }) => void
 }
 
 export type FetchResult =
@@ -39,10 +41,18 @@ export type FetchResult =
   | { kind: 'object', object: CachedObject, revalidated: boolean, upstreamStatus: number, stored: boolean }
   /** Not stored (uncacheable, too big, no-store request, or invalidated while in flight): the answer goes to this client only. */
   | { kind: 'answer', answer: UpstreamAnswer, chunks: Buffer[], rest: Readable | undefined, reason: string }
-  /** The upstream failed (5xx counts only when a stale object could be used instead). */
-  | { kind: 'error', error: Error, upstreamStatus?: number }
+  /**
+   * The upstream failed. A 5xx counts as a failure only when a stored object
+   * was being revalidated; its answer comes along, to pass on when that
+   * object may not be used stale (the origin's own error page, not ours).
+   */
+  | { kind: 'error', error: Error, upstreamStatus?: number, answer?: { answer: UpstreamAnswer, chunks: Buffer[], rest: Readable | undefined } }
 
 /** Reads a body until it ends or grows past `limit`; past it, the rest stays in the (paused) stream. */
+let sequence = 0
+/** A number larger than every one handed out before in this process: orders arrivals and fetch starts. */
+export function nextSequence (): number { return ++sequence }
+
 export function collect (body: Readable, limit: number): Promise<{ chunks: Buffer[], size: number, complete: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
@@ -108,7 +118,7 @@ function recordBytes (h: Record<string, string>): number {
 }
 
 /** Builds the stored object from a storable response. */
-export function makeObject (e: Engine, info: FetchInfo, status: number, headers: Record<string, string>, body: Buffer, fresh: Freshness, requestTime: number, responseTime: number, policyReq: PolicyRequest, previous?: CachedObject['bodies']): CachedObject {
+export function makeObject (e: Engine, info: FetchInfo, status: number, headers: Record<string, string>, body: Buffer, fresh: Freshness, requestTime: number, responseTime: number, policyReq: PolicyRequest, previous?: CachedObject['bodies'], fetchSequence = 0): CachedObject {
   const varyNames = varyNamesOf({ headers })
   const compressible = isCompressible(headers['content-type'], headers['content-encoding'], body.length, 1024 * 1024)
   const bodies: CachedObject['bodies'] = { identity: body }
@@ -144,6 +154,7 @@ export function makeObject (e: Engine, info: FetchInfo, status: number, headers:
     tags,
     responseTime,
     fetchStarted: requestTime,
+    fetchSequence,
     initialAge: fresh.initialAge,
     freshUntil: fresh.freshUntil,
     swrMs: fresh.swrMs,
@@ -179,6 +190,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   // When the fetch starts: invalidations logged from here on apply to what it
   // brings back (store() and ban.ts compare against it).
   const requestTime = e.clock.now()
+  const fetchSequence = nextSequence()
   // RFC 9111 §5.2.1.5: "MUST NOT store any part of either this request or any
   // response to it". It speaks for this request only: the answer goes to this
   // requester, and nothing the cache holds changes (no store, no delete, no
@@ -194,7 +206,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   let up
   try {
     // A HEAD miss is fetched as GET so the object can be stored for both (RFC 9110 §9.3.2).
-    up = await e.director.fetch({ method: 'GET', path: info.url, headers })
+    up = await e.director.fetch({ method: 'GET', path: info.url, headers, onInfo: info.onInfo })
   } catch (err) {
     return { kind: 'error', error: err as Error }
   }
@@ -203,14 +215,20 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
 
   // RFC 5861 §4 stale-if-error covers 500, 502, 503 and 504; the caller decides whether stale may be used.
   if (up.status >= 500 && stale !== undefined) {
-    await up.body.dump().catch(() => {})
-    return { kind: 'error', error: new Error(`upstream answered ${up.status}`), upstreamStatus: up.status }
+    const got = await collect(up.body, e.config.CACHE_MAX_OBJECT_BYTES).catch(() => ({ chunks: [], size: 0, complete: true }))
+    const answer: UpstreamAnswer = { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }
+    return { kind: 'error', error: new Error(`upstream answered ${up.status}`), upstreamStatus: up.status, answer: { answer, chunks: got.chunks, rest: got.complete ? undefined : up.body } }
   }
 
   if (up.status === 304 && stale !== undefined) {
     await up.body.dump().catch(() => {})
     // RFC 9111 §4.3.4: update the stored response's header fields from the 304.
-    const { matches } = stale.policy.revalidatedPolicy(policyRequest(info, stale.headers), { status: 304, headers: resHeaders })
+    // RFC 9111 §4.3.4 selects the stored response by the 304's validator. A
+    // 304 with none at all answers the one conditional we sent, built from
+    // this stored response's validators alone: it can only mean this one
+    // (refetching in full would double the origin's work for nothing).
+    const noValidator = resHeaders.etag === undefined && resHeaders['last-modified'] === undefined
+    const matches = noValidator || stale.policy.revalidatedPolicy(policyRequest(info, stale.headers), { status: 304, headers: resHeaders }).matches
     if (matches) {
       const merged: Record<string, string> = { ...stale.headers }
       // Age describes the message it came in (RFC 9111 §5.1, §4.2.3
@@ -226,7 +244,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
       const policyReq = policyRequest(info, merged)
       const fresh = evaluateResponse(e.Policy, policyReq, { status: stale.status, headers: merged }, requestTime, responseTime, freshnessOptions(e), info.credentialed)
       if (fresh.storable) {
-        const o = makeObject(e, info, stale.status, merged, stale.bodies.identity, fresh, requestTime, responseTime, policyReq, stale.bodies)
+        const o = makeObject(e, info, stale.status, merged, stale.bodies.identity, fresh, requestTime, responseTime, policyReq, stale.bodies, fetchSequence)
         // no-store: the validated object answers this request; the stored one stays as it was.
         const stored = !noStore && store(e, o, requestTime)
         return { kind: 'object', object: o, revalidated: true, upstreamStatus: 304, stored }
@@ -242,7 +260,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   const policyReq = policyRequest(info, resHeaders)
   const fresh = evaluateResponse(e.Policy, policyReq, { status: up.status, headers: resHeaders }, requestTime, responseTime, freshnessOptions(e), info.credentialed)
   const declared = resHeaders['content-length'] !== undefined ? Number(resHeaders['content-length']) : undefined
-  const decision = policy.backendResponse(fresh, declared, e.config.CACHE_MAX_OBJECT_BYTES)
+  const decision = policy.backendResponse(up.status, fresh, declared, e.config.CACHE_MAX_OBJECT_BYTES)
   const answer: UpstreamAnswer = { status: up.status, headers: resHeaders, setCookie }
   const key = variantKey(info.primary, varyNamesOf({ headers: resHeaders }), info.headers)
 
@@ -253,14 +271,19 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   }
 
   if (decision !== 'store') {
-    // Credentialed misses say nothing about anonymous requests, and a 5xx is
-    // transient: neither marks the key. Otherwise mark both the variant and the
-    // key the waiters looked up, so none of them queues again.
-    if (fresh.reason !== 'credentials' && up.status < 500) { e.coalescer.markUncacheable(key); e.coalescer.markUncacheable(info.lookupKey) }
-    if (stale !== undefined) e.store.delete(stale.key)
+    // Credentialed misses say nothing about anonymous requests, a 5xx is
+    // transient, and an error caused by the request (431, 400, 413: design
+    // §2.5) says nothing about the page: none of them marks the key, or one
+    // client could turn coalescing off for everyone. Otherwise mark both the
+    // variant and the key the waiters looked up, so none of them queues again.
+    const requestCaused = policy.requestCaused(up.status)
+    if (fresh.reason !== 'credentials' && up.status < 500 && !requestCaused) { e.coalescer.markUncacheable(key); e.coalescer.markUncacheable(info.lookupKey) }
+    // Only an answer about the resource replaces what is stored; one about
+    // the request never evicts the page or its stale-if-error fallback.
+    if (stale !== undefined && !requestCaused) e.store.delete(stale.key)
     if (decision === 'too-big') return { kind: 'answer', answer, chunks: [], rest: up.body, reason: 'too-big' }
     const got = await collect(up.body, e.config.CACHE_MAX_OBJECT_BYTES)
-    return { kind: 'answer', answer, chunks: got.chunks, rest: got.complete ? undefined : up.body, reason: fresh.reason ?? 'not-storable' }
+    return { kind: 'answer', answer, chunks: got.chunks, rest: got.complete ? undefined : up.body, reason: decision === 'client-error' ? 'client-error' : fresh.reason ?? 'not-storable' }
   }
 
   let got
@@ -276,7 +299,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
     return { kind: 'answer', answer, chunks: got.chunks, rest: up.body, reason: 'too-big' }
   }
   const body = got.chunks.length === 1 ? copyOut(got.chunks[0]) : concatOwned(got.chunks, got.size)
-  const o = makeObject(e, info, up.status, resHeaders, body, fresh, requestTime, responseTime, policyReq)
+  const o = makeObject(e, info, up.status, resHeaders, body, fresh, requestTime, responseTime, policyReq, undefined, fetchSequence)
   e.coalescer.clearMarker(o.key)
   if (!store(e, o, requestTime)) {
     return { kind: 'answer', answer, chunks: [body], rest: undefined, reason: 'invalidated-in-flight' }

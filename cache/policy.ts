@@ -36,11 +36,22 @@ export const policy = {
   },
 
   /** vcl_backend_response: store, or remember the key as hit-for-miss. */
-  backendResponse (fresh: Freshness, bodyLength: number | undefined, maxObjectBytes: number): 'store' | 'hit-for-miss' | 'too-big' {
+  backendResponse (status: number, fresh: Freshness, bodyLength: number | undefined, maxObjectBytes: number): 'store' | 'hit-for-miss' | 'too-big' | 'client-error' {
+    // An error about the request (a 400 for a header, a 431 for a long head)
+    // is never stored, even when the origin labels it cacheable: it would be
+    // served to everyone who asks for the page (cache-poisoned denial of
+    // service). 404/405/410/414 speak of the target URI alone (RFC 9110
+    // §15.1 lists them as heuristically cacheable) and are stored as usual.
+    if (policy.requestCaused(status)) return 'client-error'
     if (!fresh.storable) return 'hit-for-miss'
     // Objects above the limit stream through and are never stored (issue 5, Storage).
     if (bodyLength !== undefined && bodyLength > maxObjectBytes) return 'too-big'
     return 'store'
+  },
+
+  /** 4xx answers about the request rather than the resource: they never replace, evict or mark a stored page. */
+  requestCaused (status: number): boolean {
+    return status >= 400 && status < 500 && status !== 404 && status !== 405 && status !== 410 && status !== 414
   },
 
   /** Unsafe methods invalidate what they touched (RFC 9111 §4.4). */

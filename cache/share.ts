@@ -44,6 +44,7 @@ export function serializeObject (o: CachedObject): SharedObject {
     tags: o.tags,
     responseTime: o.responseTime,
     fetchStarted: o.fetchStarted,
+    fetchSequence: 0,
     initialAge: o.initialAge,
     freshUntil: o.freshUntil,
     swrMs: o.swrMs,

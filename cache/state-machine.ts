@@ -20,12 +20,13 @@ import type { Engine } from './engine.js'
 import type { CachedObject } from './store.js'
 import { policy } from './policy.js'
 import { primaryKey, variantKey } from './vary.js'
-import { requestForbidsStored, requestNoStore } from './freshness.js'
+import { requestAcceptsStale, requestForbidsStored, requestNoStore } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
-import { collect, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { collect, nextSequence, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
 import { applyEvent, authorize, eventFromRequest, unsafeInvalidationTargets } from './invalidation.js'
 import { NoUpstreamError } from './director.js'
+import { normalizeAuthority } from './authority.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -37,6 +38,8 @@ export class Ctx {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   now: number
+  /** When the request arrived, in fetch.ts `nextSequence` order: a revalidation it demanded must have started after this (see `lookup`). */
+  readonly arrived: number
   host = ''
   url = ''
   primary = ''
@@ -65,12 +68,23 @@ export class Ctx {
     this.req = req
     this.res = res
     this.now = e.clock.now()
+    this.arrived = nextSequence()
   }
 
   clientIp (): string { return this.req.socket.remoteAddress ?? '' }
 
   fetchInfo (): FetchInfo {
-    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, clientIp: this.clientIp(), credentialed: this.credentialed, stale: this.stale }
+    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, clientIp: this.clientIp(), credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
+  }
+
+  /**
+   * RFC 8297 103 Early Hints from the origin go on to this client as they
+   * come (never stored: RFC 9111 §3 stores final responses only). Not to an
+   * HTTP/1.0 client (RFC 9110 §15.2), and node sends a 103 only with Link.
+   */
+  readonly onInfo = (info: { statusCode: number, headers: Record<string, string | string[]> }): void => {
+    if (info.statusCode !== 103 || this.res.headersSent || this.req.httpVersion !== '1.1') return
+    try { this.res.writeEarlyHints(info.headers) } catch { /* a malformed Link is dropped, the final answer still goes */ }
   }
 }
 
@@ -89,9 +103,20 @@ function synth (ctx: Ctx, status: number, body: string, headers?: Record<string,
   return 'synth'
 }
 
-/** Whether `o` may be served because the origin failed (RFC 5861 §4 stale-if-error, plus grace). */
-function usableOnError (o: CachedObject | undefined, now: number): o is CachedObject {
-  return o !== undefined && !o.mustRevalidate && now < o.freshUntil + Math.max(o.sieMs, o.graceMs)
+/**
+ * Whether `o` may be served stale because the origin failed: within its
+ * stale-if-error window (RFC 5861 §4) or the opt-in grace, or — when no
+ * upstream could answer at all — for as long as it is stored (RFC 9111
+ * §4.2.4: a disconnected cache may serve stale). Never when the origin said
+ * must-revalidate or no-cache (§5.2.2.2: a 504 instead).
+ */
+function usableOnError (o: CachedObject | undefined, now: number, disconnected = false): o is CachedObject {
+  return o !== undefined && !o.mustRevalidate && (disconnected || now < o.freshUntil + Math.max(o.sieMs, o.graceMs))
+}
+
+/** No upstream answered at all (none healthy, connection refused or reset, timed out): the cache is disconnected. */
+function isDisconnection (err: Error, upstreamStatus: number | undefined): boolean {
+  return upstreamStatus === undefined && (err instanceof NoUpstreamError || /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR_(SOCKET|CONNECT_TIMEOUT|HEADERS_TIMEOUT|BODY_TIMEOUT|CLOSED))$/.test((err as { code?: string }).code ?? ''))
 }
 
 function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number): StepName {
@@ -102,8 +127,21 @@ function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number): 
   return 'deliver'
 }
 
-function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number): StepName {
-  if (usableOnError(ctx.stale, ctx.e.clock.now())) return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus)
+function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer']): StepName {
+  const now = ctx.e.clock.now()
+  if (usableOnError(ctx.stale, now)) {
+    answer?.rest?.destroy()
+    return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus)
+  }
+  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected')
+  // The origin answered 5xx and nothing stored may stand in: its own answer
+  // goes on as it came (not a synthetic 502 that hides what it said).
+  if (answer !== undefined) {
+    ctx.fetched = { kind: 'answer', ...answer, reason: 'upstream-error' }
+    ctx.outcome = 'MISS'
+    ctx.status = cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}; detail=upstream-error`)
+    return 'deliver'
+  }
   const code = (err as { code?: string }).code ?? ''
   const status = err instanceof NoUpstreamError ? 503 : /TIMEOUT/.test(code) ? 504 : 502
   const message = status === 503 ? 'no healthy upstream' : status === 504 ? 'upstream timed out' : 'upstream unreachable'
@@ -134,7 +172,8 @@ export const steps: Record<StepName, Step> = {
     if (countHostHeaders(req.rawHeaders) > 1) return reject(ctx, 400, 'more than one Host header\n')
     let url = req.url!
     if (url.length > e.config.CACHE_MAX_URL_BYTES) return synth(ctx, 414, 'request target too long\n')
-    let host = req.headers.host
+    let host: string | null = req.headers.host ?? ''
+    let defaultPort = 80
     if (url.charCodeAt(0) !== 47 /* / */) {
       // RFC 9112 §3.2.2: absolute-form carries the authority; it replaces Host
       // ("MUST ignore the received Host header field"). The key is built from
@@ -142,11 +181,19 @@ export const steps: Record<StepName, Step> = {
       let parsed: URL
       try { parsed = new URL(url) } catch { return synth(ctx, 400, 'bad request target\n') }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return synth(ctx, 400, 'bad request target\n')
+      // RFC 9110 §4.2.4: userinfo in an http(s) URI is deprecated and never names a different resource.
+      if (parsed.username !== '' || parsed.password !== '') return synth(ctx, 400, 'bad request target\n')
       url = parsed.pathname + parsed.search
       host = parsed.host
+      if (parsed.protocol === 'https:') defaultPort = 443
     }
+    // The key and the forwarded Host come from one validated, normalised
+    // authority (authority.ts): a Host carrying a path, userinfo or junk could
+    // otherwise name another page's key.
+    host = normalizeAuthority(host, defaultPort)
+    if (host === null) return synth(ctx, 400, 'invalid Host\n')
     ctx.url = url
-    ctx.host = host === undefined ? '' : host.toLowerCase()
+    ctx.host = host
     switch (policy.recv(req)) {
       case 'internal': return 'internal'
       case 'purge': return 'purge'
@@ -223,17 +270,25 @@ export const steps: Record<StepName, Step> = {
       if (e.coalescer.isUncacheable(ctx.key)) ctx.uncoalesced = true
       return 'miss'
     }
-    // RFC 9111 §5.2.1: request directives may demand a fresher or validated response.
-    if ((req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined) &&
+    const directives = req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined
+    // RFC 9111 §5.2.1: request directives may demand a fresher or validated
+    // response (a browser reload sends max-age=0 or no-cache). Such requests
+    // still coalesce (policy.ts, reload storms): a waiter woken by another
+    // request's fetch takes its object only when that fetch started after the
+    // waiter arrived — a response validated after the request was made.
+    if (directives && o.fetchSequence < ctx.arrived &&
       requestForbidsStored(req.headers['cache-control'], req.headers.pragma as string | undefined, (now - o.responseTime) / 1000 + o.initialAge, (o.freshUntil - now) / 1000)) {
       ctx.stale = o
-      ctx.uncoalesced = true
       return 'miss'
     }
     // RFC 9111 §4.2: fresh → reuse without contacting the origin.
     if (now < o.freshUntil) { ctx.obj = o; return 'hit' }
-    // RFC 5861 §3 stale-while-revalidate, or our grace where §4.2.4 allows it.
-    if (!o.mustRevalidate && now < o.freshUntil + (o.swrMs > o.graceMs ? o.swrMs : o.graceMs)) { ctx.obj = o; return 'stale' }
+    if (!o.mustRevalidate) {
+      // RFC 5861 §3 stale-while-revalidate, or the opt-in grace (RFC 9111 §4.2.4: only where configured).
+      if (now < o.freshUntil + (o.swrMs > o.graceMs ? o.swrMs : o.graceMs)) { ctx.obj = o; return 'stale' }
+      // RFC 9111 §5.2.1.2: the client accepts a response this stale.
+      if (directives && requestAcceptsStale(req.headers['cache-control'], (now - o.freshUntil) / 1000)) { ctx.obj = o; return 'stale' }
+    }
     // Stale beyond its windows: revalidate (RFC 9111 §4.3), keep it for stale-if-error.
     ctx.stale = o
     return 'miss'
@@ -250,7 +305,7 @@ export const steps: Record<StepName, Step> = {
     ctx.stale = o
     refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.key)
     ctx.outcome = 'STALE'
-    const window = ctx.now < o.freshUntil + o.swrMs ? 'stale-while-revalidate' : 'grace'
+    const window = ctx.now < o.freshUntil + o.swrMs ? 'stale-while-revalidate' : ctx.now < o.freshUntil + o.graceMs ? 'grace' : 'max-stale'
     ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${window}`)
     return 'deliver'
   },
@@ -296,7 +351,7 @@ export const steps: Record<StepName, Step> = {
     return fetchForCache(e, ctx.fetchInfo()).then((r) => {
       ctx.fetched = r
       ctx.now = e.clock.now()
-      if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus)
+      if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus, r.answer)
       if (r.kind === 'object') {
         ctx.obj = r.object
         ctx.outcome = 'MISS'
@@ -362,7 +417,7 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
   const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
-    up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body })
+    up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body, onInfo: ctx.onInfo })
   } catch (err) {
     return upstreamFailure(ctx, err as Error)
   }

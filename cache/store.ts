@@ -38,6 +38,12 @@ export interface CachedObject {
    * page fetched before a ban but stored after it predates the ban (ban.ts).
    */
   fetchStarted: number
+  /**
+   * Order of that fetch's start among this process's requests (fetch.ts
+   * `nextSequence`): clock ticks are too coarse to tell whether a fetch
+   * started after a request arrived. 0 for objects from elsewhere.
+   */
+  fetchSequence: number
   /** corrected_initial_age in seconds (RFC 9111 §4.2.3). */
   initialAge: number
   /** Clock time the object stops being fresh (RFC 9111 §4.2). */
