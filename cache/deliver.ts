@@ -102,9 +102,9 @@ function selectRange (req: IncomingMessage, o: CachedObject): Range | null {
     return { start: Math.max(0, length - n), end: length - 1 }
   }
   const start = Number(m[1])
-  const last = m[2] === '' ? length - 1 : Number(m[2])
-  if (last < start) return null // invalid range-spec: ignore the field
+  if (m[2] !== '' && Number(m[2]) < start) return null // invalid range-spec: ignore the field
   if (start >= length) return 'unsatisfiable'
+  const last = m[2] === '' ? length - 1 : Number(m[2])
   return { start, end: Math.min(last, length - 1) }
 }
 

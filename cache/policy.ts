@@ -6,6 +6,8 @@
 import type { IncomingMessage } from 'node:http'
 import type { Freshness } from './freshness.js'
 
+const KEEP_MS = 120_000
+
 export type RecvAction = 'lookup' | 'pass' | 'purge' | 'internal' | 'reject'
 
 export const policy = {
@@ -59,8 +61,15 @@ export const policy = {
     return method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS' && method !== 'TRACE'
   },
 
-  /** How long a stored object is kept past its freshness: the longest stale window, plus time to revalidate it cheaply with validators. */
-  keepMs (o: { swrMs: number, sieMs: number, graceMs: number, etag?: string, lastModified?: number }): number {
-    return Math.max(o.swrMs, o.sieMs, o.graceMs) + (o.etag !== undefined || o.lastModified !== undefined ? 120_000 : 0)
+  /**
+   * How long a stored object is kept past its freshness (Varnish's keep):
+   * its longest stale window, plus two minutes in which it can still be
+   * revalidated cheaply with its validators, given to a client that sends
+   * max-stale (RFC 9111 §5.2.1.2), or served while no upstream answers at all
+   * (§4.2.4 "disconnected"). Nothing is served from it otherwise; the byte
+   * bound makes it cost no more than LRU space.
+   */
+  keepMs (o: { swrMs: number, sieMs: number, graceMs: number }): number {
+    return Math.max(o.swrMs, o.sieMs, o.graceMs) + KEEP_MS
   }
 } as const
