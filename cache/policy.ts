@@ -2,6 +2,21 @@
  * The default policy, in the spirit of Varnish's builtin.vcl: every decision
  * the state machine asks about, in one screen. Change behaviour here, not in
  * the steps.
+ *
+ * What the defaults promise (README, "The cache's default policy"):
+ * - Stale is served only with permission (RFC 9111 §4.2.4): the origin's
+ *   stale-while-revalidate / stale-if-error (RFC 5861), the client's
+ *   max-stale, or a disconnected origin (no upstream answered at all). Grace
+ *   the origin did not grant (CACHE_GRACE_SECONDS) is opt-in, 0 by default.
+ * - Reload storms: request no-cache / max-age=0 / Pragma: no-cache are
+ *   honoured (RFC 9111 §5.2.1), not ignored as Varnish does, but they
+ *   coalesce: one revalidation of a key at a time, and a request that arrives
+ *   while one is under way waits for the next (state-machine.ts `lookup`), so
+ *   every answer was validated after its request arrived and a storm of N
+ *   reloads costs about two fetches, not N.
+ * - Errors about the request (4xx other than 404/405/410/414) are passed to
+ *   their requester only: never stored, never a hit-for-miss marker, never
+ *   evicting the stored page (`requestCaused`).
  */
 import type { IncomingMessage } from 'node:http'
 import type { Freshness } from './freshness.js'
