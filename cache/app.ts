@@ -15,13 +15,16 @@ import { Director } from './director.js'
 import { createCacheMetrics } from './metrics.js'
 import { InvalidationLog } from './ban.js'
 import { policyClassFor, systemClock, type Clock } from './freshness.js'
-import { applyEvent, authorize, eventFromRequest, parseRawBanHead, subscribeInvalidations } from './invalidation.js'
-import { Ctx, drive, REJECTED } from './state-machine.js'
+import { subscribeInvalidations } from './invalidation.js'
+import { parseRawBanHead } from './raw-ban.js'
+import { answerInvalidation } from './purge.js'
+import { Ctx, drive, purgeDeps, REJECTED } from './state-machine.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
 import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
-import { applyShared, serializeObject, type ShareChannel } from './share.js'
+import { applyShared, type ShareChannel } from './share.js'
+import { serializeObject } from './object.js'
 
 export interface CacheDeps {
   config: CacheConfig
@@ -46,11 +49,11 @@ export interface CacheApp {
   url (): string
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 200: 'OK', 503: 'Service Unavailable' }
+const REASONS: Record<number, string> = { 500: 'Internal Server Error', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 200: 'OK', 503: 'Service Unavailable' }
 
-function rawAnswer (socket: Duplex, status: number, body: string, extra = ''): void {
+function rawAnswer (socket: Duplex, status: number, body: string, extra = '', type = 'text/plain; charset=utf-8'): void {
   if (!socket.writable) { socket.destroy(); return }
-  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n${extra}\r\n${body}`)
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n${extra}\r\n${body}`)
 }
 
 export function buildApp (deps: CacheDeps): CacheApp {
@@ -172,20 +175,14 @@ export function buildApp (deps: CacheDeps): CacheApp {
    * only, no folding) and answered with Connection: close.
    */
   function rawBan (raw: Buffer, socket: Duplex): void {
-    // Linear-time parse, then authentication before anything else is read (invalidation.ts).
+    // Linear-time parse (raw-ban.ts); purge.ts authenticates before anything else is read.
     const head = parseRawBanHead(raw.toString('latin1'), config.CACHE_MAX_HEADER_BYTES)
     if (!head.ok) { rawAnswer(socket, head.status, head.message); return }
-    const { headers } = head
-    const auth = authorize(headers.authorization, config.ADMIN_TOKEN)
-    if (auth === 'missing') { rawAnswer(socket, 401, 'credentials required: send Authorization: Bearer <token>\n', 'WWW-Authenticate: Bearer\r\n'); return }
-    if (auth === 'wrong') { rawAnswer(socket, 403, 'these credentials may not do this\n'); return }
-    let event
-    try { event = eventFromRequest('BAN', head.target, headers) } catch (e) { rawAnswer(socket, 400, (e as Error).message + '\n'); return }
-    const touched = applyEvent(applyDeps, event)
-    deps.bus.publish(event).then(
-      (id) => rawAnswer(socket, 200, JSON.stringify({ status: 'ok', event, touched, id }) + '\n'),
-      () => rawAnswer(socket, 503, JSON.stringify({ status: 'partial', message: 'applied on this node only: the invalidation bus is unavailable; retry', touched }) + '\n', 'Retry-After: 1\r\n')
-    )
+    answerInvalidation(purgeDeps(engine), 'BAN', head.target, head.headers).then((a) => {
+      let extra = ''
+      for (const k in a.headers) extra += `${k}: ${a.headers[k]}\r\n`
+      rawAnswer(socket, a.status, a.body, extra, a.type)
+    }, () => { rawAnswer(socket, 500, 'internal error\n') })
   }
 
   // Drops objects past every window they could still be used in, so memory

@@ -7,13 +7,12 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { Engine } from './engine.js'
 import type { CachedObject } from './store.js'
-import { evaluateResponse, requestNoStore, type Freshness, type PolicyRequest } from './freshness.js'
-import { forwardRequestHeaders, responseHeaderRecord, setCookieList, buildHead } from './headers.js'
-import { compressVariants, copyOut, isCompressible } from './compress.js'
+import { makeObject, ownedBody } from './object.js'
+import { evaluateResponse, requestNoStore, type PolicyRequest } from './freshness.js'
+import { forwardRequestHeaders, responseHeaderRecord, setCookieList } from './headers.js'
 import { variantKey } from './vary.js'
 import { varyNamesOf } from './store.js'
 import { policy } from './policy.js'
-import { parseSurrogateKeys } from '../common/surrogate-keys.js'
 import type { UpstreamAnswer } from './deliver.js'
 
 export interface FetchInfo {
@@ -74,13 +73,6 @@ export function collect (body: Readable, limit: number): Promise<{ chunks: Buffe
   })
 }
 
-function concatOwned (chunks: Buffer[], size: number): Buffer {
-  const out = Buffer.allocUnsafeSlow(size)
-  let off = 0
-  for (const c of chunks) { c.copy(out, off); off += c.length }
-  return out
-}
-
 /**
  * The request as http-cache-semantics needs to see it, and no more. The
  * library keeps the request's fields inside the stored policy whenever the
@@ -108,66 +100,6 @@ function policyRequest (info: FetchInfo, responseHeaders: Record<string, string>
     }
   }
   return { method: 'GET', url: info.url, headers }
-}
-
-/** Bytes of a flat header record as stored (name, value and a little per-entry overhead). */
-function recordBytes (h: Record<string, string>): number {
-  let n = 0
-  for (const k in h) n += k.length + h[k].length + 4
-  return n
-}
-
-/** Builds the stored object from a storable response. */
-export function makeObject (e: Engine, info: FetchInfo, status: number, headers: Record<string, string>, body: Buffer, fresh: Freshness, requestTime: number, responseTime: number, policyReq: PolicyRequest, previous?: CachedObject['bodies'], fetchSequence = 0): CachedObject {
-  const varyNames = varyNamesOf({ headers })
-  const compressible = isCompressible(headers['content-type'], headers['content-encoding'], body.length, 1024 * 1024)
-  const bodies: CachedObject['bodies'] = { identity: body }
-  // Compressed once per body: a revalidated object keeps the variants it had.
-  if (compressible) Object.assign(bodies, previous?.gzip ? { gzip: previous.gzip, br: previous.br } : compressVariants(body))
-  const headerBytes = recordBytes(headers)
-  const lm = headers['last-modified'] !== undefined ? Date.parse(headers['last-modified']) : NaN
-  const key = variantKey(info.primary, varyNames, info.headers)
-  const tags = parseSurrogateKeys(headers['surrogate-key'])
-  let tagBytes = 0
-  for (const t of tags) tagBytes += t.length + 16
-  // Everything the object keeps alive, so CACHE_MAX_BYTES bounds memory
-  // (design §2.7): bodies; the stored fields, the prepared heads (arrays of
-  // the same strings) and the policy's response fields (a copy when a
-  // targeted field was substituted, freshness.ts); the request fields the
-  // policy keeps (policyRequest); the key, primary key, host and URL strings
-  // (separate flat strings once V8 has hashed them; the store's indexes refer
-  // to the same ones); tags; and fixed bookkeeping (the object, its index
-  // entries). Strings from node's parser are one byte per character.
-  const stringBytes = key.length + info.primary.length + info.url.length + info.host.length
-  const o: CachedObject = {
-    key,
-    primary: info.primary,
-    host: info.host,
-    url: info.url,
-    status,
-    headers,
-    policy: fresh.policy,
-    bodies,
-    compressible,
-    etag: headers.etag,
-    lastModified: Number.isFinite(lm) ? lm : undefined,
-    tags,
-    responseTime,
-    fetchStarted: requestTime,
-    fetchSequence,
-    initialAge: fresh.initialAge,
-    freshUntil: fresh.freshUntil,
-    swrMs: fresh.swrMs,
-    sieMs: fresh.sieMs,
-    graceMs: fresh.graceMs,
-    explicitlyShared: fresh.explicitlyShared,
-    mustRevalidate: fresh.mustRevalidate,
-    heads: {},
-    headsSecond: -1,
-    size: body.length + (bodies.gzip?.length ?? 0) + (bodies.br?.length ?? 0) + headerBytes * 4 + recordBytes(policyReq.headers) + stringBytes + tagBytes + 1024
-  }
-  for (const enc of ['identity', 'gzip', 'br'] as const) if (bodies[enc]) o.heads[enc] = buildHead(o, enc)
-  return o
 }
 
 /**
@@ -244,7 +176,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
       const policyReq = policyRequest(info, merged)
       const fresh = evaluateResponse(e.Policy, policyReq, { status: stale.status, headers: merged }, requestTime, responseTime, freshnessOptions(e), info.credentialed)
       if (fresh.storable) {
-        const o = makeObject(e, info, stale.status, merged, stale.bodies.identity, fresh, requestTime, responseTime, policyReq, stale.bodies, fetchSequence)
+        const o = makeObject(info, stale.status, merged, stale.bodies.identity, fresh, requestTime, responseTime, policyReq, stale.bodies, fetchSequence)
         // no-store: the validated object answers this request; the stored one stays as it was.
         const stored = !noStore && store(e, o, requestTime)
         return { kind: 'object', object: o, revalidated: true, upstreamStatus: 304, stored }
@@ -298,8 +230,8 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
     e.coalescer.markUncacheable(info.lookupKey)
     return { kind: 'answer', answer, chunks: got.chunks, rest: up.body, reason: 'too-big' }
   }
-  const body = got.chunks.length === 1 ? copyOut(got.chunks[0]) : concatOwned(got.chunks, got.size)
-  const o = makeObject(e, info, up.status, resHeaders, body, fresh, requestTime, responseTime, policyReq, undefined, fetchSequence)
+  const body = ownedBody(got.chunks, got.size)
+  const o = makeObject(info, up.status, resHeaders, body, fresh, requestTime, responseTime, policyReq, undefined, fetchSequence)
   e.coalescer.clearMarker(o.key)
   if (!store(e, o, requestTime)) {
     return { kind: 'answer', answer, chunks: [body], rest: undefined, reason: 'invalidated-in-flight' }

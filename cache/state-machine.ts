@@ -24,7 +24,9 @@ import { requestAcceptsStale, requestForbidsStored, requestNoStore } from './fre
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
 import { collect, nextSequence, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
-import { applyEvent, authorize, eventFromRequest, unsafeInvalidationTargets } from './invalidation.js'
+import { applyEvent } from './invalidation.js'
+import { answerInvalidation, type PurgeDeps } from './purge.js'
+import { unsafeInvalidationTargets } from './unsafe-invalidation.js'
 import { NoUpstreamError } from './director.js'
 import { normalizeAuthority } from './authority.js'
 
@@ -224,27 +226,13 @@ export const steps: Record<StepName, Step> = {
     return synth(ctx, 404, 'not found\n')
   },
 
-  /** PURGE / BAN: authenticated, applied here at once, and published so every node applies it. */
+  /** PURGE / BAN: answered by purge.ts, the one place that authenticates, applies and publishes them. */
   purge (ctx) {
     const { req, e } = ctx
-    const auth = authorize(req.headers.authorization, e.config.ADMIN_TOKEN)
-    if (auth === 'missing') return synth(ctx, 401, 'credentials required: send Authorization: Bearer <token>\n', { 'www-authenticate': 'Bearer' })
-    if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
-    let event
-    try {
-      event = eventFromRequest(req.method!, ctx.url, req.headers)
-    } catch (err) {
-      return synth(ctx, 400, (err as Error).message + '\n')
-    }
-    const touched = applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, event)
-    ctx.synthType = 'application/json'
-    return e.bus.publish(event).then(
-      (id) => synth(ctx, 200, JSON.stringify({ status: 'ok', event, touched, id }) + '\n'),
-      (err: Error) => {
-        e.logger.error({ err: err.message }, 'invalidation applied locally but not published')
-        return synth(ctx, 503, JSON.stringify({ status: 'partial', message: 'applied on this node only: the invalidation bus is unavailable; retry', event, touched }) + '\n', { 'retry-after': '1' })
-      }
-    )
+    return answerInvalidation(purgeDeps(e), req.method!, ctx.url, req.headers).then((a) => {
+      ctx.synthType = a.type
+      return synth(ctx, a.status, a.body, a.headers)
+    })
   },
 
   /** Not cacheable by method: the request body is read first, so nothing half-framed ever goes upstream. */
@@ -423,16 +411,20 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
   }
   const resHeaders = responseHeaderRecord(up.headers)
   if (policy.invalidatesOnSuccess(req.method!)) {
+    // RFC 9111 §4.4, on this node only: invalidations caused by writes reach
+    // every node (and every frontend) from the backend's outbox, the one
+    // source of them (unsafe-invalidation.ts).
     const targets = unsafeInvalidationTargets(ctx.host, ctx.url, up.status, resHeaders.location, resHeaders['content-location'])
-    for (const path of targets) {
-      const event = { kind: 'url' as const, path, host: ctx.host }
-      applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, event)
-      e.bus.publish(event).catch((err: Error) => { e.logger.warn({ err: err.message }, 'could not publish an invalidation') })
-    }
+    for (const path of targets) applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, { kind: 'url', path, host: ctx.host })
   }
   ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, reason: 'pass' }
   ctx.status = cacheStatus(`fwd=${req.method === 'GET' || req.method === 'HEAD' ? 'bypass' : 'method'}; fwd-status=${up.status}`)
   return 'deliver'
+}
+
+/** What purge.ts needs of the engine. */
+export function purgeDeps (e: Engine): PurgeDeps {
+  return { store: e.store, log: e.log, now: () => e.clock.now(), bus: e.bus, token: e.config.ADMIN_TOKEN, logger: e.logger }
 }
 
 /** The driver loop: runs steps until one writes the answer; waits only where a step hands back a promise. */

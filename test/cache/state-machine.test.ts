@@ -412,20 +412,29 @@ t.test('issue 10: a reload storm costs one origin fetch at a time, and each answ
       res.setHeader('etag', '"v"')
       res.end(`v${origin.count(req.url)}`)
     }
-    if (gate) release = answer
-    else setTimeout(answer, 100)
+    if (gate) { release = answer; return }
+    // Held until the rest of a storm waits (or 5 s): however slow the
+    // machine, the storm arrives while the first revalidation is under way.
+    const started = Date.now()
+    const poll = () => {
+      if (cache.app.engine.coalescer.waits < waitTarget && Date.now() - started < 5000) { setTimeout(poll, 5); return }
+      answer()
+    }
+    poll()
   })
+  let waitTarget = 0
   await send(cache.url + '/r')
   // A second old: a request max-age=0 no longer accepts it (age 0 would still be acceptable, §5.2.1.1).
   cache.clock.advance(1000)
   const reloads: Array<Record<string, string>> = [{ 'cache-control': 'max-age=0' }, { 'cache-control': 'no-cache' }, { pragma: 'no-cache' }]
   for (const reload of reloads) {
     const before = origin.count('/r')
+    waitTarget = cache.app.engine.coalescer.waits + 199
     const storm = await Promise.all(Array.from({ length: 200 }, () => send(cache.url + '/r', { headers: reload })))
     t.ok(storm.every((a) => a.status === 200), `${JSON.stringify(reload)}: all answered`)
     const fetches = origin.count('/r') - before
-    // One fetch for the first arrivals and one for those who came while it ran; a slow client's request may need one more.
-    t.ok(fetches >= 1 && fetches <= 5, `${JSON.stringify(reload)}: 200 reloads → ${fetches} origin fetches`)
+    // One fetch for the first arrival and one for everyone who came while it ran.
+    t.ok(fetches >= 1 && fetches <= 2, `${JSON.stringify(reload)}: 200 reloads → ${fetches} origin fetches`)
     cache.clock.advance(1000)
     t.equal(maxInflight, 1, 'never more than one fetch of the key at a time')
   }
