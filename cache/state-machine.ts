@@ -26,6 +26,7 @@ import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
 import { collect, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
 import { applyEvent, authorize, eventFromRequest, unsafeInvalidationTargets } from './invalidation.js'
 import { NoUpstreamError } from './director.js'
+import { forwardedFor } from './forwarded.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -67,10 +68,12 @@ export class Ctx {
     this.now = e.clock.now()
   }
 
-  clientIp (): string { return this.req.socket.remoteAddress ?? '' }
+  #forwardedFor: string | undefined = undefined
+  /** Computed on the way upstream only: a hit never pays for it. */
+  forwardedFor (): string { return (this.#forwardedFor ??= forwardedFor(this.req, this.e.trustProxy)) }
 
   fetchInfo (): FetchInfo {
-    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, clientIp: this.clientIp(), credentialed: this.credentialed, stale: this.stale }
+    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), credentialed: this.credentialed, stale: this.stale }
   }
 }
 
@@ -359,7 +362,7 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
     }
   }
   // A passed answer goes to this client only: its own validators and Accept-Encoding go as they came.
-  const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
+  const headers = forwardRequestHeaders(req.headers, { forwardedFor: ctx.forwardedFor(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
     up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body })
