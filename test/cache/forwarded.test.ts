@@ -6,27 +6,12 @@
  * balancer" is 127.0.0.1.
  */
 import t, { type Test } from 'tap'
-import http from 'node:http'
 import { startCache, startOrigin, closeAgent } from './fixtures.js'
 import { loadCacheConfig } from '../../cache/config.js'
 import { compileTrust } from '../../common/trusted-proxies.js'
+import { requestFrom as from } from '../helpers/source-address.js'
 
 t.teardown(closeAgent)
-
-/** One request from a chosen source address (the socket's local address). */
-function from (source: string, url: string, init: { method?: string, headers?: http.OutgoingHttpHeaders, body?: string } = {}): Promise<{ status: number, headers: http.IncomingHttpHeaders, body: string }> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url)
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: init.method ?? 'GET', headers: init.headers, localAddress: source, agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (c: string) => { body += c })
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
-    })
-    req.on('error', reject)
-    req.end(init.body)
-  })
-}
 
 /** An origin that answers with the X-Forwarded-For it got (uncacheable, so every request reaches it). */
 async function echoOrigin (t: Test) {
