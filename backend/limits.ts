@@ -63,13 +63,14 @@ export const limitsPlugin = fp(async function limitsPlugin (app: FastifyInstance
     now: opts.now
   })
 
-  app.addHook('onRequest', async (request) => {
+  // A disabled limit costs nothing per request (load tests and benchmarks switch them off).
+  if (config.BACKEND_RATE_LIMIT_MAX > 0) app.addHook('onRequest', async (request) => {
     if (request.method === 'GET' || request.method === 'HEAD') return
     const decision = await perAddress.hit(request.ip)
     if (!decision.allowed) throw refuse(Errors.RATE_LIMITED, decision.retryAfterSeconds)
   })
 
-  app.addHook('preHandler', async (request) => {
+  if (config.BACKEND_RATE_LIMIT_SAME_MAX > 0) app.addHook('preHandler', async (request) => {
     const parts = request.routeOptions.config.sameContent
     if (!parts) return
     const key = request.headers['idempotency-key']

@@ -18,7 +18,7 @@ export interface RunningBackend {
 }
 
 export async function startBackend (t: Test, databaseUrl: string, env: Record<string, string> = {}, options: { bus?: Bus, now?: () => number, logger?: FastifyBaseLogger } = {}): Promise<RunningBackend> {
-  const config = loadBackendConfig({ ADMIN_TOKEN, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_OUTBOX_POLL_MS: '50', LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: '5000', ...env })
+  const config = loadBackendConfig({ ADMIN_TOKEN, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0', BACKEND_OUTBOX_POLL_MS: '50', LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: '5000', ...env })
   const database = createDatabase({ url: databaseUrl, max: config.DATABASE_POOL_MAX, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS })
   const bus = options.bus ?? new MemoryBus()
   const messages: BusMessage[] = []
