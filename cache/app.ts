@@ -21,6 +21,7 @@ import { answerInvalidation } from './purge.js'
 import { Ctx, drive, purgeDeps, REJECTED } from './state-machine.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
+import { compileTrust } from '../common/trusted-proxies.js'
 import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
 import { applyShared, type ShareChannel } from './share.js'
@@ -94,7 +95,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
   onEvict = () => { metrics.counters.evictions++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger }
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES) }
   const applyDeps = { store, log, now: () => clock.now() }
 
   // Cluster mode: what this worker fetches and stores goes to its siblings,

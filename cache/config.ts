@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { CommonEnv, Port, UrlList, loadConfig } from '../common/config.js'
+import { TrustedProxies } from '../common/trusted-proxies.js'
 
 export const CacheEnv = Type.Object({
   ...CommonEnv,
@@ -26,6 +27,7 @@ export const CacheEnv = Type.Object({
   CACHE_PROBE_TIMEOUT_MS: Type.Integer({ minimum: 10, default: 1000, description: 'Timeout of one health probe.' }),
   CACHE_EJECT_AFTER_ERRORS: Type.Integer({ minimum: 1, default: 3, description: 'Consecutive failed fetches (connection errors, timeouts, 5xx) that eject an upstream.' }),
   CACHE_EJECT_MS: Type.Integer({ minimum: 0, default: 10_000, description: 'How long an ejected upstream is left alone unless a probe succeeds first.' }),
+  CACHE_TRUSTED_PROXIES: TrustedProxies('Load balancers (addresses or CIDRs, comma-separated) whose X-Forwarded-For is believed; `none`: the cache is the edge and its socket peer is the visitor.', 'none'),
   CACHE_MAX_BODY_BYTES: Type.Integer({ minimum: 0, default: 1024 * 1024, description: 'Largest request body forwarded upstream (413 beyond).' }),
   CACHE_MAX_HEADER_BYTES: Type.Integer({ minimum: 1024, default: 16 * 1024, description: 'Largest request head (request line and headers); larger gets 431.' }),
   CACHE_MAX_URL_BYTES: Type.Integer({ minimum: 64, default: 8192, description: 'Longest request target; longer gets 414.' }),

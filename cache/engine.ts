@@ -10,6 +10,7 @@ import type { Director } from './director.js'
 import type { CacheMetrics } from './metrics.js'
 import type { InvalidationLog } from './ban.js'
 import type { Clock, PolicyClass } from './freshness.js'
+import type { Trust } from '../common/trusted-proxies.js'
 
 export interface Logger {
   info (obj: object | string, msg?: string): void
@@ -31,6 +32,8 @@ export interface Engine {
   timers: Timers
   Policy: PolicyClass
   logger: Logger
+  /** Hops whose X-Forwarded-For is believed (CACHE_TRUSTED_PROXIES; forwarded.ts). */
+  trustProxy: Trust
   /** Hands an object this worker fetched and stored to its sibling workers (share.ts); absent in single-process mode. */
   share?: (o: CachedObject) => void
 }

@@ -23,7 +23,8 @@ export interface FetchInfo {
   lookupKey: string
   /** The client's request headers (used for Vary and freshness). */
   headers: IncomingHttpHeaders
-  clientIp: string
+  /** X-Forwarded-For for the upstream: the verified hops, the visitor first (forwarded.ts). */
+  forwardedFor: string
   credentialed: boolean
   /** A stored object being revalidated (RFC 9111 §4.3.1). */
   stale: CachedObject | undefined
@@ -129,7 +130,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   // hit-for-miss marker), or one client could evict a page and its
   // stale-if-error safety net, or stop coalescing for everyone.
   const noStore = info.headers['cache-control'] !== undefined && requestNoStore(info.headers['cache-control'])
-  const headers = forwardRequestHeaders(info.headers, { clientIp: info.clientIp, host: info.host, dropConditionals: true, normalizeEncoding: true })
+  const headers = forwardRequestHeaders(info.headers, { forwardedFor: info.forwardedFor, host: info.host, dropConditionals: true, normalizeEncoding: true })
   const stale = info.stale
   // RFC 9111 §4.3.1: validate the stored response with its validators.
   if (stale?.etag !== undefined) headers['if-none-match'] = stale.etag

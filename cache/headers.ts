@@ -13,7 +13,8 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
  * Request fields a client may not set for the origin: they describe the
  * client's connection and are not part of the cache key, so forwarding them
  * would let one client change what everyone else is served (cache poisoning,
- * design §2.5). We set X-Forwarded-For from the socket ourselves.
+ * design §2.5). We set X-Forwarded-For ourselves, believing only trusted
+ * hops (forwarded.ts).
  */
 const UNTRUSTED_REQUEST = new Set(['x-forwarded-host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-server', 'forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-host'])
 
@@ -27,7 +28,8 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
 }
 
 export interface ForwardOptions {
-  clientIp: string
+  /** The X-Forwarded-For to send: `client, hop…, peer` (forwarded.ts). */
+  forwardedFor: string
   /**
    * The host the cache key was built from. RFC 9112 §3.2.2: with an
    * absolute-form target the target's authority replaces Host, so the
@@ -80,7 +82,7 @@ export function forwardRequestHeaders (headers: IncomingHttpHeaders, opts: Forwa
   // origin that compresses by default still answers the key's identity
   // variant in identity (an absent field would allow any coding).
   if (opts.normalizeEncoding) out['accept-encoding'] = normalizeAcceptEncoding(headers['accept-encoding'])
-  out['x-forwarded-for'] = opts.clientIp
+  out['x-forwarded-for'] = opts.forwardedFor
   out['x-forwarded-proto'] = 'http'
   out.via = headers.via ? `${String(headers.via)}, 1.1 flashcrowd` : '1.1 flashcrowd'
   return out

@@ -29,6 +29,7 @@ import { answerInvalidation, type PurgeDeps } from './purge.js'
 import { unsafeInvalidationTargets } from './unsafe-invalidation.js'
 import { NoUpstreamError } from './director.js'
 import { normalizeAuthority } from './authority.js'
+import { forwardedFor } from './forwarded.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -73,10 +74,12 @@ export class Ctx {
     this.arrived = nextSequence()
   }
 
-  clientIp (): string { return this.req.socket.remoteAddress ?? '' }
+  #forwardedFor: string | undefined = undefined
+  /** Computed on the way upstream only: a hit never pays for it. */
+  forwardedFor (): string { return (this.#forwardedFor ??= forwardedFor(this.req, this.e.trustProxy)) }
 
   fetchInfo (): FetchInfo {
-    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, clientIp: this.clientIp(), credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
+    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
   }
 
   /**
@@ -402,7 +405,7 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
     }
   }
   // A passed answer goes to this client only: its own validators and Accept-Encoding go as they came.
-  const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
+  const headers = forwardRequestHeaders(req.headers, { forwardedFor: ctx.forwardedFor(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
     up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body, onInfo: ctx.onInfo })

@@ -107,6 +107,11 @@ if (kubectl.error) {
     t.match(haproxy, /hash-type consistent/)
     t.match(haproxy, /option forwardfor/, 'the visitor\'s address travels on')
     t.match(haproxy, /cache\.flashcrowd\.svc\.cluster\.local:8080/)
+    // The visitor's address travels HAProxy → cache → frontend → backend: each hop trusts the one before.
+    for (const [deployment, name] of [['cache', 'CACHE_TRUSTED_PROXIES'], ['frontend', 'FRONTEND_TRUSTED_PROXIES'], ['backend', 'BACKEND_TRUSTED_PROXIES']]) {
+      const env = find('Deployment', deployment)!.spec.template.spec.containers[0].env as Array<{ name: string, value?: string }>
+      t.ok(env.find((e) => e.name === name)?.value, `${deployment} names its trusted hops (${name})`)
+    }
   })
 
   t.test('HAProxy accepts the rendered configuration', async (t) => {
