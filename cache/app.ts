@@ -5,7 +5,7 @@
  * reads config, builds, listens and closes.
  */
 import http from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Bus } from '../common/bus.js'
 import type { CacheConfig } from './config.js'
@@ -16,7 +16,9 @@ import { createCacheMetrics } from './metrics.js'
 import { InvalidationLog } from './ban.js'
 import { policyClassFor, systemClock, type Clock } from './freshness.js'
 import { applyEvent, authorize, eventFromRequest, parseRawBanHead, subscribeInvalidations } from './invalidation.js'
-import { Ctx, drive, REJECTED } from './state-machine.js'
+import { Ctx, drive } from './state-machine.js'
+import { isRejected, onClientError, rawAnswer, trackResponse } from './client-errors.js'
+import { clientHeadLimit, parserFieldCount } from './request-head.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
 import { policy } from './policy.js'
@@ -44,13 +46,6 @@ export interface CacheApp {
   close (): Promise<void>
   /** Base URL once listening. */
   url (): string
-}
-
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 200: 'OK', 503: 'Service Unavailable' }
-
-function rawAnswer (socket: Duplex, status: number, body: string, extra = ''): void {
-  if (!socket.writable) { socket.destroy(); return }
-  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n${extra}\r\n${body}`)
 }
 
 export function buildApp (deps: CacheDeps): CacheApp {
@@ -129,7 +124,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
   })
 
   const server = http.createServer({
-    maxHeaderSize: config.CACHE_MAX_HEADER_BYTES,
+    // What the upstream accepts, minus the room for the fields the cache adds (request-head.ts).
+    maxHeaderSize: clientHeadLimit(config),
     requestTimeout: config.CACHE_REQUEST_TIMEOUT_MS,
     headersTimeout: config.CACHE_HEADERS_TIMEOUT_MS,
     keepAliveTimeout: config.CACHE_KEEPALIVE_TIMEOUT_MS,
@@ -139,32 +135,16 @@ export function buildApp (deps: CacheDeps): CacheApp {
     insecureHTTPParser: false
   }, (req, res) => {
     // Requests parsed behind one we rejected for its framing are not the client's to send.
-    if ((req.socket as unknown as Record<symbol, boolean>)[REJECTED]) { res.destroy(); return }
+    if (isRejected(req.socket)) { res.destroy(); return }
+    trackResponse(req.socket, res)
     drive(new Ctx(engine, req, res), 'recv')
   })
+  // One field more than allowed reaches recv, which refuses it (request-head.ts).
+  server.maxHeadersCount = parserFieldCount(config.CACHE_MAX_HEADER_FIELDS)
   // A client that stops reading (or sending) cannot hold a socket forever.
   server.timeout = config.CACHE_IDLE_TIMEOUT_MS
 
-  server.on('clientError', (err: Error & { code?: string, rawPacket?: Buffer }, socket: Duplex) => {
-    if (err.code === 'HPE_INVALID_METHOD' && err.rawPacket?.subarray(0, 4).toString('latin1') === 'BAN ') {
-      rawBan(err.rawPacket, socket)
-      return
-    }
-    // The parser failed inside a request we already accepted (bad chunking in
-    // its body): answer it 400 through its own response, unless that has
-    // started, and close. Nothing of it was forwarded (pass reads bodies first).
-    const current = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage
-    if (current) {
-      (socket as unknown as Record<symbol, boolean>)[REJECTED] = true
-      if (current.headersSent) { socket.destroy(); return }
-      current.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '18', 'cache-control': 'no-store', connection: 'close' })
-      current.end('malformed request\n')
-      return
-    }
-    if (err.code === 'ECONNRESET') { socket.destroy(); return }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-    rawAnswer(socket, status, status === 400 ? 'malformed request\n' : status === 431 ? 'request header fields too large\n' : 'request timeout\n')
-  })
+  server.on('clientError', (err: Error, socket: Duplex) => { onClientError(err, socket, { ban: rawBan }) })
 
   /**
    * node's parser does not know the BAN method, so a BAN arrives here as a

@@ -15,6 +15,7 @@ import { varyNamesOf } from './store.js'
 import { policy } from './policy.js'
 import { parseSurrogateKeys } from '../common/surrogate-keys.js'
 import type { UpstreamAnswer } from './deliver.js'
+import { MAX_VALIDATOR_BYTES } from './request-head.js'
 
 export interface FetchInfo {
   host: string
@@ -188,8 +189,9 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   const headers = forwardRequestHeaders(info.headers, { clientIp: info.clientIp, host: info.host, dropConditionals: true, normalizeEncoding: true })
   const stale = info.stale
   // RFC 9111 §4.3.1: validate the stored response with its validators.
-  if (stale?.etag !== undefined) headers['if-none-match'] = stale.etag
-  else if (stale?.headers['last-modified'] !== undefined) headers['if-modified-since'] = stale.headers['last-modified']
+  // A validator longer than the head reserve allows is not sent (request-head.ts): the fetch is then unconditional.
+  if (stale?.etag !== undefined && stale.etag.length <= MAX_VALIDATOR_BYTES) headers['if-none-match'] = stale.etag
+  else if (stale?.headers['last-modified'] !== undefined && stale.headers['last-modified'].length <= MAX_VALIDATOR_BYTES) headers['if-modified-since'] = stale.headers['last-modified']
 
   let up
   try {

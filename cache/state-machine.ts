@@ -26,6 +26,8 @@ import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
 import { collect, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
 import { applyEvent, authorize, eventFromRequest, unsafeInvalidationTargets } from './invalidation.js'
 import { NoUpstreamError } from './director.js'
+import { markRejected } from './client-errors.js'
+import { tooManyFields } from './request-head.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -74,11 +76,9 @@ export class Ctx {
   }
 }
 
-/** Marks a connection whose framing we rejected: requests already parsed behind it are dropped, never forwarded. */
-export const REJECTED = Symbol('flashcrowd.rejected')
-
+/** Refuses a request and closes its connection: requests already parsed behind it are dropped, never forwarded (client-errors.ts). */
 function reject (ctx: Ctx, status: number, body: string): StepName {
-  (ctx.req.socket as unknown as Record<symbol, boolean>)[REJECTED] = true
+  markRejected(ctx.req.socket)
   return synth(ctx, status, body, { connection: 'close' })
 }
 
@@ -124,6 +124,8 @@ export const steps: Record<StepName, Step> = {
   /** vcl_recv: framing and size checks the parser leaves to us, then the policy. */
   recv (ctx) {
     const { req, e } = ctx
+    // More fields than the parser handed over: framing we cannot see (request-head.ts).
+    if (tooManyFields(req, e.config.CACHE_MAX_HEADER_FIELDS)) return reject(ctx, 431, 'too many header fields\n')
     const te = req.headers['transfer-encoding']
     // RFC 9112 §6.1/§6.3: Transfer-Encoding with Content-Length, or any coding
     // other than a final chunked, cannot be framed unambiguously: reject and close.
