@@ -112,7 +112,7 @@ t.test('issue 10: every head the cache accepts still fits the origin once the ca
     originRefused++
     socket.end(`HTTP/1.1 ${err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400} Refused\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
   })
-  t.equal(origin.server.maxHeaderSize ?? http.maxHeaderSize, 16384)
+  t.equal(http.maxHeaderSize, 16384, 'the origin runs at node\'s default limit')
   const cache = await startCache(origin.url)
   t.teardown(async () => { await cache.close(); await origin.close() })
 
