@@ -19,6 +19,7 @@ import { applyEvent, authorize, eventFromRequest, parseRawBanHead, subscribeInva
 import { Ctx, drive } from './state-machine.js'
 import { isRejected, onClientError, rawAnswer, trackResponse } from './client-errors.js'
 import { clientHeadLimit, parserFieldCount } from './request-head.js'
+import { BodyBudget } from './request-body.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
 import { policy } from './policy.js'
@@ -82,11 +83,12 @@ export function buildApp (deps: CacheDeps): CacheApp {
     clock,
     onFetch: (u, seconds) => observe(u.url, seconds)
   })
-  const metrics = createCacheMetrics({ store, director, coalescer, defaults: deps.defaultMetrics })
+  const bodies = new BodyBudget(config.CACHE_MAX_INFLIGHT_BODY_BYTES)
+  const metrics = createCacheMetrics({ store, director, coalescer, bodies, defaults: deps.defaultMetrics })
   onEvict = () => { metrics.counters.evictions++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger }
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, bodies }
   const applyDeps = { store, log, now: () => clock.now() }
 
   // Cluster mode: what this worker fetches and stores goes to its siblings,

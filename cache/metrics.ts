@@ -8,6 +8,7 @@ import { createMetrics, type Metrics } from '../common/metrics.js'
 import type { Director } from './director.js'
 import type { CacheStore } from './store.js'
 import type { Coalescer } from './coalesce.js'
+import type { BodyBudget } from './request-body.js'
 
 export interface CacheCounters {
   hits: number
@@ -31,7 +32,7 @@ export interface CacheMetrics {
   contentType: string
 }
 
-export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, defaults?: boolean }): CacheMetrics {
+export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, bodies?: BodyBudget, defaults?: boolean }): CacheMetrics {
   const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 }, shared: { stored: 0, invalidated: 0, older: 0 } }
   const metrics = createMetrics({ role: 'cache', defaults: deps.defaults })
   const registers = [metrics.registry]
@@ -99,6 +100,12 @@ export function createCacheMetrics (deps: { store: CacheStore, director: Directo
     help: 'Objects held by the object store',
     registers,
     collect () { this.set(deps.store.count) }
+  })
+  new Gauge({
+    name: 'flashcrowd_cache_inflight_body_bytes',
+    help: 'Request body bytes held by passed requests (bounded by CACHE_MAX_INFLIGHT_BODY_BYTES)',
+    registers,
+    collect () { this.set(deps.bodies?.inflight ?? 0) }
   })
   new Gauge({
     name: 'flashcrowd_cache_upstream_healthy',

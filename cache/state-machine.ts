@@ -23,11 +23,12 @@ import { primaryKey, variantKey } from './vary.js'
 import { requestForbidsStored, requestNoStore } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
-import { collect, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
 import { applyEvent, authorize, eventFromRequest, unsafeInvalidationTargets } from './invalidation.js'
 import { NoUpstreamError } from './director.js'
 import { markRejected } from './client-errors.js'
 import { tooManyFields } from './request-head.js'
+import { readRequestBody } from './request-body.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -77,9 +78,9 @@ export class Ctx {
 }
 
 /** Refuses a request and closes its connection: requests already parsed behind it are dropped, never forwarded (client-errors.ts). */
-function reject (ctx: Ctx, status: number, body: string): StepName {
+function reject (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
   markRejected(ctx.req.socket)
-  return synth(ctx, status, body, { connection: 'close' })
+  return synth(ctx, status, body, { ...headers, connection: 'close' })
 }
 
 function synth (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
@@ -331,7 +332,7 @@ export const steps: Record<StepName, Step> = {
     }
     const r = ctx.fetched
     if (r !== undefined && r.kind === 'answer') {
-      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest)
+      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest, e.config.CACHE_SEND_TIMEOUT_MS)
       return null
     }
     return synth(ctx, 500, 'internal error\n')
@@ -344,22 +345,16 @@ export const steps: Record<StepName, Step> = {
   }
 }
 
-/** Reads the body of a passed request (bounded), forwards it, and applies RFC 9111 §4.4 on success. */
+/** Reads the body of a passed request (bounded, request-body.ts), forwards it, and applies RFC 9111 §4.4 on success. */
 async function fetchPass (ctx: Ctx): Promise<StepName> {
   const { e, req } = ctx
-  let body: Buffer | undefined
-  const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined
-  if (declared !== undefined && declared > e.config.CACHE_MAX_BODY_BYTES) return reject(ctx, 413, 'request body too large\n')
-  if ((declared !== undefined && declared > 0) || req.headers['transfer-encoding'] !== undefined) {
-    try {
-      const got = await collect(req, e.config.CACHE_MAX_BODY_BYTES)
-      if (!got.complete) return reject(ctx, 413, 'request body too large\n')
-      body = Buffer.concat(got.chunks, got.size)
-    } catch {
-      // Bad chunking and the like: the parser failed mid-body; nothing was forwarded.
-      return reject(ctx, 400, 'malformed request body\n')
-    }
-  }
+  const read = await readRequestBody(req, e.config.CACHE_MAX_BODY_BYTES, e.bodies)
+  // Each refusal closes the connection: the rest of the body is not read, so nothing after it can be framed.
+  if (read.kind === 'too-large') return reject(ctx, 413, 'request body too large\n')
+  if (read.kind === 'busy') return reject(ctx, 503, 'too many request bodies in flight; retry\n', { 'retry-after': '1' })
+  // Bad chunking and the like: the parser failed mid-body; nothing was forwarded.
+  if (read.kind === 'malformed') return reject(ctx, 400, 'malformed request body\n')
+  const body = read.kind === 'body' ? read.body : undefined
   // A passed answer goes to this client only: its own validators and Accept-Encoding go as they came.
   const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
@@ -367,6 +362,9 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
     up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body })
   } catch (err) {
     return upstreamFailure(ctx, err as Error)
+  } finally {
+    // The upstream has the body (or will never get it): its bytes go back to the budget.
+    if (read.kind === 'body') read.release()
   }
   const resHeaders = responseHeaderRecord(up.headers)
   if (policy.invalidatesOnSuccess(req.method!)) {
