@@ -55,12 +55,13 @@ export function buildApp (deps: CacheDeps): CacheApp {
   const timers = deps.timers ?? systemTimers
   const logger = deps.logger ?? silentLogger
   let onEvict = (): void => {}
+  let onReject = (): void => {}
   // Below ~64 MB of evictions V8 would not collect the dead bodies by itself (reclaim.ts).
   const reclaimer = new Reclaimer({ thresholdBytes: Math.min(32 * 1024 * 1024, Math.max(2 * 1024 * 1024, config.CACHE_MAX_BYTES / 4)) })
   // CACHE_MAX_BYTES bounds everything the cache keeps per key (design §2.7):
   // a thirty-second of it for hit-for-miss markers, the rest for objects.
   const markerBytes = Math.max(64 * 1024, Math.floor(config.CACHE_MAX_BYTES / 32))
-  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) } })
+  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) }, onReject: () => { onReject() } })
   const coalescer = new Coalescer({
     maxMarkerBytes: markerBytes,
     maxWaiters: config.CACHE_COALESCE_MAX_WAITERS,
@@ -86,6 +87,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
   const bodies = new BodyBudget(config.CACHE_MAX_INFLIGHT_BODY_BYTES)
   const metrics = createCacheMetrics({ store, director, coalescer, bodies, defaults: deps.defaultMetrics })
   onEvict = () => { metrics.counters.evictions++ }
+  onReject = () => { metrics.counters.notAdmitted++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
   const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, bodies }

@@ -215,7 +215,8 @@ export const steps: Record<StepName, Step> = {
     const { e, req } = ctx
     ctx.primary = primaryKey(ctx.host, ctx.url)
     ctx.key = variantKey(ctx.primary, e.store.varyOf(ctx.primary), req.headers)
-    let o = e.store.get(ctx.key)
+    // A client's read: it counts towards admission (store.ts).
+    let o = e.store.lookup(ctx.key)
     const now = ctx.now
     if (o !== undefined && now >= o.freshUntil + policy.keepMs(o)) {
       e.store.delete(ctx.key)
