@@ -165,12 +165,7 @@ export const steps: Record<StepName, Step> = {
   /** Health and metrics, answered by the cache itself. */
   internal (ctx) {
     const { e } = ctx
-    if (ctx.url === '/-/health') {
-      const upstreams = e.director.upstreams.map((u) => ({ url: u.url, healthy: e.director.isUp(u) }))
-      const ready = upstreams.some((u) => u.healthy) || e.store.count > 0
-      ctx.synthType = 'application/json'
-      return synth(ctx, ready ? 200 : 503, JSON.stringify({ status: ready ? 'ok' : 'unavailable', objects: e.store.count, bytes: e.store.bytes, upstreams }) + '\n')
-    }
+    if (ctx.url === '/-/health') return health(ctx)
     if (ctx.url === '/-/metrics') {
       return e.metrics.render().then((text) => {
         ctx.synthType = e.metrics.contentType
@@ -344,6 +339,24 @@ export const steps: Record<StepName, Step> = {
     deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
     return null
   }
+}
+
+/**
+ * GET /-/health: 200 while an upstream is healthy or something is stored.
+ * Anyone sees counts only; the upstreams' addresses and states are for the
+ * admin token (they map the network behind the cache).
+ */
+function health (ctx: Ctx): StepName {
+  const { e, req } = ctx
+  const auth = authorize(req.headers.authorization, e.config.ADMIN_TOKEN)
+  if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
+  const counts = e.director.counts()
+  const ready = counts.healthy > 0 || e.store.count > 0
+  const upstreams = auth === 'ok'
+    ? { ...counts, list: e.director.upstreams.map((u) => ({ url: u.url, healthy: e.director.isUp(u), probe: u.probeMode, probeHealthy: u.probeHealthy, ejected: u.ejectedUntil > e.clock.now(), inflight: u.inflight })) }
+    : counts
+  ctx.synthType = 'application/json'
+  return synth(ctx, ready ? 200 : 503, JSON.stringify({ status: ready ? 'ok' : 'unavailable', objects: e.store.count, bytes: e.store.bytes, upstreams }) + '\n')
 }
 
 /** Reads the body of a passed request (bounded, request-body.ts), forwards it, and applies RFC 9111 §4.4 on success. */
