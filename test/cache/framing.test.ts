@@ -147,3 +147,12 @@ t.test('issue 10: every head the cache accepts still fits the origin once the ca
   t.ok(origin.requests.some((r) => r.headers['if-none-match'] === etag), 'it carried the stored validator')
   t.equal(originRefused, 0, 'the origin never refused a head the cache forwarded')
 })
+
+t.test('the head limits must leave room for a client\'s head: start-up refuses settings that do not', async (t) => {
+  const { loadCacheConfig } = await import('../../cache/config.js')
+  const { clientHeadLimit } = await import('../../cache/request-head.js')
+  const base = { UPSTREAMS: 'http://127.0.0.1:1' }
+  t.equal(clientHeadLimit(loadCacheConfig(base)), 16384 - 1024 - 4 * 100, 'defaults: 16 KiB less 1 KiB and 4 bytes per field')
+  t.throws(() => loadCacheConfig({ ...base, CACHE_MAX_HEADER_BYTES: '4096', CACHE_MAX_HEADER_FIELDS: '1000' }), /CACHE_MAX_HEADER_BYTES: must leave at least 2048 bytes/)
+  t.throws(() => loadCacheConfig({ ...base, CACHE_MAX_HEADER_FIELDS: '2001' }), /CACHE_MAX_HEADER_FIELDS/)
+})

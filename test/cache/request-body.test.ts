@@ -118,3 +118,9 @@ t.test('a body larger than CACHE_MAX_BODY_BYTES is still 413, and the budget is 
   t.equal(cache.app.engine.bodies.inflight, 0)
   t.equal(origin.count(), 0)
 })
+
+t.test('CACHE_MAX_INFLIGHT_BODY_BYTES below CACHE_MAX_BODY_BYTES stops start-up', async (t) => {
+  const { loadCacheConfig } = await import('../../cache/config.js')
+  t.throws(() => loadCacheConfig({ UPSTREAMS: 'http://127.0.0.1:1', CACHE_MAX_BODY_BYTES: String(MiB), CACHE_MAX_INFLIGHT_BODY_BYTES: String(MiB - 1) }), /CACHE_MAX_INFLIGHT_BODY_BYTES: must be at least CACHE_MAX_BODY_BYTES/)
+  t.equal(loadCacheConfig({ UPSTREAMS: 'http://127.0.0.1:1' }).CACHE_MAX_INFLIGHT_BODY_BYTES, 32 * MiB)
+})
