@@ -29,6 +29,7 @@ import { NoUpstreamError } from './director.js'
 import { markRejected } from './client-errors.js'
 import { tooManyFields } from './request-head.js'
 import { readRequestBody } from './request-body.js'
+import { healthAnswer } from './health.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -165,7 +166,11 @@ export const steps: Record<StepName, Step> = {
   /** Health and metrics, answered by the cache itself. */
   internal (ctx) {
     const { e } = ctx
-    if (ctx.url === '/-/health') return health(ctx)
+    if (ctx.url === '/-/health') {
+      const h = healthAnswer(e, ctx.req.headers.authorization)
+      ctx.synthType = h.type
+      return synth(ctx, h.status, h.body)
+    }
     if (ctx.url === '/-/metrics') {
       return e.metrics.render().then((text) => {
         ctx.synthType = e.metrics.contentType
@@ -339,24 +344,6 @@ export const steps: Record<StepName, Step> = {
     deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
     return null
   }
-}
-
-/**
- * GET /-/health: 200 while an upstream is healthy or something is stored.
- * Anyone sees counts only; the upstreams' addresses and states are for the
- * admin token (they map the network behind the cache).
- */
-function health (ctx: Ctx): StepName {
-  const { e, req } = ctx
-  const auth = authorize(req.headers.authorization, e.config.ADMIN_TOKEN)
-  if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
-  const counts = e.director.counts()
-  const ready = counts.healthy > 0 || e.store.count > 0
-  const upstreams = auth === 'ok'
-    ? { ...counts, list: e.director.upstreams.map((u) => ({ url: u.url, healthy: e.director.isUp(u), probe: u.probeMode, probeHealthy: u.probeHealthy, ejected: u.ejectedUntil > e.clock.now(), inflight: u.inflight })) }
-    : counts
-  ctx.synthType = 'application/json'
-  return synth(ctx, ready ? 200 : 503, JSON.stringify({ status: ready ? 'ok' : 'unavailable', objects: e.store.count, bytes: e.store.bytes, upstreams }) + '\n')
 }
 
 /** Reads the body of a passed request (bounded, request-body.ts), forwards it, and applies RFC 9111 §4.4 on success. */
