@@ -11,6 +11,7 @@ import type { CacheMetrics } from './metrics.js'
 import type { InvalidationLog } from './ban.js'
 import type { Clock, PolicyClass } from './freshness.js'
 import type { Trust } from '../common/trusted-proxies.js'
+import type { BodyBudget } from './request-body.js'
 
 export interface Logger {
   info (obj: object | string, msg?: string): void
@@ -34,6 +35,8 @@ export interface Engine {
   logger: Logger
   /** Hops whose X-Forwarded-For is believed (CACHE_TRUSTED_PROXIES; forwarded.ts). */
   trustProxy: Trust
+  /** Request body bytes held by passed requests (request-body.ts). */
+  bodies: BodyBudget
   /** Hands an object this worker fetched and stored to its sibling workers (share.ts); absent in single-process mode. */
   share?: (o: CachedObject) => void
 }
