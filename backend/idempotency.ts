@@ -49,8 +49,8 @@ export interface WriteResult<T> {
 }
 
 export type Outcome<T> =
-  | { replayed: false, status: number, body: T }
-  | { replayed: true, status: number, body: unknown }
+  | { replayed: false, status: number, body: string }
+  | { replayed: true, status: number, body: string }
 
 export async function idempotentWrite<T> (
   db: Kysely<Database>,
@@ -61,9 +61,9 @@ export async function idempotentWrite<T> (
     if (options.key !== undefined) {
       const claimed = await sql<{ key: string }>`
         insert into idempotency_keys (key, request_hash, status, response, expires_at)
-        values (${options.key}, ${options.hash}, 0, '{}'::jsonb, now() + make_interval(secs => ${options.ttlSeconds}))
+        values (${options.key}, ${options.hash}, 0, '', now() + make_interval(secs => ${options.ttlSeconds}))
         on conflict (key) do update
-          set request_hash = excluded.request_hash, status = 0, response = '{}'::jsonb, created_at = now(), expires_at = excluded.expires_at
+          set request_hash = excluded.request_hash, status = 0, response = '', created_at = now(), expires_at = excluded.expires_at
           where idempotency_keys.expires_at < now()
         returning key`.execute(trx)
       if (claimed.rows.length === 0) {
@@ -78,13 +78,13 @@ export async function idempotentWrite<T> (
     if (options.key !== undefined && result.keys.length > 0) {
       // Outbox row and the key's answer in one statement: one round trip fewer per write.
       await sql`with outboxed as (insert into outbox (keys) values (${result.keys}))
-        update idempotency_keys set status = ${result.status}, response = ${response}::jsonb where key = ${options.key}`.execute(trx)
+        update idempotency_keys set status = ${result.status}, response = ${response} where key = ${options.key}`.execute(trx)
     } else if (options.key !== undefined) {
       await trx.updateTable('idempotency_keys').set({ status: result.status, response }).where('key', '=', options.key).execute()
     } else if (result.keys.length > 0) {
       await trx.insertInto('outbox').values({ keys: result.keys }).execute()
     }
-    return { replayed: false as const, status: result.status, body: result.body }
+    return { replayed: false as const, status: result.status, body: response }
   })
 }
 

@@ -37,6 +37,8 @@ export const writerPlugin = fp(async function writerPlugin (app, opts: { databas
       })
       reply.code(outcome.status)
       reply.header('cache-control', 'no-store')
+      // The answer's bytes, as stored for replays: sent as they are, never re-serialized.
+      reply.type('application/json; charset=utf-8')
       if (outcome.replayed) reply.header('idempotent-replayed', 'true')
       else opts.publisher.kick()
       if (lsn) reply.header('x-commit-lsn', lsn)

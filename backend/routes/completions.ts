@@ -4,7 +4,8 @@ import { Errors } from '../../common/errors.js'
 import { isCountryCode } from '../../common/countries.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
 import { CompletionBody, type CompletionInput } from '../schemas.js'
-import { bumpParticipants, fieldError } from './events.js'
+import { bumpParticipants } from './events.js'
+import { fieldError } from '../field-error.js'
 
 export default async function completionRoutes (app: FastifyInstance): Promise<void> {
   app.post('/v1/completions', { schema: { body: CompletionBody } }, async (request, reply) => {

@@ -8,7 +8,7 @@ import type { Database } from '../../common/db-types.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
 import { requireEditor } from '../auth.js'
 import { NewsBody, SlugParams, TutorialBody, unsafeHtmlReason, type NewsInput, type TutorialInput } from '../schemas.js'
-import { fieldError } from './events.js'
+import { fieldError } from '../field-error.js'
 
 function summarize (html: string): string {
   const text = html.replace(/<[^>]*>/g, ' ').replace(/&[a-z#0-9]+;/gi, ' ').replace(/\s+/g, ' ').trim()

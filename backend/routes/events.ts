@@ -3,6 +3,7 @@ import { bumpCounter, PARTICIPANTS } from '../../common/counters.js'
 import { Errors } from '../../common/errors.js'
 import { isCountryCode } from '../../common/countries.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
+import { fieldError } from '../field-error.js'
 import { EventBody, eventDateProblem, type EventInput } from '../schemas.js'
 
 export default async function eventRoutes (app: FastifyInstance, opts: { now: () => number }): Promise<void> {
@@ -27,12 +28,6 @@ export default async function eventRoutes (app: FastifyInstance, opts: { now: ()
       }
     })
   })
-}
-
-export function fieldError (field: string, problem: string): Error {
-  const err = new Errors.VALIDATION(`${field} ${problem}`) as Error & { field?: string }
-  err.field = field
-  return err
 }
 
 /** The live counter: everyone expected at an event plus everyone who finished a tutorial. */
