@@ -22,7 +22,7 @@ import commentRoutes from './routes/comments.js'
 import eventRoutes from './routes/events.js'
 import completionRoutes from './routes/completions.js'
 import editorRoutes from './routes/editor.js'
-import { Counter, Gauge } from 'prom-client'
+import { Counter, Gauge, Histogram } from 'prom-client'
 
 export interface BackendDeps {
   config: BackendConfig
@@ -159,7 +159,18 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     return { status: ok ? 'ok' : 'unavailable', database: ok ? 'up' : 'down', bus: bus.name }
   })
 
-  await app.register(writerPlugin, { database, publisher, idempotencyTtlSeconds: config.BACKEND_IDEMPOTENCY_TTL_S })
+  const batchSizes = new Histogram({ name: 'flashcrowd_write_batch_size', help: 'Writes committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [metrics.registry] })
+  const batchSplits = new Counter({ name: 'flashcrowd_write_batch_splits_total', help: 'Batches split in halves to find the one write that failed them', registers: [metrics.registry] })
+  await app.register(writerPlugin, {
+    database,
+    publisher,
+    idempotencyTtlSeconds: config.BACKEND_IDEMPOTENCY_TTL_S,
+    batchMax: config.BACKEND_WRITE_BATCH_MAX,
+    batchWaitMs: config.BACKEND_WRITE_BATCH_WAIT_MS,
+    concurrency: config.BACKEND_WRITE_CONCURRENCY,
+    onBatch: (size) => batchSizes.observe(size),
+    onSplit: () => batchSplits.inc()
+  })
   await app.register(commentRoutes)
   await app.register(eventRoutes, { now })
   await app.register(completionRoutes)
@@ -176,6 +187,9 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   app.addHook('preClose', async () => { clearInterval(sweeper) })
   // After in-flight requests finished (Fastify closes the server first):
   // publish what they committed before the pools go away.
-  app.addHook('onClose', async () => { await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS) })
+  app.addHook('onClose', async () => {
+    await app.writer.drain()
+    await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS)
+  })
   return app
 }
