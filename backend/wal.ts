@@ -21,10 +21,29 @@ export class WalPosition {
     return this.#guard(sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(db).then((res) => res.rows[0]?.lsn))
   }
 
-  /** The same on a plain pg client (the write path's batch connection). */
-  async readFrom (client: Pick<pg.ClientBase, 'query'>): Promise<string | undefined> {
-    if (this.#unsupported) return undefined
-    return this.#guard(client.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn').then((res) => res.rows[0]?.lsn))
+  /**
+   * COMMIT and the position after it in one round trip (the write path's
+   * batch connection): a simple-query message with two statements runs the
+   * COMMIT (and its WAL flush) to completion before the SELECT starts. Throws
+   * only when the COMMIT failed.
+   */
+  async commit (client: Pick<pg.ClientBase, 'query'>): Promise<string | undefined> {
+    if (this.#unsupported) {
+      const result = await client.query('commit')
+      if (result.command !== 'COMMIT') throw Object.assign(new Error(`COMMIT answered ${result.command}`), { code: '40000' })
+      return undefined
+    }
+    try {
+      const results = await client.query('commit; select pg_current_wal_lsn()::text as lsn') as unknown as Array<pg.QueryResult<{ lsn: string }>>
+      // COMMIT of a transaction that had failed answers ROLLBACK, not an error.
+      if (results[0]?.command !== 'COMMIT') throw Object.assign(new Error(`COMMIT answered ${results[0]?.command}`), { code: '40000' })
+      return results[1]?.rows[0]?.lsn
+    } catch (err) {
+      // Only the SELECT can lack its function, and it ran after the COMMIT succeeded.
+      if ((err as { code?: string }).code !== '42883') throw err
+      this.#unsupported = true
+      return undefined
+    }
   }
 
   async #guard (query: Promise<string | undefined>): Promise<string | undefined> {

@@ -7,8 +7,7 @@
  *   store each kind's inputs                     (1 multi-row statement per kind)
  *   store answers, release failed claims, and
  *   insert ONE outbox row for the whole batch    (1 statement)
- *   COMMIT                                       (one WAL flush for all)
- *   read the commit position                     (read-your-writes)
+ *   COMMIT; read the commit position             (one WAL flush for all; one round trip)
  *
  * Within the batch, writes with the same key are folded before the database
  * sees them: the first one runs, the others get its answer as a replay (or a
@@ -121,13 +120,13 @@ export async function runWriteBatch (items: PendingWrite[], options: WriteBatchO
       if (done.keys.length > 0 || released.length > 0 || outboxKeys.size > 0) {
         await finishBatch(client, done, released, [...outboxKeys])
       }
-      await client.query('commit')
     } catch (err) {
       await client.query('rollback').catch((rollbackError: Error) => { broken = rollbackError })
       throw err
     }
-    // After the commit returned, so at or past every commit record of the batch.
-    const lsn = await options.wal.readFrom(client)
+    // The commit position is read right after the COMMIT, in the same round trip:
+    // at or past every commit record of the batch.
+    const lsn = await options.wal.commit(client)
     for (const r of results) if (r !== undefined && !(r instanceof Error)) r.lsn = lsn
   } catch (err) {
     // A connection that failed mid-transaction is not given back to the pool.
