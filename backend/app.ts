@@ -10,10 +10,10 @@ import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metr
 import { gracefulClose } from '../common/graceful-close.js'
 import { ping, type DatabaseHandle } from '../common/db.js'
 import type { Bus } from '../common/bus.js'
-import { list } from '../common/config.js'
+import { trustedProxyList } from '../common/trusted-proxies.js'
 import type { BackendConfig } from './config.js'
 import { OutboxPublisher } from './outbox.js'
-import { createRateLimiter } from './rate-limit.js'
+import { limitsPlugin } from './limits.js'
 import { writerPlugin } from './write.js'
 import { JsonBodyError, parseJsonBody } from './strict-json.js'
 import { fieldMessage } from './field-error.js'
@@ -44,7 +44,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   const { config, database, bus } = deps
   const now = deps.now ?? Date.now
-  const trusted = list(config.BACKEND_TRUSTED_PROXIES).filter((p) => p !== 'none')
+  const trusted = trustedProxyList(config.BACKEND_TRUSTED_PROXIES)
   const app = Fastify({
     ...(deps.logger === false
       ? { logger: false }
@@ -141,16 +141,8 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   await app.register(gracefulClose)
   await app.register(metricsPlugin, { metrics })
 
-  const limiter = createRateLimiter({ max: config.BACKEND_RATE_LIMIT_MAX, windowSeconds: config.BACKEND_RATE_LIMIT_WINDOW_S, redis: deps.redis, prefix: config.REDIS_PREFIX, now })
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.method === 'GET' || request.method === 'HEAD') return
-    const decision = await limiter.hit(request.ip)
-    if (!decision.allowed) {
-      const err = new Errors.RATE_LIMITED(decision.retryAfterSeconds) as FastifyError & { retryAfter?: number }
-      err.retryAfter = decision.retryAfterSeconds
-      throw err
-    }
-  })
+  // Per-address bucket and identical-content limit (limits.ts); routes name what makes two writes the same.
+  await app.register(limitsPlugin, { config, redis: deps.redis, now })
 
   app.get('/-/health', { logLevel: 'warn' }, async (_request, reply) => {
     const ok = await ping(database, 1000)

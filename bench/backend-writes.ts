@@ -58,7 +58,7 @@ try {
 
   const port = await freePort()
   backend = spawn(process.execPath, ['--import', 'tsx', 'backend/server.ts'], {
-    env: { ...process.env, PORT: String(port), DATABASE_URL: url, DATABASE_POOL_MAX: String(poolSize), LOG_LEVEL: 'error', BACKEND_RATE_LIMIT_MAX: '0', BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0', REDIS_URL: '' },
+    env: { ...process.env, PORT: String(port), DATABASE_URL: url, DATABASE_POOL_MAX: String(poolSize), LOG_LEVEL: 'error', BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0', BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0', REDIS_URL: '' },
     stdio: ['ignore', 'inherit', 'inherit']
   })
   const base = `http://127.0.0.1:${port}`

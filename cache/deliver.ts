@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline, type Readable } from 'node:stream'
 import type { CachedObject, Encoding } from './store.js'
 import { normalizeAcceptEncoding } from './compress.js'
-import { buildHead, refreshHeads, headWith, notModifiedHead, type CacheOutcome, cacheStatus } from './headers.js'
+import { buildHead, refreshHeads, headWith, notModifiedHead, currentAge, type CacheOutcome, cacheStatus } from './headers.js'
 
 /** Chooses the stored coding this request gets (RFC 9110 §12.5.3, normalized by compress.ts). */
 export function pickEncoding (req: IncomingMessage, o: CachedObject): Encoding {
@@ -50,6 +50,11 @@ export function deliverObject (req: IncomingMessage, res: ServerResponse, o: Cac
     res.end()
     return
   }
+  // RFC 9110 §14.2: a Range on a stored full response is answered from the store.
+  if (req.headers.range !== undefined && req.method === 'GET' && o.status === 200) {
+    const range = selectRange(req, o)
+    if (range !== null) { deliverRange(res, o, range, now, outcome, status); return }
+  }
   const enc = pickEncoding(req, o)
   let head: string[]
   if (status === undefined) {
@@ -66,6 +71,59 @@ export function deliverObject (req: IncomingMessage, res: ServerResponse, o: Cac
   res.writeHead(o.status, head)
   if (req.method === 'HEAD') res.end()
   else res.end(o.bodies[enc])
+}
+
+/** A byte range to send, or 'unsatisfiable' (416). */
+type Range = { start: number, end: number } | 'unsatisfiable'
+
+/** RFC 9110 §13.1.5: If-Range with a strong ETag or the exact Last-Modified date keeps the Range; anything else sends the whole. */
+function ifRangeHolds (value: string, o: CachedObject): boolean {
+  const v = value.trim()
+  if (v.startsWith('"') || v.startsWith('W/')) return o.etag !== undefined && !v.startsWith('W/') && !o.etag.startsWith('W/') && v === o.etag
+  return o.headers['last-modified'] !== undefined && v === o.headers['last-modified']
+}
+
+/**
+ * The one byte range a request asks of `o` (RFC 9110 §14.1.2), or null to
+ * send the whole representation: a unit other than bytes, a syntax error, an
+ * If-Range that does not hold, or several ranges (a server may ignore Range,
+ * §14.2, and one full answer is cheaper than multipart/byteranges).
+ */
+function selectRange (req: IncomingMessage, o: CachedObject): Range | null {
+  const ifRange = req.headers['if-range']
+  if (ifRange !== undefined && (typeof ifRange !== 'string' || !ifRangeHolds(ifRange, o))) return null
+  const m = /^bytes[ \t]*=[ \t]*(\d*)-(\d*)[ \t]*$/i.exec(req.headers.range!)
+  if (!m || (m[1] === '' && m[2] === '')) return null
+  const length = o.bodies.identity.length
+  if (m[1] === '') {
+    // suffix-range: the last N bytes.
+    const n = Number(m[2])
+    if (n === 0) return 'unsatisfiable'
+    return { start: Math.max(0, length - n), end: length - 1 }
+  }
+  const start = Number(m[1])
+  if (m[2] !== '' && Number(m[2]) < start) return null // invalid range-spec: ignore the field
+  if (start >= length) return 'unsatisfiable'
+  const last = m[2] === '' ? length - 1 : Number(m[2])
+  return { start, end: Math.min(last, length - 1) }
+}
+
+/** 206 with the selected bytes of the identity body (ranges address one coding's bytes; ours is identity), or 416. */
+function deliverRange (res: ServerResponse, o: CachedObject, range: Range, now: number, outcome: CacheOutcome, status: string | undefined): void {
+  const length = o.bodies.identity.length
+  const st = status ?? cacheStatus('hit; ttl=' + Math.round((o.freshUntil - now) / 1000))
+  if (range === 'unsatisfiable') {
+    res.writeHead(416, ['content-range', `bytes */${length}`, 'content-length', '0', 'age', String(currentAge(o, now)), 'x-cache', outcome, 'cache-status', st])
+    res.end()
+    return
+  }
+  const head = headWith(o, 'identity', now, outcome, st)
+  const n = head.length
+  // buildHead keeps content-length just before the age / x-cache / cache-status slots.
+  head[n - 7] = String(range.end - range.start + 1)
+  head.push('content-range', `bytes ${range.start}-${range.end}/${length}`)
+  res.writeHead(206, head)
+  res.end(o.bodies.identity.subarray(range.start, range.end + 1))
 }
 
 /** Upstream fields we never pass on to clients: our internal tags and the field targeted at us. */
@@ -92,8 +150,12 @@ export function passHead (a: UpstreamAnswer, outcome: CacheOutcome, status: stri
   return head
 }
 
-/** Writes an upstream answer whose body is (partly) buffered and may continue as a stream. */
-export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: UpstreamAnswer, outcome: CacheOutcome, status: string, chunks: Buffer[], rest: Readable | undefined): void {
+/**
+ * Writes an upstream answer whose body is (partly) buffered and may continue
+ * as a stream. `sendTimeoutMs` bounds how long a client may stall the stream
+ * (see `watchStall`).
+ */
+export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: UpstreamAnswer, outcome: CacheOutcome, status: string, chunks: Buffer[], rest: Readable | undefined, sendTimeoutMs = 0): void {
   const noBody = req.method === 'HEAD' || a.status === 204 || a.status === 304
   let length: number | undefined
   if (!rest) length = chunks.reduce((n, c) => n + c.length, 0)
@@ -107,8 +169,40 @@ export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: U
   }
   for (const c of chunks) res.write(c)
   if (!rest) { res.end(); return }
+  let unwatch: (() => void) | undefined
   // Streams large bodies with backpressure; a client that goes away releases the upstream.
-  pipeline(rest, res, () => { /* errors end both sides; nothing left to answer */ })
+  pipeline(rest, res, () => { unwatch?.() /* errors end both sides; nothing left to answer */ })
+  if (sendTimeoutMs > 0) unwatch = watchStall(rest, res, sendTimeoutMs)
+}
+
+/**
+ * A streamed answer holds one of its upstream's connections for as long as
+ * the client takes to read it (undici stops its body timeout while the
+ * stream is paused by backpressure), so a client that stops reading would
+ * hold it until the socket's idle timeout. Here a client that accepts no
+ * bytes for `ms` while the cache has bytes for it is dropped, and with it
+ * the upstream request: its connection is closed and the slot freed (the
+ * Varnish `idle_send_timeout` idea). A slow upstream does not count: the
+ * clock only runs while the client's side is full.
+ */
+function watchStall (rest: Readable, res: ServerResponse, ms: number): () => void {
+  let timer: NodeJS.Timeout | undefined
+  const stalled = (): void => {
+    timer = undefined
+    res.destroy()
+    rest.destroy()
+  }
+  const arm = (): void => { if (timer === undefined && res.writableNeedDrain) timer = setTimeout(stalled, ms) }
+  const disarm = (): void => { if (timer !== undefined) { clearTimeout(timer); timer = undefined } }
+  // Registered after pipeline's own listener: by then the chunk has been written and writableNeedDrain is current.
+  rest.on('data', arm)
+  res.on('drain', disarm)
+  arm()
+  return () => {
+    disarm()
+    rest.off('data', arm)
+    res.off('drain', disarm)
+  }
 }
 
 export function deliverSynth (res: ServerResponse, status: number, body: string, extra?: Record<string, string>, contentType = 'text/plain; charset=utf-8'): void {

@@ -7,14 +7,14 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { Engine } from './engine.js'
 import type { CachedObject } from './store.js'
-import { evaluateResponse, requestNoStore, type Freshness, type PolicyRequest } from './freshness.js'
-import { forwardRequestHeaders, responseHeaderRecord, setCookieList, buildHead } from './headers.js'
-import { compressVariants, copyOut, isCompressible } from './compress.js'
+import { makeObject, ownedBody } from './object.js'
+import { evaluateResponse, requestNoStore, type PolicyRequest } from './freshness.js'
+import { forwardRequestHeaders, responseHeaderRecord, setCookieList } from './headers.js'
 import { variantKey } from './vary.js'
 import { varyNamesOf } from './store.js'
 import { policy } from './policy.js'
-import { parseSurrogateKeys } from '../common/surrogate-keys.js'
 import type { UpstreamAnswer } from './deliver.js'
+import { MAX_VALIDATOR_BYTES } from './request-head.js'
 
 export interface FetchInfo {
   host: string
@@ -24,10 +24,13 @@ export interface FetchInfo {
   lookupKey: string
   /** The client's request headers (used for Vary and freshness). */
   headers: IncomingHttpHeaders
-  clientIp: string
+  /** X-Forwarded-For for the upstream: the verified hops, the visitor first (forwarded.ts). */
+  forwardedFor: string
   credentialed: boolean
   /** A stored object being revalidated (RFC 9111 §4.3.1). */
   stale: CachedObject | undefined
+  /** Passes interim responses (103 Early Hints) to the client this fetch answers; never stored. */
+  onInfo?: (info: { statusCode: number, headers: Record<string, string | string[]> }) => void
 }
 
 export type FetchResult =
@@ -39,10 +42,18 @@ export type FetchResult =
   | { kind: 'object', object: CachedObject, revalidated: boolean, upstreamStatus: number, stored: boolean }
   /** Not stored (uncacheable, too big, no-store request, or invalidated while in flight): the answer goes to this client only. */
   | { kind: 'answer', answer: UpstreamAnswer, chunks: Buffer[], rest: Readable | undefined, reason: string }
-  /** The upstream failed (5xx counts only when a stale object could be used instead). */
-  | { kind: 'error', error: Error, upstreamStatus?: number }
+  /**
+   * The upstream failed. A 5xx counts as a failure only when a stored object
+   * was being revalidated; its answer comes along, to pass on when that
+   * object may not be used stale (the origin's own error page, not ours).
+   */
+  | { kind: 'error', error: Error, upstreamStatus?: number, answer?: { answer: UpstreamAnswer, chunks: Buffer[], rest: Readable | undefined } }
 
 /** Reads a body until it ends or grows past `limit`; past it, the rest stays in the (paused) stream. */
+let sequence = 0
+/** A number larger than every one handed out before in this process: orders arrivals and fetch starts. */
+export function nextSequence (): number { return ++sequence }
+
 export function collect (body: Readable, limit: number): Promise<{ chunks: Buffer[], size: number, complete: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
@@ -62,13 +73,6 @@ export function collect (body: Readable, limit: number): Promise<{ chunks: Buffe
     body.on('end', onEnd)
     body.on('error', onError)
   })
-}
-
-function concatOwned (chunks: Buffer[], size: number): Buffer {
-  const out = Buffer.allocUnsafeSlow(size)
-  let off = 0
-  for (const c of chunks) { c.copy(out, off); off += c.length }
-  return out
 }
 
 /**
@@ -100,78 +104,21 @@ function policyRequest (info: FetchInfo, responseHeaders: Record<string, string>
   return { method: 'GET', url: info.url, headers }
 }
 
-/** Bytes of a flat header record as stored (name, value and a little per-entry overhead). */
-function recordBytes (h: Record<string, string>): number {
-  let n = 0
-  for (const k in h) n += k.length + h[k].length + 4
-  return n
-}
-
-/** Builds the stored object from a storable response. */
-export function makeObject (e: Engine, info: FetchInfo, status: number, headers: Record<string, string>, body: Buffer, fresh: Freshness, requestTime: number, responseTime: number, policyReq: PolicyRequest, previous?: CachedObject['bodies']): CachedObject {
-  const varyNames = varyNamesOf({ headers })
-  const compressible = isCompressible(headers['content-type'], headers['content-encoding'], body.length, 1024 * 1024)
-  const bodies: CachedObject['bodies'] = { identity: body }
-  // Compressed once per body: a revalidated object keeps the variants it had.
-  if (compressible) Object.assign(bodies, previous?.gzip ? { gzip: previous.gzip, br: previous.br } : compressVariants(body))
-  const headerBytes = recordBytes(headers)
-  const lm = headers['last-modified'] !== undefined ? Date.parse(headers['last-modified']) : NaN
-  const key = variantKey(info.primary, varyNames, info.headers)
-  const tags = parseSurrogateKeys(headers['surrogate-key'])
-  let tagBytes = 0
-  for (const t of tags) tagBytes += t.length + 16
-  // Everything the object keeps alive, so CACHE_MAX_BYTES bounds memory
-  // (design §2.7): bodies; the stored fields, the prepared heads (arrays of
-  // the same strings) and the policy's response fields (a copy when a
-  // targeted field was substituted, freshness.ts); the request fields the
-  // policy keeps (policyRequest); the key, primary key, host and URL strings
-  // (separate flat strings once V8 has hashed them; the store's indexes refer
-  // to the same ones); tags; and fixed bookkeeping (the object, its index
-  // entries). Strings from node's parser are one byte per character.
-  const stringBytes = key.length + info.primary.length + info.url.length + info.host.length
-  const o: CachedObject = {
-    key,
-    primary: info.primary,
-    host: info.host,
-    url: info.url,
-    status,
-    headers,
-    policy: fresh.policy,
-    bodies,
-    compressible,
-    etag: headers.etag,
-    lastModified: Number.isFinite(lm) ? lm : undefined,
-    tags,
-    responseTime,
-    fetchStarted: requestTime,
-    initialAge: fresh.initialAge,
-    freshUntil: fresh.freshUntil,
-    swrMs: fresh.swrMs,
-    sieMs: fresh.sieMs,
-    graceMs: fresh.graceMs,
-    explicitlyShared: fresh.explicitlyShared,
-    mustRevalidate: fresh.mustRevalidate,
-    heads: {},
-    headsSecond: -1,
-    size: body.length + (bodies.gzip?.length ?? 0) + (bodies.br?.length ?? 0) + headerBytes * 4 + recordBytes(policyReq.headers) + stringBytes + tagBytes + 1024
-  }
-  for (const enc of ['identity', 'gzip', 'br'] as const) if (bodies[enc]) o.heads[enc] = buildHead(o, enc)
-  return o
-}
-
 /**
  * Stores `o` unless an invalidation that applies to it arrived after the
- * fetch started (the page may predate the write that caused it).
+ * fetch started (the page may predate the write that caused it), or the
+ * store's admission test kept it out (admission.ts: read less often than
+ * what it would push out). Returns why it was not stored, or null.
  */
-function store (e: Engine, o: CachedObject, fetchStarted: number): boolean {
-  if (e.log.invalidatedSince(fetchStarted, o, e.clock.now())) return false
-  e.store.put(o)
+function store (e: Engine, o: CachedObject, fetchStarted: number): 'invalidated-in-flight' | 'not-admitted' | null {
+  if (e.log.invalidatedSince(fetchStarted, o, e.clock.now())) return 'invalidated-in-flight'
+  if (!e.store.put(o)) return 'not-admitted'
   e.metrics.counters.stored++
   // Only what this worker stored goes to its siblings (never a pass, a
   // hit-for-miss, a too-big or a no-store answer): they insert it unless
   // they saw a matching invalidation since `fetchStarted` (share.ts).
   e.share?.(o)
-  return true
+  return null
 }
 
 /** Fetches for the cache: a miss, a revalidation, or a background refresh. */
@@ -179,22 +126,24 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   // When the fetch starts: invalidations logged from here on apply to what it
   // brings back (store() and ban.ts compare against it).
   const requestTime = e.clock.now()
+  const fetchSequence = nextSequence()
   // RFC 9111 §5.2.1.5: "MUST NOT store any part of either this request or any
   // response to it". It speaks for this request only: the answer goes to this
   // requester, and nothing the cache holds changes (no store, no delete, no
   // hit-for-miss marker), or one client could evict a page and its
   // stale-if-error safety net, or stop coalescing for everyone.
   const noStore = info.headers['cache-control'] !== undefined && requestNoStore(info.headers['cache-control'])
-  const headers = forwardRequestHeaders(info.headers, { clientIp: info.clientIp, host: info.host, dropConditionals: true, normalizeEncoding: true })
+  const headers = forwardRequestHeaders(info.headers, { forwardedFor: info.forwardedFor, host: info.host, dropConditionals: true, normalizeEncoding: true })
   const stale = info.stale
   // RFC 9111 §4.3.1: validate the stored response with its validators.
-  if (stale?.etag !== undefined) headers['if-none-match'] = stale.etag
-  else if (stale?.headers['last-modified'] !== undefined) headers['if-modified-since'] = stale.headers['last-modified']
+  // A validator longer than the head reserve allows is not sent (request-head.ts): the fetch is then unconditional.
+  if (stale?.etag !== undefined && stale.etag.length <= MAX_VALIDATOR_BYTES) headers['if-none-match'] = stale.etag
+  else if (stale?.headers['last-modified'] !== undefined && stale.headers['last-modified'].length <= MAX_VALIDATOR_BYTES) headers['if-modified-since'] = stale.headers['last-modified']
 
   let up
   try {
     // A HEAD miss is fetched as GET so the object can be stored for both (RFC 9110 §9.3.2).
-    up = await e.director.fetch({ method: 'GET', path: info.url, headers })
+    up = await e.director.fetch({ method: 'GET', path: info.url, headers, onInfo: info.onInfo })
   } catch (err) {
     return { kind: 'error', error: err as Error }
   }
@@ -203,14 +152,20 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
 
   // RFC 5861 §4 stale-if-error covers 500, 502, 503 and 504; the caller decides whether stale may be used.
   if (up.status >= 500 && stale !== undefined) {
-    await up.body.dump().catch(() => {})
-    return { kind: 'error', error: new Error(`upstream answered ${up.status}`), upstreamStatus: up.status }
+    const got = await collect(up.body, e.config.CACHE_MAX_OBJECT_BYTES).catch(() => ({ chunks: [], size: 0, complete: true }))
+    const answer: UpstreamAnswer = { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }
+    return { kind: 'error', error: new Error(`upstream answered ${up.status}`), upstreamStatus: up.status, answer: { answer, chunks: got.chunks, rest: got.complete ? undefined : up.body } }
   }
 
   if (up.status === 304 && stale !== undefined) {
     await up.body.dump().catch(() => {})
     // RFC 9111 §4.3.4: update the stored response's header fields from the 304.
-    const { matches } = stale.policy.revalidatedPolicy(policyRequest(info, stale.headers), { status: 304, headers: resHeaders })
+    // RFC 9111 §4.3.4 selects the stored response by the 304's validator. A
+    // 304 with none at all answers the one conditional we sent, built from
+    // this stored response's validators alone: it can only mean this one
+    // (refetching in full would double the origin's work for nothing).
+    const noValidator = resHeaders.etag === undefined && resHeaders['last-modified'] === undefined
+    const matches = noValidator || stale.policy.revalidatedPolicy(policyRequest(info, stale.headers), { status: 304, headers: resHeaders }).matches
     if (matches) {
       const merged: Record<string, string> = { ...stale.headers }
       // Age describes the message it came in (RFC 9111 §5.1, §4.2.3
@@ -226,9 +181,9 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
       const policyReq = policyRequest(info, merged)
       const fresh = evaluateResponse(e.Policy, policyReq, { status: stale.status, headers: merged }, requestTime, responseTime, freshnessOptions(e), info.credentialed)
       if (fresh.storable) {
-        const o = makeObject(e, info, stale.status, merged, stale.bodies.identity, fresh, requestTime, responseTime, policyReq, stale.bodies)
+        const o = makeObject(info, stale.status, merged, stale.bodies.identity, fresh, requestTime, responseTime, policyReq, stale.bodies, fetchSequence)
         // no-store: the validated object answers this request; the stored one stays as it was.
-        const stored = !noStore && store(e, o, requestTime)
+        const stored = !noStore && store(e, o, requestTime) === null
         return { kind: 'object', object: o, revalidated: true, upstreamStatus: 304, stored }
       }
     }
@@ -242,7 +197,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   const policyReq = policyRequest(info, resHeaders)
   const fresh = evaluateResponse(e.Policy, policyReq, { status: up.status, headers: resHeaders }, requestTime, responseTime, freshnessOptions(e), info.credentialed)
   const declared = resHeaders['content-length'] !== undefined ? Number(resHeaders['content-length']) : undefined
-  const decision = policy.backendResponse(fresh, declared, e.config.CACHE_MAX_OBJECT_BYTES)
+  const decision = policy.backendResponse(up.status, fresh, declared, e.config.CACHE_MAX_OBJECT_BYTES)
   const answer: UpstreamAnswer = { status: up.status, headers: resHeaders, setCookie }
   const key = variantKey(info.primary, varyNamesOf({ headers: resHeaders }), info.headers)
 
@@ -253,14 +208,19 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   }
 
   if (decision !== 'store') {
-    // Credentialed misses say nothing about anonymous requests, and a 5xx is
-    // transient: neither marks the key. Otherwise mark both the variant and the
-    // key the waiters looked up, so none of them queues again.
-    if (fresh.reason !== 'credentials' && up.status < 500) { e.coalescer.markUncacheable(key); e.coalescer.markUncacheable(info.lookupKey) }
-    if (stale !== undefined) e.store.delete(stale.key)
+    // Credentialed misses say nothing about anonymous requests, a 5xx is
+    // transient, and an error caused by the request (431, 400, 413: design
+    // §2.5) says nothing about the page: none of them marks the key, or one
+    // client could turn coalescing off for everyone. Otherwise mark both the
+    // variant and the key the waiters looked up, so none of them queues again.
+    const requestCaused = policy.requestCaused(up.status)
+    if (fresh.reason !== 'credentials' && up.status < 500 && !requestCaused) { e.coalescer.markUncacheable(key); e.coalescer.markUncacheable(info.lookupKey) }
+    // Only an answer about the resource replaces what is stored; one about
+    // the request never evicts the page or its stale-if-error fallback.
+    if (stale !== undefined && !requestCaused) e.store.delete(stale.key)
     if (decision === 'too-big') return { kind: 'answer', answer, chunks: [], rest: up.body, reason: 'too-big' }
     const got = await collect(up.body, e.config.CACHE_MAX_OBJECT_BYTES)
-    return { kind: 'answer', answer, chunks: got.chunks, rest: got.complete ? undefined : up.body, reason: fresh.reason ?? 'not-storable' }
+    return { kind: 'answer', answer, chunks: got.chunks, rest: got.complete ? undefined : up.body, reason: decision === 'client-error' ? 'client-error' : fresh.reason ?? 'not-storable' }
   }
 
   let got
@@ -275,12 +235,13 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
     e.coalescer.markUncacheable(info.lookupKey)
     return { kind: 'answer', answer, chunks: got.chunks, rest: up.body, reason: 'too-big' }
   }
-  const body = got.chunks.length === 1 ? copyOut(got.chunks[0]) : concatOwned(got.chunks, got.size)
-  const o = makeObject(e, info, up.status, resHeaders, body, fresh, requestTime, responseTime, policyReq)
+  const body = ownedBody(got.chunks, got.size)
+  const o = makeObject(info, up.status, resHeaders, body, fresh, requestTime, responseTime, policyReq, undefined, fetchSequence)
   e.coalescer.clearMarker(o.key)
-  if (!store(e, o, requestTime)) {
-    return { kind: 'answer', answer, chunks: [body], rest: undefined, reason: 'invalidated-in-flight' }
-  }
+  const notStored = store(e, o, requestTime)
+  // Not admitted: the object answers this request only (it is complete and prepared).
+  if (notStored === 'not-admitted') return { kind: 'object', object: o, revalidated: false, upstreamStatus: up.status, stored: false }
+  if (notStored !== null) return { kind: 'answer', answer, chunks: [body], rest: undefined, reason: notStored }
   return { kind: 'object', object: o, revalidated: false, upstreamStatus: up.status, stored: true }
 }
 

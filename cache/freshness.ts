@@ -9,6 +9,7 @@
  */
 import CachePolicy from 'http-cache-semantics'
 import { varyHasStar } from './vary.js'
+import { canonicalCacheControl, deltaSeconds, EXPIRED, parseCacheControl, parseHttpDate, targetedCacheControl } from './response-fields.js'
 
 export interface Clock { now (): number }
 export const systemClock: Clock = { now: () => Date.now() }
@@ -46,23 +47,10 @@ export interface Freshness {
   explicitlyShared: boolean
 }
 
-export function parseCacheControl (value: string | undefined): Map<string, string | true> {
-  const out = new Map<string, string | true>()
-  if (!value) return out
-  for (const part of value.split(',')) {
-    const eq = part.indexOf('=')
-    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase()
-    if (!name) continue
-    const raw = eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1')
-    if (!out.has(name)) out.set(name, raw) // RFC 9111 §4.2.1: the first occurrence wins for duplicates
-  }
-  return out
-}
+export { parseCacheControl }
 
 function seconds (v: string | true | undefined): number {
-  if (v === undefined || v === true) return 0
-  const n = Number.parseInt(v, 10)
-  return Number.isFinite(n) && n > 0 ? n : 0
+  return deltaSeconds(v) ?? 0
 }
 
 /**
@@ -71,12 +59,29 @@ function seconds (v: string | true | undefined): number {
  * Cache-Control and Expires. The library only knows Cache-Control, so we hand
  * it a copy where the targeted field sits in that place.
  */
-export function effectiveHeaders (headers: Headers): Headers {
-  const targeted = headers['cdn-cache-control'] ?? surrogateControl(headers['surrogate-control'])
-  if (targeted === undefined) return headers
-  const copy: Headers = { ...headers, 'cache-control': targeted }
-  delete copy.expires
-  delete copy.pragma
+export function effectiveHeaders (headers: Headers, now: number = Date.now()): Headers {
+  const copy: Headers = { ...headers }
+  // RFC 9213 §2.1: an invalid targeted field is ignored, as if absent.
+  const cdn = headers['cdn-cache-control'] !== undefined ? targetedCacheControl(headers['cdn-cache-control']) : undefined
+  const targeted = cdn ?? surrogateControl(headers['surrogate-control'])
+  if (targeted !== undefined) {
+    copy['cache-control'] = canonicalCacheControl(targeted)!
+    delete copy.expires
+    delete copy.pragma
+  } else if (headers['cache-control'] !== undefined) {
+    // RFC 9111 §5.2: directive names are case-insensitive (`No-StOrE`); the library compares them as written.
+    copy['cache-control'] = canonicalCacheControl(headers['cache-control'])!
+  }
+  // RFC 9111 §5.3: an Expires that is not a valid HTTP-date means "already
+  // expired"; the library reads it with Date.parse, which accepts `UTC`,
+  // missing commas, one-digit hours and more, so only a strictly valid value
+  // reaches it, rewritten in the one format Date.parse reads exactly.
+  if (copy.expires !== undefined) {
+    const t = parseHttpDate(copy.expires, now)
+    copy.expires = Number.isNaN(t) ? EXPIRED : new Date(t).toUTCString()
+  }
+  // RFC 9111 §5.1: Age is delta-seconds; `7200.0` or a list is not an Age and is ignored.
+  if (copy.age !== undefined && deltaSeconds(copy.age) === undefined) delete copy.age
   return copy
 }
 
@@ -99,7 +104,7 @@ export function evaluateResponse (
   Policy: PolicyClass, req: PolicyRequest, res: PolicyResponse,
   requestTime: number, responseTime: number, opts: FreshnessOptions, credentialed: boolean
 ): Freshness {
-  const headers = effectiveHeaders(res.headers)
+  const headers = effectiveHeaders(res.headers, responseTime)
   // The library evaluates GET semantics; a HEAD miss is fetched as GET anyway.
   const policy = new Policy({ method: 'GET', url: req.url, headers: req.headers }, { status: res.status, headers }, { shared: true, cacheHeuristic: 0.1 })
   const cc = parseCacheControl(headers['cache-control'])
@@ -122,7 +127,7 @@ export function evaluateResponse (
   // RFC 9111 §4.2.3: corrected_age_value = age_value + response_delay. The
   // apparent age from Date is left out on purpose (as Varnish does): it
   // compares two hosts' clocks, and skew would make fresh pages look stale.
-  const ageValue = seconds(res.headers.age)
+  const ageValue = seconds(headers.age)
   const initialAge = ageValue + Math.max(0, responseTime - requestTime) / 1000
 
   // RFC 9111 §4.2.1 (s-maxage > max-age > Expires) and §4.2.2 (heuristics only
@@ -170,6 +175,16 @@ export function requestForbidsStored (cacheControl: string | undefined, pragma: 
   const minFresh = cc.get('min-fresh')
   if (minFresh !== undefined && freshLeftSeconds < seconds(minFresh)) return true
   return false
+}
+
+/** RFC 9111 §5.2.1.2: max-stale (with no value: any staleness) lets the client take a stale response. */
+export function requestAcceptsStale (cacheControl: string | undefined, staleSeconds: number): boolean {
+  if (cacheControl === undefined) return false
+  const v = parseCacheControl(cacheControl).get('max-stale')
+  if (v === undefined) return false
+  if (v === true) return true
+  const limit = deltaSeconds(v)
+  return limit !== undefined && staleSeconds <= limit
 }
 
 /** RFC 9111 §5.2.1.5: the client does not want this response stored. */

@@ -16,73 +16,10 @@
  * primary sets `serialization: 'advanced'` so bodies travel as binary.
  */
 import type { Worker } from 'node:cluster'
-import type CachePolicy from 'http-cache-semantics'
-import type { CachedObject } from './store.js'
 import type { InvalidationLog } from './ban.js'
 import type { CacheStore } from './store.js'
 import type { PolicyClass } from './freshness.js'
-import { buildHead } from './headers.js'
-import { copyOut } from './compress.js'
-
-/** A CachedObject as it travels over IPC: the policy as its plain object, no prepared heads. */
-export type SharedObject = Omit<CachedObject, 'policy' | 'heads' | 'headsSecond'> & { policy: object }
-
-export function serializeObject (o: CachedObject): SharedObject {
-  // Copy field by field: the prepared heads are rebuilt by the receiver.
-  return {
-    key: o.key,
-    primary: o.primary,
-    host: o.host,
-    url: o.url,
-    status: o.status,
-    headers: o.headers,
-    policy: o.policy.toObject(),
-    bodies: o.bodies,
-    compressible: o.compressible,
-    etag: o.etag,
-    lastModified: o.lastModified,
-    tags: o.tags,
-    responseTime: o.responseTime,
-    fetchStarted: o.fetchStarted,
-    initialAge: o.initialAge,
-    freshUntil: o.freshUntil,
-    swrMs: o.swrMs,
-    sieMs: o.sieMs,
-    graceMs: o.graceMs,
-    explicitlyShared: o.explicitlyShared,
-    mustRevalidate: o.mustRevalidate,
-    size: o.size
-  }
-}
-
-/**
- * Whatever typed array the channel handed over, as a Buffer that owns its
- * memory: the deserializer returns views into the whole message (or a pooled
- * slab), which a stored body must not pin (design §2.7, compress.ts copyOut).
- */
-function asBuffer (b: Uint8Array | undefined): Buffer | undefined {
-  if (b === undefined) return undefined
-  return copyOut(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
-}
-
-/** Rebuilds a storable object; `Policy` is the app's (clocked) policy class. */
-export function deserializeObject (s: SharedObject, Policy: PolicyClass): CachedObject {
-  const bodies: CachedObject['bodies'] = { identity: asBuffer(s.bodies.identity)! }
-  const gzip = asBuffer(s.bodies.gzip)
-  const br = asBuffer(s.bodies.br)
-  if (gzip) bodies.gzip = gzip
-  if (br) bodies.br = br
-  const fromObject = (Policy as unknown as { fromObject (obj: object): CachePolicy }).fromObject
-  const o: CachedObject = {
-    ...s,
-    policy: fromObject.call(Policy, s.policy),
-    bodies,
-    heads: {},
-    headsSecond: -1
-  }
-  for (const enc of ['identity', 'gzip', 'br'] as const) if (bodies[enc]) o.heads[enc] = buildHead(o, enc)
-  return o
-}
+import { deserializeObject, type SharedObject } from './object.js'
 
 export type ApplyOutcome = 'stored' | 'invalidated' | 'older'
 
@@ -100,7 +37,8 @@ export function applyShared (deps: ApplySharedDeps, s: SharedObject): ApplyOutco
   if (deps.log.invalidatedSince(s.fetchStarted, s, deps.now())) return 'invalidated'
   const have = deps.store.get(s.key)
   if (have !== undefined && (have.fetchStarted > s.fetchStarted || (have.fetchStarted === s.fetchStarted && have.responseTime >= s.responseTime))) return 'older'
-  deps.store.put(deserializeObject(s, deps.Policy))
+  // The sibling's store admitted it on the reads it saw (admission.ts); it is not tested again here.
+  deps.store.put(deserializeObject(s, deps.Policy), { skipAdmission: true })
   return 'stored'
 }
 

@@ -20,12 +20,20 @@ import type { Engine } from './engine.js'
 import type { CachedObject } from './store.js'
 import { policy } from './policy.js'
 import { primaryKey, variantKey } from './vary.js'
-import { requestForbidsStored, requestNoStore } from './freshness.js'
+import { requestAcceptsStale, requestForbidsStored, requestNoStore } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
-import { collect, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
-import { applyEvent, authorize, eventFromRequest, unsafeInvalidationTargets } from './invalidation.js'
+import { nextSequence, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { applyEvent } from './invalidation.js'
+import { answerInvalidation, type PurgeDeps } from './purge.js'
+import { unsafeInvalidationTargets } from './unsafe-invalidation.js'
 import { NoUpstreamError } from './director.js'
+import { normalizeAuthority } from './authority.js'
+import { forwardedFor } from './forwarded.js'
+import { markRejected } from './client-errors.js'
+import { tooManyFields } from './request-head.js'
+import { readRequestBody } from './request-body.js'
+import { healthAnswer } from './health.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -37,6 +45,8 @@ export class Ctx {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   now: number
+  /** When the request arrived, in fetch.ts `nextSequence` order: a revalidation it demanded must have started after this (see `lookup`). */
+  readonly arrived: number
   host = ''
   url = ''
   primary = ''
@@ -65,21 +75,32 @@ export class Ctx {
     this.req = req
     this.res = res
     this.now = e.clock.now()
+    this.arrived = nextSequence()
   }
 
-  clientIp (): string { return this.req.socket.remoteAddress ?? '' }
+  #forwardedFor: string | undefined = undefined
+  /** Computed on the way upstream only: a hit never pays for it. */
+  forwardedFor (): string { return (this.#forwardedFor ??= forwardedFor(this.req, this.e.trustProxy)) }
 
   fetchInfo (): FetchInfo {
-    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, clientIp: this.clientIp(), credentialed: this.credentialed, stale: this.stale }
+    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
+  }
+
+  /**
+   * RFC 8297 103 Early Hints from the origin go on to this client as they
+   * come (never stored: RFC 9111 §3 stores final responses only). Not to an
+   * HTTP/1.0 client (RFC 9110 §15.2), and node sends a 103 only with Link.
+   */
+  readonly onInfo = (info: { statusCode: number, headers: Record<string, string | string[]> }): void => {
+    if (info.statusCode !== 103 || this.res.headersSent || this.req.httpVersion !== '1.1') return
+    try { this.res.writeEarlyHints(info.headers) } catch { /* a malformed Link is dropped, the final answer still goes */ }
   }
 }
 
-/** Marks a connection whose framing we rejected: requests already parsed behind it are dropped, never forwarded. */
-export const REJECTED = Symbol('flashcrowd.rejected')
-
-function reject (ctx: Ctx, status: number, body: string): StepName {
-  (ctx.req.socket as unknown as Record<symbol, boolean>)[REJECTED] = true
-  return synth(ctx, status, body, { connection: 'close' })
+/** Refuses a request and closes its connection: requests already parsed behind it are dropped, never forwarded (client-errors.ts). */
+function reject (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
+  markRejected(ctx.req.socket)
+  return synth(ctx, status, body, { ...headers, connection: 'close' })
 }
 
 function synth (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
@@ -89,9 +110,20 @@ function synth (ctx: Ctx, status: number, body: string, headers?: Record<string,
   return 'synth'
 }
 
-/** Whether `o` may be served because the origin failed (RFC 5861 §4 stale-if-error, plus grace). */
-function usableOnError (o: CachedObject | undefined, now: number): o is CachedObject {
-  return o !== undefined && !o.mustRevalidate && now < o.freshUntil + Math.max(o.sieMs, o.graceMs)
+/**
+ * Whether `o` may be served stale because the origin failed: within its
+ * stale-if-error window (RFC 5861 §4) or the opt-in grace, or — when no
+ * upstream could answer at all — for as long as it is stored (RFC 9111
+ * §4.2.4: a disconnected cache may serve stale). Never when the origin said
+ * must-revalidate or no-cache (§5.2.2.2: a 504 instead).
+ */
+function usableOnError (o: CachedObject | undefined, now: number, disconnected = false): o is CachedObject {
+  return o !== undefined && !o.mustRevalidate && (disconnected || now < o.freshUntil + Math.max(o.sieMs, o.graceMs))
+}
+
+/** No upstream answered at all (none healthy, connection refused or reset, timed out): the cache is disconnected. */
+function isDisconnection (err: Error, upstreamStatus: number | undefined): boolean {
+  return upstreamStatus === undefined && (err instanceof NoUpstreamError || /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR_(SOCKET|CONNECT_TIMEOUT|HEADERS_TIMEOUT|BODY_TIMEOUT|CLOSED))$/.test((err as { code?: string }).code ?? ''))
 }
 
 function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number): StepName {
@@ -102,8 +134,21 @@ function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number): 
   return 'deliver'
 }
 
-function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number): StepName {
-  if (usableOnError(ctx.stale, ctx.e.clock.now())) return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus)
+function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer']): StepName {
+  const now = ctx.e.clock.now()
+  if (usableOnError(ctx.stale, now)) {
+    answer?.rest?.destroy()
+    return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus)
+  }
+  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected')
+  // The origin answered 5xx and nothing stored may stand in: its own answer
+  // goes on as it came (not a synthetic 502 that hides what it said).
+  if (answer !== undefined) {
+    ctx.fetched = { kind: 'answer', ...answer, reason: 'upstream-error' }
+    ctx.outcome = 'MISS'
+    ctx.status = cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}; detail=upstream-error`)
+    return 'deliver'
+  }
   const code = (err as { code?: string }).code ?? ''
   const status = err instanceof NoUpstreamError ? 503 : /TIMEOUT/.test(code) ? 504 : 502
   const message = status === 503 ? 'no healthy upstream' : status === 504 ? 'upstream timed out' : 'upstream unreachable'
@@ -124,6 +169,8 @@ export const steps: Record<StepName, Step> = {
   /** vcl_recv: framing and size checks the parser leaves to us, then the policy. */
   recv (ctx) {
     const { req, e } = ctx
+    // More fields than the parser handed over: framing we cannot see (request-head.ts).
+    if (tooManyFields(req, e.config.CACHE_MAX_HEADER_FIELDS)) return reject(ctx, 431, 'too many header fields\n')
     const te = req.headers['transfer-encoding']
     // RFC 9112 §6.1/§6.3: Transfer-Encoding with Content-Length, or any coding
     // other than a final chunked, cannot be framed unambiguously: reject and close.
@@ -134,7 +181,8 @@ export const steps: Record<StepName, Step> = {
     if (countHostHeaders(req.rawHeaders) > 1) return reject(ctx, 400, 'more than one Host header\n')
     let url = req.url!
     if (url.length > e.config.CACHE_MAX_URL_BYTES) return synth(ctx, 414, 'request target too long\n')
-    let host = req.headers.host
+    let host: string | null = req.headers.host ?? ''
+    let defaultPort = 80
     if (url.charCodeAt(0) !== 47 /* / */) {
       // RFC 9112 §3.2.2: absolute-form carries the authority; it replaces Host
       // ("MUST ignore the received Host header field"). The key is built from
@@ -142,11 +190,19 @@ export const steps: Record<StepName, Step> = {
       let parsed: URL
       try { parsed = new URL(url) } catch { return synth(ctx, 400, 'bad request target\n') }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return synth(ctx, 400, 'bad request target\n')
+      // RFC 9110 §4.2.4: userinfo in an http(s) URI is deprecated and never names a different resource.
+      if (parsed.username !== '' || parsed.password !== '') return synth(ctx, 400, 'bad request target\n')
       url = parsed.pathname + parsed.search
       host = parsed.host
+      if (parsed.protocol === 'https:') defaultPort = 443
     }
+    // The key and the forwarded Host come from one validated, normalised
+    // authority (authority.ts): a Host carrying a path, userinfo or junk could
+    // otherwise name another page's key.
+    host = normalizeAuthority(host, defaultPort)
+    if (host === null) return synth(ctx, 400, 'invalid Host\n')
     ctx.url = url
-    ctx.host = host === undefined ? '' : host.toLowerCase()
+    ctx.host = host
     switch (policy.recv(req)) {
       case 'internal': return 'internal'
       case 'purge': return 'purge'
@@ -163,10 +219,9 @@ export const steps: Record<StepName, Step> = {
   internal (ctx) {
     const { e } = ctx
     if (ctx.url === '/-/health') {
-      const upstreams = e.director.upstreams.map((u) => ({ url: u.url, healthy: e.director.isUp(u) }))
-      const ready = upstreams.some((u) => u.healthy) || e.store.count > 0
-      ctx.synthType = 'application/json'
-      return synth(ctx, ready ? 200 : 503, JSON.stringify({ status: ready ? 'ok' : 'unavailable', objects: e.store.count, bytes: e.store.bytes, upstreams }) + '\n')
+      const h = healthAnswer(e, ctx.req.headers.authorization)
+      ctx.synthType = h.type
+      return synth(ctx, h.status, h.body)
     }
     if (ctx.url === '/-/metrics') {
       return e.metrics.render().then((text) => {
@@ -177,27 +232,13 @@ export const steps: Record<StepName, Step> = {
     return synth(ctx, 404, 'not found\n')
   },
 
-  /** PURGE / BAN: authenticated, applied here at once, and published so every node applies it. */
+  /** PURGE / BAN: answered by purge.ts, the one place that authenticates, applies and publishes them. */
   purge (ctx) {
     const { req, e } = ctx
-    const auth = authorize(req.headers.authorization, e.config.ADMIN_TOKEN)
-    if (auth === 'missing') return synth(ctx, 401, 'credentials required: send Authorization: Bearer <token>\n', { 'www-authenticate': 'Bearer' })
-    if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
-    let event
-    try {
-      event = eventFromRequest(req.method!, ctx.url, req.headers)
-    } catch (err) {
-      return synth(ctx, 400, (err as Error).message + '\n')
-    }
-    const touched = applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, event)
-    ctx.synthType = 'application/json'
-    return e.bus.publish(event).then(
-      (id) => synth(ctx, 200, JSON.stringify({ status: 'ok', event, touched, id }) + '\n'),
-      (err: Error) => {
-        e.logger.error({ err: err.message }, 'invalidation applied locally but not published')
-        return synth(ctx, 503, JSON.stringify({ status: 'partial', message: 'applied on this node only: the invalidation bus is unavailable; retry', event, touched }) + '\n', { 'retry-after': '1' })
-      }
-    )
+    return answerInvalidation(purgeDeps(e), req.method!, ctx.url, req.headers).then((a) => {
+      ctx.synthType = a.type
+      return synth(ctx, a.status, a.body, a.headers)
+    })
   },
 
   /** Not cacheable by method: the request body is read first, so nothing half-framed ever goes upstream. */
@@ -212,7 +253,8 @@ export const steps: Record<StepName, Step> = {
     const { e, req } = ctx
     ctx.primary = primaryKey(ctx.host, ctx.url)
     ctx.key = variantKey(ctx.primary, e.store.varyOf(ctx.primary), req.headers)
-    let o = e.store.get(ctx.key)
+    // A client's read: it counts towards admission (store.ts).
+    let o = e.store.lookup(ctx.key)
     const now = ctx.now
     if (o !== undefined && now >= o.freshUntil + policy.keepMs(o)) {
       e.store.delete(ctx.key)
@@ -223,17 +265,25 @@ export const steps: Record<StepName, Step> = {
       if (e.coalescer.isUncacheable(ctx.key)) ctx.uncoalesced = true
       return 'miss'
     }
-    // RFC 9111 §5.2.1: request directives may demand a fresher or validated response.
-    if ((req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined) &&
+    const directives = req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined
+    // RFC 9111 §5.2.1: request directives may demand a fresher or validated
+    // response (a browser reload sends max-age=0 or no-cache). Such requests
+    // still coalesce (policy.ts, reload storms): a waiter woken by another
+    // request's fetch takes its object only when that fetch started after the
+    // waiter arrived — a response validated after the request was made.
+    if (directives && o.fetchSequence < ctx.arrived &&
       requestForbidsStored(req.headers['cache-control'], req.headers.pragma as string | undefined, (now - o.responseTime) / 1000 + o.initialAge, (o.freshUntil - now) / 1000)) {
       ctx.stale = o
-      ctx.uncoalesced = true
       return 'miss'
     }
     // RFC 9111 §4.2: fresh → reuse without contacting the origin.
     if (now < o.freshUntil) { ctx.obj = o; return 'hit' }
-    // RFC 5861 §3 stale-while-revalidate, or our grace where §4.2.4 allows it.
-    if (!o.mustRevalidate && now < o.freshUntil + (o.swrMs > o.graceMs ? o.swrMs : o.graceMs)) { ctx.obj = o; return 'stale' }
+    if (!o.mustRevalidate) {
+      // RFC 5861 §3 stale-while-revalidate, or the opt-in grace (RFC 9111 §4.2.4: only where configured).
+      if (now < o.freshUntil + (o.swrMs > o.graceMs ? o.swrMs : o.graceMs)) { ctx.obj = o; return 'stale' }
+      // RFC 9111 §5.2.1.2: the client accepts a response this stale.
+      if (directives && requestAcceptsStale(req.headers['cache-control'], (now - o.freshUntil) / 1000)) { ctx.obj = o; return 'stale' }
+    }
     // Stale beyond its windows: revalidate (RFC 9111 §4.3), keep it for stale-if-error.
     ctx.stale = o
     return 'miss'
@@ -250,7 +300,7 @@ export const steps: Record<StepName, Step> = {
     ctx.stale = o
     refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.key)
     ctx.outcome = 'STALE'
-    const window = ctx.now < o.freshUntil + o.swrMs ? 'stale-while-revalidate' : 'grace'
+    const window = ctx.now < o.freshUntil + o.swrMs ? 'stale-while-revalidate' : ctx.now < o.freshUntil + o.graceMs ? 'grace' : 'max-stale'
     ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${window}`)
     return 'deliver'
   },
@@ -296,7 +346,7 @@ export const steps: Record<StepName, Step> = {
     return fetchForCache(e, ctx.fetchInfo()).then((r) => {
       ctx.fetched = r
       ctx.now = e.clock.now()
-      if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus)
+      if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus, r.answer)
       if (r.kind === 'object') {
         ctx.obj = r.object
         ctx.outcome = 'MISS'
@@ -329,7 +379,7 @@ export const steps: Record<StepName, Step> = {
     }
     const r = ctx.fetched
     if (r !== undefined && r.kind === 'answer') {
-      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest)
+      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest, e.config.CACHE_SEND_TIMEOUT_MS)
       return null
     }
     return synth(ctx, 500, 'internal error\n')
@@ -342,42 +392,43 @@ export const steps: Record<StepName, Step> = {
   }
 }
 
-/** Reads the body of a passed request (bounded), forwards it, and applies RFC 9111 §4.4 on success. */
+/** Reads the body of a passed request (bounded, request-body.ts), forwards it, and applies RFC 9111 §4.4 on success. */
 async function fetchPass (ctx: Ctx): Promise<StepName> {
   const { e, req } = ctx
-  let body: Buffer | undefined
-  const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined
-  if (declared !== undefined && declared > e.config.CACHE_MAX_BODY_BYTES) return reject(ctx, 413, 'request body too large\n')
-  if ((declared !== undefined && declared > 0) || req.headers['transfer-encoding'] !== undefined) {
-    try {
-      const got = await collect(req, e.config.CACHE_MAX_BODY_BYTES)
-      if (!got.complete) return reject(ctx, 413, 'request body too large\n')
-      body = Buffer.concat(got.chunks, got.size)
-    } catch {
-      // Bad chunking and the like: the parser failed mid-body; nothing was forwarded.
-      return reject(ctx, 400, 'malformed request body\n')
-    }
-  }
+  const read = await readRequestBody(req, e.config.CACHE_MAX_BODY_BYTES, e.bodies)
+  // Each refusal closes the connection: the rest of the body is not read, so nothing after it can be framed.
+  if (read.kind === 'too-large') return reject(ctx, 413, 'request body too large\n')
+  if (read.kind === 'busy') return reject(ctx, 503, 'too many request bodies in flight; retry\n', { 'retry-after': '1' })
+  // Bad chunking and the like: the parser failed mid-body; nothing was forwarded.
+  if (read.kind === 'malformed') return reject(ctx, 400, 'malformed request body\n')
+  const body = read.kind === 'body' ? read.body : undefined
   // A passed answer goes to this client only: its own validators and Accept-Encoding go as they came.
-  const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
+  const headers = forwardRequestHeaders(req.headers, { forwardedFor: ctx.forwardedFor(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
-    up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body })
+    up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body, onInfo: ctx.onInfo })
   } catch (err) {
     return upstreamFailure(ctx, err as Error)
+  } finally {
+    // The upstream has the body (or will never get it): its bytes go back to the budget.
+    if (read.kind === 'body') read.release()
   }
   const resHeaders = responseHeaderRecord(up.headers)
   if (policy.invalidatesOnSuccess(req.method!)) {
+    // RFC 9111 §4.4, on this node only: invalidations caused by writes reach
+    // every node (and every frontend) from the backend's outbox, the one
+    // source of them (unsafe-invalidation.ts).
     const targets = unsafeInvalidationTargets(ctx.host, ctx.url, up.status, resHeaders.location, resHeaders['content-location'])
-    for (const path of targets) {
-      const event = { kind: 'url' as const, path, host: ctx.host }
-      applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, event)
-      e.bus.publish(event).catch((err: Error) => { e.logger.warn({ err: err.message }, 'could not publish an invalidation') })
-    }
+    for (const path of targets) applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, { kind: 'url', path, host: ctx.host })
   }
   ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, reason: 'pass' }
   ctx.status = cacheStatus(`fwd=${req.method === 'GET' || req.method === 'HEAD' ? 'bypass' : 'method'}; fwd-status=${up.status}`)
   return 'deliver'
+}
+
+/** What purge.ts needs of the engine. */
+export function purgeDeps (e: Engine): PurgeDeps {
+  return { store: e.store, log: e.log, now: () => e.clock.now(), bus: e.bus, token: e.config.ADMIN_TOKEN, logger: e.logger }
 }
 
 /** The driver loop: runs steps until one writes the answer; waits only where a step hands back a promise. */

@@ -26,6 +26,7 @@ export const Errors = {
   PAYLOAD_TOO_LARGE: make('FC_ERR_PAYLOAD_TOO_LARGE', 'request body is larger than %s bytes', 413),
   UNSUPPORTED_MEDIA_TYPE: make('FC_ERR_UNSUPPORTED_MEDIA_TYPE', 'unsupported content type %s: send application/json', 415),
   RATE_LIMITED: make('FC_ERR_RATE_LIMITED', 'too many requests: retry after %s seconds', 429),
+  REPEATED_CONTENT: make('FC_ERR_REPEATED_CONTENT', 'the same content was sent too often: retry after %s seconds', 429),
   UNAVAILABLE: make('FC_ERR_UNAVAILABLE', 'service temporarily unavailable: %s', 503)
 } as const
 

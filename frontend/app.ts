@@ -177,8 +177,8 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
 
 export async function buildApp (deps: FrontendDeps): Promise<FastifyInstance> {
   const options: FastifyServerOptions = {
-    // X-Forwarded-For / -Host / -Proto only from the cache layer and load balancers we know.
-    trustProxy: trustedProxies(deps.config),
+    // X-Forwarded-For / -Host / -Proto only from the cache layer and load balancers we know (design §2.10).
+    trustProxy: trustedProxies(deps.config).length > 0 ? trustedProxies(deps.config) : false,
     bodyLimit: FORM_BODY_LIMIT,
     return503OnClosing: true,
     requestTimeout: 30_000,

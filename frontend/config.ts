@@ -4,6 +4,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, Port, UrlList, loadConfig, list } from '../common/config.js'
+import { TrustedProxies, trustedProxyList } from '../common/trusted-proxies.js'
 
 export const FrontendEnv = Type.Object({
   ...CommonEnv,
@@ -16,7 +17,7 @@ export const FrontendEnv = Type.Object({
   BACKEND_URL: UrlList('Backend write services, comma-separated; form posts are spread over them and retried on another one when idempotent.', { default: 'http://127.0.0.1:3001' }),
   FRONTEND_RENDER_CACHE_BYTES: Type.Integer({ minimum: 0, maximum: 8 * 1024 ** 3, default: 64 * 1024 * 1024, description: 'Bytes of rendered pages kept in process (LRU); 0 disables the render cache.' }),
   FRONTEND_SHARED_RENDER_CACHE: Type.Boolean({ default: true, description: 'Use Redis (REDIS_URL) as a shared second-level render cache across frontends.' }),
-  FRONTEND_TRUSTED_PROXIES: Type.String({ default: '127.0.0.1,::1', description: 'Addresses or CIDRs whose X-Forwarded-For / X-Forwarded-Host are believed (the cache layer, the load balancer).' }),
+  FRONTEND_TRUSTED_PROXIES: TrustedProxies('Addresses or CIDRs (comma-separated) whose X-Forwarded-For is believed: the cache nodes and the load balancer in front of them. `none`: trust nobody.', '127.0.0.1,::1'),
   FRONTEND_PUBLIC_ORIGINS: Type.Optional(Type.String({ description: 'Extra origins (comma-separated, e.g. https://hour.example.org) whose form posts are accepted besides the request\'s own host.' })),
   FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long a page requested with ?rev= waits for the read pool to replay the author\'s write.' }),
   FRONTEND_DNS_REFRESH_MS: Type.Integer({ minimum: 0, default: 5000, description: 'How often backend host names are re-resolved; each address becomes its own pool (scale-out without a restart). 0 disables.' }),
@@ -34,5 +35,5 @@ export function backendUrls (config: Pick<FrontendConfig, 'BACKEND_URL'>): strin
 }
 
 export function trustedProxies (config: Pick<FrontendConfig, 'FRONTEND_TRUSTED_PROXIES'>): string[] {
-  return list(config.FRONTEND_TRUSTED_PROXIES)
+  return trustedProxyList(config.FRONTEND_TRUSTED_PROXIES)
 }

@@ -1,9 +1,10 @@
 // Request generators: what each virtual visitor sends next. One shared,
 // seeded generator feeds every autocannon connection through `setupRequest`,
 // so the mix over the whole run follows the scenario whatever the number of
-// connections. Every write carries a unique body (the frontend derives its
-// idempotency key from the submission, so repeated bodies would be
-// deduplicated and measure nothing).
+// connections. Every write carries a unique body and its own form identity
+// (`form_nonce`, as form-nonce.js sets it in a browser): the frontend derives
+// its idempotency key from both, and asks again before writing a post that
+// has no identity, which would measure a confirmation page, not a write.
 import type autocannon from 'autocannon'
 import { endpointOf } from './endpoints.js'
 import { createRng, WeightedSampler, type Rng } from './random.js'
@@ -118,6 +119,10 @@ export class RequestGenerator {
   }
 
   #post (path: string, fields: Record<string, string>): GeneratedRequest {
+    // 128 bits, hex, from the seeded generator: a new form instance per write, the same run after run.
+    let nonce = ''
+    for (let i = 0; i < 4; i++) nonce += Math.floor(this.#rng() * 0x1_0000_0000).toString(16).padStart(8, '0')
+    fields = { ...fields, form_nonce: nonce }
     return {
       method: 'POST',
       path,

@@ -44,7 +44,8 @@ export const commentWrites: WriteKind<CommentInput> = {
 }
 
 export default async function commentRoutes (app: FastifyInstance): Promise<void> {
-  app.post('/v1/comments', { schema: { body: CommentBody } }, async (request, reply) => {
+  // One text posted again and again under an article is spam whoever signs it: the author is not part of "the same".
+  app.post('/v1/comments', { schema: { body: CommentBody }, config: { sameContent: (b: CommentInput) => [b.news, b.body] } }, async (request, reply) => {
     return app.writer.run(request, reply, commentWrites, request.body as CommentInput)
   })
 }

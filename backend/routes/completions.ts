@@ -49,7 +49,8 @@ export const completionWrites: WriteKind<CompletionInput> = {
 }
 
 export default async function completionRoutes (app: FastifyInstance): Promise<void> {
-  app.post('/v1/completions', { schema: { body: CompletionBody } }, async (request, reply) => {
+  // Thirty pupils called Anna are thirty certificates (thirty keys); a thousand are a script.
+  app.post('/v1/completions', { schema: { body: CompletionBody }, config: { sameContent: (b: CompletionInput) => [b.tutorial, b.name, b.country] } }, async (request, reply) => {
     const input = request.body as CompletionInput
     if (!isCountryCode(input.country)) throw fieldError('country', 'is not an ISO 3166-1 alpha-2 country code')
     return app.writer.run(request, reply, completionWrites, input)

@@ -51,7 +51,7 @@ export const eventWrites: WriteKind<EventInput> = {
 }
 
 export default async function eventRoutes (app: FastifyInstance, opts: { now: () => number }): Promise<void> {
-  app.post('/v1/events', { schema: { body: EventBody } }, async (request, reply) => {
+  app.post('/v1/events', { schema: { body: EventBody }, config: { sameContent: (b: EventInput) => [b.organizer, b.email, b.school, b.country, b.city, b.expectedParticipants, b.eventDate] } }, async (request, reply) => {
     const input = request.body as EventInput
     if (!isCountryCode(input.country)) throw fieldError('country', 'is not an ISO 3166-1 alpha-2 country code')
     const dateProblem = eventDateProblem(input.eventDate, new Date(opts.now()))

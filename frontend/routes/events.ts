@@ -59,7 +59,6 @@ export default async function eventRoutes (app: FastifyInstance) {
     reshow: async (_status, form) => newEventPage(app.assets, form),
     backend: app.backend,
     allowedOrigins: app.settings.allowedOrigins,
-    now: app.settings.now,
     notFound: async () => reply.callNotFound()
   }))
 }

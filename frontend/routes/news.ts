@@ -65,7 +65,6 @@ export default async function newsRoutes (app: FastifyInstance) {
       },
       backend: app.backend,
       allowedOrigins: app.settings.allowedOrigins,
-      now: app.settings.now,
       notFound: async () => reply.callNotFound()
     })
   })

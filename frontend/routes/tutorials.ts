@@ -58,7 +58,6 @@ export default async function tutorialRoutes (app: FastifyInstance) {
       },
       backend: app.backend,
       allowedOrigins: app.settings.allowedOrigins,
-      now: app.settings.now,
       notFound: async () => reply.callNotFound()
     })
   })

@@ -6,9 +6,17 @@ import { FakeClock } from './fixtures.js'
 t.teardown(closeAgent)
 
 t.test('200 concurrent cold requests → 1 origin fetch', async (t) => {
+  // The origin answers once the other 199 are waiting (or after 10 s, and
+  // the counts below fail): however slow the machine, all 200 arrive while
+  // the first fetch is under way.
   const origin = await startOrigin((req, res) => {
-    // Slow enough that all 200 arrive while the first fetch is under way.
-    setTimeout(() => { res.setHeader('cache-control', 'public, s-maxage=60'); res.end('popular') }, 100)
+    const started = Date.now()
+    const poll = () => {
+      if (cache.app.engine.coalescer.waits < 199 && Date.now() - started < 10_000) { setTimeout(poll, 5); return }
+      res.setHeader('cache-control', 'public, s-maxage=60')
+      res.end('popular')
+    }
+    poll()
   })
   const cache = await startCache(origin.url)
   t.teardown(async () => { await cache.close(); await origin.close() })
@@ -23,16 +31,25 @@ t.test('200 concurrent cold requests → 1 origin fetch', async (t) => {
 t.test('uncacheable answers become hit-for-miss: later requests do not queue', async (t) => {
   let concurrent = 0
   let maxConcurrent = 0
+  // Answers are held until ten are at the origin at once (or 5 s pass): if
+  // requests queued behind one another, ten would never be there together.
+  let held: Array<() => void> = []
+  let holdFor = 1
   const origin = await startOrigin((req, res) => {
     concurrent++
     maxConcurrent = Math.max(maxConcurrent, concurrent)
-    setTimeout(() => { concurrent--; res.setHeader('cache-control', 'private'); res.end('mine') }, 50)
+    const answer = () => { concurrent--; res.setHeader('cache-control', 'private'); res.end('mine') }
+    held.push(answer)
+    const release = () => { const h = held; held = []; for (const a of h) a() }
+    if (held.length >= holdFor) release()
+    else setTimeout(release, 5000)
   })
   const cache = await startCache(origin.url)
   t.teardown(async () => { await cache.close(); await origin.close() })
   await send(cache.url + '/u')
   t.ok(cache.app.engine.coalescer.isUncacheable(cache.app.engine.store.count === 0 ? '127.0.0.1:' + cache.url.split(':')[2] + '/u' : ''), 'marker set')
   maxConcurrent = 0
+  holdFor = 10
   const answers = await Promise.all(Array.from({ length: 10 }, () => send(cache.url + '/u')))
   t.equal(origin.count(), 11)
   t.equal(maxConcurrent, 10, 'all ten went to the origin side by side, none waited on another')

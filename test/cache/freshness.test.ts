@@ -107,7 +107,79 @@ t.test('stale-if-error: 5xx, timeouts and unreachable upstreams serve the stale 
   t.equal(c.headers['x-cache'], 'STALE')
   cache.clock.advance(60_000)
   const d = await send(cache.url + '/e')
-  t.equal(d.status, 502, 'beyond stale-if-error: the error shows')
-  t.equal(d.headers['x-cache'], 'MISS')
+  t.equal(d.status, 200, 'beyond stale-if-error but no upstream answers at all: still served (RFC 9111 §4.2.4 disconnected)')
+  t.match(d.headers['cache-status'], /detail=disconnected/)
+  cache.clock.advance(130_000)
+  const e = await send(cache.url + '/e')
+  t.equal(e.status, 502, 'beyond what the cache keeps: the error shows')
+  t.equal(e.headers['x-cache'], 'MISS')
   t.equal((await send(cache.url + '/nothing-stored')).status, 502)
+})
+
+t.test('issue 10: at the defaults nothing is served stale without the origin\'s or the client\'s word (RFC 9111 §4.2.4)', async (t) => {
+  let version = 1
+  const origin = await startOrigin((req, res) => {
+    if (req.url === '/max-age') res.setHeader('cache-control', 'max-age=5')
+    if (req.url === '/zero') res.setHeader('cache-control', 'max-age=0')
+    if (req.url === '/expired') res.setHeader('expires', 'Thu, 01 Jan 1970 00:00:00 GMT')
+    if (req.url === '/aged') { res.setHeader('cache-control', 'max-age=60'); res.setHeader('age', '7200') }
+    if (req.url === '/swr') res.setHeader('cache-control', 'max-age=5, stale-while-revalidate=60')
+    if (req.url === '/updated') {
+      res.setHeader('cache-control', 'max-age=5')
+      res.setHeader('etag', '"e"')
+      res.setHeader('x-version', String(version))
+      if (req.headers['if-none-match'] === '"e"') { res.statusCode = 304; res.end(); return }
+    }
+    res.end(`${req.url} #${origin.count(req.url)}`)
+  })
+  const cache = await startCache(origin.url) // the defaults: no CACHE_GRACE_SECONDS
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  for (const p of ['/max-age', '/zero', '/expired', '/aged', '/swr', '/updated']) await send(cache.url + p)
+  cache.clock.advance(6000)
+  version = 2
+  const maxAge = await send(cache.url + '/max-age')
+  t.equal(maxAge.headers['x-cache'], 'MISS', 'expired max-age: revalidated in the foreground, not served stale')
+  t.equal(maxAge.body, '/max-age #2')
+  for (const p of ['/zero', '/expired', '/aged']) {
+    const a = await send(cache.url + p)
+    t.equal(a.body, `${p} #2`, `${p}: never served stale`)
+    t.not(a.headers['x-cache'], 'STALE')
+  }
+  const updated = await send(cache.url + '/updated')
+  t.equal(updated.headers['x-version'], '2', 'the header update a 304 carries is what the client sees (§4.3.4)')
+  t.equal(updated.body, '/updated #1', 'with the stored body')
+  const swr = await send(cache.url + '/swr')
+  t.equal(swr.headers['x-cache'], 'STALE', 'what the origin granted still works')
+  t.match(swr.headers['cache-status'], /detail=stale-while-revalidate/)
+  t.equal(swr.body, '/swr #1')
+  await until(() => origin.count('/swr') === 2 && cache.app.engine.coalescer.inFlight === 0)
+  t.equal(origin.count('/swr'), 2, 'one background refresh')
+})
+
+t.test('issue 10: the client\'s max-stale allows stale; a disconnected origin allows stale (RFC 9111 §4.2.4)', async (t) => {
+  const origin = await startOrigin((req, res) => {
+    res.setHeader('cache-control', req.url === '/must' ? 'max-age=5, must-revalidate' : 'max-age=5')
+    res.end(`${req.url} #${origin.count(req.url)}`)
+  })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  await send(cache.url + '/m')
+  await send(cache.url + '/must')
+  cache.clock.advance(10_000)
+  const limited = await send(cache.url + '/m', { headers: { 'cache-control': 'max-stale=2' } })
+  t.equal(limited.headers['x-cache'], 'MISS', 'max-stale=2 does not cover 5 s of staleness')
+  t.equal(limited.body, '/m #2')
+  cache.clock.advance(10_000)
+  const any = await send(cache.url + '/m', { headers: { 'cache-control': 'max-stale' } })
+  t.equal(any.headers['x-cache'], 'STALE', 'max-stale without a value: any staleness')
+  t.match(any.headers['cache-status'], /detail=max-stale/)
+  await until(() => cache.app.engine.coalescer.inFlight === 0)
+  cache.clock.advance(10_000)
+  await origin.close()
+  const down = await send(cache.url + '/m')
+  t.equal(down.status, 200, 'no upstream answers: the stored page is served')
+  t.equal(down.headers['x-cache'], 'STALE')
+  t.match(down.headers['cache-status'], /detail=disconnected/)
+  const must = await send(cache.url + '/must')
+  t.equal(must.status, 502, 'must-revalidate: never stale, even disconnected (§5.2.2.2)')
 })

@@ -2,7 +2,10 @@ import t, { type Test } from 'tap'
 import net from 'node:net'
 import { startOrigin, startCache, send, closeAgent, admin, TOKEN } from './fixtures.js'
 import { MemoryBus, RedisStreamBus, type BusMessage, type SubscribeOptions } from '../../common/bus.js'
-import { authorize, eventFromRequest, parseRawBanHead, unsafeInvalidationTargets } from '../../cache/invalidation.js'
+import { authorize } from '../../cache/auth.js'
+import { eventFromRequest } from '../../cache/purge.js'
+import { parseRawBanHead } from '../../cache/raw-ban.js'
+import { unsafeInvalidationTargets } from '../../cache/unsafe-invalidation.js'
 import { InvalidationLog, hasNestedQuantifier } from '../../cache/ban.js'
 
 t.teardown(closeAgent)

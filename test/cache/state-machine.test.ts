@@ -3,6 +3,10 @@ import { startOrigin, startCache, send, closeAgent, page, rawExchange, finalAnsw
 
 t.teardown(closeAgent)
 
+const until = async (check: () => boolean) => {
+  for (let i = 0; i < 400 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
 async function setup (t: { teardown: (fn: () => Promise<void>) => void }, handler: Parameters<typeof startOrigin>[0], env: Record<string, string> = {}) {
   const origin = await startOrigin(handler)
   // Grace (serving stale while refreshing) is tested in freshness.test.ts; here staleness means a fetch.
@@ -361,4 +365,157 @@ t.test('issue: a no-store request in the stale-while-revalidate window still let
   t.equal(next.headers['x-cache'], 'HIT', 'the refresh was the cache\'s own fetch and was stored')
   t.equal(next.body, 'v2')
   t.equal(origin.count(), 2)
+})
+
+t.test('issue 10: an answer caused by the request never evicts, replaces or marks a stored page', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    if (req.headers['x-huge'] !== undefined) {
+      // What an origin answers to a head it will not take (431), labelled uncacheable.
+      res.statusCode = 431; res.setHeader('cache-control', 'no-store'); res.end('too large'); return
+    }
+    if (req.headers['x-bad'] !== undefined) {
+      // An error page the origin labels cacheable: storing it would serve it to everyone.
+      res.statusCode = 400; res.setHeader('cache-control', 'public, max-age=600'); res.end('bad request'); return
+    }
+    res.setHeader('cache-control', 'public, max-age=0, s-maxage=300, stale-if-error=86400')
+    res.end(`page #${origin.count(req.url)}`)
+  })
+  await send(cache.url + '/p')
+  const stored = [...cache.app.engine.store.values()].find((o) => o.url === '/p')!
+  const huge = await send(cache.url + '/p', { headers: { 'cache-control': 'no-cache', 'x-huge': 'x'.repeat(100) } })
+  t.equal(huge.status, 431, 'the requester gets the origin\'s answer')
+  const bad = await send(cache.url + '/p', { headers: { 'cache-control': 'no-cache', 'x-bad': '1' } })
+  t.equal(bad.status, 400)
+  t.equal([...cache.app.engine.store.values()].find((o) => o.url === '/p'), stored, 'the stored page is the same object')
+  t.notOk(cache.app.engine.coalescer.isUncacheable(stored.key), 'no hit-for-miss marker')
+  const crowd = await Promise.all(Array.from({ length: 30 }, () => send(cache.url + '/p')))
+  t.ok(crowd.every((a) => a.status === 200 && a.body === 'page #1' && a.headers['x-cache'] === 'HIT'), 'everyone else still gets the page')
+  // A cold key: a cacheable-looking 400 is not stored either.
+  const cold = await send(cache.url + '/q', { headers: { 'x-bad': '1' } })
+  t.equal(cold.status, 400)
+  t.match(cold.headers['cache-status'], /detail=client-error/)
+  const next = await send(cache.url + '/q')
+  t.equal(next.status, 200, 'the next visitor gets the page, not the stored error')
+})
+
+t.test('issue 10: a reload storm costs one origin fetch at a time, and each answer was validated after its request', async (t) => {
+  let inflight = 0
+  let maxInflight = 0
+  let release: (() => void) | undefined
+  let gate = false
+  const { origin, cache } = await setup(t, (req, res) => {
+    inflight++
+    maxInflight = Math.max(maxInflight, inflight)
+    const answer = () => {
+      inflight--
+      res.setHeader('cache-control', 'public, max-age=0, s-maxage=300')
+      res.setHeader('etag', '"v"')
+      res.end(`v${origin.count(req.url)}`)
+    }
+    if (gate) { release = answer; return }
+    // Held until the rest of a storm waits (or 5 s): however slow the
+    // machine, the storm arrives while the first revalidation is under way.
+    const started = Date.now()
+    const poll = () => {
+      if (cache.app.engine.coalescer.waits < waitTarget && Date.now() - started < 5000) { setTimeout(poll, 5); return }
+      answer()
+    }
+    poll()
+  })
+  let waitTarget = 0
+  await send(cache.url + '/r')
+  // A second old: a request max-age=0 no longer accepts it (age 0 would still be acceptable, §5.2.1.1).
+  cache.clock.advance(1000)
+  const reloads: Array<Record<string, string>> = [{ 'cache-control': 'max-age=0' }, { 'cache-control': 'no-cache' }, { pragma: 'no-cache' }]
+  for (const reload of reloads) {
+    const before = origin.count('/r')
+    waitTarget = cache.app.engine.coalescer.waits + 199
+    const storm = await Promise.all(Array.from({ length: 200 }, () => send(cache.url + '/r', { headers: reload })))
+    t.ok(storm.every((a) => a.status === 200), `${JSON.stringify(reload)}: all answered`)
+    const fetches = origin.count('/r') - before
+    // One fetch for the first arrival and one for everyone who came while it ran.
+    t.ok(fetches >= 1 && fetches <= 2, `${JSON.stringify(reload)}: 200 reloads → ${fetches} origin fetches`)
+    cache.clock.advance(1000)
+    t.equal(maxInflight, 1, 'never more than one fetch of the key at a time')
+  }
+  // Exactly: a reload that arrives while a revalidation is under way waits for the next one.
+  gate = true
+  const first = send(cache.url + '/r', { headers: { 'cache-control': 'no-cache' } })
+  await until(() => release !== undefined)
+  const startedBefore = origin.count('/r')
+  const waitsBefore = cache.app.engine.coalescer.waits
+  const later = Array.from({ length: 20 }, () => send(cache.url + '/r', { headers: { 'cache-control': 'no-cache' } }))
+  await until(() => cache.app.engine.coalescer.waits === waitsBefore + 20)
+  const r1 = release!
+  release = undefined
+  r1()
+  const a = await first
+  t.equal(a.body, `v${startedBefore}`, 'the first reload gets the fetch it started')
+  await until(() => release !== undefined)
+  t.equal(origin.count('/r'), startedBefore + 1, 'one more fetch for everyone who arrived during the first')
+  release!()
+  const rest = await Promise.all(later)
+  t.ok(rest.every((r) => r.body === `v${startedBefore + 1}`), 'each later reload got the answer validated after it arrived')
+})
+
+t.test('issue 10: a 304 without validators updates the stored response (RFC 9111 §4.3.4)', async (t) => {
+  let version = 1
+  const { origin, cache } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', 'public, max-age=10')
+    res.setHeader('x-version', String(version))
+    if (req.headers['if-none-match'] === '"a"') { res.statusCode = 304; res.end(); return } // no ETag, no Last-Modified
+    res.setHeader('etag', '"a"')
+    res.end('body')
+  })
+  await send(cache.url + '/v')
+  cache.clock.advance(11_000)
+  version = 2
+  const a = await send(cache.url + '/v')
+  t.equal(a.status, 200)
+  t.equal(a.body, 'body')
+  t.equal(a.headers['x-version'], '2', 'the 304\'s fields were applied')
+  t.equal(a.headers.etag, '"a"', 'the stored validator stays')
+  t.match(a.headers['cache-status'], /fwd-status=304/)
+  t.equal(origin.count('/v'), 2, 'no second, unconditional fetch')
+  const b = await send(cache.url + '/v')
+  t.equal(b.headers['x-cache'], 'HIT', 'fresh again')
+})
+
+t.test('issue 10: an origin 5xx is passed on when no stale copy may stand in', async (t) => {
+  let down = false
+  const { cache } = await setup(t, (req, res) => {
+    if (down) { res.statusCode = 503; res.setHeader('retry-after', '30'); res.setHeader('content-type', 'text/plain'); res.end('maintenance until noon'); return }
+    res.setHeader('cache-control', req.url === '/sie' ? 'public, s-maxage=10, stale-if-error=60' : 'public, s-maxage=10')
+    res.end('ok')
+  })
+  await send(cache.url + '/plain')
+  await send(cache.url + '/sie')
+  cache.clock.advance(20_000)
+  down = true
+  const a = await send(cache.url + '/plain')
+  t.equal(a.status, 503)
+  t.equal(a.body, 'maintenance until noon', 'the origin\'s own answer, not a synthetic 502')
+  t.equal(a.headers['retry-after'], '30')
+  t.match(a.headers['cache-status'], /fwd-status=503/)
+  const b = await send(cache.url + '/sie')
+  t.equal(b.status, 200, 'stale-if-error still stands in')
+  t.equal(b.headers['x-cache'], 'STALE')
+})
+
+t.test('issue 10: 103 Early Hints reach the client and are never stored', async (t) => {
+  const { origin, cache } = await setup(t, (_req, res) => {
+    res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
+    setTimeout(() => { res.setHeader('cache-control', 'public, s-maxage=60'); res.end('page') }, 10)
+  })
+  const raw = await rawExchange(cache.url, 'GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  t.match(raw, /^HTTP\/1\.1 103 Early Hints\r\n[Ll]ink: <\/style\.css>; rel=preload; as=style\r\n/, 'the 103 came first')
+  const final = finalAnswer(raw)
+  t.equal(final.status, 200)
+  t.equal(final.body, 'page')
+  const again = await rawExchange(cache.url, 'GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  t.match(again, /^HTTP\/1\.1 200 /, 'a hit carries no interim response')
+  t.match(again, /x-cache: HIT/i)
+  t.equal(origin.count('/h'), 1)
+  const old = await rawExchange(cache.url, 'GET /h2 HTTP/1.0\r\nHost: x\r\n\r\n')
+  t.match(old, /^HTTP\/1\.1 200 /, 'no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)')
 })

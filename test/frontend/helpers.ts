@@ -1,6 +1,7 @@
 /**
  * Starting frontends (and real backends) for the frontend tests.
  */
+import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { createDatabase, type DatabaseHandle } from '../../common/db.js'
@@ -63,13 +64,24 @@ export async function startBackend (t: Test, databaseUrl: string, bus: Bus, env:
   return { url, app }
 }
 
-/** A same-origin form post as a browser sends it. */
+/** A form identity as form-nonce.js makes one (128 random bits, hex). */
+export function browserNonce (): string {
+  return randomBytes(16).toString('hex')
+}
+
+/**
+ * A same-origin form post as a browser with JavaScript sends it: each call is
+ * a new form instance (its own `form_nonce`) unless `fields` names one; pass
+ * the same nonce twice for a double click, `form_nonce: ''` for a page whose
+ * script did not run.
+ */
 export function formPost (url: string, fields: Record<string, string>, headers: Record<string, string> = {}) {
+  const withNonce = 'form_nonce' in fields ? fields : { ...fields, form_nonce: browserNonce() }
   return {
     method: 'POST' as const,
     url,
     headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://localhost:80', host: 'localhost:80', ...headers },
-    payload: new URLSearchParams(fields).toString()
+    payload: new URLSearchParams(withNonce).toString()
   }
 }
 
