@@ -9,7 +9,6 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import formbody from '@fastify/formbody'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { classifyError } from '../common/errors.js'
@@ -35,6 +34,7 @@ import eventRoutes from './routes/events.js'
 import certificateRoutes from './routes/certificates.js'
 import sitemapRoutes from './routes/sitemap.js'
 import healthRoutes from './routes/health.js'
+import { formBodyPlugin } from './form-body.js'
 import { gracefulClose } from '../common/graceful-close.js'
 
 export interface FrontendDeps {
@@ -104,7 +104,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
   await app.register(gracefulClose)
   await app.register(metricsPlugin, { metrics })
   await app.register(securityPlugin)
-  await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT })
+  await app.register(formBodyPlugin, { bodyLimit: FORM_BODY_LIMIT })
   await app.register(assetsPlugin, { assets: deps.assets })
 
   // The same invalidation events as the cache layer (design §2.3).

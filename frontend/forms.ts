@@ -21,6 +21,7 @@ import { sendPrivateHtml } from './page-render.js'
 import { NO_STORE } from './cache-headers.js'
 import type { SafeHtml } from './html.js'
 import { FORM_NONCE, type FieldErrors, type FormState } from './views/components.js'
+import { InvalidFormValue } from './form-body.js'
 
 export interface FieldRule {
   label: string
@@ -78,6 +79,12 @@ export function parseForm (body: unknown, rules: FormRules): ParsedForm {
   for (const key of Object.keys(input)) if (!Object.hasOwn(rules, key)) unknown.push(key)
   for (const [name, rule] of Object.entries(rules)) {
     const raw = input[name]
+    if (raw instanceof InvalidFormValue) {
+      // Named beside its field; what the visitor typed comes back, bad characters shown as �.
+      values[name] = raw.shown.trim()
+      errors[name] = `${rule.label} ${raw.problem}. Please retype it.`
+      continue
+    }
     // A repeated field arrives as an array: that is not something our forms send.
     const value = typeof raw === 'string' ? raw.replace(/\r\n/g, '\n').trim() : ''
     values[name] = value

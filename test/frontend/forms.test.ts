@@ -151,6 +151,51 @@ eachDatabase(t, 'invalid input is re-shown with messages beside the fields; noth
   t.equal(hits.length, 0, 'nothing invalid reached the backend')
 })
 
+eachDatabase(t, 'issue 14: bytes that are not UTF-8 text, C1 controls and encoded surrogates are re-shown beside their field; nothing is forwarded', async (t, database) => {
+  const hits: IncomingMessage[] = []
+  const fake = createServer((req, res) => { hits.push(req); req.resume(); res.writeHead(500).end() })
+  fake.listen(0, '127.0.0.1')
+  await once(fake, 'listening')
+  t.teardown(() => { fake.close() })
+  const port = (fake.address() as { port: number }).port
+  const rw = openDatabase(t, database)
+  const { app } = await startFrontend(t, database.url, { backendUrls: [`http://127.0.0.1:${port}`] })
+  const article = await rw.db.selectFrom('news').select(['slug']).executeTakeFirstOrThrow()
+  // As a browser sends it: the form's own nonce, then the fields exactly as given.
+  const post = (payload: string | Buffer, url = `/news/${article.slug}/comments`) => {
+    const base = formPost(url, {})
+    return app.inject({ ...base, payload: Buffer.concat([Buffer.from(`${base.payload}&`), Buffer.from(payload)]) })
+  }
+
+  const cases: Array<[string, string | Buffer, string, RegExp]> = [
+    ['percent-encoded bytes that are not UTF-8', 'author=Ada&body=%FF%FE', 'body', /not valid UTF-8/],
+    ['a truncated sequence', 'author=Ada%C3&body=ok', 'author', /not valid UTF-8/],
+    ['a % that encodes nothing', 'author=Ada&body=100%zz', 'body', /not valid UTF-8/],
+    ['a surrogate encoded as UTF-8 (CESU)', 'author=%ED%A0%80&body=ok', 'author', /not valid UTF-8/],
+    ['raw bytes that are not UTF-8', Buffer.concat([Buffer.from('author=Ada&body=caf'), Buffer.from([0xe9])]), 'body', /not valid UTF-8/],
+    ['a C1 control (U+0085)', 'author=Ada&body=a%C2%85b', 'body', /C1 control/],
+    ['a C1 control (U+009B)', 'author=%C2%9B31m&body=ok', 'author', /C1 control/],
+    ['NUL', 'author=Ada&body=a%00b', 'body', /NUL/]
+  ]
+  for (const [what, payload, field, message] of cases) {
+    const res = await post(payload)
+    t.equal(res.statusCode, 400, what)
+    t.match(res.body, new RegExp(`<p class="field-error" id="comment-${field}-error">[^<]*`), `${what}: the message is beside ${field}`)
+    const error = new RegExp(`id="comment-${field}-error">([^<]*)<`).exec(res.body)?.[1] ?? ''
+    t.match(error, message, what)
+    t.match(res.body, new RegExp(`id="comment-${field}"[^>]*aria-invalid="true"`), `${what}: ${field} is marked invalid`)
+  }
+  // What was typed comes back, the bad bytes shown as U+FFFD.
+  const shown = await post('author=Ada&body=caf%C3%A9%FF%FE')
+  t.ok(shown.body.includes('café\ufffd\ufffd</textarea>'), 'the text is re-shown with the bad bytes marked')
+  t.equal(hits.length, 0, 'nothing undecodable reached the backend')
+
+  // Well-formed text in every script still goes through (to the backend here).
+  const fine = await post('author=Zo%C3%AB+%F0%9F%8E%89&body=line%0D%0Aline')
+  t.equal(hits.length, 1, 'valid UTF-8, emoji and newlines are forwarded')
+  t.equal(fine.statusCode, 503, 'the fake backend fails, so the form comes back')
+})
+
 eachDatabase(t, 'cross-site posts are refused; the client address and a submission key are forwarded', async (t, database) => {
   const seen: Array<{ headers: IncomingMessage['headers'], body: string }> = []
   const fake = createServer((req, res) => {
