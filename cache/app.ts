@@ -22,6 +22,7 @@ import { list } from '../common/config.js'
 import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
 import { applyShared, serializeObject, type ShareChannel } from './share.js'
+import { createBusPosition } from './invalidated-after.js'
 
 export interface CacheDeps {
   config: CacheConfig
@@ -91,7 +92,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
   onEvict = () => { metrics.counters.evictions++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger }
+  const position = createBusPosition()
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, position }
   const applyDeps = { store, log, now: () => clock.now() }
 
   // Cluster mode: what this worker fetches and stores goes to its siblings,
@@ -117,6 +119,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
     ...applyDeps,
     bus: deps.bus,
     onApplied: (m, touched) => {
+      // After applying: fetches from now on ask frontends for nothing older than this event.
+      position.advance(m.id)
       const kind = m.event.kind
       metrics.counters.purges[kind]++
       if (kind !== 'ban' && m.event.soft) metrics.counters.purges.soft++

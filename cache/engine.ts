@@ -10,6 +10,7 @@ import type { Director } from './director.js'
 import type { CacheMetrics } from './metrics.js'
 import type { InvalidationLog } from './ban.js'
 import type { Clock, PolicyClass } from './freshness.js'
+import type { BusPosition } from '../common/bus-position.js'
 
 export interface Logger {
   info (obj: object | string, msg?: string): void
@@ -33,4 +34,6 @@ export interface Engine {
   logger: Logger
   /** Hands an object this worker fetched and stored to its sibling workers (share.ts); absent in single-process mode. */
   share?: (o: CachedObject) => void
+  /** Newest bus event this node applied; named on every fetch for the store (invalidated-after.ts). */
+  position?: BusPosition
 }

@@ -13,9 +13,10 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
  * Request fields a client may not set for the origin: they describe the
  * client's connection and are not part of the cache key, so forwarding them
  * would let one client change what everyone else is served (cache poisoning,
- * design §2.5). We set X-Forwarded-For from the socket ourselves.
+ * design §2.5). We set X-Forwarded-For from the socket ourselves, and
+ * X-Invalidated-After on fetches for the store (invalidated-after.ts).
  */
-const UNTRUSTED_REQUEST = new Set(['x-forwarded-host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-server', 'forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-host'])
+const UNTRUSTED_REQUEST = new Set(['x-forwarded-host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-server', 'forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-host', 'x-invalidated-after'])
 
 /** Fields that describe the stored representation but are recomputed on delivery. */
 const NOT_DELIVERED = new Set(['age', 'content-length', 'surrogate-key', 'surrogate-control', 'x-cache', 'cache-status', 'set-cookie'])
