@@ -70,6 +70,8 @@ export function createPageServer (options: PageServerOptions) {
   const { cache, ryw, now, repos, bus } = options
   /** Renders in progress by key: concurrent misses share one render (no stampede on a hot page). */
   let inflight = new Map<string, Promise<RenderedPage>>()
+  /** Refetches waiting for this frontend to apply the bus event they name. */
+  let busWaits = 0
 
   function toPage (result: PageResult, cc: string): RenderedPage {
     const body = Buffer.from(result.body instanceof SafeHtml ? result.body.value : result.body, 'utf8')
@@ -182,10 +184,14 @@ export function createPageServer (options: PageServerOptions) {
       // applied the same event, its render cache and pending writes reflect it;
       // until then, neither can be trusted, so wait (bounded) for the bus.
       const after = invalidatedAfter(request)
-      if (after !== undefined && !bus.reached(after) && !await bus.waitFor(after, options.busWaitMs)) {
-        options.onBehindBus?.(after, bus.current)
-        // Cannot prove this page is newer than the purge: fresh, and for no shared cache.
-        return send(request, reply, await renderOnce(spec, repos, NOT_YET_SHAREABLE), 'bypass', privateOnly)
+      if (after !== undefined && !bus.reached(after)) {
+        busWaits++
+        const caughtUp = await bus.waitFor(after, options.busWaitMs).finally(() => { busWaits-- })
+        if (!caughtUp) {
+          options.onBehindBus?.(after, bus.current)
+          // Cannot prove this page is newer than the purge: fresh, and for no shared cache.
+          return send(request, reply, await renderOnce(spec, repos, NOT_YET_SHAREABLE), 'bypass', privateOnly)
+        }
       }
       const local = cache.getLocal(spec.key)
       if (local) {
@@ -209,6 +215,9 @@ export function createPageServer (options: PageServerOptions) {
       }
       return send(request, reply, await pending, outcome, privateOnly)
     },
+
+    /** Refetches waiting for this frontend's bus to reach the event they name (for tests and metrics). */
+    get busWaits (): number { return busWaits },
 
     /** After an invalidation, new requests must not join renders that started before it. */
     forgetInflight () {
