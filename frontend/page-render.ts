@@ -127,11 +127,16 @@ export function createPageServer (options: PageServerOptions) {
     let page: RenderedPage | undefined
     if (!await ryw.waitFor(lsn)) {
       view = 'timeout'
-      // Only for a commit this frontend has heard of: a made-up rev cannot buy primary reads.
-      if (options.primary && ryw.knowsCommit(lsn)) {
+      if (options.primary) {
+        const primary = options.primary
         try {
-          const read = await options.primary.read((primaryRepos) => renderOnce(spec, primaryRepos, NO_STORE))
-          if (read.ok) { page = read.value; view = 'primary' } else options.log?.('primary reads are saturated: the author gets the replica\'s page', { reason: read.reason })
+          // Only for a real commit (a bus event named it, or the primary has
+          // written that far): a made-up rev buys no render on the primary.
+          const read = await primary.read(async (primaryRepos) => ryw.knowsCommit(lsn) || await primary.committed(lsn)
+            ? await renderOnce(spec, primaryRepos, NO_STORE)
+            : undefined)
+          if (!read.ok) options.log?.('primary reads are saturated: the author gets the replica\'s page', { reason: read.reason })
+          else if (read.value) { page = read.value; view = 'primary' }
         } catch (err) {
           options.log?.('reading the author\'s page from the primary failed: the author gets the replica\'s page', { err })
         }

@@ -11,8 +11,11 @@
  * the replica's page — the primary never sees more than `maxConcurrent`
  * frontend renders at once, however many authors arrive.
  */
+import { sql, type Kysely } from 'kysely'
 import type { DatabaseHandle } from '../common/db.js'
+import type { Database } from '../common/db-types.js'
 import { createContentRepository, type ContentRepository } from './repositories.js'
+import { parseLsn } from './read-your-writes.js'
 
 export interface PrimaryReadsOptions {
   /** Read-only handle on the primary; its pool size should equal `maxConcurrent`. */
@@ -31,6 +34,7 @@ interface Waiter { admit: () => void, timer: NodeJS.Timeout }
 
 export class PrimaryReads {
   readonly repos: ContentRepository
+  readonly #db: Kysely<Database>
   readonly #max: number
   readonly #maxQueue: number
   readonly #queueTimeoutMs: number
@@ -43,9 +47,20 @@ export class PrimaryReads {
     if (!Number.isInteger(options.maxQueue) || options.maxQueue < 0) throw new RangeError(`PrimaryReads: maxQueue must be an integer >= 0, got ${options.maxQueue}`)
     if (!Number.isInteger(options.queueTimeoutMs) || options.queueTimeoutMs < 0) throw new RangeError(`PrimaryReads: queueTimeoutMs must be an integer >= 0, got ${options.queueTimeoutMs}`)
     this.repos = createContentRepository(options.db.db)
+    this.#db = options.db.db
     this.#max = options.maxConcurrent
     this.#maxQueue = options.maxQueue
     this.#queueTimeoutMs = options.queueTimeoutMs
+  }
+
+  /**
+   * Whether the primary has written `lsn` (pg_current_wal_lsn): a `rev` past
+   * it names no commit at all, and earns no render here. Run it inside `read`.
+   */
+  async committed (lsn: bigint): Promise<boolean> {
+    const r = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(this.#db)
+    const current = parseLsn(r.rows[0]?.lsn)
+    return current !== undefined && lsn <= current
   }
 
   get active (): number { return this.#active }

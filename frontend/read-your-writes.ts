@@ -202,8 +202,8 @@ export class ReadYourWrites {
 
   /**
    * Whether `lsn` is a commit this frontend has heard of (a bus event carried
-   * it or a later one). A `rev` beyond every known commit is made up: it
-   * must not buy a read from the primary.
+   * it or a later one). Otherwise the primary is asked before it renders: a
+   * made-up `rev` must not buy reads from the primary.
    */
   knowsCommit (lsn: bigint): boolean { return lsn <= this.#newestWrite }
 
