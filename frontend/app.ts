@@ -96,13 +96,6 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
     name: 'flashcrowd_frontend_render_cache_bytes', help: 'Bytes held by the in-process render cache', registers: [metrics.registry],
     collect () { this.set(renderCache.bytes) }
   })
-  const ryw = new ReadYourWrites({
-    probe: deps.replayProbe ?? databaseReplayProbe(deps.db.db),
-    maxWaitMs: deps.config.FRONTEND_RYW_WAIT_MS,
-    now,
-    onProbeError: (err) => app.log.warn({ err }, 'replay position probe failed')
-  })
-  const repos = createContentRepository(deps.db.db)
   const primary = deps.primary
     ? new PrimaryReads({
       db: deps.primary,
@@ -111,6 +104,15 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
       queueTimeoutMs: deps.config.DATABASE_CONNECT_TIMEOUT_MS
     })
     : undefined
+  const ryw = new ReadYourWrites({
+    probe: deps.replayProbe ?? databaseReplayProbe(deps.db.db),
+    maxWaitMs: deps.config.FRONTEND_RYW_WAIT_MS,
+    // A key event without a commit position still marks its keys, up to where the primary is now.
+    currentCommit: primary ? () => primary.currentLsn() : undefined,
+    now,
+    onProbeError: (err) => app.log.warn({ err }, 'replay position probe failed')
+  })
+  const repos = createContentRepository(deps.db.db)
   // The same list as trustProxy: only what comes straight from our own proxies may name a bus position.
   const trusted = proxyAddr.compile(trustedProxies(deps.config))
   let behindLogged = 0

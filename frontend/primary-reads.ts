@@ -58,9 +58,14 @@ export class PrimaryReads {
    * it names no commit at all, and earns no render here. Run it inside `read`.
    */
   async committed (lsn: bigint): Promise<boolean> {
-    const r = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(this.#db)
-    const current = parseLsn(r.rows[0]?.lsn)
+    const current = await this.currentLsn()
     return current !== undefined && lsn <= current
+  }
+
+  /** The primary's WAL position now: at or past every commit acknowledged so far. One tiny query, outside the gate. */
+  async currentLsn (): Promise<bigint | undefined> {
+    const r = await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(this.#db)
+    return parseLsn(r.rows[0]?.lsn)
   }
 
   get active (): number { return this.#active }

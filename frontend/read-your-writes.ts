@@ -44,6 +44,9 @@ export function formatLsn (lsn: bigint): string {
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`
 }
 
+/** Placeholder position of a write whose commit position is not known yet: never replayed. */
+const UNKNOWN_COMMIT = (1n << 64n) - 1n
+
 export function hasReplayed (position: ReplayPosition, lsn: bigint): boolean {
   return position === PRIMARY || position >= lsn
 }
@@ -68,6 +71,13 @@ export interface ReadYourWritesOptions {
   now?: () => number
   sleep?: (ms: number) => Promise<void>
   onProbeError?: (err: unknown) => void
+  /**
+   * The primary's current commit position, for a key event that carries none
+   * (the backend could not read it in time): its keys stay pending until the
+   * read pool has replayed at least that far. Without it such events mark
+   * nothing (right when the read pool is the primary).
+   */
+  currentCommit?: () => Promise<bigint | undefined>
 }
 
 /**
@@ -95,6 +105,7 @@ export class ReadYourWrites {
   readonly #now: () => number
   readonly #sleep: (ms: number) => Promise<void>
   readonly #onProbeError: (err: unknown) => void
+  readonly #currentCommit: (() => Promise<bigint | undefined>) | undefined
   /** Highest replay position observed (monotonic on a given server). */
   #known: ReplayPosition = 0n
   #probing: Promise<ReplayPosition> | undefined
@@ -124,6 +135,7 @@ export class ReadYourWrites {
     this.#now = options.now ?? Date.now
     this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)))
     this.#onProbeError = options.onProbeError ?? (() => {})
+    this.#currentCommit = options.currentCommit
   }
 
   get known (): ReplayPosition { return this.#known }
@@ -187,7 +199,7 @@ export class ReadYourWrites {
   /** A key event with an LSN arrived: pages tagged with these keys are unsafe to cache until it is replayed. */
   noteWrite (keys: readonly string[], lsnText: string | undefined): void {
     const lsn = parseLsn(lsnText)
-    if (lsn === undefined) return
+    if (lsn === undefined) { this.#noteUnpositioned(keys); return }
     if (lsn > this.#newestWrite) this.#newestWrite = lsn
     // Already replayed: a render that started earlier and is still running is
     // caught by the render cache's own token (the event arrived during it).
@@ -198,6 +210,26 @@ export class ReadYourWrites {
       if (!prev || prev.lsn < lsn) this.#writes.set(key, { lsn, at })
     }
     this.#startPolling()
+  }
+
+  /**
+   * A write whose position is unknown: pending without bound until the
+   * primary says where it is now (at or past that commit), so a render from
+   * the lagging replica cannot be shared meanwhile.
+   */
+  #noteUnpositioned (keys: readonly string[]): void {
+    if (!this.#currentCommit || this.#known === PRIMARY || keys.length === 0) return
+    const at = this.#now()
+    for (const key of keys) this.#writes.set(key, { lsn: UNKNOWN_COMMIT, at })
+    this.#startPolling()
+    this.#currentCommit().then((commit) => {
+      if (commit === undefined) return // stays pending until the TTL: better uncached than stale
+      for (const key of keys) {
+        const w = this.#writes.get(key)
+        if (w && w.lsn === UNKNOWN_COMMIT) w.lsn = commit
+      }
+      this.#sweep()
+    }, (err: unknown) => { this.#onProbeError(err) })
   }
 
   /**

@@ -82,6 +82,27 @@ t.test('a render straddling the replay is judged by the position it started from
   t.equal(ryw.rendersInFlight, 0)
 })
 
+// The backend reads the commit position with a short deadline; under load an
+// event can come without one. Its keys must still not be shared from a
+// lagging replica: they wait for the position the primary had reached.
+t.test('a key event without a commit position stays pending until the replica reaches the primary\'s position', async (t) => {
+  let position: ReplayPosition = 100n
+  let asked = 0
+  const ryw = new ReadYourWrites({ probe: async () => position, maxWaitMs: 0, pollMs: 1, currentCommit: async () => { asked++; return 500n } })
+  ryw.noteWrite(['news:1'], undefined)
+  t.ok(ryw.pendingFor(['news:1']), 'pending at once, before the primary answered')
+  await eventually(() => asked === 1)
+  position = 400n
+  await eventually(() => ryw.known === 400n)
+  t.ok(ryw.pendingFor(['news:1']), 'still pending below the primary\'s position')
+  position = 500n
+  await ryw.idle()
+  t.notOk(ryw.pendingFor(['news:1']), 'replayed once the replica got there')
+  const alone = new ReadYourWrites({ probe: async () => 0n, maxWaitMs: 0 })
+  alone.noteWrite(['news:1'], undefined)
+  t.notOk(alone.pendingFor(['news:1']), 'without a primary to ask (the read pool is the primary) nothing is marked')
+})
+
 t.test('close stops the background poll at once, even for a replica that never catches up', async (t) => {
   let probes = 0
   const ryw = new ReadYourWrites({ probe: async () => { probes++; return 0n }, maxWaitMs: 60_000, pendingTtlMs: 3_600_000, pollMs: 5 })
