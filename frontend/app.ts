@@ -58,8 +58,15 @@ export interface FrontendDeps {
   now?: () => number
   /** A pino logger, or false for none; default: pino at LOG_LEVEL. */
   logger?: FastifyBaseLogger | boolean
-  /** Where the read pool is in the primary's WAL; defaults to asking the read pool. */
+  /** Where the read pool is in the primary's WAL; defaults to asking the read pool (through `probeDb` when given). */
   replayProbe?: ReplayProbe
+  /**
+   * A one-connection read-only handle on the read pool's server, for replay
+   * probes only: while a crowd's renders keep every pooled connection busy,
+   * the probe that would make their pages cacheable again must not queue
+   * behind them.
+   */
+  probeDb?: DatabaseHandle
   /** Prebuilt assets (tests build once for many apps). */
   assets?: BuiltAssets
   metrics?: Metrics
@@ -105,7 +112,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
     })
     : undefined
   const ryw = new ReadYourWrites({
-    probe: deps.replayProbe ?? databaseReplayProbe(deps.db.db),
+    probe: deps.replayProbe ?? databaseReplayProbe((deps.probeDb ?? deps.db).db),
     maxWaitMs: deps.config.FRONTEND_RYW_WAIT_MS,
     // A key event without a commit position still marks its keys, up to where the primary is now.
     currentCommit: primary ? () => primary.currentLsn() : undefined,

@@ -22,6 +22,15 @@ async function main () {
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     applicationName: 'flashcrowd-frontend'
   })
+  // Replay probes get a connection of their own (app.ts FrontendDeps.probeDb).
+  const probeDb = createDatabase({
+    url: database.url,
+    readOnly: true,
+    max: 1,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    applicationName: 'flashcrowd-frontend-probe'
+  })
   // The primary, read-only and small, for authors the replica keeps waiting (primary-reads.ts).
   const primaryUrl = primaryReadUrl(config)
   const primary = primaryUrl
@@ -41,7 +50,7 @@ async function main () {
     : undefined
   redis?.on('error', () => { /* reconnects by itself; the render cache falls back to rendering */ })
 
-  const app = await buildApp({ config, db, primary, bus, backend, redis })
+  const app = await buildApp({ config, db, probeDb, primary, bus, backend, redis })
   let closing = false
   const close = async (signal: string) => {
     if (closing) return
@@ -51,7 +60,7 @@ async function main () {
     force.unref()
     try {
       await app.close()
-      await Promise.allSettled([backend.close(), bus.close(), db.close(), primary?.close()])
+      await Promise.allSettled([backend.close(), bus.close(), db.close(), probeDb.close(), primary?.close()])
       redis?.disconnect()
       await database.close()
     } finally {

@@ -47,17 +47,20 @@ export async function startFrontend (t: Test, databaseUrl: string, options: Fron
     FRONTEND_BACKEND_TIMEOUT_MS: '2000',
     ...options.env
   })
-  const db = createDatabase({ url: config.DATABASE_READ_URL!, readOnly: true, max: 4, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS })
+  const db = createDatabase({ url: config.DATABASE_READ_URL!, readOnly: true, max: options.env?.DATABASE_POOL_MAX ? config.DATABASE_POOL_MAX : 4, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS })
+  // Replay probes on a connection of their own, as server.ts does.
+  const probeDb = options.replayProbe ? undefined : createDatabase({ url: config.DATABASE_READ_URL!, readOnly: true, max: 1, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS })
   // The primary for authors the read pool keeps waiting, as server.ts opens it.
   const primaryUrl = primaryReadUrl(config)
   const primary = primaryUrl ? createDatabase({ url: primaryUrl, readOnly: true, max: config.FRONTEND_PRIMARY_POOL_MAX, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS }) : undefined
   const bus = options.bus ?? new MemoryBus()
   const backend = options.backend ?? createBackendClient({ urls: (options.backendUrls ?? ['http://127.0.0.1:9']), timeoutMs: 2000 })
-  const app = await buildApp({ config, db, primary, bus, backend, logger: false, now: options.now, replayProbe: options.replayProbe, assets: await sharedAssets(), redis: options.redis })
+  const app = await buildApp({ config, db, probeDb, primary, bus, backend, logger: false, now: options.now, replayProbe: options.replayProbe, assets: await sharedAssets(), redis: options.redis })
   t.teardown(async () => {
     await app.close()
     await backend.close()
     await db.close()
+    await probeDb?.close()
     await primary?.close()
   })
   await app.ready()
