@@ -47,9 +47,11 @@ const FEW = { tutorials: 2, news: 3, comments: 6, events: 0, completions: 0 }
 /** The embedded server shares this process's event loop (see read-your-writes.test.ts). */
 const IN_PROCESS_SERVER = { DATABASE_CONNECT_TIMEOUT_MS: '20000' }
 
+// One database for the file: each test writes its own comments, on its own frontend and cache node.
+const database = await createTestDatabase('embedded', { seed: FEW })
+t.teardown(database.close)
+
 async function setup (t: Tap.Test, env: Record<string, string> = {}) {
-  const database = await createTestDatabase('embedded', { seed: FEW })
-  t.teardown(database.close)
   const rw = openDatabase(t, database)
   const bus = new MemoryBus()
   const held = new HeldBus(bus)
