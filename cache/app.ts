@@ -29,6 +29,7 @@ import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
 import { applyShared, type ShareChannel } from './share.js'
 import { serializeObject } from './object.js'
+import { createBusPosition } from './invalidated-after.js'
 
 export interface CacheDeps {
   config: CacheConfig
@@ -97,7 +98,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
   onReject = () => { metrics.counters.notAdmitted++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies }
+  const position = createBusPosition()
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position }
   const applyDeps = { store, log, now: () => clock.now() }
 
   // Cluster mode: what this worker fetches and stores goes to its siblings,
@@ -123,6 +125,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
     ...applyDeps,
     bus: deps.bus,
     onApplied: (m, touched) => {
+      // After applying: fetches from now on ask frontends for nothing older than this event.
+      position.advance(m.id)
       const kind = m.event.kind
       metrics.counters.purges[kind]++
       if (kind !== 'ban' && m.event.soft) metrics.counters.purges.soft++

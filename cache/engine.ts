@@ -12,6 +12,7 @@ import type { InvalidationLog } from './ban.js'
 import type { Clock, PolicyClass } from './freshness.js'
 import type { Trust } from '../common/trusted-proxies.js'
 import type { BodyBudget } from './request-body.js'
+import type { BusPosition } from '../common/bus-position.js'
 
 export interface Logger {
   info (obj: object | string, msg?: string): void
@@ -39,4 +40,6 @@ export interface Engine {
   bodies: BodyBudget
   /** Hands an object this worker fetched and stored to its sibling workers (share.ts); absent in single-process mode. */
   share?: (o: CachedObject) => void
+  /** Newest bus event this node applied; named on every fetch for the store (invalidated-after.ts). */
+  position?: BusPosition
 }

@@ -15,6 +15,7 @@ import { varyNamesOf } from './store.js'
 import { policy } from './policy.js'
 import type { UpstreamAnswer } from './deliver.js'
 import { MAX_VALIDATOR_BYTES } from './request-head.js'
+import { markFetch } from './invalidated-after.js'
 
 export interface FetchInfo {
   host: string
@@ -134,6 +135,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   // stale-if-error safety net, or stop coalescing for everyone.
   const noStore = info.headers['cache-control'] !== undefined && requestNoStore(info.headers['cache-control'])
   const headers = forwardRequestHeaders(info.headers, { forwardedFor: info.forwardedFor, host: info.host, dropConditionals: true, normalizeEncoding: true })
+  markFetch(headers, e.position)
   const stale = info.stale
   // RFC 9111 §4.3.1: validate the stored response with its validators.
   // A validator longer than the head reserve allows is not sent (request-head.ts): the fetch is then unconditional.

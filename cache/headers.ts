@@ -18,9 +18,10 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
  * what everyone is served (cache poisoning, design §2.5). They are matched
  * by name (these and the prefixes below) and only FORWARDING_ALLOWLIST
  * reaches the origin, with values the cache writes itself (X-Forwarded-For
- * believes only trusted hops: forwarded.ts).
+ * believes only trusted hops: forwarded.ts). X-Invalidated-After is the
+ * cache's own word to the frontends (invalidated-after.ts): a client's is dropped.
  */
-const FORWARDING = new Set(['forwarded', 'x-forwarded', 'x-real-ip', 'x-client-ip', 'client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-proxyuser-ip', 'x-host', 'x-scheme', 'x-url-scheme', 'front-end-https', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override'])
+const FORWARDING = new Set(['forwarded', 'x-forwarded', 'x-real-ip', 'x-client-ip', 'client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-proxyuser-ip', 'x-host', 'x-scheme', 'x-url-scheme', 'front-end-https', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override', 'x-invalidated-after'])
 const FORWARDING_PREFIXES = ['x-forwarded-', 'x-original-', 'x-orig-', 'x-real-']
 
 /**

@@ -10,8 +10,7 @@
  * are kept in .flashcrowd/cluster/pids.json for fault tests.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync } from 'node:fs'
-import { mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import pg from 'pg'
 import { Type } from '@sinclair/typebox'
@@ -19,6 +18,7 @@ import { CommonEnv, DatabaseEnv, loadConfigOrExit } from '../common/config.js'
 import { prepareDatabase } from '../common/database-url.js'
 import { Supervisor, adminToken, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
 import { haproxyConfig } from './haproxy-config.js'
+import { prepareStreamingReplica, serverUser } from './streaming-replica.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -28,7 +28,9 @@ const ClusterEnv = Type.Object({
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379', description: 'Redis for the bus, rate limits and the shared render cache.' }),
   REDIS_PREFIX: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,64}$', description: 'Namespace of the cluster\'s Redis keys (default: flashcrowd:<database name>, so clusters on different databases never share pages or events).' })),
   CLUSTER_CONFIG: Type.String({ default: 'cluster.json', description: 'Ports of the local cluster.' }),
-  CLUSTER_REPLICA: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto', description: 'Start a streaming replica for the frontends when possible.' })
+  CLUSTER_REPLICA: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto', description: 'Start a streaming replica for the frontends when possible.' }),
+  CLUSTER_REPLICA_DELAY_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 0, description: 'recovery_min_apply_delay of the cluster\'s replica: rehearse a lagging replica (e.g. 500 or 2000).' }),
+  DATABASE_READ_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'An existing replica for the frontends\' reads; the cluster then starts none.' }))
 })
 
 interface Ports { front: number, caches: number[], frontends: number[], backends: number[], replica: number, haproxyStats: number }
@@ -54,41 +56,10 @@ async function ensureDatabase (url: string): Promise<void> {
   }
 }
 
-function pgBinDir (): string | undefined {
-  const base = '/usr/lib/postgresql'
-  if (!existsSync(base)) return undefined
-  const versions = readdirSync(base).sort((a, b) => Number(b) - Number(a))
-  for (const v of versions) if (existsSync(path.join(base, v, 'bin', 'pg_basebackup'))) return path.join(base, v, 'bin')
-  return undefined
-}
-
-/** A streaming replica of the primary in stateDir/replica, or the reason there is none. */
-async function prepareReplica (primaryUrl: string): Promise<{ command: string[], url: string } | string> {
+/** The cluster's own streaming replica (scripts/streaming-replica.ts), or the reason there is none. */
+async function prepareReplica (primaryUrl: string) {
   if (config.CLUSTER_REPLICA === 'off') return 'CLUSTER_REPLICA=off'
-  const bin = pgBinDir()
-  if (!bin) return 'the PostgreSQL server binaries are not installed'
-  const u = new URL(primaryUrl)
-  const dir = path.join(stateDir, 'replica')
-  const asRoot = process.getuid?.() === 0
-  // postgres refuses to run as root: run the replica as the postgres user then.
-  const as = (args: string[]) => asRoot ? ['runuser', '-u', 'postgres', '--', ...args] : args
-  if (!existsSync(path.join(dir, 'standby.signal'))) {
-    await rm(dir, { recursive: true, force: true })
-    await mkdir(dir, { recursive: true })
-    if (asRoot) spawnSync('chown', ['-R', 'postgres:postgres', path.dirname(dir)])
-    await chmod(dir, 0o700)
-    const [cmd, ...args] = as([path.join(bin, 'pg_basebackup'), '-h', u.hostname, '-p', u.port || '5432', '-U', u.username || 'postgres', '-D', dir, '-R', '-X', 'stream', '--checkpoint=fast'])
-    const res = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000 })
-    if (res.status !== 0) {
-      await rm(dir, { recursive: true, force: true })
-      const reason = (res.stderr || res.stdout || '').trim().split('\n').pop() ?? 'pg_basebackup failed'
-      return `pg_basebackup was refused (${reason}); allow it with "host replication all 127.0.0.1/32 trust" in pg_hba.conf`
-    }
-  }
-  return {
-    command: as([path.join(bin, 'postgres'), '-D', dir, '-p', String(ports.replica), '-k', stateDir, '-c', 'hot_standby=on', '-c', 'listen_addresses=127.0.0.1']),
-    url: Object.assign(new URL(primaryUrl), { port: String(ports.replica) }).toString()
-  }
+  return prepareStreamingReplica({ primaryUrl, dir: path.join(stateDir, 'replica'), port: ports.replica, applyDelayMs: config.CLUSTER_REPLICA_DELAY_MS })
 }
 
 await ensureDatabase(config.DATABASE_URL)
@@ -115,11 +86,14 @@ const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(config.DATABASE
 const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 try {
   let readUrl = config.DATABASE_URL
-  const replica = await prepareReplica(config.DATABASE_URL)
-  if (typeof replica === 'string') {
+  const replica = config.DATABASE_READ_URL ? 'DATABASE_READ_URL names one' : await prepareReplica(config.DATABASE_URL)
+  if (config.DATABASE_READ_URL) {
+    readUrl = config.DATABASE_READ_URL
+    say('the frontends read from the replica at DATABASE_READ_URL')
+  } else if (typeof replica === 'string') {
     say(`no streaming replica: ${replica}; the frontends read from the primary`)
   } else {
-    await supervisor.start({ name: 'replica', command: replica.command, env: {} })
+    await supervisor.start({ name: 'replica', command: replica.command, env: {}, user: serverUser() })
     readUrl = replica.url
     let ready = false
     for (let i = 0; i < 100 && !ready; i++) {
@@ -129,7 +103,7 @@ try {
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 200))
     }
     if (!ready) throw new Error('the replica did not come up')
-    say(`streaming replica on port ${ports.replica}: the frontends read from it`)
+    say(`streaming replica on port ${ports.replica}${config.CLUSTER_REPLICA_DELAY_MS ? ` (applying ${config.CLUSTER_REPLICA_DELAY_MS} ms behind)` : ''}: the frontends read from it`)
   }
 
   const backendUrls = ports.backends.map((p) => `http://127.0.0.1:${p}`)
