@@ -1,6 +1,7 @@
 // npm run loadtest -- <scenario> --url <base> [flags]
 // Exit codes: 0 run passed · 1 a threshold failed, or the run could not be
 // carried out · 2 bad usage (unknown scenario, bad flag) · 130 interrupted.
+import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { parseTier } from './capacity.js'
@@ -24,12 +25,16 @@ options:
   --rate <r>            open model: target arrival rate in req/s (stages scale it)
   --step <s>            seconds per step of a ramping stage (default duration/50, 0.25..1;
                         at least 1 in the open model)
+  --workers <n>         generator threads on this machine (default: its ${availableParallelism()} cores);
+                        connections and --rate are totals, split between them
   --timeout <s>         per-request timeout (default 10)
   --seed <n>            seed of the URL and body sequence (default 1)
   --out <dir>           write summary.json and report.html there
   --threshold <expr>    fail the run (exit 1) unless it holds; repeatable:
                         p50|p90|p95|p99|p99.9|max|avg (ms), rps, requests, errors, hit, origin (ratio or %)
                         e.g. p99<250  errors<0.1%  hit>0.95  'p99{endpoint=/news/:slug}<300'  'rps{stage=hold}>1000'
+  --abort-on <expr>     like --threshold, checked every second over everything measured so far:
+                        the first to fail stops every generator (and fails the run); repeatable
   --plan-users <n>      capacity plan: instances of cache, frontend, backend for n concurrent users
   --think-time <s>      seconds between two requests of one user (default 10)
   --tier <spec>         instances in the tested tier (default cache=1,frontend=1,backend=1)
@@ -96,6 +101,8 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         rate: { type: 'string' },
         step: { type: 'string' },
         timeout: { type: 'string' },
+        workers: { type: 'string' },
+        'abort-on': { type: 'string', multiple: true },
         seed: { type: 'string' },
         out: { type: 'string' },
         threshold: { type: 'string', multiple: true },
@@ -132,6 +139,8 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     const pool = model === 'open' ? connections ?? Math.min(500, Math.max(10, Math.ceil(target / 10))) : target
     const users = num('plan-users', values['plan-users'], { min: 1, integer: true })
     const thresholds = (values.threshold ?? []).map(parseThreshold)
+    const abortOn = (values['abort-on'] ?? []).map(parseThreshold)
+    const workers = num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism()
     const scenario = await loadScenario(scenarioArg)
     opts = {
       scenario,
@@ -145,6 +154,8 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
       seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,
       timeout: num('timeout', values.timeout, { min: 0.1 }) ?? 10,
       thresholds,
+      abortOn,
+      workers,
       out: values.out,
       planUsers: users === undefined
         ? undefined
@@ -179,6 +190,10 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
   const { summary, files } = outcome
   io.stdout.write('\n' + renderTable(summary))
   for (const f of files) io.stderr.write(`wrote ${f}\n`)
+  if (summary.abortedBy) {
+    io.stderr.write(`stopped: abort threshold ${summary.abortedBy.expr} failed at ${summary.abortedBy.at} s\n`)
+    return 1
+  }
   if (summary.aborted) return 130
   const failed = summary.thresholds.filter(t => !t.pass)
   if (failed.length > 0) {
