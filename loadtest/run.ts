@@ -112,9 +112,11 @@ export async function runLoadTest (o: RunOptions): Promise<RunOutcome> {
   } finally {
     o.signal?.removeEventListener('abort', onOuterAbort)
   }
-  collector.finish(Math.max(0, (result.end - result.startAt) / 1000))
+  // generation ended when the last source's last step did (not when this thread noticed)
+  const lastStep = Math.max(0, ...collector.stageTimings.map(s => s.end))
+  collector.finish(lastStep > 0 ? lastStep : Math.max(0, (result.end - result.startAt) / 1000))
   const base = buildSummary({
-    scenario: o.scenario, url: o.url, model: o.model, seed: o.seed, startedAt: new Date(result.startAt), finishedAt: new Date(result.end),
+    scenario: o.scenario, url: o.url, model: o.model, seed: o.seed, startedAt: new Date(result.startAt), finishedAt: new Date(result.startAt + collector.duration * 1000),
     pages: pages.length, aborted: ac.signal.aborted, abortedBy, plan, collector, workers: result.workers
   })
   const thresholdResults: ThresholdResult[] = evaluateThresholds([...o.thresholds, ...abortOn.filter(a => !o.thresholds.some(t => t.expr === a.expr))], {
