@@ -1,24 +1,13 @@
 // Every core of this machine: the slice this machine runs is split between
 // n worker threads (--workers), each with its own autocannon instances and
 // request generator; what they measure comes back as SecondReports and
-// step timings, in the order each thread sent them.
+// step timings, in the order each thread sent them. Threads are started
+// (and their code loaded) before the run's common start is set.
 import { hostname } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import type { Collector } from './collect.js'
 import type { SliceAssignment, SliceEvent } from './slice-runner.js'
 import { epochNow } from './recorder.js'
-
-export interface WorkerEvents {
-  /** a thread's event; `worker` is its index */
-  onEvent: (worker: number, e: SliceEvent) => void
-}
-
-export interface StartedWorkers {
-  /** resolves when every thread has finished its slice (rejects on the first failure) */
-  done: Promise<void>
-  /** asks every thread to stop now; `done` resolves once they have flushed */
-  stop: () => void
-}
 
 const BOOT = new URL('./worker-boot.mjs', import.meta.url)
 const ENTRY = new URL('./worker-thread.ts', import.meta.url).href
@@ -37,30 +26,47 @@ function spawn (): Promise<Worker> {
   })
 }
 
-/** Starts `count` threads, each slice `index` of `count` below `assignment.slices`; the common start is `startAt` from `prepare`, called once all threads are up. */
-export async function startWorkers (count: number, prepare: (readyAt: number) => SliceAssignment, events: WorkerEvents): Promise<StartedWorkers> {
-  const workers = await Promise.all(Array.from({ length: count }, spawn))
-  const base = prepare(epochNow())
-  const done = Promise.all(workers.map((w, i) => new Promise<void>((resolve, reject) => {
-    w.on('message', (m: SliceEvent | { type: 'done' } | { type: 'error', message: string }) => {
-      if (m.type === 'done') {
-        void w.terminate()
-        resolve()
-      } else if (m.type === 'error') {
-        void w.terminate()
-        reject(new Error(m.message))
-      } else events.onEvent(i, m)
-    })
-    w.once('error', (err) => reject(err))
-    w.once('exit', (code) => reject(new Error(`generator thread ${i} exited (code ${code}) before finishing`)))
-    const assignment: SliceAssignment = { ...base, slices: [...base.slices, { index: i, count }] }
-    w.postMessage({ type: 'run', assignment })
-  }))).then(() => {})
-  // a thread that fails stops the others: the run is over
-  done.catch(() => { for (const w of workers) w.postMessage({ type: 'stop' }) })
-  return {
-    done,
-    stop: () => { for (const w of workers) w.postMessage({ type: 'stop' }) }
+export interface PoolRun {
+  /** resolves when every thread has finished its slice (rejects on the first failure) */
+  done: Promise<void>
+  /** asks every thread to stop now; `done` resolves once they have flushed */
+  stop: () => void
+}
+
+export class WorkerPool {
+  readonly #workers: Worker[]
+
+  private constructor (workers: Worker[]) {
+    this.#workers = workers
+  }
+
+  static async start (count: number): Promise<WorkerPool> {
+    return new WorkerPool(await Promise.all(Array.from({ length: count }, spawn)))
+  }
+
+  get size (): number { return this.#workers.length }
+
+  /** Thread j runs slice j of `size` below `assignment.slices`. Once per pool. */
+  run (assignment: SliceAssignment, onEvent: (worker: number, e: SliceEvent) => void): PoolRun {
+    const count = this.#workers.length
+    const stop = (): void => { for (const w of this.#workers) w.postMessage({ type: 'stop' }) }
+    const done = Promise.all(this.#workers.map((w, i) => new Promise<void>((resolve, reject) => {
+      w.on('message', (m: SliceEvent | { type: 'done' } | { type: 'error', message: string }) => {
+        if (m.type === 'done') resolve()
+        else if (m.type === 'error') reject(new Error(m.message))
+        else onEvent(i, m)
+      })
+      w.once('error', reject)
+      w.once('exit', (code) => reject(new Error(`generator thread ${i} exited (code ${code}) before finishing`)))
+      w.postMessage({ type: 'run', assignment: { ...assignment, slices: [...assignment.slices, { index: i, count }] } })
+    }))).then(() => {})
+    // a thread that fails stops the others: the run is over
+    done.catch(stop)
+    return { done, stop }
+  }
+
+  async terminate (): Promise<void> {
+    await Promise.all(this.#workers.map(w => w.terminate()))
   }
 }
 
@@ -86,7 +92,7 @@ export interface Driver {
   run: (ctx: DriverContext) => Promise<DriverResult>
 }
 
-/** Head start between the last thread being ready and the common start: the assignment has to reach every thread. */
+/** Head start between the threads being ready and the common start: the assignment has to reach every thread. */
 const LEAD_MS = 100
 
 export function localDriver (workers: number): Driver {
@@ -95,23 +101,20 @@ export function localDriver (workers: number): Driver {
       const host = hostname()
       const ids = Array.from({ length: workers }, (_, j) => `local/${j}`)
       ids.forEach((id, j) => collector.addSource(id, { agent: 'local', host, slices: [{ index: j, count: workers }] }))
-      let startAt = 0
-      const started = await startWorkers(workers, (readyAt) => {
-        startAt = readyAt + LEAD_MS
-        return { ...base, startAt, slices: [] }
-      }, {
-        onEvent: (i, e) => {
-          if (e.type === 'seconds') for (const r of e.reports) collector.add(ids[i], r)
-          else collector.noteStep(e.stage, e.start, e.end)
-        }
+      const pool = await WorkerPool.start(workers)
+      const startAt = epochNow() + LEAD_MS
+      const run = pool.run({ ...base, startAt, slices: [] }, (i, e) => {
+        if (e.type === 'seconds') for (const r of e.reports) collector.add(ids[i], r)
+        else collector.noteStep(e.stage, e.start, e.end)
       })
-      const onAbort = (): void => started.stop()
+      const onAbort = (): void => run.stop()
       if (signal.aborted) onAbort()
       signal.addEventListener('abort', onAbort, { once: true })
       try {
-        await started.done
+        await run.done
       } finally {
         signal.removeEventListener('abort', onAbort)
+        await pool.terminate()
       }
       for (const id of ids) collector.markDone(id)
       return { startAt, end: epochNow(), workers: new Map([['local', workers]]) }

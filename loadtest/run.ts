@@ -105,7 +105,7 @@ export async function runLoadTest (o: RunOptions): Promise<RunOutcome> {
   try {
     result = await driver.run({
       collector,
-      base: { url: o.url, scenario: { name: o.scenario.name, mix: o.scenario.mix, zipf: o.scenario.zipf }, pages, plan, seed: o.seed, runId, timeout: o.timeout, target },
+      base: { url: o.url, scenario: o.scenario, pages, plan, seed: o.seed, runId, timeout: o.timeout, target },
       signal: ac.signal,
       log
     })

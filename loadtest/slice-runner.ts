@@ -9,7 +9,7 @@ import { runSlice, type PlannedStage, type Slice } from './stages.js'
 
 export interface SliceAssignment {
   url: string
-  scenario: Pick<Scenario, 'name' | 'mix' | 'zipf'>
+  scenario: Scenario
   /** page paths, most popular first (the coordinator's reading of the sitemap) */
   pages: string[]
   plan: PlannedStage[]
