@@ -1,15 +1,23 @@
 // npm run loadtest -- <scenario> --url <base> [flags]
-// Exit codes: 0 run passed · 1 a threshold failed, or the run could not be
-// carried out · 2 bad usage (unknown scenario, bad flag) · 130 interrupted.
+//   … --agents <n> --listen <host:port>   coordinate n agents (coordinator.ts)
+// npm run loadtest -- agent --join <coordinator-url>   be one (agent.ts)
+// Exit codes: 0 run passed · 1 a threshold failed, an agent was lost or
+// refused, or the run could not be carried out · 2 bad usage (unknown
+// scenario, bad flag) · 130 interrupted.
+import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
+import { runAgent } from './agent.js'
 import { parseTier } from './capacity.js'
+import { coordinatorDriver } from './coordinator.js'
 import { renderTable } from './report-table.js'
 import { runLoadTest, type RunOptions } from './run.js'
 import { BUILTIN_SCENARIOS, loadScenario, ScenarioError } from './scenarios.js'
 import { parseThreshold, ThresholdError } from './thresholds.js'
 
 export const USAGE = `usage: npm run loadtest -- <scenario> --url <base> [options]
+       npm run loadtest -- <scenario> --url <base> --agents <n> --listen <host:port> [options]
+       npm run loadtest -- agent --join <coordinator-url> [--workers n] [--out dir]
 
 scenarios:
 ${Object.values(BUILTIN_SCENARIOS).map(s => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}
@@ -24,12 +32,22 @@ options:
   --rate <r>            open model: target arrival rate in req/s (stages scale it)
   --step <s>            seconds per step of a ramping stage (default duration/50, 0.25..1;
                         at least 1 in the open model)
+  --workers <n>         generator threads on this machine (default: its ${availableParallelism()} cores);
+                        connections and --rate are totals, split between them
   --timeout <s>         per-request timeout (default 10)
   --seed <n>            seed of the URL and body sequence (default 1)
   --out <dir>           write summary.json and report.html there
   --threshold <expr>    fail the run (exit 1) unless it holds; repeatable:
                         p50|p90|p95|p99|p99.9|max|avg (ms), rps, requests, errors, hit, origin (ratio or %)
                         e.g. p99<250  errors<0.1%  hit>0.95  'p99{endpoint=/news/:slug}<300'  'rps{stage=hold}>1000'
+  --abort-on <expr>     like --threshold, checked every second over everything measured so far:
+                        the first to fail stops every generator (and fails the run); repeatable
+  --agents <n>          coordinate a run over n agents (other machines): wait for them on --listen,
+                        give each its share of the plan and one start time, merge what they send
+  --listen <host:port>  where the coordinator waits for agents, e.g. 0.0.0.0:7700
+  --agent-wait <time>   how long to wait for every agent to join (default 5m)
+  --agent-timeout <s>   an agent silent this long is lost (default 10); the report says what it did not send
+  --join <url>          (agent) the coordinator's URL
   --plan-users <n>      capacity plan: instances of cache, frontend, backend for n concurrent users
   --think-time <s>      seconds between two requests of one user (default 10)
   --tier <spec>         instances in the tested tier (default cache=1,frontend=1,backend=1)
@@ -39,7 +57,7 @@ options:
   --quiet               no per-second progress
   -h, --help            this help
 
-exit codes: 0 pass · 1 threshold failed or run error · 2 usage error
+exit codes: 0 pass · 1 threshold failed, agent lost or refused, or run error · 2 usage error
 `
 
 export class UsageError extends Error {
@@ -81,6 +99,14 @@ export interface Io {
   signal?: AbortSignal
 }
 
+/** "host:port", "[::1]:port", ":port" (every interface). */
+export function parseListen (spec: string): { host: string, port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(spec.trim())
+  const port = m ? Number(m[3]) : NaN
+  if (!m || port > 65535) throw new UsageError(`bad --listen "${spec}": expected host:port, e.g. 0.0.0.0:7700 or 127.0.0.1:0`)
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port }
+}
+
 export async function main (argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let opts: RunOptions
   let scenarioArg: string
@@ -96,6 +122,8 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         rate: { type: 'string' },
         step: { type: 'string' },
         timeout: { type: 'string' },
+        workers: { type: 'string' },
+        'abort-on': { type: 'string', multiple: true },
         seed: { type: 'string' },
         out: { type: 'string' },
         threshold: { type: 'string', multiple: true },
@@ -105,6 +133,11 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         headroom: { type: 'string' },
         'frontend-rps': { type: 'string' },
         'backend-rps': { type: 'string' },
+        agents: { type: 'string' },
+        listen: { type: 'string' },
+        'agent-wait': { type: 'string' },
+        'agent-timeout': { type: 'string' },
+        join: { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
@@ -115,6 +148,26 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     }
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <scenario>' : `one scenario expected, got: ${positionals.join(' ')}`)
     scenarioArg = positionals[0]
+    if (scenarioArg === 'agent') {
+      if (!values.join) throw new UsageError('an agent needs --join <coordinator-url>')
+      if (values.url || values.agents) throw new UsageError('an agent takes its URL and plan from the coordinator: give it --join (and --workers) only')
+      let join: URL
+      try {
+        join = new URL(values.join)
+      } catch {
+        throw new UsageError(`--join "${values.join}" is not a URL`)
+      }
+      if (join.protocol !== 'http:') throw new UsageError(`--join must be an http:// URL, got ${join.protocol}`)
+      // the agent's own failures are reported by runAgent, not as usage errors
+      return await runAgent({
+        join: join.href,
+        workers: num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism(),
+        out: values.out,
+        log: (line) => io.stderr.write(line + '\n'),
+        signal: io.signal
+      })
+    }
+    if (values.join) throw new UsageError('--join is for agents: npm run loadtest -- agent --join <coordinator-url>')
     if (!values.url) throw new UsageError('missing --url <base>')
     let url: URL
     try {
@@ -132,6 +185,19 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     const pool = model === 'open' ? connections ?? Math.min(500, Math.max(10, Math.ceil(target / 10))) : target
     const users = num('plan-users', values['plan-users'], { min: 1, integer: true })
     const thresholds = (values.threshold ?? []).map(parseThreshold)
+    const abortOn = (values['abort-on'] ?? []).map(parseThreshold)
+    const workers = num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism()
+    const agents = num('agents', values.agents, { min: 1, max: 1000, integer: true })
+    if (agents !== undefined && !values.listen) throw new UsageError('--agents needs --listen <host:port> for the agents to join')
+    if (agents === undefined && values.listen) throw new UsageError('--listen is for a coordinator: add --agents <n>')
+    const driver = agents === undefined
+      ? undefined
+      : coordinatorDriver({
+        agents,
+        ...parseListen(values.listen as string),
+        joinTimeout: (values['agent-wait'] === undefined ? 300 : parseDuration(values['agent-wait'])) * 1000,
+        lostAfter: (num('agent-timeout', values['agent-timeout'], { min: 0.5 }) ?? 10) * 1000
+      })
     const scenario = await loadScenario(scenarioArg)
     opts = {
       scenario,
@@ -145,6 +211,9 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
       seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,
       timeout: num('timeout', values.timeout, { min: 0.1 }) ?? 10,
       thresholds,
+      abortOn,
+      workers,
+      driver,
       out: values.out,
       planUsers: users === undefined
         ? undefined
@@ -179,6 +248,15 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
   const { summary, files } = outcome
   io.stdout.write('\n' + renderTable(summary))
   for (const f of files) io.stderr.write(`wrote ${f}\n`)
+  const lost = summary.agents.filter(a => a.lost)
+  if (lost.length > 0) {
+    io.stderr.write(`agent(s) lost: ${lost.map(a => `${a.id} (${a.host}) at ${a.lost!.at} s, ${(a.lost!.missedShare * 100).toFixed(1)}% of the planned load not sent`).join('; ')}\n`)
+    return 1
+  }
+  if (summary.abortedBy) {
+    io.stderr.write(`stopped: abort threshold ${summary.abortedBy.expr} failed at ${summary.abortedBy.at} s\n`)
+    return 1
+  }
   if (summary.aborted) return 130
   const failed = summary.thresholds.filter(t => !t.pass)
   if (failed.length > 0) {

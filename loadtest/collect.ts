@@ -1,328 +1,265 @@
-// Per-response samples, aggregated as they arrive: one group for the whole
-// run, one per stage, per endpoint and per second. Latencies go into HDR
-// histograms (microseconds, 3 significant digits), so memory stays bounded
-// however long the run and percentiles are exact to 0.1 %.
-import * as hdr from 'hdr-histogram-js'
-import { isReadMethod } from './endpoints.js'
+// The merged stream: SecondReports from every source (worker threads of
+// this machine, or agents on other machines) added up into one group for the
+// whole run, one per stage and one per endpoint, and a timeline.
+//
+// Memory is bounded whatever the run's length: the whole-run groups are a
+// fixed number of HDR histograms (stages and endpoints are bounded by the
+// scenario and the route table); a timeline bucket keeps its histogram only
+// until every live source has reported past it (then it is sealed into a
+// dozen numbers), and a run longer than MAX_TIMELINE_POINTS seconds gets
+// wider buckets, so a 24 h soak keeps at most that many entries.
+import { Group, decodeHistogram, round, type Stats } from './group.js'
+import type { SecondReport } from './recorder.js'
+import { shareOf, type PlannedStage, type PlannedStep, type Slice } from './stages.js'
 
-export type CacheState = 'HIT' | 'STALE' | 'MISS' | 'PASS'
-export interface CacheInfo {
-  /** null when the response carried neither X-Cache nor Cache-Status (not behind the cache) */
-  state: CacheState | null
-  /** RFC 9211 `collapsed`: the request waited on another request's fetch */
-  collapsed: boolean
-}
+export type { CacheState, CacheInfo } from './cache-headers.js'
+export { parseCacheHeaders } from './cache-headers.js'
+export { Group, type Stats, type LatencyStats, type CacheCounts, type RequestMeta, type GroupData } from './group.js'
 
-type HeaderBag = Record<string, string | string[] | undefined>
+export const MAX_TIMELINE_POINTS = 3600
 
-function header (headers: HeaderBag, name: string): string | undefined {
-  for (const [k, v] of Object.entries(headers)) {
-    if (k.toLowerCase() === name) return Array.isArray(v) ? v.join(', ') : v
-  }
-  return undefined
-}
-
-/**
- * Reads the cache outcome from `X-Cache` (HIT|MISS|STALE|PASS) and/or
- * `Cache-Status` (RFC 9211). X-Cache wins when present because it tells a
- * stale (grace) delivery apart from a hit; Cache-Status adds `collapsed`.
- * In a Cache-Status list (RFC 9211 §2: the cache nearest the origin first),
- * any member with `hit` means the response came from a cache.
- */
-export function parseCacheHeaders (headers: HeaderBag): CacheInfo {
-  const xCache = header(headers, 'x-cache')?.trim().toUpperCase()
-  const cacheStatus = header(headers, 'cache-status')
-  let state: CacheState | null = null
-  let collapsed = false
-  if (cacheStatus) {
-    let hit = false
-    let fwd: string | undefined
-    for (const member of cacheStatus.split(',')) {
-      const params = member.split(';').slice(1).map(p => p.trim().toLowerCase())
-      for (const p of params) {
-        if (p === 'hit') hit = true
-        else if (p === 'collapsed') collapsed = true
-        else if (p.startsWith('fwd=')) fwd = p.slice(4).replace(/^"|"$/g, '')
-      }
-    }
-    if (hit) state = 'HIT'
-    else if (fwd === 'bypass' || fwd === 'method' || fwd === 'request') state = 'PASS'
-    else if (fwd !== undefined) state = 'MISS'
-  }
-  if (xCache) {
-    const first = xCache.split(/[\s,]+/)[0]
-    if (first === 'HIT' || first === 'STALE' || first === 'MISS' || first === 'PASS') state = first
-  }
-  return { state, collapsed }
-}
-
-export interface RequestMeta {
-  method: string
-  endpoint: string
-}
-
-export interface LatencyStats {
-  min: number | null
-  mean: number | null
-  p50: number | null
-  p90: number | null
-  p95: number | null
-  p99: number | null
-  p99_9: number | null
-  max: number | null
-}
-
-export interface CacheCounts {
-  hit: number
-  stale: number
-  miss: number
-  pass: number
-  /** reads without a cache header */
-  none: number
-  collapsed: number
-  /** (HIT + STALE) / reads that carried a cache header; null if none did */
-  hitRatio: number | null
-}
-
-export interface Stats {
+/** One sealed timeline bucket (usually one second). */
+export interface TimelineEntry {
+  /** seconds since the run's start */
+  t: number
+  /** seconds this entry covers (1, or more on a very long run; less for the last) */
+  span: number
+  stage: string
+  connections: number
+  rate: number | null
   requests: number
-  duration: number
-  rps: number
-  reads: number
-  writes: number
-  /** transport errors + responses with status >= 400 */
   errors: number
   errorRate: number
-  transportErrors: number
-  timeouts: number
-  bytes: number
-  status: Record<string, number>
-  non2xx: Record<string, number>
-  cache: CacheCounts
-  /** requests the origin (frontends) had to answer: misses, passes, writes, uncached reads; collapsed misses excluded */
-  originRequests: number
-  originPerRequest: number | null
-  latency: LatencyStats
-}
-
-const US = 1000 // histogram unit: microseconds
-
-function newHistogram (): hdr.Histogram {
-  return hdr.build({ bitBucketSize: 'packed', lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3, autoResize: true })
-}
-
-export class Group {
-  requests = 0
-  reads = 0
-  writes = 0
-  errors = 0
-  transportErrors = 0
-  timeouts = 0
-  bytes = 0
-  origin = 0
-  status: Record<string, number> = {}
-  cache = { hit: 0, stale: 0, miss: 0, pass: 0, none: 0, collapsed: 0 }
-  readonly hist = newHistogram()
-
-  record (meta: RequestMeta, status: number, bytes: number, latencyUs: number, cache: CacheInfo, expectedIntervalUs: number): void {
-    this.requests++
-    this.bytes += bytes
-    this.status[status] = (this.status[status] ?? 0) + 1
-    if (status >= 400) this.errors++
-    const read = isReadMethod(meta.method)
-    if (read) {
-      this.reads++
-      switch (cache.state) {
-        case 'HIT': this.cache.hit++; break
-        case 'STALE': this.cache.stale++; break
-        case 'MISS': this.cache.miss++; break
-        case 'PASS': this.cache.pass++; break
-        default: this.cache.none++
-      }
-      if (cache.collapsed) this.cache.collapsed++
-      const fromCache = cache.state === 'HIT' || cache.state === 'STALE' || (cache.state === 'MISS' && cache.collapsed)
-      if (!fromCache) this.origin++
-    } else {
-      this.writes++
-      this.origin++
-    }
-    const v = Math.max(1, Math.round(latencyUs))
-    // Open model: a response slower than the intended gap between two sends
-    // hides the requests that should have been sent meanwhile (coordinated
-    // omission); HDR back-fills them, as wrk2 and autocannon do.
-    if (expectedIntervalUs > 0) this.hist.recordValueWithExpectedInterval(v, Math.round(expectedIntervalUs))
-    else this.hist.recordValue(v)
-  }
-
-  recordTransportError (timeout: boolean): void {
-    this.errors++
-    this.transportErrors++
-    if (timeout) this.timeouts++
-  }
-
-  stats (durationSec: number): Stats {
-    const c = this.cache
-    const withHeader = c.hit + c.stale + c.miss + c.pass
-    const h = this.hist
-    const has = h.totalCount > 0
-    const ms = (us: number): number => Math.round(us) / US
-    const attempts = this.requests + this.transportErrors
-    const non2xx: Record<string, number> = {}
-    for (const [code, n] of Object.entries(this.status)) if (Number(code) < 200 || Number(code) >= 300) non2xx[code] = n
-    return {
-      requests: this.requests,
-      duration: round(durationSec, 3),
-      rps: durationSec > 0 ? round(this.requests / durationSec, 2) : 0,
-      reads: this.reads,
-      writes: this.writes,
-      errors: this.errors,
-      errorRate: attempts > 0 ? round(this.errors / attempts, 6) : 0,
-      transportErrors: this.transportErrors,
-      timeouts: this.timeouts,
-      bytes: this.bytes,
-      status: { ...this.status },
-      non2xx,
-      cache: { ...c, hitRatio: withHeader > 0 ? round((c.hit + c.stale) / withHeader, 6) : null },
-      originRequests: this.origin,
-      originPerRequest: this.requests > 0 ? round(this.origin / this.requests, 6) : null,
-      latency: {
-        min: has ? ms(h.minNonZeroValue) : null,
-        mean: has ? round(h.mean / US, 3) : null,
-        p50: has ? ms(h.getValueAtPercentile(50)) : null,
-        p90: has ? ms(h.getValueAtPercentile(90)) : null,
-        p95: has ? ms(h.getValueAtPercentile(95)) : null,
-        p99: has ? ms(h.getValueAtPercentile(99)) : null,
-        p99_9: has ? ms(h.getValueAtPercentile(99.9)) : null,
-        max: has ? ms(h.maxValue) : null
-      }
-    }
-  }
-}
-
-export function round (x: number, digits: number): number {
-  const f = 10 ** digits
-  return Math.round(x * f) / f
-}
-
-/** What the load runs at, for one step of a stage (see stages.ts). */
-export interface StepTarget {
-  stage: string
-  stageIndex: number
-  connections: number
-  /** requests per second in the open model, null in the closed model */
-  rate: number | null
+  rps: number
+  p50: number | null
+  p90: number | null
+  p99: number | null
+  max: number | null
+  hitRatio: number | null
 }
 
 export interface StageTiming { name: string, index: number, start: number, end: number }
 
-export interface Second {
-  t: number
-  stage: string
-  connections: number
-  rate: number | null
-  group: Group
+/** One generator thread: on this machine, or a worker of an agent. */
+export interface SourceInfo {
+  id: string
+  /** the machine it runs on: 'local', or the agent's id */
+  agent: string
+  host: string
+  /** which part of each step it was given */
+  slices: Slice[]
+  /** share of the planned load this source was given (0..1) */
+  share: number
+  requests: number
+  errors: number
+  transportErrors: number
+  /** seconds reported so far */
+  reported: number
+  /** when it was declared lost (seconds since start), null while it is fine */
+  lostAt: number | null
+  lostReason: string | null
+  done: boolean
 }
 
-/**
- * Collects samples from autocannon. Wiring (see requests.ts and stages.ts):
- * a request's `onResponse` hook calls `noteHeaders` with the request's meta
- * and the response headers, and autocannon then emits `response` with the
- * latency in the same synchronous call, which lands in `onResponse` here.
- */
+export interface CollectorOptions {
+  plan: readonly PlannedStage[]
+  /** seconds per timeline bucket; default: 1, wider for runs over MAX_TIMELINE_POINTS seconds */
+  bucket?: number
+  /** called once per sealed bucket, in order */
+  onSeal?: (entry: TimelineEntry) => void
+}
+
+export function bucketFor (plannedDuration: number): number {
+  return Math.max(1, Math.ceil(plannedDuration / MAX_TIMELINE_POINTS))
+}
+
+/** The planned step running at second t of the run (the last one after the end). */
+export function stepAt (plan: readonly PlannedStage[], t: number): PlannedStep | undefined {
+  let found: PlannedStep | undefined
+  for (const st of plan) {
+    for (const step of st.steps) {
+      if (step.start <= t + 1e-9) found = step
+      else return found
+    }
+  }
+  return found
+}
+
 export class Collector {
   readonly total = new Group()
   readonly stages = new Map<string, Group>()
   readonly endpoints = new Map<string, Group>()
-  readonly seconds: Second[] = []
   readonly stageTimings: StageTiming[] = []
-  readonly #now: () => number
-  #t0 = 0
-  #end = 0
-  #target: StepTarget = { stage: '-', stageIndex: -1, connections: 0, rate: null }
-  #expectedIntervalUs = 0
-  #pending: { meta: RequestMeta, cache: CacheInfo } | undefined
+  readonly timeline: TimelineEntry[] = []
+  readonly sources = new Map<string, SourceInfo>()
+  readonly bucket: number
+  readonly #plan: readonly PlannedStage[]
+  readonly #open = new Map<number, Group>()
+  readonly #onSeal: ((e: TimelineEntry) => void) | undefined
+  /** buckets below this index are sealed */
+  #sealed = 0
+  #duration = 0
+  #finished = false
+  /** samples that arrived for an already sealed bucket: in the totals, not in the timeline */
+  late = 0
 
-  constructor (options: { now?: () => number } = {}) {
-    this.#now = options.now ?? (() => performance.now())
+  constructor (o: CollectorOptions) {
+    this.#plan = o.plan
+    const planned = o.plan.reduce((end, s) => Math.max(end, s.start + s.duration), 0)
+    this.bucket = o.bucket ?? bucketFor(planned)
+    this.#onSeal = o.onSeal
+    for (const s of o.plan) this.stages.set(s.name, new Group())
   }
 
-  start (): void {
-    this.#t0 = this.#now()
-  }
-
-  /** Seconds since start. */
-  elapsed (): number {
-    return (this.#now() - this.#t0) / 1000
-  }
-
-  get target (): StepTarget { return this.#target }
-
-  beginStep (target: StepTarget): void {
-    const t = this.elapsed()
-    if (target.stage !== this.#target.stage || target.stageIndex !== this.#target.stageIndex) {
-      const prev = this.stageTimings.at(-1)
-      if (prev) prev.end = t
-      this.stageTimings.push({ name: target.stage, index: target.stageIndex, start: t, end: t })
-    }
-    this.#target = target
-    this.#expectedIntervalUs = target.rate ? (1e6 * target.connections) / target.rate : 0
-    if (!this.stages.has(target.stage)) this.stages.set(target.stage, new Group())
-  }
-
-  finish (): void {
-    this.#end = this.elapsed()
-    const last = this.stageTimings.at(-1)
-    if (last) last.end = this.#end
-  }
-
-  get duration (): number { return this.#end || this.elapsed() }
-
-  #second (): Second {
-    const t = Math.max(0, Math.floor(this.elapsed()))
-    let s = this.seconds[t]
-    if (!s) {
-      const tg = this.#target
-      s = { t, stage: tg.stage, connections: tg.connections, rate: tg.rate, group: new Group() }
-      // fill gaps so the timeline has one entry per second
-      for (let i = this.seconds.length; i < t; i++) {
-        this.seconds[i] = { t: i, stage: tg.stage, connections: tg.connections, rate: tg.rate, group: new Group() }
-      }
-      this.seconds[t] = s
-    }
+  addSource (id: string, o: { agent: string, host: string, slices: Slice[] }): SourceInfo {
+    const s: SourceInfo = { id, agent: o.agent, host: o.host, slices: o.slices, share: shareOf(this.#plan, o.slices), requests: 0, errors: 0, transportErrors: 0, reported: 0, lostAt: null, lostReason: null, done: false }
+    this.sources.set(id, s)
     return s
   }
 
-  noteHeaders (meta: RequestMeta, headers: HeaderBag): void {
-    this.#pending = { meta, cache: parseCacheHeaders(headers) }
+  /** Adds one source's second. Reports of a lost source are dropped, so what the agents list shows adds up to the totals. */
+  add (sourceId: string, r: SecondReport): void {
+    const src = this.sources.get(sourceId)
+    if (!src) throw new Error(`unknown source ${sourceId}`)
+    if (src.lostAt !== null) return
+    const b = Math.floor(r.t / this.bucket)
+    let bucket: Group | undefined
+    if (b >= this.#sealed) {
+      bucket = this.#open.get(b)
+      if (!bucket) this.#open.set(b, (bucket = new Group('cell')))
+    }
+    for (const c of r.cells) {
+      const d = c.data
+      const hist = decodeHistogram(d.hist)
+      const stageName = this.#plan[c.stage]?.name ?? `stage-${c.stage}`
+      let sg = this.stages.get(stageName)
+      if (!sg) this.stages.set(stageName, (sg = new Group()))
+      let eg = this.endpoints.get(c.endpoint)
+      if (!eg) this.endpoints.set(c.endpoint, (eg = new Group()))
+      this.total.addData(d, hist)
+      sg.addData(d, hist)
+      eg.addData(d, hist)
+      if (bucket) bucket.addData(d, hist)
+      else this.late += d.requests + d.transportErrors
+      src.requests += d.requests
+      src.errors += d.errors
+      src.transportErrors += d.transportErrors
+    }
+    // a partial last second is sealed by finish(), with its real length
+    src.reported = Math.max(src.reported, r.partial ? r.t : r.t + 1)
+    this.#trySeal()
   }
 
-  onResponse (status: number, bytes: number, latencyMs: number): void {
-    const p = this.#pending ?? { meta: { method: 'GET', endpoint: '(unknown)' }, cache: { state: null, collapsed: false } }
-    this.#pending = undefined
-    this.record(p.meta, status, bytes, latencyMs, p.cache)
+  /** A source ran a step from `start` to `end` (seconds since the run's start). */
+  noteStep (stageIndex: number, start: number, end: number): void {
+    const name = this.#plan[stageIndex]?.name ?? `stage-${stageIndex}`
+    let st = this.stageTimings.find(s => s.index === stageIndex)
+    if (!st) {
+      st = { name, index: stageIndex, start, end }
+      this.stageTimings.push(st)
+      this.stageTimings.sort((a, b) => a.index - b.index)
+    }
+    st.start = Math.min(st.start, start)
+    st.end = Math.max(st.end, end)
   }
 
-  record (meta: RequestMeta, status: number, bytes: number, latencyMs: number, cache: CacheInfo): void {
-    const us = latencyMs * US
-    const iv = this.#expectedIntervalUs
-    this.total.record(meta, status, bytes, us, cache, iv)
-    this.#stageGroup().record(meta, status, bytes, us, cache, iv)
-    let eg = this.endpoints.get(meta.endpoint)
-    if (!eg) this.endpoints.set(meta.endpoint, (eg = new Group()))
-    eg.record(meta, status, bytes, us, cache, iv)
-    this.#second().group.record(meta, status, bytes, us, cache, iv)
+  /** The source stopped reporting: its share is not waited for any more. */
+  markLost (sourceId: string, at: number, reason: string): void {
+    const src = this.sources.get(sourceId)
+    if (!src || src.lostAt !== null || src.done) return
+    src.lostAt = at
+    src.lostReason = reason
+    this.#trySeal()
   }
 
-  onTransportError (err: Error): void {
-    const timeout = /timed out/i.test(err.message)
-    this.total.recordTransportError(timeout)
-    this.#stageGroup().recordTransportError(timeout)
-    this.#second().group.recordTransportError(timeout)
+  markDone (sourceId: string): void {
+    const src = this.sources.get(sourceId)
+    if (src) src.done = true
+    this.#trySeal()
   }
 
-  #stageGroup (): Group {
-    let g = this.stages.get(this.#target.stage)
-    if (!g) this.stages.set(this.#target.stage, (g = new Group()))
-    return g
+  /** Seconds every live source has reported. */
+  get watermark (): number {
+    let w = Infinity
+    for (const s of this.sources.values()) if (s.lostAt === null && !s.done) w = Math.min(w, s.reported)
+    return w
+  }
+
+  #trySeal (): void {
+    if (this.#finished) return
+    const w = this.watermark
+    if (w === Infinity) return
+    while ((this.#sealed + 1) * this.bucket <= w) this.#sealBucket(this.#sealed, this.bucket)
+  }
+
+  #sealBucket (b: number, span: number): void {
+    const g = this.#open.get(b) ?? new Group('cell')
+    this.#open.delete(b)
+    this.#sealed = b + 1
+    const t = b * this.bucket
+    const step = stepAt(this.#plan, t)
+    const st = g.stats(span)
+    const e: TimelineEntry = {
+      t,
+      span: round(span, 3),
+      stage: step?.stage ?? '-',
+      connections: step?.connections ?? 0,
+      rate: step?.rate ?? null,
+      requests: st.requests,
+      errors: st.errors,
+      errorRate: st.errorRate,
+      rps: st.rps,
+      p50: st.latency.p50,
+      p90: st.latency.p90,
+      p99: st.latency.p99,
+      max: st.latency.max,
+      hitRatio: st.cache.hitRatio
+    }
+    this.timeline.push(e)
+    this.#onSeal?.(e)
+  }
+
+  /**
+   * The run is over after `duration` seconds: seal what is left. A trailing
+   * sliver (under half a bucket, autocannon stopping its connections) would
+   * show a meaningless rate; its samples stay in the totals.
+   */
+  finish (duration: number): void {
+    if (this.#finished) return
+    this.#duration = duration
+    const end = duration / this.bucket
+    while (this.#sealed < Math.ceil(end - 1e-9)) {
+      const b = this.#sealed
+      const span = Math.min(this.bucket, duration - b * this.bucket)
+      if (span < this.bucket / 2 && b > 0) {
+        this.#sealed = b + 1
+        break
+      }
+      this.#sealBucket(b, span)
+    }
+    this.#open.clear()
+    this.#finished = true
+  }
+
+  get duration (): number { return this.#duration }
+
+  /** Buckets still holding a histogram (bounded by how far the slowest source lags). */
+  get openBuckets (): number { return this.#open.size }
+
+  /** Stats of every scope thresholds can name, `duration` seconds into the run. */
+  scopes (duration: number): { total: Stats, stages: Map<string, Stats>, endpoints: Map<string, Stats> } {
+    const stageStats = new Map<string, Stats>()
+    for (const [name, g] of this.stages) {
+      const tm = this.stageTimings.find(s => s.name === name)
+      const planned = this.#plan.find(s => s.name === name)
+      // a stage still running (live thresholds) counts up to now
+      const end = tm ? Math.max(tm.end, Math.min(duration, planned ? planned.start + planned.duration : tm.end)) : 0
+      stageStats.set(name, g.stats(tm ? Math.max(0, Math.min(end, duration) - tm.start) : 0))
+    }
+    return {
+      total: this.total.stats(duration),
+      stages: stageStats,
+      endpoints: new Map([...this.endpoints].map(([k, g]) => [k, g.stats(duration)]))
+    }
   }
 }

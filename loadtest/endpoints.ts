@@ -20,7 +20,11 @@ const GET_ROUTES: Route[] = [
 const POST_ROUTES: Route[] = [
   { pattern: '/news/:slug/comments', re: /^\/news\/[^/]+\/comments\/?$/ },
   { pattern: '/events', re: /^\/events\/?$/ },
-  { pattern: '/tutorials/:slug/done', re: /^\/tutorials\/[^/]+\/done\/?$/ }
+  { pattern: '/tutorials/:slug/done', re: /^\/tutorials\/[^/]+\/done\/?$/ },
+  // the backend's write API, for a run straight at a backend
+  { pattern: '/v1/comments', re: /^\/v1\/comments\/?$/ },
+  { pattern: '/v1/events', re: /^\/v1\/events\/?$/ },
+  { pattern: '/v1/completions', re: /^\/v1\/completions\/?$/ }
 ]
 
 /**

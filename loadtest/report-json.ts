@@ -4,13 +4,14 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import type { Collector, Stats } from './collect.js'
-import type { LoadModel, PlannedStage } from './stages.js'
+import type { Collector } from './collect.js'
+import type { Stats } from './group.js'
+import { plannedRequests, shareOf, type LoadModel, type PlannedStage } from './stages.js'
 import type { ThresholdResult } from './thresholds.js'
 import type { Scenario } from './scenarios.js'
 import type { CapacityPlan } from './capacity.js'
 
-export const SCHEMA_ID = 'flashcrowd-loadtest/summary@1'
+export const SCHEMA_ID = 'flashcrowd-loadtest/summary@2'
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()])
 const Count = Type.Integer({ minimum: 0 })
@@ -64,11 +65,13 @@ export const EndpointSummarySchema = Type.Object({
 
 export const SecondSchema = Type.Object({
   t: Count,
+  span: Type.Number({ exclusiveMinimum: 0, description: 'seconds this entry covers: 1, more on runs over an hour (the timeline keeps at most 3600 entries), less for the last' }),
   stage: Type.String(),
   connections: Count,
   rate: Nullable(Type.Integer({ minimum: 1 })),
   requests: Count,
   errors: Count,
+  errorRate: Type.Number({ minimum: 0, maximum: 1 }),
   rps: Type.Number({ minimum: 0 }),
   p50: Ms,
   p90: Ms,
@@ -87,6 +90,23 @@ export const ThresholdResultSchema = Type.Object({
   actual: Nullable(Type.Number()),
   pass: Type.Boolean(),
   note: Nullable(Type.String())
+})
+
+export const AgentSummarySchema = Type.Object({
+  id: Type.String({ description: "'local' for a run on this machine, else the agent's id" }),
+  host: Type.String(),
+  workers: Type.Integer({ minimum: 1, description: 'generator threads' }),
+  share: Type.Number({ minimum: 0, maximum: 1, description: 'share of the planned load it was given' }),
+  requests: Count,
+  errors: Count,
+  transportErrors: Count,
+  lost: Nullable(Type.Object({
+    at: Type.Number({ minimum: 0, description: 'seconds since the start when it stopped reporting' }),
+    reason: Type.String(),
+    missedShare: Type.Number({ minimum: 0, maximum: 1, description: 'share of the whole run\'s planned load it did not send' }),
+    missedRequests: Nullable(Count),
+    missedBasis: Type.String()
+  }))
 })
 
 const RoleCount = Type.Object({
@@ -127,7 +147,10 @@ export const SummarySchema = Type.Object({
   finishedAt: Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T', description: 'ISO 8601' }),
   duration: Type.Number({ minimum: 0 }),
   pages: Type.Integer({ minimum: 0, description: 'pages read from the sitemap' }),
-  aborted: Type.Boolean(),
+  aborted: Type.Boolean({ description: 'the run stopped before its end (interrupted, or an abort threshold failed)' }),
+  abortedBy: Nullable(Type.Object({ expr: Type.String(), at: Type.Number(), actual: Nullable(Type.Number()) }, { description: 'the abort threshold (--abort-on) that stopped every generator' })),
+  workers: Type.Integer({ minimum: 1, description: 'generator threads over all machines' }),
+  agents: Type.Array(AgentSummarySchema, { description: 'each machine that generated load; their requests add up to totals.requests' }),
   totals: StatsSchema,
   stages: Type.Array(StageSummarySchema),
   endpoints: Type.Array(EndpointSummarySchema),
@@ -141,6 +164,7 @@ export type Summary = Static<typeof SummarySchema>
 export type StageSummary = Static<typeof StageSummarySchema>
 export type EndpointSummary = Static<typeof EndpointSummarySchema>
 export type SecondSummary = Static<typeof SecondSchema>
+export type AgentSummary = Static<typeof AgentSummarySchema>
 
 export interface SummaryInput {
   scenario: Scenario
@@ -151,8 +175,53 @@ export interface SummaryInput {
   finishedAt: Date
   pages: number
   aborted: boolean
+  abortedBy?: Summary['abortedBy']
   plan: readonly PlannedStage[]
   collector: Collector
+  /** agent id → generator threads on it */
+  workers: ReadonlyMap<string, number>
+}
+
+/** The machines that generated load, from the collector's sources (one per thread). */
+export function agentSummaries (c: Collector, plan: readonly PlannedStage[], model: LoadModel, workers: ReadonlyMap<string, number>): AgentSummary[] {
+  const byAgent = new Map<string, AgentSummary>()
+  for (const s of c.sources.values()) {
+    let a = byAgent.get(s.agent)
+    if (!a) {
+      a = { id: s.agent, host: s.host, workers: workers.get(s.agent) ?? 0, share: 0, requests: 0, errors: 0, transportErrors: 0, lost: null }
+      byAgent.set(s.agent, a)
+    }
+    a.share += s.share
+    a.requests += s.requests
+    a.errors += s.errors
+    a.transportErrors += s.transportErrors
+    if (s.lostAt !== null) {
+      const missedShare = shareOf(plan, s.slices, s.lostAt)
+      // closed model: what it would have sent is what it was sending
+      const missedRequests = model === 'open' ? plannedRequests(plan, s.slices, s.lostAt) : null
+      if (!a.lost) a.lost = { at: r3(s.lostAt), reason: s.lostReason ?? 'lost', missedShare: 0, missedRequests: model === 'open' ? 0 : null, missedBasis: '' }
+      a.lost.at = Math.min(a.lost.at, r3(s.lostAt))
+      a.lost.missedShare += missedShare
+      if (missedRequests !== null && a.lost.missedRequests !== null) a.lost.missedRequests += missedRequests
+    }
+  }
+  const planned = plan.reduce((end, st) => Math.max(end, st.start + st.duration), 0)
+  for (const a of byAgent.values()) {
+    a.share = r6(a.share)
+    a.workers = Math.max(1, a.workers || [...c.sources.values()].filter(s => s.agent === a.id).length)
+    if (a.lost) {
+      a.lost.missedShare = r6(Math.min(1, a.lost.missedShare))
+      if (a.lost.missedRequests === null && a.lost.at > 0) {
+        a.lost.missedRequests = Math.round((a.requests / a.lost.at) * Math.max(0, planned - a.lost.at))
+        a.lost.missedBasis = `estimate: its own rate before it was lost (${Math.round(a.requests / a.lost.at)} req/s) over the ${r3(Math.max(0, planned - a.lost.at))} s it missed (closed model)`
+      } else if (a.lost.missedRequests === null) {
+        a.lost.missedBasis = 'lost before it reported anything: no rate to estimate from (closed model)'
+      } else {
+        a.lost.missedBasis = 'planned: its slice of the target rate over the rest of the run (open model)'
+      }
+    }
+  }
+  return [...byAgent.values()].sort((x, y) => x.id.localeCompare(y.id, 'en', { numeric: true }))
 }
 
 /** Summary without thresholds and capacity (they are computed from it, see run.ts). */
@@ -178,20 +247,8 @@ export function buildSummary (i: SummaryInput): Summary {
   const endpoints: EndpointSummary[] = [...c.endpoints.entries()]
     .map(([endpoint, g]) => ({ endpoint, share: totals.requests > 0 ? r3(g.requests / totals.requests) : 0, stats: g.stats(duration) }))
     .sort((a, b) => b.stats.requests - a.stats.requests || a.endpoint.localeCompare(b.endpoint))
-  // autocannon stops its connections at the end of the last step: a trailing
-  // sliver of a second would show a meaningless rate; its samples stay in the totals
-  const seconds = c.seconds.length > 1 && duration - c.seconds[c.seconds.length - 1].t < 0.5 ? c.seconds.slice(0, -1) : c.seconds
-  const timeline: SecondSummary[] = seconds.map(s => {
-    // the last second is usually partial: rate over the part that ran
-    const span = Math.min(1, Math.max(0.001, duration - s.t))
-    const st = s.group.stats(span)
-    return {
-      t: s.t, stage: s.stage, connections: s.connections, rate: s.rate,
-      requests: st.requests, errors: st.errors, rps: st.rps,
-      p50: st.latency.p50, p90: st.latency.p90, p99: st.latency.p99, max: st.latency.max,
-      hitRatio: st.cache.hitRatio
-    }
-  })
+  const timeline: SecondSummary[] = c.timeline.map(e => ({ ...e }))
+  const agents = agentSummaries(c, i.plan, i.model, i.workers)
   return {
     schema: SCHEMA_ID,
     scenario: { name: i.scenario.name, description: i.scenario.description, zipf: i.scenario.zipf, mix: i.scenario.mix.map(m => ({ ...m })) },
@@ -203,6 +260,9 @@ export function buildSummary (i: SummaryInput): Summary {
     duration: r3(duration),
     pages: i.pages,
     aborted: i.aborted,
+    abortedBy: i.abortedBy ?? null,
+    workers: agents.reduce((n, a) => n + a.workers, 0) || 1,
+    agents,
     totals,
     stages,
     endpoints,
@@ -228,6 +288,7 @@ export function attachResults (s: Summary, thresholds: ThresholdResult[], capaci
 }
 
 function r3 (x: number): number { return Math.round(x * 1000) / 1000 }
+function r6 (x: number): number { return Math.round(x * 1e6) / 1e6 }
 
 export async function writeSummaryJson (dir: string, s: Summary): Promise<string> {
   const file = join(dir, 'summary.json')

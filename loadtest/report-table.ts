@@ -13,6 +13,10 @@ function errorsCell (s: Stats): string {
   return s.errors === 0 ? '0' : `${fmtInt(s.errors)} (${fmtPct(s.errorRate, 2)})`
 }
 
+function metricOf (s: Summary, expr: string): ThresholdMetric {
+  return (s.thresholds.find(t => t.expr === expr)?.metric ?? 'requests') as ThresholdMetric
+}
+
 export function renderTable (s: Summary): string {
   const t = s.totals
   const out: string[] = []
@@ -54,6 +58,24 @@ export function renderTable (s: Summary): string {
       errorsCell(e.stats), Object.keys(e.stats.non2xx).length ? statusList(e.stats.non2xx) : '–', fmtPct(e.stats.cache.hitRatio)
     ])
   ], ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r']))
+  const distributed = s.agents.some(a => a.id !== 'local')
+  if (distributed) {
+    out.push('')
+    out.push(textTable([
+      ['agent', 'host', 'threads', 'share', 'req', 'errors', 'lost'],
+      ...s.agents.map(a => [
+        a.id, a.host, String(a.workers), fmtPct(a.share), fmtInt(a.requests), a.errors === 0 ? '0' : fmtInt(a.errors),
+        a.lost ? `at ${a.lost.at.toFixed(1)} s: ${fmtPct(a.lost.missedShare)} of the planned load not sent${a.lost.missedRequests !== null ? ` (≈${fmtInt(a.lost.missedRequests)} req)` : ''}` : '–'
+      ])
+    ], ['l', 'l', 'r', 'r', 'r', 'r', 'l']))
+  } else {
+    out.push('')
+    out.push(`generator ${s.workers} thread(s) on ${s.agents[0]?.host ?? 'this machine'}`)
+  }
+  if (s.abortedBy) {
+    out.push('')
+    out.push(`stopped   at ${s.abortedBy.at} s: abort threshold ${s.abortedBy.expr} failed (actual ${formatThresholdValue(metricOf(s, s.abortedBy.expr), s.abortedBy.actual)}), every generator stopped`)
+  }
   if (s.thresholds.length > 0) {
     out.push('')
     out.push('thresholds')

@@ -1,16 +1,19 @@
-// Request generators: what each virtual visitor sends next. One shared,
-// seeded generator feeds every autocannon connection through `setupRequest`,
-// so the mix over the whole run follows the scenario whatever the number of
-// connections. Every write carries a unique body and its own form identity
-// (`form_nonce`, as form-nonce.js sets it in a browser): the frontend derives
-// its idempotency key from both, and asks again before writing a post that
-// has no identity, which would measure a confirmation page, not a write.
-import type autocannon from 'autocannon'
-import { endpointOf } from './endpoints.js'
+// Request generators: what each virtual visitor sends next. One seeded
+// generator per worker feeds every autocannon connection of that worker
+// (client-hooks.ts), so the mix over the whole run follows the scenario
+// whatever the number of connections. Every write carries a unique body and
+// its own form identity (`form_nonce`, as form-nonce.js sets it in a
+// browser): the frontend derives its idempotency key from both, and asks
+// again before writing a post that has no identity, which would measure a
+// confirmation page, not a write.
+//
+// On the wire, a page read is the same bytes every time: its request is
+// built once and reused; only writes are built per request.
+import { endpointOf, isReadMethod } from './endpoints.js'
 import { createRng, WeightedSampler, type Rng } from './random.js'
 import type { MixItem, Scenario } from './scenarios.js'
 import { ZipfSampler } from './zipf.js'
-import type { Collector, RequestMeta } from './collect.js'
+import type { RequestMeta } from './group.js'
 
 export interface GeneratedRequest {
   method: 'GET' | 'POST'
@@ -63,6 +66,28 @@ export const formBodies = {
   }
 }
 
+/** JSON bodies of the backend's write API (design §7), for a run straight at a backend. */
+export const apiBodies = {
+  comment (news: string, n: number, runId: string, rng: Rng): Record<string, unknown> {
+    return { news, ...formBodies.comment(n, runId, rng) }
+  },
+  signup (n: number, runId: string, rng: Rng, today = new Date()): Record<string, unknown> {
+    const f = formBodies.signup(n, runId, rng, today)
+    return { ...f, expectedParticipants: Number(f.expectedParticipants) }
+  },
+  completion (tutorial: string, n: number, runId: string, rng: Rng): Record<string, unknown> {
+    return { tutorial, ...formBodies.completion(n, runId, rng) }
+  }
+}
+
+/**
+ * 'site': pages and form posts, as a browser sends them (through the cache
+ * or straight at a frontend). 'backend': the write API only
+ * (POST /v1/comments, /v1/events, /v1/completions with JSON bodies and an
+ * Idempotency-Key), to measure a backend alone; the mix's reads are skipped.
+ */
+export type Target = 'site' | 'backend'
+
 export interface GeneratorOptions {
   scenario: Pick<Scenario, 'mix' | 'zipf'>
   /** page paths on base, most popular first (sitemap.ts rankPages) */
@@ -71,6 +96,17 @@ export interface GeneratorOptions {
   seed: number
   /** distinguishes this run's writes from other runs' */
   runId?: string
+  target?: Target
+}
+
+/** A request as bytes on the wire, with what the accounting needs to know of it. */
+export interface WireRequest {
+  buffer: Buffer
+  meta: RequestMeta
+}
+
+function slugOf (path: string): string {
+  return path.replace(/\/$/, '').split('/').pop() ?? ''
 }
 
 export class RequestGenerator {
@@ -84,15 +120,23 @@ export class RequestGenerator {
   readonly #news: string[]
   readonly #tutorials: string[]
   readonly runId: string
+  readonly target: Target
+  readonly #host: string
+  readonly #metas = new Map<string, RequestMeta>()
+  readonly #wireCache = new Map<string, WireRequest>()
   #writes = 0
 
   constructor (o: GeneratorOptions) {
     if (o.pages.length === 0) throw new Error('no pages to browse')
     const baseUrl = new URL(o.base)
     this.#origin = baseUrl.origin
+    this.#host = baseUrl.host
     this.#prefix = baseUrl.pathname.replace(/\/$/, '')
     this.pages = o.pages
-    this.#mix = o.scenario.mix.filter(m => m.weight > 0)
+    this.target = o.target ?? 'site'
+    const writes = new Set(['comment', 'signup', 'completion'])
+    this.#mix = o.scenario.mix.filter(m => m.weight > 0 && (this.target === 'site' || writes.has(m.action)))
+    if (this.#mix.length === 0) throw new Error('a run straight at a backend sends writes only, and this mix has none')
     this.#rng = createRng(o.seed)
     this.#mixSampler = new WeightedSampler(this.#mix.map(m => m.weight), this.#rng)
     this.#zipf = new ZipfSampler(o.pages.length, { s: o.scenario.zipf, seed: o.seed ^ 0x5bd1e995 })
@@ -109,12 +153,37 @@ export class RequestGenerator {
     return endpointOf(method, p)
   }
 
+  /** One meta object per endpoint: the recorder keys its cells by identity. */
+  #meta (method: string, path: string): RequestMeta {
+    const endpoint = this.#endpoint(method, path)
+    const key = `${method} ${endpoint}`
+    let m = this.#metas.get(key)
+    if (!m) this.#metas.set(key, (m = Object.freeze({ method, endpoint, read: isReadMethod(method) })))
+    return m
+  }
+
   #get (path: string): GeneratedRequest {
     return {
       method: 'GET',
       path,
       headers: { ...PAGE_HEADERS },
-      meta: { method: 'GET', endpoint: this.#endpoint('GET', path) }
+      meta: this.#meta('GET', path)
+    }
+  }
+
+  #apiPost (path: string, body: Record<string, unknown>): GeneratedRequest {
+    return {
+      method: 'POST',
+      path,
+      headers: {
+        accept: 'application/json',
+        'content-type': 'application/json',
+        // a unique key per write: a retry of the same write is what the key is for, not a load test
+        'idempotency-key': `loadtest-${this.runId}-${this.#writes}`,
+        'user-agent': 'flashcrowd-loadtest'
+      },
+      body: JSON.stringify(body),
+      meta: this.#meta('POST', path)
     }
   }
 
@@ -134,13 +203,23 @@ export class RequestGenerator {
         'user-agent': 'flashcrowd-loadtest'
       },
       body: new URLSearchParams(fields).toString(),
-      meta: { method: 'POST', endpoint: this.#endpoint('POST', path) }
+      meta: this.#meta('POST', path)
     }
   }
 
   /** The next request of the mix. */
   next (): GeneratedRequest {
     const item = this.#mix[this.#mixSampler.next()]
+    if (this.target === 'backend') {
+      switch (item.action) {
+        case 'comment':
+          return this.#apiPost(`${this.#prefix}/v1/comments`, apiBodies.comment(slugOf(this.#news[this.#zipf.next() % this.#news.length]), ++this.#writes, this.runId, this.#rng))
+        case 'signup':
+          return this.#apiPost(`${this.#prefix}/v1/events`, apiBodies.signup(++this.#writes, this.runId, this.#rng))
+        default:
+          return this.#apiPost(`${this.#prefix}/v1/completions`, apiBodies.completion(slugOf(this.#tutorials[this.#zipf.next() % this.#tutorials.length]), ++this.#writes, this.runId, this.#rng))
+      }
+    }
     switch (item.action) {
       case 'browse': return this.#get(this.pages[this.#zipf.next()])
       case 'page': return this.#get(this.#prefix + item.path)
@@ -157,26 +236,21 @@ export class RequestGenerator {
     }
   }
 
-  /**
-   * autocannon `requests`: one entry whose setupRequest draws the next
-   * request and whose onResponse hands the response headers (X-Cache) and
-   * the request's endpoint to the collector. autocannon resets the context
-   * before each loop over `requests`, so the meta lives exactly as long as
-   * the request it describes.
-   */
-  autocannonRequests (collector: Collector): autocannon.Request[] {
-    const setupRequest = (req: autocannon.Request, context: Record<string, unknown>): autocannon.Request => {
-      const r = this.next()
-      context.meta = r.meta
-      req.method = r.method
-      req.path = r.path
-      req.headers = r.headers
-      req.body = r.body ?? ''
-      return req
-    }
-    const onResponse = (_status: number, _body: string, context: Record<string, unknown>, headers: Record<string, string | string[]>): void => {
-      collector.noteHeaders(context.meta as RequestMeta, headers)
-    }
-    return [{ setupRequest, onResponse } as unknown as autocannon.Request]
+  /** HTTP/1.1 request bytes, in the form autocannon itself builds (keep-alive, Host of the base URL). */
+  #wire (r: GeneratedRequest): Buffer {
+    let head = `${r.method} ${r.path} HTTP/1.1\r\nHost: ${this.#host}\r\nConnection: keep-alive\r\n`
+    for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
+    if (r.body === undefined) return Buffer.from(head + '\r\n', 'latin1')
+    const body = Buffer.from(r.body, 'utf8')
+    return Buffer.concat([Buffer.from(`${head}Content-Length: ${body.length}\r\n\r\n`, 'latin1'), body])
+  }
+
+  /** The next request as bytes: page reads come from a cache (same path, same bytes), writes are built each time. */
+  nextWire (): WireRequest {
+    const r = this.next()
+    if (r.body !== undefined) return { buffer: this.#wire(r), meta: r.meta }
+    let w = this.#wireCache.get(r.path)
+    if (!w) this.#wireCache.set(r.path, (w = { buffer: this.#wire(r), meta: r.meta }))
+    return w
   }
 }

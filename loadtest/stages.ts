@@ -1,10 +1,13 @@
-// Stage schedule: turns a scenario's stages into steps and runs them.
+// Stage schedule: turns a scenario's stages into steps, splits each step
+// between the sources that generate it (worker threads, agents), and runs
+// one source's slice on the common timeline.
 //
 // autocannon cannot change the number of connections (or the rate) of a
 // running instance, so a ramping stage is cut into steps of about --step
 // seconds, each run by its own autocannon instance at the interpolated
-// target; a flat stage is one step. The collector's clock runs across steps,
-// which stitches the instances into one timeline.
+// target; a flat stage is one step. Every source starts each step at its
+// planned time from the common start (and stops it at its planned end), so
+// many workers and machines stay on one timeline.
 //
 // Closed model (default): the target is a number of connections, each
 //   sending its next request as soon as the previous answer arrives.
@@ -13,10 +16,16 @@
 //   autocannon caps a rate per connection rather than issuing requests on a
 //   clock, so if the tier slows down the achieved rate falls below the target
 //   (the report shows both) and latencies are corrected for coordinated
-//   omission (collect.ts).
+//   omission (group.ts).
+//
+// Targets are totals over every source: a step's connections and rate are
+// split so that the slices add up to the plan exactly (autocannon's own
+// `workers` option divides connections but hands every worker the whole
+// `overallRate`, which multiplies the rate by the number of workers).
 import autocannon from 'autocannon'
 import type { AmountSpec, StageSpec } from './scenarios.js'
-import type { Collector, StepTarget } from './collect.js'
+import { installClientHooks, type RequestSource } from './client-hooks.js'
+import { epochNow, type Recorder } from './recorder.js'
 
 export type LoadModel = 'closed' | 'open'
 
@@ -30,6 +39,15 @@ export interface PlanOptions {
   pool: number
   /** seconds per step in a ramping stage */
   step: number
+}
+
+/** What the load runs at, for one step of a stage. */
+export interface StepTarget {
+  stage: string
+  stageIndex: number
+  connections: number
+  /** requests per second in the open model, null in the closed model */
+  rate: number | null
 }
 
 export interface PlannedStep extends StepTarget {
@@ -99,24 +117,114 @@ function round3 (x: number): number {
   return Math.round(x * 1000) / 1000
 }
 
-export interface RunScheduleOptions {
-  url: string
-  requests: autocannon.Request[]
-  collector: Collector
-  /** seconds before a request counts as timed out */
-  timeout?: number
-  signal?: AbortSignal
-  onStep?: (step: PlannedStep) => void
+/** This source is slice `index` of `count` at each level (agents, then worker threads). */
+export interface Slice { index: number, count: number }
+
+/** `x` split into `count` near-equal integers, slice by slice: the slices of one level add up to x exactly. */
+export function splitAmount (x: number, slices: readonly Slice[]): number {
+  let v = x
+  for (const s of slices) v = Math.floor(v / s.count) + (s.index < v % s.count ? 1 : 0)
+  return v
 }
 
-/** Runs one autocannon instance per step, in order. Resolves when done or aborted. */
-export async function runSchedule (plan: readonly PlannedStage[], o: RunScheduleOptions): Promise<void> {
-  for (const stage of plan) {
+/** A slice's part of one step: null when the slice has nothing to send in it. */
+export function sliceStep (step: Pick<PlannedStep, 'connections' | 'rate'>, slices: readonly Slice[]): { connections: number, rate: number | null } | null {
+  if (step.rate === null) {
+    const c = splitAmount(step.connections, slices)
+    return c > 0 ? { connections: c, rate: null } : null
+  }
+  const rate = splitAmount(step.rate, slices)
+  if (rate === 0) return null
+  return { connections: Math.max(1, Math.min(rate, splitAmount(step.connections, slices))), rate }
+}
+
+/** The slice's share of the planned load (connection-seconds or requests), 0..1. */
+export function shareOf (plan: readonly PlannedStage[], slices: readonly Slice[], from = 0): number {
+  let all = 0
+  let mine = 0
+  for (const st of plan) {
+    for (const step of st.steps) {
+      const amount = step.rate ?? step.connections
+      all += amount * step.duration
+      const end = step.start + step.duration
+      if (end <= from) continue
+      const part = sliceStep(step, slices)
+      const mineAmount = part === null ? 0 : part.rate ?? part.connections
+      mine += mineAmount * (end - Math.max(from, step.start))
+    }
+  }
+  return all > 0 ? mine / all : 0
+}
+
+/** Open model: requests the slice was planned to send from second `from` on. */
+export function plannedRequests (plan: readonly PlannedStage[], slices: readonly Slice[], from = 0): number {
+  let n = 0
+  for (const st of plan) {
+    for (const step of st.steps) {
+      const end = step.start + step.duration
+      if (end <= from || step.rate === null) continue
+      const part = sliceStep(step, slices)
+      if (part?.rate) n += part.rate * (end - Math.max(from, step.start))
+    }
+  }
+  return Math.round(n)
+}
+
+export interface RunSliceOptions {
+  url: string
+  plan: readonly PlannedStage[]
+  slices: readonly Slice[]
+  /** the run's common start, epoch ms on this machine's clock */
+  startAt: number
+  /** seconds before a request counts as timed out */
+  timeout?: number
+  source: RequestSource
+  recorder: Recorder
+  signal?: AbortSignal
+  /** a step ran from `start` to `end`, seconds since the common start */
+  onStep?: (step: PlannedStep, start: number, end: number) => void
+  now?: () => number
+}
+
+function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve()
+  return new Promise(resolve => {
+    const done = (): void => { clearTimeout(timer); signal?.removeEventListener('abort', done); resolve() }
+    const timer = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** Runs one slice of the plan on the common timeline. Resolves when done or aborted. */
+export async function runSlice (o: RunSliceOptions): Promise<void> {
+  const now = o.now ?? epochNow
+  const at = (t: number): number => o.startAt + t * 1000
+  for (const stage of o.plan) {
     for (const step of stage.steps) {
       if (o.signal?.aborted) return
-      o.collector.beginStep(step)
-      o.onStep?.(step)
-      await runStep(step, o)
+      await sleep(at(step.start) - now(), o.signal)
+      if (o.signal?.aborted) return
+      const begun = now()
+      // a step that started late (the previous instance overran) ends on time anyway
+      const remaining = (at(step.start + step.duration) - begun) / 1000
+      if (remaining < 0.02) continue
+      const part = sliceStep(step, o.slices)
+      o.recorder.setStep(step.stageIndex, part?.rate ? (1e6 * part.connections) / part.rate : 0)
+      if (part === null) await sleep(remaining * 1000, o.signal)
+      else if (step.rate === null) await runInstance(remaining, part.connections, null, o)
+      else {
+        for (const c of rateChunks(remaining, step.rate)) {
+          if (o.signal?.aborted) break
+          const rate = splitAmount(c.rate, o.slices)
+          // autocannon hands each connection a quota per second from its own
+          // start, and one more if it is still running when the last second
+          // ticks over: cap the instance at its arrivals, and wait out the
+          // rest of the step (the last quota goes out at the start of its second)
+          if (rate > 0) await runInstance(c.duration, Math.min(part.connections, rate), rate, o, rate * Math.max(1, Math.floor(c.duration + 1e-9)))
+        }
+        await sleep(at(step.start + step.duration) - now(), o.signal)
+      }
+      o.onStep?.(step, (begun - o.startAt) / 1000, (now() - o.startAt) / 1000)
     }
   }
 }
@@ -136,15 +244,7 @@ export function rateChunks (duration: number, rate: number): Array<{ duration: n
   return chunks
 }
 
-async function runStep (step: PlannedStep, o: RunScheduleOptions): Promise<void> {
-  if (step.rate === null) return runInstance(step.duration, step.connections, null, o)
-  for (const c of rateChunks(step.duration, step.rate)) {
-    if (o.signal?.aborted) return
-    await runInstance(c.duration, Math.min(step.connections, c.rate), c.rate, o)
-  }
-}
-
-function runInstance (duration: number, connections: number, rate: number | null, o: RunScheduleOptions): Promise<void> {
+function runInstance (duration: number, connections: number, rate: number | null, o: RunSliceOptions, maxRequests?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const opts: autocannon.Options = {
       url: o.url,
@@ -155,9 +255,10 @@ function runInstance (duration: number, connections: number, rate: number | null
       // autocannon notices the end of its duration only when it samples:
       // sample often so steps end on time (the default is once a second)
       sampleInt: 50,
-      requests: o.requests
+      setupClient: (client) => installClientHooks(client as never, o.source, o.recorder)
     }
     if (rate !== null) opts.overallRate = rate
+    if (maxRequests !== undefined) opts.maxOverallRequests = maxRequests
     let instance: autocannon.Instance
     const onAbort = (): void => { instance?.stop() }
     instance = autocannon(opts, (err) => {
@@ -165,10 +266,6 @@ function runInstance (duration: number, connections: number, rate: number | null
       if (err) reject(err)
       else resolve()
     })
-    instance.on('response', (_client, statusCode, resBytes, responseTime) => {
-      o.collector.onResponse(statusCode, resBytes, responseTime)
-    })
-    instance.on('reqError', (err: Error) => { o.collector.onTransportError(err) })
     o.signal?.addEventListener('abort', onAbort, { once: true })
   })
 }

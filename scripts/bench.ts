@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs'
 const benches: Array<[string, string]> = [
   ['writes', 'bench/backend-writes.ts'],
   ['render', 'bench/frontend-render.ts'],
-  ['cache', 'bench/cache.ts']
+  ['cache', 'bench/cache.ts'],
+  ['loadtest', 'bench/loadtest.ts']
 ]
 let failed = 0
 for (const [name, file] of benches) {

@@ -1,5 +1,14 @@
 import t from 'tap'
-import { Collector, Group, parseCacheHeaders } from '../../loadtest/collect.js'
+import * as hdr from 'hdr-histogram-js'
+import { Collector, Group, MAX_TIMELINE_POINTS, parseCacheHeaders } from '../../loadtest/collect.js'
+import { cacheFromRawHeaders } from '../../loadtest/cache-headers.js'
+import { Recorder } from '../../loadtest/recorder.js'
+import { planSchedule } from '../../loadtest/stages.js'
+import type { RequestMeta } from '../../loadtest/group.js'
+
+const GET_HOME: RequestMeta = { method: 'GET', endpoint: '/', read: true }
+const GET_NEWS: RequestMeta = { method: 'GET', endpoint: '/news', read: true }
+const POST_EVENTS: RequestMeta = { method: 'POST', endpoint: 'POST /events', read: false }
 
 t.test('reads X-Cache and Cache-Status (RFC 9211)', async t => {
   t.same(parseCacheHeaders({ 'X-Cache': 'HIT' }), { state: 'HIT', collapsed: false })
@@ -13,14 +22,21 @@ t.test('reads X-Cache and Cache-Status (RFC 9211)', async t => {
   t.same(parseCacheHeaders({ 'content-type': 'text/html' }), { state: null, collapsed: false })
 })
 
+t.test('the raw header list (autocannon\'s parser) gives the same answers', async t => {
+  t.same(cacheFromRawHeaders(['Content-Type', 'text/html', 'X-Cache', 'HIT']), { state: 'HIT', collapsed: false })
+  t.same(cacheFromRawHeaders(['x-cache', 'MISS', 'Cache-Status', 'flashcrowd; fwd=uri-miss; collapsed']), { state: 'MISS', collapsed: true })
+  t.same(cacheFromRawHeaders(['cache-status', 'origin-cache; fwd=miss', 'CACHE-STATUS', 'edge; hit']), { state: 'HIT', collapsed: false }, 'repeated fields are one list (RFC 9110 §5.3)')
+  t.same(cacheFromRawHeaders(['X-Cachet', 'HIT', 'content-length', '3']), { state: null, collapsed: false }, 'a longer name is another header')
+  const states = new Set(Array.from({ length: 400 }, (_, i) => cacheFromRawHeaders(['cache-status', `c; fwd=miss; ttl=${i}`]).state))
+  t.same([...states], ['MISS'], 'values past the memo are still parsed')
+})
+
 t.test('a group counts statuses, errors, cache outcomes, origin requests and percentiles', async t => {
   const g = new Group()
-  const read = { method: 'GET', endpoint: '/' }
-  const write = { method: 'POST', endpoint: 'POST /events' }
-  for (let i = 1; i <= 100; i++) g.record(read, 200, 100, i * 1000, { state: i <= 90 ? 'HIT' : 'MISS', collapsed: i === 100 }, 0)
-  g.record(write, 303, 10, 5000, { state: 'PASS', collapsed: false }, 0)
-  g.record(write, 400, 10, 5000, { state: 'PASS', collapsed: false }, 0)
-  g.record(read, 503, 10, 1000, { state: null, collapsed: false }, 0)
+  for (let i = 1; i <= 100; i++) g.record(GET_HOME, 200, 100, i * 1000, i <= 90 ? 'HIT' : 'MISS', i === 100, 0)
+  g.record(POST_EVENTS, 303, 10, 5000, 'PASS', false, 0)
+  g.record(POST_EVENTS, 400, 10, 5000, 'PASS', false, 0)
+  g.record(GET_HOME, 503, 10, 1000, null, false, 0)
   g.recordTransportError(true)
   const s = g.stats(2)
   t.equal(s.requests, 103)
@@ -45,33 +61,117 @@ t.test('open model: slow answers back-fill the requests they held up (coordinate
   const plain = new Group()
   const corrected = new Group()
   for (let i = 0; i < 99; i++) {
-    plain.record({ method: 'GET', endpoint: '/' }, 200, 1, 1000, { state: null, collapsed: false }, 0)
-    corrected.record({ method: 'GET', endpoint: '/' }, 200, 1, 1000, { state: null, collapsed: false }, 10_000)
+    plain.record(GET_HOME, 200, 1, 1000, null, false, 0)
+    corrected.record(GET_HOME, 200, 1, 1000, null, false, 10_000)
   }
-  plain.record({ method: 'GET', endpoint: '/' }, 200, 1, 1_000_000, { state: null, collapsed: false }, 0)
-  corrected.record({ method: 'GET', endpoint: '/' }, 200, 1, 1_000_000, { state: null, collapsed: false }, 10_000)
+  plain.record(GET_HOME, 200, 1, 1_000_000, null, false, 0)
+  corrected.record(GET_HOME, 200, 1, 1_000_000, null, false, 10_000)
   t.ok(plain.stats(1).latency.p90! < 1.01, 'uncorrected p90 is the fast answers')
   t.ok(corrected.stats(1).latency.p90! > 100, 'a 1 s stall at 100 req/s per connection weighs on p90')
   t.equal(corrected.stats(1).requests, 100, 'request count is what was really sent')
 })
 
-t.test('collector attributes samples to stage, endpoint and second', async t => {
-  let now = 0
-  const c = new Collector({ now: () => now })
-  c.start()
-  c.beginStep({ stage: 'ramp', stageIndex: 0, connections: 1, rate: null })
-  c.noteHeaders({ method: 'GET', endpoint: '/' }, { 'X-Cache': 'MISS' })
-  c.onResponse(200, 10, 3)
-  now = 1500
-  c.beginStep({ stage: 'hold', stageIndex: 1, connections: 2, rate: null })
-  c.noteHeaders({ method: 'GET', endpoint: '/news' }, { 'x-cache': 'HIT' })
-  c.onResponse(200, 10, 2)
-  now = 3200
-  c.onTransportError(new Error('request timed out'))
-  c.finish()
-  t.same(c.stageTimings, [{ name: 'ramp', index: 0, start: 0, end: 1.5 }, { name: 'hold', index: 1, start: 1.5, end: 3.2 }])
-  t.same([...c.endpoints.keys()], ['/', '/news'])
-  t.equal(c.stages.get('hold')!.timeouts, 1)
-  t.same(c.seconds.map(s => [s.t, s.stage, s.group.requests, s.group.errors]), [[0, 'ramp', 1, 0], [1, 'hold', 1, 0], [2, 'hold', 0, 0], [3, 'hold', 0, 1]], 'one entry per second, gaps filled')
-  t.equal(c.total.cache.hit, 1)
+t.test('the recorder cuts every response and transport error into seconds, stages and endpoints', async t => {
+  let now = 10_000
+  const r = new Recorder(10_000, () => now)
+  r.setStep(0, 0)
+  r.response(GET_HOME, 200, 10, 3, 'MISS', false)
+  r.response(GET_NEWS, 200, 10, 4, 'HIT', false)
+  now = 11_500
+  r.setStep(1, 0)
+  r.response(GET_NEWS, 200, 10, 2, 'HIT', false)
+  r.transportError(GET_NEWS, true)
+  const first = r.flush()
+  t.same(first.map(x => x.t), [0], 'the seconds that are over, not the one running')
+  t.same(first[0].cells.map(c => [c.stage, c.endpoint, c.data.requests, c.data.cache.hit, c.data.cache.miss]), [[0, '/', 1, 0, 1], [0, '/news', 1, 1, 0]])
+  now = 14_200
+  const later = r.flush()
+  t.same(later.map(x => [x.t, x.cells.length]), [[1, 1], [2, 0], [3, 0]], 'one report per second, quiet seconds included')
+  t.same([later[0].cells[0].stage, later[0].cells[0].data.requests, later[0].cells[0].data.transportErrors, later[0].cells[0].data.timeouts], [1, 1, 1, 1], 'the timeout counts against its endpoint')
+  const last = r.flush(5, true)
+  t.same(last.map(x => [x.t, x.partial ?? false]), [[4, true]], 'the last second is marked partial')
+})
+
+t.test('the collector adds sources up exactly: counts, and percentiles of all samples together', async t => {
+  const plan = planSchedule([{ name: 'a', duration: 2, to: 2 }, { name: 'b', duration: 2, to: 4 }], { duration: 4, model: 'closed', target: 4, pool: 4, step: 1 })
+  const sealed: number[] = []
+  const c = new Collector({ plan, onSeal: e => sealed.push(e.t) })
+  c.addSource('x/0', { agent: 'x', host: 'hx', slices: [{ index: 0, count: 2 }] })
+  c.addSource('y/0', { agent: 'y', host: 'hy', slices: [{ index: 1, count: 2 }] })
+  const all = hdr.build({ bitBucketSize: 64, numberOfSignificantValueDigits: 3, autoResize: true })
+  const clocks = { x: 50_000, y: 50_000 }
+  const recs = { x: new Recorder(50_000, () => clocks.x), y: new Recorder(50_000, () => clocks.y) }
+  // x: fast answers; y: slow ones. The merged p99 must be y's tail, not an average.
+  for (let s = 0; s < 4; s++) {
+    for (const who of ['x', 'y'] as const) {
+      const rec = recs[who]
+      rec.setStep(s < 2 ? 0 : 1, 0)
+      for (let i = 0; i < (who === 'x' ? 900 : 100); i++) {
+        clocks[who] = 50_000 + s * 1000 + i
+        const ms = who === 'x' ? 1 + (i % 10) : 200 + i
+        rec.response(i % 3 === 0 ? GET_NEWS : GET_HOME, i % 50 === 0 ? 500 : 200, 100, ms, 'HIT', false)
+        all.recordValue(Math.round(ms * 1000))
+      }
+      if (who === 'y' && s === 3) rec.transportError(GET_NEWS, false)
+    }
+  }
+  clocks.x = clocks.y = 54_000
+  for (const r of recs.x.flush()) c.add('x/0', r)
+  t.same(sealed, [], 'nothing is shown before every source has reported the second')
+  const yReports = recs.y.flush()
+  c.add('y/0', yReports[0])
+  t.same(sealed, [0], 'a second is shown once both have reported it')
+  for (const r of yReports.slice(1)) c.add('y/0', r)
+  t.same(sealed, [0, 1, 2, 3])
+  c.finish(4)
+  t.equal(c.total.requests, 4000)
+  t.equal(c.total.requests, [...c.sources.values()].reduce((n, s) => n + s.requests, 0), 'sources add up to the total')
+  t.equal(c.total.transportErrors, 1)
+  t.equal(c.endpoints.get('/news')!.transportErrors, 1, 'transport errors are counted per endpoint')
+  t.equal(c.stages.get('a')!.requests + c.stages.get('b')!.requests, 4000)
+  t.equal(c.timeline.reduce((n, e) => n + e.requests, 0), 4000, 'the timeline holds every sample')
+  const p99 = all.getValueAtPercentile(99) / 1000
+  const merged = c.total.stats(4).latency.p99!
+  t.ok(Math.abs(merged - p99) <= p99 * 0.001, `merged p99 ${merged} = p99 of all samples ${p99}`)
+  t.ok(merged > 200, 'the slow source\'s tail shows')
+  t.equal(c.openBuckets, 0)
+})
+
+t.test('a lost source is not waited for, and what it sends afterwards is dropped', async t => {
+  const plan = planSchedule([{ name: 'a', duration: 5, to: 2 }], { duration: 5, model: 'closed', target: 2, pool: 2, step: 1 })
+  const sealed: number[] = []
+  const c = new Collector({ plan, onSeal: e => sealed.push(e.t) })
+  c.addSource('a/0', { agent: 'a', host: 'h', slices: [{ index: 0, count: 2 }] })
+  c.addSource('b/0', { agent: 'b', host: 'h', slices: [{ index: 1, count: 2 }] })
+  const cell = (n: number) => [{ stage: 0, endpoint: '/', data: { requests: n, reads: n, writes: 0, errors: 0, transportErrors: 0, timeouts: 0, bytes: 0, origin: 0, status: { 200: n }, cache: { hit: 0, stale: 0, miss: 0, pass: 0, none: n, collapsed: 0 }, hist: null } }]
+  c.add('a/0', { t: 0, cells: cell(5) })
+  c.add('a/0', { t: 1, cells: cell(5) })
+  c.add('b/0', { t: 0, cells: cell(7) })
+  t.same(sealed, [0])
+  c.markLost('b/0', 1, 'no report for 5 s')
+  t.same(sealed, [0, 1], 'the lost source no longer holds the timeline back')
+  c.add('b/0', { t: 1, cells: cell(100) })
+  t.equal(c.total.requests, 17, 'its late report is dropped')
+  t.equal(c.sources.get('b/0')!.requests, 7)
+})
+
+t.test('memory stays bounded: a day-long plan gets wider buckets, sealed buckets drop their histograms', async t => {
+  const plan = planSchedule([{ name: 'soak', duration: 86_400, to: 10 }], { duration: 86_400, model: 'closed', target: 10, pool: 10, step: 1 })
+  const c = new Collector({ plan })
+  t.equal(c.bucket, 24, '86,400 s / 3,600 points')
+  c.addSource('s', { agent: 'local', host: 'h', slices: [] })
+  const rec = (() => { let now = 0; const r = new Recorder(0, () => now); return { r, set: (ms: number) => { now = ms } } })()
+  rec.r.setStep(0, 0)
+  let maxOpen = 0
+  for (let s = 0; s < 7200; s++) {
+    rec.set(s * 1000 + 10)
+    rec.r.response(GET_HOME, 200, 1, 1 + (s % 7), null, false)
+    rec.set(s * 1000 + 1000)
+    for (const rep of rec.r.flush()) c.add('s', rep)
+    maxOpen = Math.max(maxOpen, c.openBuckets)
+  }
+  t.equal(maxOpen, 1, 'at most the bucket being filled holds a histogram')
+  t.equal(c.timeline.length, 300, '7,200 s in 24 s buckets')
+  t.ok(c.timeline.every(e => e.span === 24 && e.requests === 24))
+  t.ok(MAX_TIMELINE_POINTS * c.bucket >= 86_400)
 })

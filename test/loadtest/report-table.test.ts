@@ -4,7 +4,6 @@ import { loadScenario } from '../../loadtest/scenarios.js'
 import { parseThreshold } from '../../loadtest/thresholds.js'
 import { renderTable } from '../../loadtest/report-table.js'
 import { progressBar, progressLine } from '../../loadtest/progress.js'
-import { Collector } from '../../loadtest/collect.js'
 import { textTable } from '../../loadtest/format.js'
 import { startFakeSite } from './fake-site.js'
 
@@ -36,14 +35,10 @@ t.test('end-of-run table: latency, totals, non-2xx, cache, stages, endpoints, th
 })
 
 t.test('progress line and bar', async t => {
-  let now = 0
-  const c = new Collector({ now: () => now })
-  c.start()
-  c.beginStep({ stage: 'hold', stageIndex: 1, connections: 8, rate: null })
-  for (let i = 0; i < 40; i++) { c.noteHeaders({ method: 'GET', endpoint: '/' }, { 'x-cache': i < 30 ? 'HIT' : 'MISS' }); c.onResponse(i < 38 ? 200 : 500, 10, 2) }
-  now = 2500
-  t.match(progressLine(c, 0), /^\s+1s\s+hold\s+8 conn\s+40\.0 req\/s\s+p99\s+2\.00 ms\s+err\s+2 \(5\.0%\)\s+hit 75\.0%$/)
-  t.match(progressLine(c, 1), /^\s+2s\s+hold\s+8 conn\s+0\.0 req\/s\s+p99\s+– ms\s+err\s+0\s+hit –$/, 'a silent second shows as zeros')
+  const entry = { t: 0, span: 1, stage: 'hold', connections: 8, rate: null, requests: 40, errors: 2, errorRate: 0.05, rps: 40, p50: 1, p90: 2, p99: 2, max: 3, hitRatio: 0.75 }
+  t.match(progressLine(entry), /^\s+1s\s+hold\s+8 conn\s+40\.0 req\/s\s+p99\s+2\.00 ms\s+err\s+2 \(5\.0%\)\s+hit 75\.0%$/)
+  t.match(progressLine({ ...entry, t: 1, requests: 0, errors: 0, errorRate: 0, rps: 0, p50: null, p90: null, p99: null, max: null, hitRatio: null }), /^\s+2s\s+hold\s+8 conn\s+0\.0 req\/s\s+p99\s+– ms\s+err\s+0\s+hit –$/, 'a silent second shows as zeros')
+  t.match(progressLine({ ...entry, rate: 500 }), /500 req\/s target/)
   t.equal(progressBar(5, 10, 10), '[#####-----]  5/10  50%')
   t.equal(textTable([['a', 'bb'], ['ccc', 'd']], ['l', 'r']), 'a    bb\n───  ──\nccc   d')
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { planSchedule, rateChunks, resolveAmount, runSchedule } from '../../loadtest/stages.js'
+import { planSchedule, plannedRequests, rateChunks, resolveAmount, runSlice, shareOf, sliceStep, splitAmount } from '../../loadtest/stages.js'
 import { BUILTIN_SCENARIOS } from '../../loadtest/scenarios.js'
-import { Collector } from '../../loadtest/collect.js'
+import { Recorder, epochNow } from '../../loadtest/recorder.js'
 import { RequestGenerator } from '../../loadtest/requests.js'
 import { startFakeSite } from './fake-site.js'
 
@@ -59,7 +59,24 @@ t.test('sub-second steps, absolute amounts, minimum of one connection, step cap'
   t.throws(() => planSchedule([{ name: 'x', duration: 1, to: 1 }], { duration: 0, model: 'closed', target: 1, pool: 1, step: 1 }), /duration/)
 })
 
-t.test('runSchedule runs one autocannon instance per step, stitched on one clock', async t => {
+t.test('slices add up to the plan exactly: connections and rates split between sources', async t => {
+  const two = (i: number) => [{ index: i, count: 2 }]
+  t.same([0, 1].map(i => splitAmount(7, two(i))), [4, 3])
+  t.same([0, 1, 2].map(i => splitAmount(100, [{ index: i, count: 3 }])), [34, 33, 33])
+  // two agents, three workers each: six slices of 1,001 req/s
+  const six: number[] = []
+  for (let a = 0; a < 2; a++) for (let w = 0; w < 3; w++) six.push(splitAmount(1001, [{ index: a, count: 2 }, { index: w, count: 3 }]))
+  t.equal(six.reduce((x, y) => x + y, 0), 1001, 'nested slices add up to the total rate')
+  t.same(sliceStep({ connections: 10, rate: 3 }, [{ index: 3, count: 4 }]), null, 'a slice with no rate sits the step out')
+  t.same(sliceStep({ connections: 2, rate: 9 }, [{ index: 3, count: 4 }]), { connections: 1, rate: 2 }, 'a slice with a rate gets at least one connection')
+  t.same(sliceStep({ connections: 3, rate: null }, [{ index: 2, count: 4 }]), { connections: 1, rate: null })
+  const plan = planSchedule([{ name: 'a', duration: 10, to: 100 }], { duration: 10, model: 'open', target: 100, pool: 10, step: 1 })
+  t.equal(shareOf(plan, two(0)), 0.5)
+  t.equal(shareOf(plan, two(0), 5), 0.25, 'half its share is left half-way through')
+  t.equal(plannedRequests(plan, two(1), 5), 250, 'open model: 50 req/s over the last 5 s')
+})
+
+t.test('runSlice runs one autocannon instance per step, on the common timeline', async t => {
   const site = await startFakeSite()
   t.teardown(() => site.close())
   let sockets = 0
@@ -68,33 +85,47 @@ t.test('runSchedule runs one autocannon instance per step, stitched on one clock
     { name: 'low', duration: 0.6, to: 1 },
     { name: 'high', duration: 0.6, to: 4 }
   ], { duration: 1.2, model: 'closed', target: 4, pool: 4, step: 1 })
-  const collector = new Collector()
   const gen = new RequestGenerator({ scenario: BUILTIN_SCENARIOS.browse, pages: ['/', '/news', '/news/article-1'], base: site.url, seed: 1 })
-  const seen: string[] = []
-  collector.start()
-  await runSchedule(plan, { url: site.url, requests: gen.autocannonRequests(collector), collector, onStep: s => seen.push(`${s.stage}:${s.connections}`) })
-  collector.finish()
-  t.same(seen, ['low:1', 'high:4'])
+  const startAt = epochNow() + 300
+  const recorder = new Recorder(startAt)
+  const seen: Array<[string, number, number, number]> = []
+  await runSlice({ url: site.url, plan, slices: [], startAt, source: gen, recorder, onStep: (s, a, b) => seen.push([s.stage, s.connections, a, b]) })
+  t.same(seen.map(s => `${s[0]}:${s[1]}`), ['low:1', 'high:4'])
   t.equal(sockets, 5, 'one connection in the first step, four in the second')
-  t.same(collector.stageTimings.map(s => s.name), ['low', 'high'])
-  const [low, high] = collector.stageTimings
-  t.ok(low.end === high.start && low.start < 0.05, 'stages back to back from the start')
-  t.ok(high.end > 1.1 && high.end < 2, `run lasted about the planned 1.2 s (${high.end.toFixed(2)} s)`)
-  t.ok(collector.stages.get('low')!.requests > 0 && collector.stages.get('high')!.requests > 0, 'samples attributed to both stages')
-  t.equal(collector.total.requests, collector.stages.get('low')!.requests + collector.stages.get('high')!.requests)
+  const [low, high] = seen
+  t.ok(low[2] >= -0.005 && low[2] < 0.1, `the first step waits for the common start (began at ${low[2].toFixed(3)} s)`)
+  t.ok(high[2] >= 0.595 && high[2] < high[3], `the second begins at its planned time, or as soon as the first instance has stopped (${high[2].toFixed(3)} s)`)
+  t.ok(high[3] > 1.15 && high[3] < 1.6, `and ends at the planned 1.2 s, not later by the first one's overrun (${high[3].toFixed(3)} s)`)
+  const reports = recorder.flush(2, true)
+  const byStage = [0, 1].map(i => reports.flatMap(r => r.cells).filter(c => c.stage === i).reduce((n, c) => n + c.data.requests, 0))
+  t.ok(byStage[0] > 0 && byStage[1] > 0, `samples attributed to both stages (${byStage})`)
+  const served = [...site.gets.values()].reduce((a, b) => a + b, 0)
+  t.ok(served - (byStage[0] + byStage[1]) >= 0 && served - (byStage[0] + byStage[1]) <= 5, 'every answered request counted (at most one in flight per connection dropped at each step end)')
 })
 
-t.test('an abort signal stops the schedule', async t => {
+t.test('a slice of the open model sends its part of the rate', async t => {
+  const site = await startFakeSite()
+  t.teardown(() => site.close())
+  const plan = planSchedule([{ name: 'r', duration: 2, to: 60 }], { duration: 2, model: 'open', target: 60, pool: 6, step: 1 })
+  const gen = new RequestGenerator({ scenario: BUILTIN_SCENARIOS.browse, pages: ['/', '/news'], base: site.url, seed: 1 })
+  const startAt = epochNow() + 200
+  const recorder = new Recorder(startAt)
+  await runSlice({ url: site.url, plan, slices: [{ index: 1, count: 3 }], startAt, source: gen, recorder })
+  const served = [...site.gets.values()].reduce((a, b) => a + b, 0)
+  t.equal(served, 40, '20 req/s for 2 s: its third of the 60 req/s')
+})
+
+t.test('an abort signal stops the slice', async t => {
   const site = await startFakeSite()
   t.teardown(() => site.close())
   const plan = planSchedule([{ name: 'a', duration: 5, to: 2 }, { name: 'b', duration: 5, to: 2 }], { duration: 10, model: 'closed', target: 2, pool: 2, step: 1 })
-  const collector = new Collector()
   const gen = new RequestGenerator({ scenario: BUILTIN_SCENARIOS.browse, pages: ['/'], base: site.url, seed: 1 })
   const ac = new AbortController()
   setTimeout(() => ac.abort(), 300)
   const t0 = Date.now()
-  collector.start()
-  await runSchedule(plan, { url: site.url, requests: gen.autocannonRequests(collector), collector, signal: ac.signal })
+  const startAt = epochNow()
+  const steps: string[] = []
+  await runSlice({ url: site.url, plan, slices: [], startAt, source: gen, recorder: new Recorder(startAt), signal: ac.signal, onStep: s => steps.push(s.stage) })
   t.ok(Date.now() - t0 < 2000, 'stopped early')
-  t.same(collector.stageTimings.map(s => s.name), ['a'], 'later stages skipped')
+  t.same(steps, ['a'], 'later stages skipped')
 })
