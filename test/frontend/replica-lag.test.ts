@@ -25,7 +25,7 @@ import { buildApp as buildCache } from '../../cache/app.js'
 import { loadCacheConfig } from '../../cache/config.js'
 import { createTestDatabase, openDatabase } from '../helpers/database.js'
 import { startStreamingReplica } from '../helpers/replica.js'
-import { startBackend, startFrontend } from './helpers.js'
+import { browserNonce, startBackend, startFrontend } from './helpers.js'
 
 const skip = !process.env.DATABASE_URL || !process.env.REDIS_URL
   ? 'needs DATABASE_URL and REDIS_URL (a real PostgreSQL to replicate, Redis for the bus)'
@@ -135,7 +135,8 @@ t.test('authors see their writes and purges are never undone, at 500 ms, 2 s and
         method: 'POST',
         dispatcher: agent,
         headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
-        body: new URLSearchParams({ author: `Author ${n}`, body: text }).toString()
+        // Each author's own form instance (form-nonce.js fills this in a browser).
+        body: new URLSearchParams({ author: `Author ${n}`, body: text, form_nonce: browserNonce() }).toString()
       })
       const answer = await posted.body.text()
       const location = posted.headers.location
