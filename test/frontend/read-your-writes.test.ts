@@ -4,9 +4,10 @@
  * and learns its replay position from an injected probe.
  */
 import t from 'tap'
+import type * as Tap from 'tap'
 import { sql } from 'kysely'
 import { MemoryBus, type Bus, type BusMessage } from '../../common/bus.js'
-import { createTestDatabase, databaseKinds, openDatabase } from '../helpers/database.js'
+import { createTestDatabase, databaseKinds, openDatabase, type DatabaseKind, type TestDatabase } from '../helpers/database.js'
 import { PRIMARY, ReadYourWrites, formatLsn, hasReplayed, parseLsn, type ReplayPosition } from '../../frontend/read-your-writes.js'
 import { eventually, formPost, startBackend, startFrontend } from './helpers.js'
 
@@ -159,6 +160,21 @@ const FEW = { tutorials: 2, news: 3, comments: 6, events: 0, completions: 0 }
  */
 const IN_PROCESS_SERVER = { DATABASE_CONNECT_TIMEOUT_MS: '20000' }
 
+/**
+ * The embedded primary, shared by the two tests that need one: each embedded
+ * database costs seconds of CPU to create, which is what made this file run
+ * past tap's timeout on two busy cores.
+ */
+let embeddedPrimary: Promise<TestDatabase> | undefined
+function primaryDatabase (sub: Tap.Test, kind: DatabaseKind): Promise<TestDatabase> {
+  if (kind === 'embedded') {
+    // Closed when the whole file is done.
+    embeddedPrimary ??= createTestDatabase('embedded', { seed: FEW }).then((db) => { t.teardown(db.close); return db })
+    return embeddedPrimary
+  }
+  return createTestDatabase(kind, { seed: FEW }).then((db) => { sub.teardown(db.close); return db })
+}
+
 /** The next bus message matching `match`, or an error after `ms` (never an unbounded wait). */
 function nextMessage (bus: Bus, match: (m: BusMessage) => boolean, ms = 10_000): Promise<BusMessage> {
   return new Promise((resolve, reject) => {
@@ -179,8 +195,7 @@ for (const kind of databaseKinds()) {
     // embedded servers set up at once starve each other's event loop, and a
     // failure in one must not leave the other open (the process would live on
     // until tap's timeout).
-    const primary = await createTestDatabase(kind, { seed: FEW })
-    t.teardown(primary.close)
+    const primary = await primaryDatabase(t, kind)
     const replica = await createTestDatabase(kind, { seed: false })
     t.teardown(replica.close)
     const p = openDatabase(t, primary)
@@ -243,8 +258,7 @@ for (const kind of databaseKinds()) {
 }
 
 t.test('the author\'s wait is bounded when the replica never catches up', async (t) => {
-  const db = await createTestDatabase('embedded', { seed: FEW })
-  t.teardown(db.close)
+  const db = await primaryDatabase(t, 'embedded')
   const { app } = await startFrontend(t, db.url, { replayProbe: async () => 0n, env: { FRONTEND_RYW_WAIT_MS: '150', ...IN_PROCESS_SERVER } })
   const article = await openDatabase(t, db).db.selectFrom('news').select('slug').executeTakeFirstOrThrow()
   const res = await app.inject({ url: `/news/${article.slug}?rev=FF/0` })
