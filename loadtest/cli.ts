@@ -273,7 +273,8 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
       // a ramp of a few seconds still gets several steps in a short run
       step: num('step', values.step, { min: 0.05 }) ?? Math.min(1, Math.max(0.25, duration / 50)),
       seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,
-      timeout: num('timeout', values.timeout, { min: 0.1 }) ?? 10,
+      // autocannon's own floor
+      timeout: num('timeout', values.timeout, { min: 1 }) ?? 10,
       thresholds,
       abortOn,
       workers,
