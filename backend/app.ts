@@ -4,24 +4,25 @@
  */
 import Fastify, { type FastifyInstance, type FastifyBaseLogger, type FastifyError } from 'fastify'
 import underPressure from '@fastify/under-pressure'
-import sjson from 'secure-json-parse'
 import type { Redis } from 'ioredis'
 import { Errors, classifyError } from '../common/errors.js'
 import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metrics.js'
 import { gracefulClose } from '../common/graceful-close.js'
 import { ping, type DatabaseHandle } from '../common/db.js'
 import type { Bus } from '../common/bus.js'
-import { list } from '../common/config.js'
+import { trustedProxyList } from '../common/trusted-proxies.js'
 import type { BackendConfig } from './config.js'
 import { OutboxPublisher } from './outbox.js'
-import { createRateLimiter } from './rate-limit.js'
+import { limitsPlugin } from './limits.js'
 import { writerPlugin } from './write.js'
+import { JsonBodyError, parseJsonBody } from './strict-json.js'
+import { fieldMessage } from './field-error.js'
 import { sweepIdempotencyKeys } from './idempotency.js'
 import commentRoutes from './routes/comments.js'
 import eventRoutes from './routes/events.js'
 import completionRoutes from './routes/completions.js'
 import editorRoutes from './routes/editor.js'
-import { Counter, Gauge } from 'prom-client'
+import { Counter, Gauge, Histogram } from 'prom-client'
 
 export interface BackendDeps {
   config: BackendConfig
@@ -43,7 +44,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   const { config, database, bus } = deps
   const now = deps.now ?? Date.now
-  const trusted = list(config.BACKEND_TRUSTED_PROXIES).filter((p) => p !== 'none')
+  const trusted = trustedProxyList(config.BACKEND_TRUSTED_PROXIES)
   const app = Fastify({
     ...(deps.logger === false
       ? { logger: false }
@@ -80,8 +81,11 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     async collect () { this.set(await publisher.backlog().catch(() => -1)) }
   })
 
-  // JSON only; the body must be valid UTF-8 (invariant 8) and free of prototype poisoning.
-  app.removeContentTypeParser('application/json')
+  // JSON only (everything else is 415, as documented: fastify's default
+  // text/plain parser would let a string through to a 400 from validation).
+  // The body must be valid UTF-8 (invariant 8), one meaning per key and free
+  // of prototype poisoning and of characters no text may hold (strict-json.ts).
+  app.removeAllContentTypeParsers()
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const charset = /charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1]
     if (charset && !/^utf-?8$/i.test(charset)) return done(new Errors.UNSUPPORTED_MEDIA_TYPE(`charset ${charset}`))
@@ -89,9 +93,11 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     try { text = utf8.decode(body as Buffer) } catch { return done(new Errors.INVALID_UTF8()) }
     if (text.trim() === '') return done(new Errors.BAD_REQUEST('request body is empty: send a JSON object'))
     try {
-      done(null, sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }))
-    } catch {
-      done(new Errors.BAD_REQUEST('request body is not valid JSON'))
+      done(null, parseJsonBody(text))
+    } catch (err) {
+      if (!(err instanceof JsonBodyError)) return done(err as Error)
+      if (err.field === undefined) return done(new Errors.BAD_REQUEST(err.message))
+      done(fieldMessage(err.field, err.message))
     }
   })
 
@@ -135,16 +141,8 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   await app.register(gracefulClose)
   await app.register(metricsPlugin, { metrics })
 
-  const limiter = createRateLimiter({ max: config.BACKEND_RATE_LIMIT_MAX, windowSeconds: config.BACKEND_RATE_LIMIT_WINDOW_S, redis: deps.redis, prefix: config.REDIS_PREFIX, now })
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.method === 'GET' || request.method === 'HEAD') return
-    const decision = await limiter.hit(request.ip)
-    if (!decision.allowed) {
-      const err = new Errors.RATE_LIMITED(decision.retryAfterSeconds) as FastifyError & { retryAfter?: number }
-      err.retryAfter = decision.retryAfterSeconds
-      throw err
-    }
-  })
+  // Per-address bucket and identical-content limit (limits.ts); routes name what makes two writes the same.
+  await app.register(limitsPlugin, { config, redis: deps.redis, now })
 
   app.get('/-/health', { logLevel: 'warn' }, async (_request, reply) => {
     const ok = await ping(database, 1000)
@@ -153,7 +151,18 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     return { status: ok ? 'ok' : 'unavailable', database: ok ? 'up' : 'down', bus: bus.name }
   })
 
-  await app.register(writerPlugin, { database, publisher, idempotencyTtlSeconds: config.BACKEND_IDEMPOTENCY_TTL_S })
+  const batchSizes = new Histogram({ name: 'flashcrowd_write_batch_size', help: 'Writes committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [metrics.registry] })
+  const batchSplits = new Counter({ name: 'flashcrowd_write_batch_splits_total', help: 'Batches split in halves to find the one write that failed them', registers: [metrics.registry] })
+  await app.register(writerPlugin, {
+    database,
+    publisher,
+    idempotencyTtlSeconds: config.BACKEND_IDEMPOTENCY_TTL_S,
+    batchMax: config.BACKEND_WRITE_BATCH_MAX,
+    batchWaitMs: config.BACKEND_WRITE_BATCH_WAIT_MS,
+    concurrency: config.BACKEND_WRITE_CONCURRENCY,
+    onBatch: (size) => batchSizes.observe(size),
+    onSplit: () => batchSplits.inc()
+  })
   await app.register(commentRoutes)
   await app.register(eventRoutes, { now })
   await app.register(completionRoutes)
@@ -170,6 +179,9 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   app.addHook('preClose', async () => { clearInterval(sweeper) })
   // After in-flight requests finished (Fastify closes the server first):
   // publish what they committed before the pools go away.
-  app.addHook('onClose', async () => { await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS) })
+  app.addHook('onClose', async () => {
+    await app.writer.drain()
+    await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS)
+  })
   return app
 }

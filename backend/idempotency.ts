@@ -1,20 +1,24 @@
 /**
- * Idempotent writes (design §2.2). A write and its `Idempotency-Key` row are
- * one transaction:
- * - the key row is inserted first; a concurrent request with the same key
- *   blocks on the primary-key index until the first transaction ends, then
- *   finds the committed row and replays it (so 50 simultaneous duplicates
- *   make exactly one write);
- * - if the write fails, the rollback removes the key too, so a retry can try
- *   again;
+ * Idempotent writes (design §2.2), for a batch of writes in one transaction
+ * (write-batch.ts):
+ * - the batch first claims its keys with one INSERT … ON CONFLICT; a key that
+ *   another transaction holds makes the insert wait until that transaction
+ *   ends, then finds its committed row: that write is a replay (or a 409
+ *   when the request differs). So 50 simultaneous duplicates make one write,
+ *   across batches and across backends;
+ * - keys are claimed in sorted order, so two batches never wait on each
+ *   other's keys in a cycle (no deadlock);
+ * - the answer is stored as the exact text that was sent; a failed write
+ *   deletes its claim in the same transaction, so a retry can try again;
  * - an expired key is taken over in place.
  * The stored hash covers method, path and body: the same key with another
  * request is a 409.
  */
 import { createHash } from 'node:crypto'
-import { sql, type Kysely, type Transaction } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { Database } from '../common/db-types.js'
 import { Errors } from '../common/errors.js'
+import type { Queryable } from './write-kind.js'
 
 /** RFC 9110 token-ish: printable ASCII without spaces, as IETF's Idempotency-Key draft expects of a key. */
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
@@ -41,51 +45,45 @@ export function requestHash (method: string, path: string, body: unknown): strin
   return createHash('sha256').update(`${method} ${path}\n${canonical(body ?? null)}`).digest('hex')
 }
 
-export interface WriteResult<T> {
-  status: number
-  body: T
-  /** Surrogate keys this write makes stale; go to the outbox in the same transaction. */
-  keys: string[]
+/** Claims `keys` (sorted, distinct) for this transaction; returns those it got. */
+export async function claimKeys (db: Queryable, keys: string[], hashes: string[], ttlSeconds: number): Promise<Set<string>> {
+  const res = await db.query<{ key: string }>(`
+    insert into idempotency_keys (key, request_hash, status, response, expires_at)
+    select k, h, 0, '', now() + make_interval(secs => $3::int)
+    from unnest($1::text[], $2::text[]) as u(k, h)
+    order by k
+    on conflict (key) do update
+      set request_hash = excluded.request_hash, status = 0, response = '', created_at = now(), expires_at = excluded.expires_at
+      where idempotency_keys.expires_at < now()
+    returning key`, [keys, hashes, ttlSeconds])
+  return new Set(res.rows.map((r) => r.key))
 }
 
-export type Outcome<T> =
-  | { replayed: false, status: number, body: T }
-  | { replayed: true, status: number, body: unknown }
+export interface StoredAnswer { hash: string, status: number, response: string }
 
-export async function idempotentWrite<T> (
-  db: Kysely<Database>,
-  options: { key: string | undefined, hash: string, ttlSeconds: number },
-  work: (trx: Transaction<Database>) => Promise<WriteResult<T>>
-): Promise<Outcome<T>> {
-  return db.transaction().execute(async (trx) => {
-    if (options.key !== undefined) {
-      const claimed = await sql<{ key: string }>`
-        insert into idempotency_keys (key, request_hash, status, response, expires_at)
-        values (${options.key}, ${options.hash}, 0, '{}'::jsonb, now() + make_interval(secs => ${options.ttlSeconds}))
-        on conflict (key) do update
-          set request_hash = excluded.request_hash, status = 0, response = '{}'::jsonb, created_at = now(), expires_at = excluded.expires_at
-          where idempotency_keys.expires_at < now()
-        returning key`.execute(trx)
-      if (claimed.rows.length === 0) {
-        const previous = await trx.selectFrom('idempotency_keys').select(['request_hash', 'status', 'response'])
-          .where('key', '=', options.key).executeTakeFirstOrThrow()
-        if (previous.request_hash !== options.hash) throw new Errors.IDEMPOTENCY_MISMATCH()
-        return { replayed: true as const, status: previous.status, body: previous.response }
-      }
-    }
-    const result = await work(trx)
-    const response = JSON.stringify(result.body)
-    if (options.key !== undefined && result.keys.length > 0) {
-      // Outbox row and the key's answer in one statement: one round trip fewer per write.
-      await sql`with outboxed as (insert into outbox (keys) values (${result.keys}))
-        update idempotency_keys set status = ${result.status}, response = ${response}::jsonb where key = ${options.key}`.execute(trx)
-    } else if (options.key !== undefined) {
-      await trx.updateTable('idempotency_keys').set({ status: result.status, response }).where('key', '=', options.key).execute()
-    } else if (result.keys.length > 0) {
-      await trx.insertInto('outbox').values({ keys: result.keys }).execute()
-    }
-    return { replayed: false as const, status: result.status, body: result.body }
-  })
+/** The committed answers of keys another transaction held. */
+export async function storedAnswers (db: Queryable, keys: string[]): Promise<Map<string, StoredAnswer>> {
+  const res = await db.query<{ key: string, request_hash: string, status: number, response: string }>(
+    'select key, request_hash, status, response from idempotency_keys where key = any($1::text[])', [keys])
+  return new Map(res.rows.map((r) => [r.key, { hash: r.request_hash, status: r.status, response: r.response }]))
+}
+
+/**
+ * The end of a batch, in one statement: the answers of the claimed keys whose
+ * writes succeeded, the claims of those that failed released, and the one
+ * outbox row naming every surrogate key the batch made stale.
+ */
+export async function finishBatch (db: Queryable, done: { keys: string[], statuses: number[], responses: string[] }, released: string[], outboxKeys: string[]): Promise<void> {
+  await db.query(`
+    with answered as (
+      update idempotency_keys k set status = u.status, response = u.response
+      from unnest($1::text[], $2::int[], $3::text[]) as u(key, status, response)
+      where k.key = u.key
+    ), released as (
+      delete from idempotency_keys where key = any($4::text[])
+    )
+    insert into outbox (keys) select $5::text[] where cardinality($5::text[]) > 0`,
+  [done.keys, done.statuses, done.responses, released, outboxKeys])
 }
 
 /** Deletes expired keys; returns how many. */

@@ -68,7 +68,9 @@ export class OutboxPublisher {
     do {
       this.#again = false
       try {
-        while (await this.drainOnce() > 0 && !this.#stopped) { /* keep going while there is a backlog */ }
+        // A short batch means the backlog is drained: no empty transaction to prove it
+        // (rows committed meanwhile set #again through kick()).
+        while (await this.drainOnce() === this.#o.batchSize && !this.#stopped) { /* keep going while there is a backlog */ }
         await this.#cleanup()
       } catch (err) {
         this.#o.onError?.(err)
@@ -80,9 +82,14 @@ export class OutboxPublisher {
   /** Publishes one batch; returns how many rows it published. */
   async drainOnce (): Promise<number> {
     return this.#o.db.transaction().execute(async (trx) => {
-      const rows = await trx.selectFrom('outbox').select(['id', 'keys'])
-        .where('published_at', 'is', null).orderBy('id').limit(this.#o.batchSize)
-        .forUpdate().skipLocked().execute()
+      // Claimed and marked in one statement; the mark holds only if the
+      // publish below succeeds (otherwise the transaction rolls back).
+      const { rows } = await sql<{ keys: string[] }>`
+        with picked as (
+          select id from outbox where published_at is null order by id limit ${this.#o.batchSize} for update skip locked
+        )
+        update outbox o set published_at = now() from picked where o.id = picked.id
+        returning o.keys`.execute(trx)
       if (rows.length === 0) return 0
       // Taken after those rows committed, so it is at or past each commit record.
       const lsn = await this.#wal.read(trx)
@@ -92,8 +99,6 @@ export class OutboxPublisher {
       for (let i = 0; i < keys.length; i += 256) {
         await this.#o.bus.publish({ kind: 'keys', keys: keys.slice(i, i + 256), ...(lsn ? { lsn } : {}) })
       }
-      await trx.updateTable('outbox').set({ published_at: sql<Date>`now()` })
-        .where('id', 'in', rows.map((r) => r.id)).execute()
       this.#o.onPublished?.(rows.length)
       return rows.length
     })

@@ -5,7 +5,7 @@
  * reads config, builds, listens and closes.
  */
 import http from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Bus } from '../common/bus.js'
 import type { CacheConfig } from './config.js'
@@ -18,13 +18,18 @@ import { policyClassFor, systemClock, type Clock } from './freshness.js'
 import { subscribeInvalidations } from './invalidation.js'
 import { parseRawBanHead } from './raw-ban.js'
 import { answerInvalidation } from './purge.js'
-import { Ctx, drive, purgeDeps, REJECTED } from './state-machine.js'
+import { Ctx, drive, purgeDeps } from './state-machine.js'
+import { isRejected, onClientError, rawAnswer, trackResponse } from './client-errors.js'
+import { clientHeadLimit, parserFieldCount } from './request-head.js'
+import { BodyBudget } from './request-body.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
+import { compileTrust } from '../common/trusted-proxies.js'
 import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
 import { applyShared, type ShareChannel } from './share.js'
 import { serializeObject } from './object.js'
+import { createBusPosition } from './invalidated-after.js'
 
 export interface CacheDeps {
   config: CacheConfig
@@ -49,25 +54,19 @@ export interface CacheApp {
   url (): string
 }
 
-const REASONS: Record<number, string> = { 500: 'Internal Server Error', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 200: 'OK', 503: 'Service Unavailable' }
-
-function rawAnswer (socket: Duplex, status: number, body: string, extra = '', type = 'text/plain; charset=utf-8'): void {
-  if (!socket.writable) { socket.destroy(); return }
-  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n${extra}\r\n${body}`)
-}
-
 export function buildApp (deps: CacheDeps): CacheApp {
   const { config } = deps
   const clock = deps.clock ?? systemClock
   const timers = deps.timers ?? systemTimers
   const logger = deps.logger ?? silentLogger
   let onEvict = (): void => {}
+  let onReject = (): void => {}
   // Below ~64 MB of evictions V8 would not collect the dead bodies by itself (reclaim.ts).
   const reclaimer = new Reclaimer({ thresholdBytes: Math.min(32 * 1024 * 1024, Math.max(2 * 1024 * 1024, config.CACHE_MAX_BYTES / 4)) })
   // CACHE_MAX_BYTES bounds everything the cache keeps per key (design §2.7):
   // a thirty-second of it for hit-for-miss markers, the rest for objects.
   const markerBytes = Math.max(64 * 1024, Math.floor(config.CACHE_MAX_BYTES / 32))
-  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) } })
+  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) }, onReject: () => { onReject() } })
   const coalescer = new Coalescer({
     maxMarkerBytes: markerBytes,
     maxWaiters: config.CACHE_COALESCE_MAX_WAITERS,
@@ -84,17 +83,23 @@ export function buildApp (deps: CacheDeps): CacheApp {
     timeoutMs: config.CACHE_UPSTREAM_TIMEOUT_MS,
     probeIntervalMs: config.CACHE_PROBE_INTERVAL_MS,
     probeTimeoutMs: config.CACHE_PROBE_TIMEOUT_MS,
+    probePath: config.CACHE_PROBE_PATH,
+    probeExpect: config.CACHE_PROBE_EXPECT_STATUS,
+    logger,
     ejectAfterErrors: config.CACHE_EJECT_AFTER_ERRORS,
     ejectMs: config.CACHE_EJECT_MS,
     dnsRefreshMs: config.CACHE_DNS_REFRESH_MS,
     clock,
     onFetch: (u, seconds) => observe(u.url, seconds)
   })
-  const metrics = createCacheMetrics({ store, director, coalescer, defaults: deps.defaultMetrics })
+  const bodies = new BodyBudget(config.CACHE_MAX_INFLIGHT_BODY_BYTES)
+  const metrics = createCacheMetrics({ store, director, coalescer, bodies, defaults: deps.defaultMetrics })
   onEvict = () => { metrics.counters.evictions++ }
+  onReject = () => { metrics.counters.notAdmitted++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger }
+  const position = createBusPosition()
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position }
   const applyDeps = { store, log, now: () => clock.now() }
 
   // Cluster mode: what this worker fetches and stores goes to its siblings,
@@ -120,6 +125,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
     ...applyDeps,
     bus: deps.bus,
     onApplied: (m, touched) => {
+      // After applying: fetches from now on ask frontends for nothing older than this event.
+      position.advance(m.id)
       const kind = m.event.kind
       metrics.counters.purges[kind]++
       if (kind !== 'ban' && m.event.soft) metrics.counters.purges.soft++
@@ -132,7 +139,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
   })
 
   const server = http.createServer({
-    maxHeaderSize: config.CACHE_MAX_HEADER_BYTES,
+    // What the upstream accepts, minus the room for the fields the cache adds (request-head.ts).
+    maxHeaderSize: clientHeadLimit(config),
     requestTimeout: config.CACHE_REQUEST_TIMEOUT_MS,
     headersTimeout: config.CACHE_HEADERS_TIMEOUT_MS,
     keepAliveTimeout: config.CACHE_KEEPALIVE_TIMEOUT_MS,
@@ -142,32 +150,16 @@ export function buildApp (deps: CacheDeps): CacheApp {
     insecureHTTPParser: false
   }, (req, res) => {
     // Requests parsed behind one we rejected for its framing are not the client's to send.
-    if ((req.socket as unknown as Record<symbol, boolean>)[REJECTED]) { res.destroy(); return }
+    if (isRejected(req.socket)) { res.destroy(); return }
+    trackResponse(req.socket, res)
     drive(new Ctx(engine, req, res), 'recv')
   })
+  // One field more than allowed reaches recv, which refuses it (request-head.ts).
+  server.maxHeadersCount = parserFieldCount(config.CACHE_MAX_HEADER_FIELDS)
   // A client that stops reading (or sending) cannot hold a socket forever.
   server.timeout = config.CACHE_IDLE_TIMEOUT_MS
 
-  server.on('clientError', (err: Error & { code?: string, rawPacket?: Buffer }, socket: Duplex) => {
-    if (err.code === 'HPE_INVALID_METHOD' && err.rawPacket?.subarray(0, 4).toString('latin1') === 'BAN ') {
-      rawBan(err.rawPacket, socket)
-      return
-    }
-    // The parser failed inside a request we already accepted (bad chunking in
-    // its body): answer it 400 through its own response, unless that has
-    // started, and close. Nothing of it was forwarded (pass reads bodies first).
-    const current = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage
-    if (current) {
-      (socket as unknown as Record<symbol, boolean>)[REJECTED] = true
-      if (current.headersSent) { socket.destroy(); return }
-      current.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '18', 'cache-control': 'no-store', connection: 'close' })
-      current.end('malformed request\n')
-      return
-    }
-    if (err.code === 'ECONNRESET') { socket.destroy(); return }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-    rawAnswer(socket, status, status === 400 ? 'malformed request\n' : status === 431 ? 'request header fields too large\n' : 'request timeout\n')
-  })
+  server.on('clientError', (err: Error, socket: Duplex) => { onClientError(err, socket, { ban: rawBan }) })
 
   /**
    * node's parser does not know the BAN method, so a BAN arrives here as a

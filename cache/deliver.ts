@@ -150,8 +150,12 @@ export function passHead (a: UpstreamAnswer, outcome: CacheOutcome, status: stri
   return head
 }
 
-/** Writes an upstream answer whose body is (partly) buffered and may continue as a stream. */
-export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: UpstreamAnswer, outcome: CacheOutcome, status: string, chunks: Buffer[], rest: Readable | undefined): void {
+/**
+ * Writes an upstream answer whose body is (partly) buffered and may continue
+ * as a stream. `sendTimeoutMs` bounds how long a client may stall the stream
+ * (see `watchStall`).
+ */
+export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: UpstreamAnswer, outcome: CacheOutcome, status: string, chunks: Buffer[], rest: Readable | undefined, sendTimeoutMs = 0): void {
   const noBody = req.method === 'HEAD' || a.status === 204 || a.status === 304
   let length: number | undefined
   if (!rest) length = chunks.reduce((n, c) => n + c.length, 0)
@@ -165,8 +169,40 @@ export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: U
   }
   for (const c of chunks) res.write(c)
   if (!rest) { res.end(); return }
+  let unwatch: (() => void) | undefined
   // Streams large bodies with backpressure; a client that goes away releases the upstream.
-  pipeline(rest, res, () => { /* errors end both sides; nothing left to answer */ })
+  pipeline(rest, res, () => { unwatch?.() /* errors end both sides; nothing left to answer */ })
+  if (sendTimeoutMs > 0) unwatch = watchStall(rest, res, sendTimeoutMs)
+}
+
+/**
+ * A streamed answer holds one of its upstream's connections for as long as
+ * the client takes to read it (undici stops its body timeout while the
+ * stream is paused by backpressure), so a client that stops reading would
+ * hold it until the socket's idle timeout. Here a client that accepts no
+ * bytes for `ms` while the cache has bytes for it is dropped, and with it
+ * the upstream request: its connection is closed and the slot freed (the
+ * Varnish `idle_send_timeout` idea). A slow upstream does not count: the
+ * clock only runs while the client's side is full.
+ */
+function watchStall (rest: Readable, res: ServerResponse, ms: number): () => void {
+  let timer: NodeJS.Timeout | undefined
+  const stalled = (): void => {
+    timer = undefined
+    res.destroy()
+    rest.destroy()
+  }
+  const arm = (): void => { if (timer === undefined && res.writableNeedDrain) timer = setTimeout(stalled, ms) }
+  const disarm = (): void => { if (timer !== undefined) { clearTimeout(timer); timer = undefined } }
+  // Registered after pipeline's own listener: by then the chunk has been written and writableNeedDrain is current.
+  rest.on('data', arm)
+  res.on('drain', disarm)
+  arm()
+  return () => {
+    disarm()
+    rest.off('data', arm)
+    res.off('drain', disarm)
+  }
 }
 
 export function deliverSynth (res: ServerResponse, status: number, body: string, extra?: Record<string, string>, contentType = 'text/plain; charset=utf-8'): void {

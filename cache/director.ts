@@ -1,9 +1,23 @@
 /**
  * The director: which upstream (frontend) serves a fetch. Round-robin or
- * least-connections over the healthy ones; health comes from active probes of
- * `/-/health` and from passive ejection after consecutive failures; an
- * idempotent request that fails to connect is retried once on another
- * upstream. One undici Pool per upstream keeps connections alive.
+ * least-connections over the healthy ones; health comes from active probes
+ * and from passive ejection after consecutive failures; an idempotent
+ * request that fails to connect is retried once on another upstream. One
+ * undici Pool per upstream keeps connections alive.
+ *
+ * Health only steers traffic, it never stops it (issue 10: in front of a
+ * site without /-/health the cache marked its only upstream down and
+ * answered 503 to everything). As nginx does:
+ * - a single upstream is never ejected;
+ * - when every upstream is marked down, they are all still tried (the
+ *   fetch's own failure, not a guess, then decides: stale-if-error or an
+ *   error page);
+ * - probes go to `probePath` (CACHE_PROBE_PATH, empty: none) and pass on
+ *   the statuses `probeExpect` allows (CACHE_PROBE_EXPECT_STATUS). A 404 to
+ *   an upstream's first answered probe means the path does not exist there,
+ *   not that the upstream is down: a warning is logged once, and that
+ *   upstream is probed for liveness only from then on (any HTTP answer is
+ *   healthy; no answer, or a timeout, is not).
  *
  * An upstream named by DNS (compose's `frontend`) is re-resolved every
  * `dnsRefreshMs`: each address is its own upstream, so instances added by
@@ -13,6 +27,7 @@ import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import type { Clock } from './freshness.js'
 import { DnsTargets, type Lookup } from '../common/dns-targets.js'
+import type { Logger } from './engine.js'
 
 export type DirectorMode = 'round-robin' | 'least-connections'
 
@@ -23,6 +38,12 @@ export interface DirectorOptions {
   timeoutMs: number
   probeIntervalMs: number
   probeTimeoutMs: number
+  /** Path probed on each upstream; empty: no active probes. Default /-/health. */
+  probePath?: string
+  /** Probe statuses that mean healthy (see `statusMatcher`). Default 200-399. */
+  probeExpect?: string
+  /** Where the probe-path warning goes. */
+  logger?: Logger
   ejectAfterErrors: number
   ejectMs: number
   clock: Clock
@@ -39,6 +60,10 @@ export class Upstream {
   /** Result of the last active probes (optimistic until the first one says otherwise). */
   probeHealthy = true
   probeFailures = 0
+  /** Whether a probe has been answered yet (the first answer decides about a missing probe path). */
+  probeAnswered = false
+  /** 'status': the answer's status must be expected; 'liveness': the probe path does not exist here, any answer will do. */
+  probeMode: 'status' | 'liveness' = 'status'
   consecutiveErrors = 0
   ejectedUntil = 0
   inflight = 0
@@ -59,6 +84,19 @@ export interface FetchRequest {
   body?: Buffer
   /** Interim (1xx) responses, e.g. 103 Early Hints, as they arrive (RFC 9110 §15.2). */
   onInfo?: (info: { statusCode: number, headers: Record<string, string | string[]> }) => void
+}
+
+/**
+ * A status test from a list of codes and ranges ("200-399", "200,204"),
+ * as CACHE_PROBE_EXPECT_STATUS is written (config.ts checks the form).
+ */
+export function statusMatcher (spec: string): (status: number) => boolean {
+  const ranges = spec.split(',').map((part) => {
+    const [lo, hi] = part.trim().split('-').map(Number)
+    if (!Number.isInteger(lo) || (hi !== undefined && (!Number.isInteger(hi) || hi < lo))) throw new Error(`director: bad probe status list ${JSON.stringify(spec)}`)
+    return [lo, hi ?? lo] as const
+  })
+  return (status) => ranges.some(([lo, hi]) => status >= lo && status <= hi)
 }
 
 export class NoUpstreamError extends Error {
@@ -114,10 +152,16 @@ export class Director {
   #probeTimer: NodeJS.Timeout | undefined
   #closed = false
   readonly #dns: DnsTargets
+  readonly #probePath: string
+  readonly #expected: (status: number) => boolean
+  #warnedMissingPath = false
 
   constructor (options: DirectorOptions) {
     if (options.upstreams.length === 0) throw new Error('director: UPSTREAMS must name at least one upstream')
     this.#o = options
+    this.#probePath = options.probePath ?? '/-/health'
+    if (this.#probePath !== '' && !this.#probePath.startsWith('/')) throw new Error(`director: probe path ${JSON.stringify(this.#probePath)} must start with /`)
+    this.#expected = statusMatcher(options.probeExpect ?? '200-399')
     for (const raw of options.upstreams) {
       const url = new URL(raw)
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`director: upstream ${raw} must be http(s)`)
@@ -156,10 +200,13 @@ export class Director {
   /** Resolves DNS-named upstreams once (start() keeps doing it). */
   async resolve (): Promise<void> { await this.#dns.refresh() }
 
+  /** Whether active probes run (a probe path and an interval are set). */
+  get probing (): boolean { return this.#probePath !== '' && this.#o.probeIntervalMs > 0 }
+
   /** Starts active probing; the first round runs at once so readiness is known quickly. */
   start (): void {
     if ((this.#o.dnsRefreshMs ?? 0) > 0) this.#dns.start()
-    if (this.#o.probeIntervalMs <= 0 || this.#probeTimer) return
+    if (!this.probing || this.#probeTimer) return
     void this.probeAll()
     this.#probeTimer = setInterval(() => { void this.probeAll() }, this.#o.probeIntervalMs)
     this.#probeTimer.unref()
@@ -186,12 +233,27 @@ export class Director {
         if (!best || u.inflight < best.inflight) best = u
       }
       this.#next = (this.#next + 1) % n
-      return best
+      return best ?? this.#anyOf(exclude)
     }
     for (let i = 0; i < n; i++) {
       const u = this.upstreams[this.#next]
       this.#next = (this.#next + 1) % n
       if (u !== exclude && this.isUp(u, now)) return u
+    }
+    return this.#anyOf(exclude)
+  }
+
+  /**
+   * Every upstream is marked down: try them anyway, in turn. Marks are
+   * guesses (a probe path that went missing, errors that have passed); the
+   * fetch finds out, and a tier never answers 503 while an upstream answers.
+   */
+  #anyOf (exclude: Upstream | undefined): Upstream | undefined {
+    const n = this.upstreams.length
+    for (let i = 0; i < n; i++) {
+      const u = this.upstreams[this.#next]
+      this.#next = (this.#next + 1) % n
+      if (u !== exclude) return u
     }
     return undefined
   }
@@ -241,7 +303,8 @@ export class Director {
     this.#o.onFetch?.(u, seconds, ok)
     if (ok) { u.consecutiveErrors = 0; return }
     u.consecutiveErrors++
-    if (u.consecutiveErrors >= this.#o.ejectAfterErrors) {
+    // A single upstream is never ejected: there is nowhere else to send its traffic.
+    if (this.upstreams.length > 1 && u.consecutiveErrors >= this.#o.ejectAfterErrors) {
       // Passive ejection: stop sending traffic for a while; a good probe ends it early.
       u.ejectedUntil = this.#o.clock.now() + this.#o.ejectMs
       u.consecutiveErrors = 0
@@ -252,15 +315,21 @@ export class Director {
     await Promise.all(this.upstreams.map((u) => this.probe(u)))
   }
 
-  /** One active probe: healthy on 2xx; two failures in a row mark it sick. */
+  /**
+   * One active probe: healthy when the status is expected (or, in liveness
+   * mode, on any answer); two failures in a row mark it sick. No probe path:
+   * nothing is probed.
+   */
   async probe (u: Upstream): Promise<boolean> {
-    if (this.#closed) return false
-    let ok = false
+    if (this.#closed || this.#probePath === '') return false
+    let status: number | undefined
     try {
-      const res = await u.pool.request({ method: 'GET', path: '/-/health', headers: { 'user-agent': 'flashcrowd-cache-probe' }, headersTimeout: this.#o.probeTimeoutMs, bodyTimeout: this.#o.probeTimeoutMs })
+      const res = await u.pool.request({ method: 'GET', path: this.#probePath, headers: { 'user-agent': 'flashcrowd-cache-probe' }, headersTimeout: this.#o.probeTimeoutMs, bodyTimeout: this.#o.probeTimeoutMs })
       await res.body.dump()
-      ok = res.statusCode >= 200 && res.statusCode < 300
-    } catch { ok = false }
+      status = res.statusCode
+    } catch { status = undefined }
+    const ok = status !== undefined && this.#judge(u, status)
+    if (status !== undefined) u.probeAnswered = true
     if (ok) {
       u.probeHealthy = true
       u.probeFailures = 0
@@ -269,6 +338,28 @@ export class Director {
       u.probeHealthy = false
     }
     return ok
+  }
+
+  #judge (u: Upstream, status: number): boolean {
+    if (u.probeMode === 'liveness' || this.#expected(status)) return true
+    if (status === 404 && !u.probeAnswered) {
+      u.probeMode = 'liveness'
+      if (!this.#warnedMissingPath) {
+        this.#warnedMissingPath = true
+        this.#o.logger?.warn({ upstream: u.url, probePath: this.#probePath, status },
+          'health probe path not found on the upstream: it stays in service and is probed for liveness only; set CACHE_PROBE_PATH to a path it serves, or empty to disable probes')
+      }
+      return true
+    }
+    return false
+  }
+
+  /** Healthy (probe and ejection) and total upstreams, for the public health answer. */
+  counts (): { healthy: number, total: number } {
+    const now = this.#o.clock.now()
+    let healthy = 0
+    for (const u of this.upstreams) if (this.isUp(u, now)) healthy++
+    return { healthy, total: this.upstreams.length }
   }
 
   async close (): Promise<void> {

@@ -10,6 +10,9 @@ import type { Director } from './director.js'
 import type { CacheMetrics } from './metrics.js'
 import type { InvalidationLog } from './ban.js'
 import type { Clock, PolicyClass } from './freshness.js'
+import type { Trust } from '../common/trusted-proxies.js'
+import type { BodyBudget } from './request-body.js'
+import type { BusPosition } from '../common/bus-position.js'
 
 export interface Logger {
   info (obj: object | string, msg?: string): void
@@ -31,6 +34,12 @@ export interface Engine {
   timers: Timers
   Policy: PolicyClass
   logger: Logger
+  /** Hops whose X-Forwarded-For is believed (CACHE_TRUSTED_PROXIES; forwarded.ts). */
+  trustProxy: Trust
+  /** Request body bytes held by passed requests (request-body.ts). */
+  bodies: BodyBudget
   /** Hands an object this worker fetched and stored to its sibling workers (share.ts); absent in single-process mode. */
   share?: (o: CachedObject) => void
+  /** Newest bus event this node applied; named on every fetch for the store (invalidated-after.ts). */
+  position?: BusPosition
 }

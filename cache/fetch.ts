@@ -14,6 +14,8 @@ import { variantKey } from './vary.js'
 import { varyNamesOf } from './store.js'
 import { policy } from './policy.js'
 import type { UpstreamAnswer } from './deliver.js'
+import { MAX_VALIDATOR_BYTES } from './request-head.js'
+import { markFetch } from './invalidated-after.js'
 
 export interface FetchInfo {
   host: string
@@ -23,7 +25,8 @@ export interface FetchInfo {
   lookupKey: string
   /** The client's request headers (used for Vary and freshness). */
   headers: IncomingHttpHeaders
-  clientIp: string
+  /** X-Forwarded-For for the upstream: the verified hops, the visitor first (forwarded.ts). */
+  forwardedFor: string
   credentialed: boolean
   /** A stored object being revalidated (RFC 9111 §4.3.1). */
   stale: CachedObject | undefined
@@ -104,17 +107,19 @@ function policyRequest (info: FetchInfo, responseHeaders: Record<string, string>
 
 /**
  * Stores `o` unless an invalidation that applies to it arrived after the
- * fetch started (the page may predate the write that caused it).
+ * fetch started (the page may predate the write that caused it), or the
+ * store's admission test kept it out (admission.ts: read less often than
+ * what it would push out). Returns why it was not stored, or null.
  */
-function store (e: Engine, o: CachedObject, fetchStarted: number): boolean {
-  if (e.log.invalidatedSince(fetchStarted, o, e.clock.now())) return false
-  e.store.put(o)
+function store (e: Engine, o: CachedObject, fetchStarted: number): 'invalidated-in-flight' | 'not-admitted' | null {
+  if (e.log.invalidatedSince(fetchStarted, o, e.clock.now())) return 'invalidated-in-flight'
+  if (!e.store.put(o)) return 'not-admitted'
   e.metrics.counters.stored++
   // Only what this worker stored goes to its siblings (never a pass, a
   // hit-for-miss, a too-big or a no-store answer): they insert it unless
   // they saw a matching invalidation since `fetchStarted` (share.ts).
   e.share?.(o)
-  return true
+  return null
 }
 
 /** Fetches for the cache: a miss, a revalidation, or a background refresh. */
@@ -129,11 +134,13 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   // hit-for-miss marker), or one client could evict a page and its
   // stale-if-error safety net, or stop coalescing for everyone.
   const noStore = info.headers['cache-control'] !== undefined && requestNoStore(info.headers['cache-control'])
-  const headers = forwardRequestHeaders(info.headers, { clientIp: info.clientIp, host: info.host, dropConditionals: true, normalizeEncoding: true })
+  const headers = forwardRequestHeaders(info.headers, { forwardedFor: info.forwardedFor, host: info.host, dropConditionals: true, normalizeEncoding: true })
+  markFetch(headers, e.position)
   const stale = info.stale
   // RFC 9111 §4.3.1: validate the stored response with its validators.
-  if (stale?.etag !== undefined) headers['if-none-match'] = stale.etag
-  else if (stale?.headers['last-modified'] !== undefined) headers['if-modified-since'] = stale.headers['last-modified']
+  // A validator longer than the head reserve allows is not sent (request-head.ts): the fetch is then unconditional.
+  if (stale?.etag !== undefined && stale.etag.length <= MAX_VALIDATOR_BYTES) headers['if-none-match'] = stale.etag
+  else if (stale?.headers['last-modified'] !== undefined && stale.headers['last-modified'].length <= MAX_VALIDATOR_BYTES) headers['if-modified-since'] = stale.headers['last-modified']
 
   let up
   try {
@@ -178,7 +185,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
       if (fresh.storable) {
         const o = makeObject(info, stale.status, merged, stale.bodies.identity, fresh, requestTime, responseTime, policyReq, stale.bodies, fetchSequence)
         // no-store: the validated object answers this request; the stored one stays as it was.
-        const stored = !noStore && store(e, o, requestTime)
+        const stored = !noStore && store(e, o, requestTime) === null
         return { kind: 'object', object: o, revalidated: true, upstreamStatus: 304, stored }
       }
     }
@@ -233,9 +240,10 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   const body = ownedBody(got.chunks, got.size)
   const o = makeObject(info, up.status, resHeaders, body, fresh, requestTime, responseTime, policyReq, undefined, fetchSequence)
   e.coalescer.clearMarker(o.key)
-  if (!store(e, o, requestTime)) {
-    return { kind: 'answer', answer, chunks: [body], rest: undefined, reason: 'invalidated-in-flight' }
-  }
+  const notStored = store(e, o, requestTime)
+  // Not admitted: the object answers this request only (it is complete and prepared).
+  if (notStored === 'not-admitted') return { kind: 'object', object: o, revalidated: false, upstreamStatus: up.status, stored: false }
+  if (notStored !== null) return { kind: 'answer', answer, chunks: [body], rest: undefined, reason: notStored }
   return { kind: 'object', object: o, revalidated: false, upstreamStatus: up.status, stored: true }
 }
 

@@ -10,12 +10,35 @@ import { normalizeAcceptEncoding } from './compress.js'
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization'])
 
 /**
- * Request fields a client may not set for the origin: they describe the
- * client's connection and are not part of the cache key, so forwarding them
- * would let one client change what everyone else is served (cache poisoning,
- * design §2.5). We set X-Forwarded-For from the socket ourselves.
+ * Forwarding fields: what a proxy on the way says about the request — the
+ * client's address, the scheme, host, port or path prefix it was received
+ * on, the original URL or method. A client can write any of them, none is
+ * part of the cache key, and origins build links, redirects and access
+ * decisions from them, so forwarding one would let a single request change
+ * what everyone is served (cache poisoning, design §2.5). They are matched
+ * by name (these and the prefixes below) and only FORWARDING_ALLOWLIST
+ * reaches the origin, with values the cache writes itself (X-Forwarded-For
+ * believes only trusted hops: forwarded.ts). X-Invalidated-After is the
+ * cache's own word to the frontends (invalidated-after.ts): a client's is dropped.
  */
-const UNTRUSTED_REQUEST = new Set(['x-forwarded-host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-server', 'forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-host'])
+const FORWARDING = new Set(['forwarded', 'x-forwarded', 'x-real-ip', 'x-client-ip', 'client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip', 'x-proxyuser-ip', 'x-host', 'x-scheme', 'x-url-scheme', 'front-end-https', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override', 'x-invalidated-after'])
+const FORWARDING_PREFIXES = ['x-forwarded-', 'x-original-', 'x-orig-', 'x-real-']
+
+/**
+ * The forwarding fields the origin receives, all written by the cache
+ * (`forwardingFields`): X-Forwarded-For (the client address chain),
+ * X-Forwarded-Proto, and Via with our hop appended (RFC 9110 §7.6.3).
+ * Everything else of the kind (X-Forwarded-Host, -Port, -Prefix, -Scheme,
+ * -Ssl, X-Original-Host, X-Original-URL, X-Real-IP, Forwarded, …) is dropped.
+ */
+export const FORWARDING_ALLOWLIST: readonly string[] = ['x-forwarded-for', 'x-forwarded-proto', 'via']
+
+/** Whether a (lower-case) field name is a forwarding field (see FORWARDING). */
+export function isForwardingField (name: string): boolean {
+  if (FORWARDING.has(name) || name === 'via') return true
+  for (const p of FORWARDING_PREFIXES) if (name.startsWith(p)) return true
+  return false
+}
 
 /** Fields that describe the stored representation but are recomputed on delivery. */
 const NOT_DELIVERED = new Set(['age', 'content-length', 'surrogate-key', 'surrogate-control', 'x-cache', 'cache-status', 'set-cookie'])
@@ -26,8 +49,31 @@ function connectionTokens (value: string | string[] | undefined): Set<string> | 
   return new Set(joined.toLowerCase().split(',').map((s) => s.trim()).filter(Boolean))
 }
 
+/**
+ * Whether `name` (lower-case) is one of the options of a Connection field
+ * (RFC 9110 §7.6.1). No allocation unless a token has the name's length:
+ * this runs on the hit path for every Vary name.
+ */
+function namedInConnection (connection: string | string[], name: string): boolean {
+  const v = typeof connection === 'string' ? connection : connection.join(',')
+  if (v.length < name.length) return false
+  let start = 0
+  while (start < v.length) {
+    let end = v.indexOf(',', start)
+    if (end === -1) end = v.length
+    let a = start
+    let b = end
+    while (a < b && (v.charCodeAt(a) === 32 || v.charCodeAt(a) === 9)) a++
+    while (b > a && (v.charCodeAt(b - 1) === 32 || v.charCodeAt(b - 1) === 9)) b--
+    if (b - a === name.length && v.slice(a, b).toLowerCase() === name) return true
+    start = end + 1
+  }
+  return false
+}
+
 export interface ForwardOptions {
-  clientIp: string
+  /** The X-Forwarded-For to send: `client, hop…, peer` (forwarded.ts). */
+  forwardedFor: string
   /**
    * The host the cache key was built from. RFC 9112 §3.2.2: with an
    * absolute-form target the target's authority replaces Host, so the
@@ -62,13 +108,45 @@ const NOT_FORWARDED = new Set(['expect', 'host', 'content-length'])
 
 const CONDITIONALS = new Set(['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range'])
 
+/**
+ * Whether the client's field `name` (lower-case) reaches the origin as the
+ * client wrote it: not hop-by-hop, not named in the client's Connection
+ * field, not a forwarding field, not one the cache sets itself.
+ */
+function passesThrough (name: string, connection: string | string[] | undefined): boolean {
+  if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name) || isForwardingField(name)) return false
+  return connection === undefined || !namedInConnection(connection, name)
+}
+
+/**
+ * The value of the client's field `name` that the origin receives
+ * (undefined: the origin does not see it). The cache key's Vary part is
+ * built from this (vary.ts), never from the raw field, so a field the
+ * client nominated as hop-by-hop, or one the cache drops, can neither select
+ * nor store a variant the origin did not render for that value (RFC 9111
+ * §4.1: the variant is selected by the fields of the request the response
+ * answered — the forwarded one).
+ */
+export function forwardedValue (headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>, name: string): string | string[] | undefined {
+  return passesThrough(name, headers.connection) ? headers[name] : undefined
+}
+
+/**
+ * The client address chain and scheme the origin sees. Its own function so
+ * that trusted-hop handling (X-Forwarded-For / Forwarded from configured
+ * proxies) can replace it; today the client is the socket's peer.
+ */
+export function forwardingFields (forwardedFor: string): { 'x-forwarded-for': string, 'x-forwarded-proto': string } {
+  return { 'x-forwarded-for': forwardedFor, 'x-forwarded-proto': 'http' }
+}
+
 /** Headers for the upstream request (undici takes a plain object). */
 export function forwardRequestHeaders (headers: IncomingHttpHeaders, opts: ForwardOptions): Record<string, string> {
-  const named = connectionTokens(headers.connection)
+  const connection = headers.connection
   const out: Record<string, string> = {}
   for (const name in headers) {
     // content-length: undici sets it from the buffered body.
-    if (HOP_BY_HOP.has(name) || UNTRUSTED_REQUEST.has(name) || NOT_FORWARDED.has(name) || named?.has(name)) continue
+    if (!passesThrough(name, connection)) continue
     if (opts.dropConditionals && CONDITIONALS.has(name)) continue
     if (opts.normalizeEncoding && name === 'accept-encoding') continue
     const v = headers[name]
@@ -79,10 +157,13 @@ export function forwardRequestHeaders (headers: IncomingHttpHeaders, opts: Forwa
   // RFC 9110 §12.5.3: "identity" alone says no coding is acceptable, so an
   // origin that compresses by default still answers the key's identity
   // variant in identity (an absent field would allow any coding).
-  if (opts.normalizeEncoding) out['accept-encoding'] = normalizeAcceptEncoding(headers['accept-encoding'])
-  out['x-forwarded-for'] = opts.clientIp
-  out['x-forwarded-proto'] = 'http'
-  out.via = headers.via ? `${String(headers.via)}, 1.1 flashcrowd` : '1.1 flashcrowd'
+  if (opts.normalizeEncoding) out['accept-encoding'] = normalizeAcceptEncoding(forwardedValue(headers, 'accept-encoding') as string | undefined)
+  const fwd = forwardingFields(opts.forwardedFor)
+  out['x-forwarded-for'] = fwd['x-forwarded-for']
+  out['x-forwarded-proto'] = fwd['x-forwarded-proto']
+  // RFC 9110 §7.6.3: a proxy appends its own hop to Via (a Via the client named in Connection is not kept).
+  const via = connection !== undefined && namedInConnection(connection, 'via') ? undefined : headers.via
+  out.via = via ? `${String(via)}, 1.1 flashcrowd` : '1.1 flashcrowd'
   return out
 }
 

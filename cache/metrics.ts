@@ -8,6 +8,7 @@ import { createMetrics, type Metrics } from '../common/metrics.js'
 import type { Director } from './director.js'
 import type { CacheStore } from './store.js'
 import type { Coalescer } from './coalesce.js'
+import type { BodyBudget } from './request-body.js'
 
 export interface CacheCounters {
   hits: number
@@ -18,6 +19,8 @@ export interface CacheCounters {
   evictions: number
   /** Objects stored. */
   stored: number
+  /** New objects the store's admission test kept out (store.ts, admission.ts). */
+  notAdmitted: number
   purges: { url: number, keys: number, ban: number, soft: number, gap: number }
   /** Objects received from sibling workers (share.ts), by what became of them. */
   shared: { stored: number, invalidated: number, older: number }
@@ -31,8 +34,8 @@ export interface CacheMetrics {
   contentType: string
 }
 
-export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, defaults?: boolean }): CacheMetrics {
-  const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 }, shared: { stored: 0, invalidated: 0, older: 0 } }
+export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, bodies?: BodyBudget, defaults?: boolean }): CacheMetrics {
+  const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, notAdmitted: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 }, shared: { stored: 0, invalidated: 0, older: 0 } }
   const metrics = createMetrics({ role: 'cache', defaults: deps.defaults })
   const registers = [metrics.registry]
 
@@ -79,6 +82,12 @@ export function createCacheMetrics (deps: { store: CacheStore, director: Directo
     collect () { this.reset(); this.inc(counters.stored) }
   })
   new Counter({
+    name: 'flashcrowd_cache_objects_not_admitted_total',
+    help: 'Fetched objects kept out of a full store because they were read less often than what they would push out (TinyLFU)',
+    registers,
+    collect () { this.reset(); this.inc(counters.notAdmitted) }
+  })
+  new Counter({
     name: 'flashcrowd_cache_shared_objects_received_total',
     help: 'Objects received from sibling workers, by outcome (stored; invalidated here since their fetch started; older than the copy held)',
     labelNames: ['outcome'] as const,
@@ -99,6 +108,12 @@ export function createCacheMetrics (deps: { store: CacheStore, director: Directo
     help: 'Objects held by the object store',
     registers,
     collect () { this.set(deps.store.count) }
+  })
+  new Gauge({
+    name: 'flashcrowd_cache_inflight_body_bytes',
+    help: 'Request body bytes held by passed requests (bounded by CACHE_MAX_INFLIGHT_BODY_BYTES)',
+    registers,
+    collect () { this.set(deps.bodies?.inflight ?? 0) }
   })
   new Gauge({
     name: 'flashcrowd_cache_upstream_healthy',

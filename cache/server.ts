@@ -8,23 +8,17 @@
  */
 import cluster from 'node:cluster'
 import os from 'node:os'
-import { loadConfigOrExit } from '../common/config.js'
+import { pino } from 'pino'
+import { ConfigError, loadConfigOrExit } from '../common/config.js'
 import { createBus, IpcBus, MemoryBus, RedisStreamBus, relayBus, type Bus, type BusEvent } from '../common/bus.js'
-import { CacheEnv, type CacheConfig } from './config.js'
+import { CacheEnv, checkCacheConfig, type CacheConfig } from './config.js'
 import { buildApp } from './app.js'
 import { ipcShareChannel, relayShares, type ShareChannel } from './share.js'
 import type { Logger } from './engine.js'
 
-const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
-
-function jsonLogger (level: string): Logger {
-  const min = LEVELS.indexOf(level)
-  const write = (lvl: string) => (obj: object | string, msg?: string) => {
-    if (LEVELS.indexOf(lvl) < min) return
-    const base = typeof obj === 'string' ? { msg: obj } : { ...obj, msg }
-    process.stdout.write(JSON.stringify({ level: lvl, time: Date.now(), pid: process.pid, role: 'cache', ...base }) + '\n')
-  }
-  return { info: write('info'), warn: write('warn'), error: write('error') }
+/** pino at LOG_LEVEL, like the other roles (their Fastify loggers), tagged with the role. */
+function createLogger (level: string): Logger {
+  return pino({ level }).child({ role: 'cache' })
 }
 
 /**
@@ -122,7 +116,12 @@ async function runPrimary (config: CacheConfig, logger: Logger, workers: number)
 
 async function main (): Promise<void> {
   const config = loadConfigOrExit(CacheEnv, 'cache')
-  const logger = jsonLogger(config.LOG_LEVEL)
+  try { checkCacheConfig(config) } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    console.error(`cache: ${err.message}`)
+    process.exit(2)
+  }
+  const logger = createLogger(config.LOG_LEVEL)
   if (cluster.isWorker) {
     await runSingle(config, logger, new IpcBus(process), ipcShareChannel(process))
     return

@@ -37,7 +37,8 @@ export function applyShared (deps: ApplySharedDeps, s: SharedObject): ApplyOutco
   if (deps.log.invalidatedSince(s.fetchStarted, s, deps.now())) return 'invalidated'
   const have = deps.store.get(s.key)
   if (have !== undefined && (have.fetchStarted > s.fetchStarted || (have.fetchStarted === s.fetchStarted && have.responseTime >= s.responseTime))) return 'older'
-  deps.store.put(deserializeObject(s, deps.Policy))
+  // The sibling's store admitted it on the reads it saw (admission.ts); it is not tested again here.
+  deps.store.put(deserializeObject(s, deps.Policy), { skipAdmission: true })
   return 'stored'
 }
 

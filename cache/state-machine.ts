@@ -23,12 +23,17 @@ import { primaryKey, variantKey } from './vary.js'
 import { requestAcceptsStale, requestForbidsStored, requestNoStore } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
-import { collect, nextSequence, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { nextSequence, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
 import { applyEvent } from './invalidation.js'
 import { answerInvalidation, type PurgeDeps } from './purge.js'
 import { unsafeInvalidationTargets } from './unsafe-invalidation.js'
 import { NoUpstreamError } from './director.js'
 import { normalizeAuthority } from './authority.js'
+import { forwardedFor } from './forwarded.js'
+import { markRejected } from './client-errors.js'
+import { tooManyFields } from './request-head.js'
+import { readRequestBody } from './request-body.js'
+import { healthAnswer } from './health.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -73,10 +78,12 @@ export class Ctx {
     this.arrived = nextSequence()
   }
 
-  clientIp (): string { return this.req.socket.remoteAddress ?? '' }
+  #forwardedFor: string | undefined = undefined
+  /** Computed on the way upstream only: a hit never pays for it. */
+  forwardedFor (): string { return (this.#forwardedFor ??= forwardedFor(this.req, this.e.trustProxy)) }
 
   fetchInfo (): FetchInfo {
-    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, clientIp: this.clientIp(), credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
+    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
   }
 
   /**
@@ -90,12 +97,10 @@ export class Ctx {
   }
 }
 
-/** Marks a connection whose framing we rejected: requests already parsed behind it are dropped, never forwarded. */
-export const REJECTED = Symbol('flashcrowd.rejected')
-
-function reject (ctx: Ctx, status: number, body: string): StepName {
-  (ctx.req.socket as unknown as Record<symbol, boolean>)[REJECTED] = true
-  return synth(ctx, status, body, { connection: 'close' })
+/** Refuses a request and closes its connection: requests already parsed behind it are dropped, never forwarded (client-errors.ts). */
+function reject (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
+  markRejected(ctx.req.socket)
+  return synth(ctx, status, body, { ...headers, connection: 'close' })
 }
 
 function synth (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
@@ -164,6 +169,8 @@ export const steps: Record<StepName, Step> = {
   /** vcl_recv: framing and size checks the parser leaves to us, then the policy. */
   recv (ctx) {
     const { req, e } = ctx
+    // More fields than the parser handed over: framing we cannot see (request-head.ts).
+    if (tooManyFields(req, e.config.CACHE_MAX_HEADER_FIELDS)) return reject(ctx, 431, 'too many header fields\n')
     const te = req.headers['transfer-encoding']
     // RFC 9112 §6.1/§6.3: Transfer-Encoding with Content-Length, or any coding
     // other than a final chunked, cannot be framed unambiguously: reject and close.
@@ -212,10 +219,9 @@ export const steps: Record<StepName, Step> = {
   internal (ctx) {
     const { e } = ctx
     if (ctx.url === '/-/health') {
-      const upstreams = e.director.upstreams.map((u) => ({ url: u.url, healthy: e.director.isUp(u) }))
-      const ready = upstreams.some((u) => u.healthy) || e.store.count > 0
-      ctx.synthType = 'application/json'
-      return synth(ctx, ready ? 200 : 503, JSON.stringify({ status: ready ? 'ok' : 'unavailable', objects: e.store.count, bytes: e.store.bytes, upstreams }) + '\n')
+      const h = healthAnswer(e, ctx.req.headers.authorization)
+      ctx.synthType = h.type
+      return synth(ctx, h.status, h.body)
     }
     if (ctx.url === '/-/metrics') {
       return e.metrics.render().then((text) => {
@@ -247,7 +253,8 @@ export const steps: Record<StepName, Step> = {
     const { e, req } = ctx
     ctx.primary = primaryKey(ctx.host, ctx.url)
     ctx.key = variantKey(ctx.primary, e.store.varyOf(ctx.primary), req.headers)
-    let o = e.store.get(ctx.key)
+    // A client's read: it counts towards admission (store.ts).
+    let o = e.store.lookup(ctx.key)
     const now = ctx.now
     if (o !== undefined && now >= o.freshUntil + policy.keepMs(o)) {
       e.store.delete(ctx.key)
@@ -372,7 +379,7 @@ export const steps: Record<StepName, Step> = {
     }
     const r = ctx.fetched
     if (r !== undefined && r.kind === 'answer') {
-      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest)
+      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest, e.config.CACHE_SEND_TIMEOUT_MS)
       return null
     }
     return synth(ctx, 500, 'internal error\n')
@@ -385,29 +392,26 @@ export const steps: Record<StepName, Step> = {
   }
 }
 
-/** Reads the body of a passed request (bounded), forwards it, and applies RFC 9111 §4.4 on success. */
+/** Reads the body of a passed request (bounded, request-body.ts), forwards it, and applies RFC 9111 §4.4 on success. */
 async function fetchPass (ctx: Ctx): Promise<StepName> {
   const { e, req } = ctx
-  let body: Buffer | undefined
-  const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined
-  if (declared !== undefined && declared > e.config.CACHE_MAX_BODY_BYTES) return reject(ctx, 413, 'request body too large\n')
-  if ((declared !== undefined && declared > 0) || req.headers['transfer-encoding'] !== undefined) {
-    try {
-      const got = await collect(req, e.config.CACHE_MAX_BODY_BYTES)
-      if (!got.complete) return reject(ctx, 413, 'request body too large\n')
-      body = Buffer.concat(got.chunks, got.size)
-    } catch {
-      // Bad chunking and the like: the parser failed mid-body; nothing was forwarded.
-      return reject(ctx, 400, 'malformed request body\n')
-    }
-  }
+  const read = await readRequestBody(req, e.config.CACHE_MAX_BODY_BYTES, e.bodies)
+  // Each refusal closes the connection: the rest of the body is not read, so nothing after it can be framed.
+  if (read.kind === 'too-large') return reject(ctx, 413, 'request body too large\n')
+  if (read.kind === 'busy') return reject(ctx, 503, 'too many request bodies in flight; retry\n', { 'retry-after': '1' })
+  // Bad chunking and the like: the parser failed mid-body; nothing was forwarded.
+  if (read.kind === 'malformed') return reject(ctx, 400, 'malformed request body\n')
+  const body = read.kind === 'body' ? read.body : undefined
   // A passed answer goes to this client only: its own validators and Accept-Encoding go as they came.
-  const headers = forwardRequestHeaders(req.headers, { clientIp: ctx.clientIp(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
+  const headers = forwardRequestHeaders(req.headers, { forwardedFor: ctx.forwardedFor(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
     up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body, onInfo: ctx.onInfo })
   } catch (err) {
     return upstreamFailure(ctx, err as Error)
+  } finally {
+    // The upstream has the body (or will never get it): its bytes go back to the budget.
+    if (read.kind === 'body') read.release()
   }
   const resHeaders = responseHeaderRecord(up.headers)
   if (policy.invalidatesOnSuccess(req.method!)) {

@@ -6,6 +6,7 @@
  */
 import { LRUCache } from 'lru-cache'
 import type CachePolicy from 'http-cache-semantics'
+import { FrequencySketch } from './admission.js'
 
 /** Content codings a stored body is kept in; chosen per request by `compress.ts`. */
 export type Encoding = 'identity' | 'gzip' | 'br'
@@ -58,6 +59,8 @@ export interface CachedObject {
   explicitlyShared: boolean
   /** `no-cache`/`must-revalidate`-style responses: never served stale, always revalidated (RFC 9111 §4.2.4). */
   mustRevalidate: boolean
+  /** The key's hash in the store's frequency sketch (admission.ts), set by the store when it is put. */
+  sketchHash?: number
   /** Precomputed response head per encoding for the hit path (headers.ts); rebuilt once a second. */
   heads: Partial<Record<Encoding, string[]>>
   /** Second (clock) the heads' Age/ttl values were computed for. */
@@ -65,9 +68,18 @@ export interface CachedObject {
   size: number
 }
 
+export interface PutOptions {
+  /** Insert without the admission test (an object a sibling worker already admitted, share.ts). */
+  skipAdmission?: boolean
+}
+
 export interface CacheStore {
+  /** A client's read of `key` (the lookup step): it counts towards admission. */
+  lookup (key: string): CachedObject | undefined
+  /** The cache's own read (invalidation, sharing): counts for nothing. */
   get (key: string): CachedObject | undefined
-  put (object: CachedObject): void
+  /** Stores `object`; false when it was not admitted (or is larger than the whole store). */
+  put (object: CachedObject, options?: PutOptions): boolean
   delete (key: string): boolean
   /** The Vary field names last seen for a primary key (null: the URL does not vary). */
   varyOf (primary: string): string[] | null | undefined
@@ -80,10 +92,27 @@ export interface CacheStore {
 }
 
 export interface MemoryStoreOptions {
+  /** Everything the store keeps: objects and the admission sketch. */
   maxBytes: number
   /** Called for objects pushed out to make room (metrics). */
   onEvict?: (object: CachedObject) => void
+  /** Called for new objects the admission test kept out (metrics). */
+  onReject?: (object: CachedObject) => void
+  /**
+   * TinyLFU admission (admission.ts; default on): when the store is full, a
+   * new object gets in only if it is read more often than every object it
+   * would push out. Off: a plain LRU.
+   */
+  admission?: boolean
+  /** Sketch seed (tests); random by default. */
+  sketchSeed?: number
 }
+
+/**
+ * The sketch is sized for objects of this many bytes on average (a small
+ * page; larger objects only mean fewer keys than it can tell apart).
+ */
+const SKETCH_BYTES_PER_ITEM = 2048
 
 interface PrimaryEntry { vary: string[] | null, keys: Set<string> }
 
@@ -97,10 +126,17 @@ export class MemoryStore implements CacheStore {
   readonly #primaries = new Map<string, PrimaryEntry>()
   readonly #byUrl = new Map<string, Set<string>>()
   readonly #byTag = new Map<string, Set<string>>()
+  readonly #sketch: FrequencySketch | undefined
+  readonly #maxSize: number
+  readonly #onReject: ((o: CachedObject) => void) | undefined
 
   constructor (options: MemoryStoreOptions) {
+    this.#sketch = options.admission === false ? undefined : new FrequencySketch({ expectedItems: options.maxBytes / SKETCH_BYTES_PER_ITEM, seed: options.sketchSeed })
+    // The sketch's counters come out of the same budget (design §2.7).
+    this.#maxSize = Math.max(1, options.maxBytes - (this.#sketch?.bytes ?? 0))
+    this.#onReject = options.onReject
     this.#lru = new LRUCache<string, CachedObject>({
-      maxSize: options.maxBytes,
+      maxSize: this.#maxSize,
       sizeCalculation: (o) => o.size,
       dispose: (o, _key, reason) => {
         // 'set' with another object: put() already moved the indexes over.
@@ -111,15 +147,52 @@ export class MemoryStore implements CacheStore {
     })
   }
 
+  lookup (key: string): CachedObject | undefined {
+    const o = this.#lru.get(key)
+    const sketch = this.#sketch
+    // A hit uses the hash kept on the object: O(1), no allocation.
+    if (sketch !== undefined) sketch.increment(o?.sketchHash ?? sketch.hash(key))
+    return o
+  }
+
   get (key: string): CachedObject | undefined { return this.#lru.get(key) }
 
-  put (object: CachedObject): void {
+  put (object: CachedObject, options?: PutOptions): boolean {
     const old = this.#lru.peek(object.key)
+    if (this.#sketch !== undefined) {
+      object.sketchHash = this.#sketch.hash(object.key)
+      // A new version of a stored key replaces it in place; only newcomers are tested.
+      if (old === undefined && options?.skipAdmission !== true && !this.#admits(object)) {
+        this.#onReject?.(object)
+        return false
+      }
+    }
     if (old) this.#unindex(old)
     this.#index(object)
     this.#lru.set(object.key, object)
     // lru-cache refuses objects larger than maxSize; keep the indexes honest.
-    if (!this.#lru.has(object.key)) this.#unindex(object)
+    if (!this.#lru.has(object.key)) { this.#unindex(object); return false }
+    return true
+  }
+
+  /**
+   * TinyLFU's test: the objects LRU would push out to make room (least
+   * recently used first, as many as the newcomer's size needs) must all be
+   * read less often than the newcomer. Ties keep what is stored.
+   */
+  #admits (o: CachedObject): boolean {
+    let need = this.#lru.calculatedSize + o.size - this.#maxSize
+    if (need <= 0) return true
+    if (o.size > this.#maxSize) return false
+    const sketch = this.#sketch!
+    const f = sketch.frequency(o.sketchHash!)
+    for (const victim of this.#lru.rvalues()) {
+      if (victim === undefined) continue
+      if (sketch.frequency(victim.sketchHash ?? sketch.hash(victim.key)) >= f) return false
+      need -= victim.size
+      if (need <= 0) return true
+    }
+    return true
   }
 
   delete (key: string): boolean { return this.#lru.delete(key) }

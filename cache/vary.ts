@@ -5,6 +5,7 @@
  * different spellings of the same preference share one stored variant.
  */
 import { normalizeAcceptEncoding } from './compress.js'
+import { forwardedValue } from './headers.js'
 
 /** Host names cannot contain '/', and a request target starts with it, so plain concatenation is unambiguous. */
 export function primaryKey (host: string, url: string): string {
@@ -31,10 +32,16 @@ export function normalizeVaryValue (name: string, value: string | string[] | und
   return joined.split(',').map((s) => s.trim().replace(/\s+/g, ' ')).filter(Boolean).join(',')
 }
 
-/** The full key of the variant that `headers` select among the URL's variants. */
+/**
+ * The full key of the variant that `headers` select among the URL's
+ * variants. Each Vary field counts with the value the origin receives
+ * (headers.ts `forwardedValue`): a field the client named in Connection, or
+ * one the cache does not forward, counts as absent — as it was for the
+ * origin when it rendered the response.
+ */
 export function variantKey (primary: string, varyNames: readonly string[] | null | undefined, headers: Record<string, string | string[] | undefined>): string {
   if (!varyNames || varyNames.length === 0) return primary
   let key = primary
-  for (const name of varyNames) key += '\n' + name + ':' + normalizeVaryValue(name, headers[name])
+  for (const name of varyNames) key += '\n' + name + ':' + normalizeVaryValue(name, forwardedValue(headers, name))
   return key
 }

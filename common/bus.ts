@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events'
 import type { ChildProcess } from 'node:child_process'
 import type { Worker } from 'node:cluster'
 import { Redis } from 'ioredis'
+import { BusPosition } from './bus-position.js'
 
 /** What to invalidate. */
 export type BusEvent =
@@ -49,6 +50,13 @@ export interface SubscribeOptions {
    * that was seen: everything stored before it must be treated as invalid.
    */
   onGap?: (since: number) => void
+  /**
+   * Called once the subscription knows where it starts: the id of the newest
+   * event that existed when it began (events up to it are not delivered; '0'
+   * or '0-0' when there were none). With the ids of the events delivered
+   * afterwards it gives the subscriber's bus position (bus-position.ts).
+   */
+  onStart?: (position: string) => void
 }
 
 export interface Bus {
@@ -74,7 +82,12 @@ export class MemoryBus implements Bus {
   readonly name = 'memory'
   readonly #emitter = new EventEmitter()
   #seq = 0
+  /** Newest id delivered here, or the start position a relay told us. */
+  readonly #position = new BusPosition()
   constructor () { this.#emitter.setMaxListeners(0) }
+
+  /** Newest position known here ('0' before any event). */
+  get position (): string { return this.#position.current ?? '0' }
 
   async publish (event: BusEvent): Promise<string> {
     const message: BusMessage = { id: String(++this.#seq), at: Date.now(), event }
@@ -84,14 +97,20 @@ export class MemoryBus implements Bus {
 
   /** Hands an already-numbered message to local subscribers (used by relays). */
   deliver (message: BusMessage): void {
+    this.#position.advance(message.id)
     this.#emitter.emit('message', message)
   }
 
-  subscribe (handler: BusHandler): () => void {
+  /** A relay's child learns where the tree's bus stands when it joins. */
+  startAt (position: string): void { this.#position.advance(position) }
+
+  subscribe (handler: BusHandler, options: SubscribeOptions = {}): () => void {
     const listener = (m: BusMessage) => {
       try { handler(m) } catch { /* a failing subscriber must not break delivery to the others */ }
     }
     this.#emitter.on('message', listener)
+    // Delivery is synchronous: the subscriber starts exactly at the newest id delivered so far.
+    options.onStart?.(this.position)
     return () => { this.#emitter.off('message', listener) }
   }
 
@@ -99,7 +118,7 @@ export class MemoryBus implements Bus {
 }
 
 const TAG = '__flashcrowdBus'
-interface IpcEnvelope { [TAG]: 'publish' | 'message' | 'ack', event?: BusEvent, message?: BusMessage, ref?: number, id?: string, error?: string }
+interface IpcEnvelope { [TAG]: 'publish' | 'message' | 'ack' | 'hello' | 'position', event?: BusEvent, message?: BusMessage, ref?: number, id?: string, error?: string }
 type IpcEnd = Pick<NodeJS.Process, 'send' | 'on' | 'off'> & { connected?: boolean }
 
 function isEnvelope (m: unknown): m is IpcEnvelope {
@@ -116,6 +135,9 @@ export class IpcBus implements Bus {
   readonly #end: IpcEnd
   readonly #pending = new Map<number, (id: string | undefined, error?: string) => void>()
   #ref = 0
+  /** Whether the parent told us where the tree's bus stood when we joined. */
+  #started = false
+  readonly #waitingForStart = new Set<(position: string) => void>()
   readonly #onMessage = (m: unknown) => {
     if (!isEnvelope(m)) return
     if (m[TAG] === 'ack' && m.ref !== undefined) {
@@ -123,6 +145,11 @@ export class IpcBus implements Bus {
       this.#pending.delete(m.ref)
     } else if (m[TAG] === 'message' && m.message) {
       this.#local.deliver(m.message)
+    } else if (m[TAG] === 'position' && typeof m.id === 'string' && !this.#started) {
+      this.#started = true
+      this.#local.startAt(m.id)
+      for (const cb of this.#waitingForStart) cb(this.#local.position)
+      this.#waitingForStart.clear()
     }
   }
 
@@ -130,6 +157,9 @@ export class IpcBus implements Bus {
     if (typeof end.send !== 'function') throw new Error('IpcBus needs an IPC channel: start this process from the flashcrowd supervisor or set REDIS_URL')
     this.#end = end
     end.on('message', this.#onMessage)
+    // Asked, not pushed: a message sent before this listener existed would be lost.
+    const hello: IpcEnvelope = { [TAG]: 'hello' }
+    try { end.send!(hello, undefined, {}, () => {}) } catch { /* no parent any more: the process is going away */ }
   }
 
   publish (event: BusEvent): Promise<string> {
@@ -149,10 +179,19 @@ export class IpcBus implements Bus {
     })
   }
 
-  subscribe (handler: BusHandler, options?: SubscribeOptions): () => void { return this.#local.subscribe(handler) }
+  subscribe (handler: BusHandler, options: SubscribeOptions = {}): () => void {
+    const unsubscribe = this.#local.subscribe(handler)
+    const onStart = options.onStart
+    if (onStart) {
+      if (this.#started) onStart(this.#local.position)
+      else this.#waitingForStart.add(onStart)
+    }
+    return () => { if (onStart) this.#waitingForStart.delete(onStart); unsubscribe() }
+  }
 
   async close (): Promise<void> {
     this.#end.off('message', this.#onMessage)
+    this.#waitingForStart.clear()
     await this.#local.close()
   }
 }
@@ -170,14 +209,33 @@ export function relayBus (bus: Bus) {
     if (!connected) return
     try { child.send(envelope as never) } catch { /* the child is going away; the supervisor notices */ }
   }
+  // Where the tree's bus stands, so a child that joins learns its start position.
+  const position = new BusPosition()
+  let started = false
+  const waiting = new Set<ChildProcess | Worker>()
   const unsubscribe = bus.subscribe((message) => {
+    position.advance(message.id)
     for (const child of children) send(child, { [TAG]: 'message', message })
+  }, {
+    onStart: (id) => {
+      position.advance(id)
+      started = true
+      for (const child of waiting) send(child, { [TAG]: 'position', id: position.current ?? id })
+      waiting.clear()
+    }
   })
   return {
     attach (child: ChildProcess | Worker) {
       children.add(child)
       const onMessage = (m: unknown) => {
-        if (!isEnvelope(m) || m[TAG] !== 'publish' || !isBusEvent(m.event)) return
+        if (!isEnvelope(m)) return
+        if (m[TAG] === 'hello') {
+          // Sent on the channel that carries the messages, so the child sees every event after this position.
+          if (started) send(child, { [TAG]: 'position', id: position.current ?? '0' })
+          else waiting.add(child)
+          return
+        }
+        if (m[TAG] !== 'publish' || !isBusEvent(m.event)) return
         const ref = m.ref
         bus.publish(m.event).then(
           (id) => { send(child, { [TAG]: 'ack', ref, id }) },
@@ -185,9 +243,9 @@ export function relayBus (bus: Bus) {
         )
       }
       child.on('message', onMessage)
-      child.once('exit', () => { children.delete(child); child.off('message', onMessage) })
+      child.once('exit', () => { children.delete(child); waiting.delete(child); child.off('message', onMessage) })
     },
-    close () { unsubscribe(); children.clear() }
+    close () { unsubscribe(); children.clear(); waiting.clear() }
   }
 }
 
@@ -259,6 +317,7 @@ export class RedisStreamBus implements Bus {
             // Start from the newest entry: a fresh subscriber has nothing stored yet.
             const info = await conn.xinfo('STREAM', this.stream).catch(() => null) as unknown[] | null
             lastId = info ? String(fieldOf(info, 'last-generated-id') ?? '0-0') : '0-0'
+            try { options.onStart?.(lastId) } catch { /* the subscriber's problem, not the stream's */ }
           } else {
             await this.#checkGap(conn, lastId, options)
           }

@@ -4,7 +4,8 @@
  * Each role declares a TypeBox object schema whose property names are the
  * environment variable names. `loadConfig` converts the strings, applies
  * defaults and checks the result; any malformed value stops start-up with a
- * message naming the variable. Every property carries a `description`, which
+ * message naming the variable. An empty value counts as unset, unless the
+ * property is marked `keepEmpty: true`. Every property carries a `description`, which
  * `.env.example` and the README are checked against.
  */
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox'
@@ -73,9 +74,11 @@ function describe (error: { path: string, message: string, value: unknown, schem
  */
 export function loadConfig<T extends TObject> (schema: T, env: NodeJS.ProcessEnv = process.env): Static<T> {
   const raw: Record<string, unknown> = {}
-  for (const key of Object.keys(schema.properties)) {
+  for (const [key, prop] of Object.entries(schema.properties)) {
     const v = env[key]
-    if (v !== undefined && v !== '') raw[key] = v.trim()
+    // A property marked `keepEmpty` gives an explicitly empty value a meaning
+    // of its own (CACHE_PROBE_PATH= turns probes off); unset still means the default.
+    if (v !== undefined && (v !== '' || (prop as { keepEmpty?: boolean }).keepEmpty === true)) raw[key] = v.trim()
   }
   const withDefaults = Value.Default(schema, raw)
   const converted = Value.Convert(schema, withDefaults)

@@ -68,7 +68,8 @@ export interface IdempotencyKeysTable {
   key: string
   request_hash: string
   status: number
-  response: ColumnType<unknown, string, string>
+  /** The JSON answer exactly as it was sent (replays repeat these bytes). */
+  response: string
   created_at: Timestamp
   expires_at: Timestamp
 }

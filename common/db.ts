@@ -45,6 +45,9 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
   const statementTimeout = options.statementTimeoutMs ?? 5000
   const sessionOptions = [`-c statement_timeout=${statementTimeout}`]
   if (readOnly) sessionOptions.push('-c default_transaction_read_only=on')
+  // A writer acknowledges only what is flushed to the WAL: no server, role or
+  // database default of `synchronous_commit = off` can weaken that (design §2.2).
+  else sessionOptions.push('-c synchronous_commit=on')
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.max ?? 10,

@@ -22,9 +22,11 @@ export const Errors = {
   FORBIDDEN: make('FC_ERR_FORBIDDEN', 'these credentials may not do this', 403),
   NOT_FOUND: make('FC_ERR_NOT_FOUND', '%s', 404),
   IDEMPOTENCY_MISMATCH: make('FC_ERR_IDEMPOTENCY_MISMATCH', 'Idempotency-Key was already used with a different request', 409),
+  WRITE_CONFLICT: make('FC_ERR_WRITE_CONFLICT', '%s', 409),
   PAYLOAD_TOO_LARGE: make('FC_ERR_PAYLOAD_TOO_LARGE', 'request body is larger than %s bytes', 413),
   UNSUPPORTED_MEDIA_TYPE: make('FC_ERR_UNSUPPORTED_MEDIA_TYPE', 'unsupported content type %s: send application/json', 415),
   RATE_LIMITED: make('FC_ERR_RATE_LIMITED', 'too many requests: retry after %s seconds', 429),
+  REPEATED_CONTENT: make('FC_ERR_REPEATED_CONTENT', 'the same content was sent too often: retry after %s seconds', 429),
   UNAVAILABLE: make('FC_ERR_UNAVAILABLE', 'service temporarily unavailable: %s', 503)
 } as const
 

@@ -13,7 +13,9 @@ export const SurrogateKeys = {
   events: 'events',
   counter: 'counter',
   certificate: (id: number | string) => `certificate:${id}`,
-  sitemap: 'sitemap'
+  sitemap: 'sitemap',
+  /** Every page: `PURGE` with `Surrogate-Key: site` empties every cache at once. */
+  site: 'site'
 } as const
 
 /** A surrogate key is a short token: no spaces (the header is space-separated), printable ASCII. */

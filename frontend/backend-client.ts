@@ -1,7 +1,7 @@
 /**
  * Form posts go to the backend write services over pooled undici
  * connections. Requests are spread round-robin; a request that carries an
- * Idempotency-Key (every form post does: it is derived from the submission)
+ * Idempotency-Key (every form post does: it is derived from the form instance)
  * is retried on another backend when the first one could not be reached or
  * failed in transit, because the backend guarantees that a replay returns the
  * first answer instead of writing twice (design §2.2). Without a key nothing
@@ -140,20 +140,18 @@ export function createBackendClient (options: BackendClientOptions): BackendClie
 }
 
 /**
- * The key a form post carries: derived from what was submitted, by whom, and
- * roughly when. The frontend's own retries, a double click and the browser's
- * re-submission all produce the same key (one write); the same words posted
- * again much later are a new submission. When the form carried the time it
- * was rendered (`stamp`, a hidden field) that dates the submission; a form
- * without one (or with an implausible one) falls back to a 10-minute bucket,
- * where a double click across a bucket boundary could still make two keys.
+ * The key a form post carries: what was submitted, through which form, from
+ * which form instance (`nonce`, the hidden field form-nonce.js fills once per
+ * visit, or the server made for a form it showed one visitor). A double click,
+ * the browser's re-submission and the frontend's own retries repeat one
+ * instance, so one key and one write; two visitors typing the same words into
+ * the same cached page behind the same school address are two instances, so
+ * two keys and two writes (design §2.2). The visitor's address is not part of
+ * it: the nonce alone tells visitors apart, and a phone that changes networks
+ * between two clicks must not make two writes.
  */
-export function submissionKey (parts: { action: string, fields: Record<string, string>, clientIp: string, now: number, stamp?: string }): string {
-  const stamp = Number(parts.stamp)
-  // A render from the last day (or a minute ahead, for clock skew between frontends).
-  const plausible = parts.stamp !== undefined && /^\d{12,14}$/.test(parts.stamp) && stamp > parts.now - 86_400_000 && stamp < parts.now + 60_000
-  const when = plausible ? `at:${stamp}` : `bucket:${Math.floor(parts.now / 600_000)}`
+export function submissionKey (parts: { action: string, fields: Record<string, string>, nonce: string }): string {
   const fields = Object.keys(parts.fields).sort().map((k) => [k, parts.fields[k]])
-  const digest = createHash('sha256').update(JSON.stringify([parts.action, fields, parts.clientIp, when])).digest('base64url')
+  const digest = createHash('sha256').update(JSON.stringify([parts.action, fields, parts.nonce])).digest('base64url')
   return `fe-${digest}`
 }

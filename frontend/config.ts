@@ -4,6 +4,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, Port, UrlList, loadConfig, list } from '../common/config.js'
+import { TrustedProxies, trustedProxyList } from '../common/trusted-proxies.js'
 
 export const FrontendEnv = Type.Object({
   ...CommonEnv,
@@ -13,12 +14,19 @@ export const FrontendEnv = Type.Object({
     pattern: '^postgres(ql)?://',
     description: 'Read pool (a replica, or the primary with a SELECT-only role). Defaults to DATABASE_URL; the frontend always opens it read-only.'
   })),
+  DATABASE_PRIMARY_READ_URL: Type.Optional(Type.String({
+    pattern: '^postgres(ql)?://',
+    description: 'Where an author\'s page is read when the read pool has not replayed their write within FRONTEND_RYW_WAIT_MS: the primary (a SELECT-only role is enough), opened read-only. Defaults to DATABASE_URL; unused when the read pool is the primary.'
+  })),
+  FRONTEND_PRIMARY_POOL_MAX: Type.Integer({ minimum: 0, maximum: 100, default: 2, description: 'Connections (and concurrent author renders) on the primary for read-your-writes when the replica lags; 0: never read the primary (authors then get the replica\'s page).' }),
+  FRONTEND_PRIMARY_QUEUE_MAX: Type.Integer({ minimum: 0, maximum: 100_000, default: 100, description: 'Authors waiting (up to DATABASE_CONNECT_TIMEOUT_MS) for a primary render at most; beyond that they get the replica\'s page instead of piling onto the primary.' }),
+  FRONTEND_BUS_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 1000, description: 'How long a cache node\'s refetch (X-Invalidated-After) waits for this frontend to apply the same invalidation; after that the page is rendered fresh and marked no-store.' }),
   BACKEND_URL: UrlList('Backend write services, comma-separated; form posts are spread over them and retried on another one when idempotent.', { default: 'http://127.0.0.1:3001' }),
   FRONTEND_RENDER_CACHE_BYTES: Type.Integer({ minimum: 0, maximum: 8 * 1024 ** 3, default: 64 * 1024 * 1024, description: 'Bytes of rendered pages kept in process (LRU); 0 disables the render cache.' }),
   FRONTEND_SHARED_RENDER_CACHE: Type.Boolean({ default: true, description: 'Use Redis (REDIS_URL) as a shared second-level render cache across frontends.' }),
-  FRONTEND_TRUSTED_PROXIES: Type.String({ default: '127.0.0.1,::1', description: 'Addresses or CIDRs whose X-Forwarded-For / X-Forwarded-Host are believed (the cache layer, the load balancer).' }),
+  FRONTEND_TRUSTED_PROXIES: TrustedProxies('Addresses or CIDRs (comma-separated) whose X-Forwarded-For is believed: the cache nodes and the load balancer in front of them. `none`: trust nobody.', '127.0.0.1,::1'),
   FRONTEND_PUBLIC_ORIGINS: Type.Optional(Type.String({ description: 'Extra origins (comma-separated, e.g. https://hour.example.org) whose form posts are accepted besides the request\'s own host.' })),
-  FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long a page requested with ?rev= waits for the read pool to replay the author\'s write.' }),
+  FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long a page requested with ?rev= waits for the read pool to replay the author\'s write before it is read from the primary.' }),
   FRONTEND_DNS_REFRESH_MS: Type.Integer({ minimum: 0, default: 5000, description: 'How often backend host names are re-resolved; each address becomes its own pool (scale-out without a restart). 0 disables.' }),
   FRONTEND_BACKEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Deadline of one request to a backend (headers and body).' })
 })
@@ -34,5 +42,18 @@ export function backendUrls (config: Pick<FrontendConfig, 'BACKEND_URL'>): strin
 }
 
 export function trustedProxies (config: Pick<FrontendConfig, 'FRONTEND_TRUSTED_PROXIES'>): string[] {
-  return list(config.FRONTEND_TRUSTED_PROXIES)
+  return trustedProxyList(config.FRONTEND_TRUSTED_PROXIES)
+}
+
+/**
+ * The primary for authors' pages (read-your-writes when the replica lags), or
+ * undefined when there is none to add: the read pool is the primary already,
+ * or FRONTEND_PRIMARY_POOL_MAX is 0.
+ */
+export function primaryReadUrl (config: Pick<FrontendConfig, 'DATABASE_URL' | 'DATABASE_READ_URL' | 'DATABASE_PRIMARY_READ_URL' | 'FRONTEND_PRIMARY_POOL_MAX'>): string | undefined {
+  if (config.FRONTEND_PRIMARY_POOL_MAX === 0) return undefined
+  const read = config.DATABASE_READ_URL
+  const primary = config.DATABASE_PRIMARY_READ_URL ?? config.DATABASE_URL
+  if (read === undefined || primary === undefined || read === primary) return undefined
+  return primary
 }

@@ -1,9 +1,18 @@
 /**
  * Form posts: check the origin, validate lightly (the backend validates for
- * real), forward with an idempotency key derived from the submission, then
+ * real), forward with an idempotency key derived from the form instance, then
  * Post/Redirect/Get. Whatever goes wrong, the visitor gets their form back
  * with what they typed and a message, never a silent loss.
+ *
+ * A form's identity (design §2.2): the page is cached and shared, so the form
+ * in it carries an empty `form_nonce` that form-nonce.js fills per visit. A
+ * post without one (no JavaScript, or a script that did not run) is never
+ * written on a key that could merge two visitors: the visitor gets their form
+ * back, uncached, with a nonce made by the server, and one more press sends
+ * it. Every form shown back to one visitor keeps its identity, so a retry
+ * after a failure whose outcome is unknown is the same submission.
  */
+import { randomBytes } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { isCountryCode } from '../common/countries.js'
 import { BackendUnavailableError, submissionKey, type BackendClient } from './backend-client.js'
@@ -11,8 +20,8 @@ import { checkSameOrigin } from './security.js'
 import { sendPrivateHtml } from './page-render.js'
 import { NO_STORE } from './cache-headers.js'
 import type { SafeHtml } from './html.js'
-import type { FieldErrors } from './views/components.js'
-import { FORM_STAMP } from './views/components.js'
+import { FORM_NONCE, type FieldErrors, type FormState } from './views/components.js'
+import { InvalidFormValue } from './form-body.js'
 
 export interface FieldRule {
   label: string
@@ -70,6 +79,12 @@ export function parseForm (body: unknown, rules: FormRules): ParsedForm {
   for (const key of Object.keys(input)) if (!Object.hasOwn(rules, key)) unknown.push(key)
   for (const [name, rule] of Object.entries(rules)) {
     const raw = input[name]
+    if (raw instanceof InvalidFormValue) {
+      // Named beside its field; what the visitor typed comes back, bad characters shown as �.
+      values[name] = raw.shown.trim()
+      errors[name] = `${rule.label} ${raw.problem}. Please retype it.`
+      continue
+    }
     // A repeated field arrives as an array: that is not something our forms send.
     const value = typeof raw === 'string' ? raw.replace(/\r\n/g, '\n').trim() : ''
     values[name] = value
@@ -83,7 +98,21 @@ export function parseForm (body: unknown, rules: FormRules): ParsedForm {
 }
 
 export interface Reshow {
-  (status: number, form: { values: Record<string, string>, errors?: FieldErrors, message?: string }): Promise<SafeHtml | undefined>
+  (status: number, form: FormState): Promise<SafeHtml | undefined>
+}
+
+/** A nonce as form-nonce.js (hex) or `newFormNonce` (base64url) makes it: 128 bits at least. */
+const NONCE = /^[A-Za-z0-9_-]{22,64}$/
+
+/**
+ * Hidden field of forms cached before the nonce existed: accepted and ignored,
+ * so such a page still posts (it takes the no-JavaScript path).
+ */
+const LEGACY_FORM_STAMP = 'form_at'
+
+/** A form identity made by the server, for a form it shows to one visitor only. */
+export function newFormNonce (): string {
+  return randomBytes(16).toString('base64url')
 }
 
 export interface ForwardOptions {
@@ -99,7 +128,6 @@ export interface ForwardOptions {
   reshow: Reshow
   backend: BackendClient
   allowedOrigins: readonly string[]
-  now: () => number
   notFound: () => Promise<unknown>
 }
 
@@ -123,17 +151,26 @@ export async function forwardForm (request: FastifyRequest, reply: FastifyReply,
     err.statusCode = 415
     throw err
   }
-  // The render stamp dates the submission (idempotency key); it is not a field for the backend.
-  const { [FORM_STAMP]: stampField, ...fields } = (request.body !== null && typeof request.body === 'object' ? request.body : {}) as Record<string, unknown>
-  const stamp = typeof stampField === 'string' ? stampField : undefined
+  // The form's identity keys the write; neither it nor a legacy stamp is a field for the backend.
+  const { [FORM_NONCE]: nonceField, [LEGACY_FORM_STAMP]: _legacyStamp, ...fields } = (request.body !== null && typeof request.body === 'object' ? request.body : {}) as Record<string, unknown>
+  const sent = typeof nonceField === 'string' && NONCE.test(nonceField) ? nonceField : undefined
+  // The form shown back keeps this instance's identity (or gets one, if it had none).
+  const nonce = sent ?? newFormNonce()
   const form = parseForm(fields, opts.rules)
   if (form.unknown.length > 0) {
-    return reshowOr404(reply, opts, 400, { values: form.values, message: `The form contained fields we do not know (${form.unknown.slice(0, 5).join(', ')}). Please use the form below.` })
+    return reshowOr404(reply, opts, 400, { values: form.values, nonce, message: `The form contained fields we do not know (${form.unknown.slice(0, 5).join(', ')}). Please use the form below.` })
   }
   if (Object.keys(form.errors).length > 0) {
-    return reshowOr404(reply, opts, 400, { values: form.values, errors: form.errors, message: 'Please correct the highlighted fields.' })
+    return reshowOr404(reply, opts, 400, { values: form.values, errors: form.errors, nonce, message: 'Please correct the highlighted fields.' })
   }
-  const idempotencyKey = submissionKey({ action: opts.action, fields: form.values, clientIp: request.ip, now: opts.now(), stamp })
+  if (sent === undefined) {
+    // No identity: nothing here tells this visitor from another who typed the
+    // same words into the same cached page, so nothing is written yet. The
+    // form comes back to this visitor only, uncached, with an identity of its
+    // own; pressing the button again sends it (once, however often pressed).
+    return reshowOr404(reply, opts, 200, { values: form.values, nonce, message: 'Almost done: please check what you typed and press the button again to send it.' })
+  }
+  const idempotencyKey = submissionKey({ action: opts.action, fields: form.values, nonce })
   let res
   try {
     res = await opts.backend.post(opts.path, opts.toPayload(form.values), { idempotencyKey, clientIp: request.ip })
@@ -141,7 +178,7 @@ export async function forwardForm (request: FastifyRequest, reply: FastifyReply,
     if (!(err instanceof BackendUnavailableError)) throw err
     request.log.error({ err: err.cause ?? err }, 'no backend acknowledged a form post')
     reply.header('retry-after', String(err.retryAfter))
-    return reshowOr404(reply, opts, 503, { values: form.values, message: `We could not save this right now, so nothing was saved. Your text is still below: please try again in ${err.retryAfter} seconds.` })
+    return reshowOr404(reply, opts, 503, { values: form.values, nonce, message: `We could not save this right now, so nothing was saved. Your text is still below: please try again in ${err.retryAfter} seconds.` })
   }
   const answer = (res.body !== null && typeof res.body === 'object' ? res.body : {}) as Record<string, unknown>
   if (res.status === 201 || res.status === 200) {
@@ -161,20 +198,20 @@ export async function forwardForm (request: FastifyRequest, reply: FastifyReply,
     // The backend names its fields ("eventDate is …"); the visitor knows them by their labels.
     if (field && text.startsWith(field)) text = opts.rules[field].label + text.slice(field.length)
     if (!/[.!?]$/.test(text)) text += '.'
-    return reshowOr404(reply, opts, 400, { values: form.values, errors: field ? { [field]: capitalize(text) } : undefined, message: field ? 'Please correct the highlighted fields.' : capitalize(text) })
+    return reshowOr404(reply, opts, 400, { values: form.values, nonce, errors: field ? { [field]: capitalize(text) } : undefined, message: field ? 'Please correct the highlighted fields.' : capitalize(text) })
   }
   if (res.status === 429 || res.status === 503) {
     if (typeof retryAfter === 'string') reply.header('retry-after', retryAfter)
     const wait = typeof retryAfter === 'string' ? `${retryAfter} seconds` : 'a minute'
     const why = res.status === 429 ? 'You have sent a lot in a short time.' : 'We could not save this right now, so nothing was saved.'
-    return reshowOr404(reply, opts, res.status, { values: form.values, message: `${why} Your text is still below: please try again in ${wait}.` })
+    return reshowOr404(reply, opts, res.status, { values: form.values, nonce, message: `${why} Your text is still below: please try again in ${wait}.` })
   }
   if (res.status === 409) {
-    return reshowOr404(reply, opts, 409, { values: form.values, message: 'This looks like a changed copy of something you just sent. Please check the page and send it again.' })
+    return reshowOr404(reply, opts, 409, { values: form.values, nonce, message: 'This looks like a changed copy of something you just sent. Please check the page and send it again.' })
   }
   request.log.error({ status: res.status, backend: res.origin }, 'unexpected backend answer to a form post')
   reply.header('retry-after', '10')
-  return reshowOr404(reply, opts, 503, { values: form.values, message: 'We could not save this right now, so nothing was saved. Your text is still below: please try again shortly.' })
+  return reshowOr404(reply, opts, 503, { values: form.values, nonce, message: 'We could not save this right now, so nothing was saved. Your text is still below: please try again shortly.' })
 }
 
 function capitalize (s: string): string { return s.charAt(0).toUpperCase() + s.slice(1) }

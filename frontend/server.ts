@@ -7,7 +7,7 @@ import { loadConfigOrExit } from '../common/config.js'
 import { createDatabase } from '../common/db.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
 import { createBus } from '../common/bus.js'
-import { backendUrls, FrontendEnv } from './config.js'
+import { backendUrls, FrontendEnv, primaryReadUrl } from './config.js'
 import { createBackendClient } from './backend-client.js'
 import { buildApp } from './app.js'
 
@@ -22,6 +22,27 @@ async function main () {
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     applicationName: 'flashcrowd-frontend'
   })
+  // Replay probes get a connection of their own (app.ts FrontendDeps.probeDb).
+  const probeDb = createDatabase({
+    url: database.url,
+    readOnly: true,
+    max: 1,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    applicationName: 'flashcrowd-frontend-probe'
+  })
+  // The primary, read-only and small, for authors the replica keeps waiting (primary-reads.ts).
+  const primaryUrl = primaryReadUrl(config)
+  const primary = primaryUrl
+    ? createDatabase({
+      url: primaryUrl,
+      readOnly: true,
+      max: config.FRONTEND_PRIMARY_POOL_MAX,
+      statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+      connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+      applicationName: 'flashcrowd-frontend-primary'
+    })
+    : undefined
   const bus = createBus({ redisUrl: config.REDIS_URL, prefix: config.REDIS_PREFIX })
   const backend = createBackendClient({ urls: backendUrls(config), timeoutMs: config.FRONTEND_BACKEND_TIMEOUT_MS, dnsRefreshMs: config.FRONTEND_DNS_REFRESH_MS })
   const redis = config.REDIS_URL && config.FRONTEND_SHARED_RENDER_CACHE
@@ -29,7 +50,7 @@ async function main () {
     : undefined
   redis?.on('error', () => { /* reconnects by itself; the render cache falls back to rendering */ })
 
-  const app = await buildApp({ config, db, bus, backend, redis })
+  const app = await buildApp({ config, db, probeDb, primary, bus, backend, redis })
   let closing = false
   const close = async (signal: string) => {
     if (closing) return
@@ -39,7 +60,7 @@ async function main () {
     force.unref()
     try {
       await app.close()
-      await Promise.allSettled([backend.close(), bus.close(), db.close()])
+      await Promise.allSettled([backend.close(), bus.close(), db.close(), probeDb.close(), primary?.close()])
       redis?.disconnect()
       await database.close()
     } finally {

@@ -1,9 +1,11 @@
 // Request generators: what each virtual visitor sends next. One seeded
 // generator per worker feeds every autocannon connection of that worker
 // (client-hooks.ts), so the mix over the whole run follows the scenario
-// whatever the number of connections. Every write carries a unique body (the
-// frontend derives its idempotency key from the submission, so repeated
-// bodies would be deduplicated and measure nothing).
+// whatever the number of connections. Every write carries a unique body and
+// its own form identity (`form_nonce`, as form-nonce.js sets it in a
+// browser): the frontend derives its idempotency key from both, and asks
+// again before writing a post that has no identity, which would measure a
+// confirmation page, not a write.
 //
 // On the wire, a page read is the same bytes every time: its request is
 // built once and reused; only writes are built per request.
@@ -186,6 +188,10 @@ export class RequestGenerator {
   }
 
   #post (path: string, fields: Record<string, string>): GeneratedRequest {
+    // 128 bits, hex, from the seeded generator: a new form instance per write, the same run after run.
+    let nonce = ''
+    for (let i = 0; i < 4; i++) nonce += Math.floor(this.#rng() * 0x1_0000_0000).toString(16).padStart(8, '0')
+    fields = { ...fields, form_nonce: nonce }
     return {
       method: 'POST',
       path,

@@ -20,6 +20,8 @@ export interface ServiceSpec {
   script?: string
   /** …or an external program and its arguments (HAProxy, postgres). */
   command?: string[]
+  /** Another user for an external program (postgres refuses to run as root); its PID stays the program's own. */
+  user?: { uid: number, gid: number }
   env: Record<string, string | undefined>
   /** URL that answers 200 when the service is ready. */
   healthUrl?: string
@@ -97,7 +99,7 @@ export class Supervisor {
     const env = { ...process.env, ...spec.env }
     const child = spec.script
       ? fork(path.join(ROOT, spec.script), [], { cwd: ROOT, env, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
-      : spawn(spec.command![0], spec.command!.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(spec.command![0], spec.command!.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], ...spec.user })
     service.child = child
     service.startedAt = Date.now()
     if (spec.script) this.#relay?.attach(child)

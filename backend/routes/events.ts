@@ -1,22 +1,43 @@
 import type { FastifyInstance } from 'fastify'
-import { bumpCounter, PARTICIPANTS } from '../../common/counters.js'
-import { Errors } from '../../common/errors.js'
 import { isCountryCode } from '../../common/countries.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
 import { EventBody, eventDateProblem, type EventInput } from '../schemas.js'
+import { fieldError } from '../field-error.js'
+import type { WriteKind } from '../write-kind.js'
 
-export default async function eventRoutes (app: FastifyInstance, opts: { now: () => number }): Promise<void> {
-  app.post('/v1/events', { schema: { body: EventBody } }, async (request, reply) => {
-    const input = request.body as EventInput
-    if (!isCountryCode(input.country)) throw fieldError('country', 'is not an ISO 3166-1 alpha-2 country code')
-    const dateProblem = eventDateProblem(input.eventDate, new Date(opts.now()))
-    if (dateProblem) throw fieldError('eventDate', dateProblem)
-    return app.writer.run(request, reply, async (trx) => {
-      const row = await trx.insertInto('events').values({
-        organizer: input.organizer.trim(), email: input.email.trim().toLowerCase(), school: input.school.trim(),
-        country: input.country, city: input.city.trim(), expected_participants: input.expectedParticipants, event_date: input.eventDate
-      }).returning(['id', 'created_at']).executeTakeFirstOrThrow()
-      await bumpParticipants(trx, input.expectedParticipants)
+/**
+ * A batch of sign-ups in one statement: ids drawn first (each answer maps
+ * back to its input), the rows inserted, and the live counter ("N
+ * participants so far") bumped once for the whole batch on the batch's shard.
+ */
+const INSERT_EVENTS = `
+  with input as materialized (
+    select u.ord::int as ord, nextval('events_id_seq') as id, u.organizer, u.email, u.school, u.country, u.city, u.expected, u.event_date
+    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::date[])
+      with ordinality as u(organizer, email, school, country, city, expected, event_date, ord)
+  ), inserted as (
+    insert into events (id, organizer, email, school, country, city, expected_participants, event_date)
+    select id, organizer, email, school, country, city, expected, event_date from input
+    returning id, created_at
+  ), bumped as (
+    insert into counters (name, value) values ($8, $9)
+    on conflict (name) do update set value = counters.value + excluded.value
+  )
+  select i.ord, i.id, x.created_at
+  from input i join inserted x on x.id = i.id
+  order by i.ord`
+
+export const eventWrites: WriteKind<EventInput> = {
+  name: 'event',
+  async execute (db, inputs, context) {
+    const people = inputs.reduce((sum, e) => sum + e.expectedParticipants, 0)
+    const res = await db.query<{ ord: number, id: string, created_at: Date }>(INSERT_EVENTS, [
+      inputs.map((e) => e.organizer.trim()), inputs.map((e) => e.email.trim().toLowerCase()), inputs.map((e) => e.school.trim()),
+      inputs.map((e) => e.country), inputs.map((e) => e.city.trim()), inputs.map((e) => e.expectedParticipants), inputs.map((e) => e.eventDate),
+      context.counterShard, people
+    ])
+    return res.rows.map((row, j) => {
+      const input = inputs[j]
       return {
         status: 201,
         body: {
@@ -26,16 +47,15 @@ export default async function eventRoutes (app: FastifyInstance, opts: { now: ()
         keys: [SurrogateKeys.events, SurrogateKeys.counter]
       }
     })
+  }
+}
+
+export default async function eventRoutes (app: FastifyInstance, opts: { now: () => number }): Promise<void> {
+  app.post('/v1/events', { schema: { body: EventBody }, config: { sameContent: (b: EventInput) => [b.organizer, b.email, b.school, b.country, b.city, b.expectedParticipants, b.eventDate] } }, async (request, reply) => {
+    const input = request.body as EventInput
+    if (!isCountryCode(input.country)) throw fieldError('country', 'is not an ISO 3166-1 alpha-2 country code')
+    const dateProblem = eventDateProblem(input.eventDate, new Date(opts.now()))
+    if (dateProblem) throw fieldError('eventDate', dateProblem)
+    return app.writer.run(request, reply, eventWrites, input)
   })
-}
-
-export function fieldError (field: string, problem: string): Error {
-  const err = new Errors.VALIDATION(`${field} ${problem}`) as Error & { field?: string }
-  err.field = field
-  return err
-}
-
-/** The live counter: everyone expected at an event plus everyone who finished a tutorial. */
-export async function bumpParticipants (trx: Parameters<Parameters<FastifyInstance['writer']['run']>[2]>[0], by: number): Promise<void> {
-  await bumpCounter(trx, PARTICIPANTS, by)
 }

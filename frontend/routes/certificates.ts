@@ -11,10 +11,10 @@ export default async function certificateRoutes (app: FastifyInstance) {
     const id = request.params.id
     return app.pages.serve(request, reply, {
       key: `/certificates/${encodeURIComponent(id)}`,
-      async render () {
-        const c = ID.test(id) ? await app.repos.certificate(id) : undefined
-        if (!c) return { status: 404, body: notFoundPage(app.assets, 'certificate'), tags: [SurrogateKeys.certificate(ID.test(id) ? id : 'invalid'), 'site'], policy: 'notFound' }
-        return { body: certificatePage(app.assets, c), tags: [SurrogateKeys.certificate(c.id), SurrogateKeys.tutorial(c.tutorialId), 'site'], policy: 'certificate' }
+      async render (repos) {
+        const c = ID.test(id) ? await repos.certificate(id) : undefined
+        if (!c) return { status: 404, body: notFoundPage(app.assets, 'certificate'), tags: [SurrogateKeys.certificate(ID.test(id) ? id : 'invalid'), SurrogateKeys.site], policy: 'notFound' }
+        return { body: certificatePage(app.assets, c), tags: [SurrogateKeys.certificate(c.id), SurrogateKeys.tutorial(c.tutorialId), SurrogateKeys.site], policy: 'certificate' }
       }
     })
   })

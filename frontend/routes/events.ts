@@ -15,21 +15,21 @@ export default async function eventRoutes (app: FastifyInstance) {
     const q = request.query as Query
     const country = stringParam(q, 'country')?.toUpperCase()
     const page = pageParam(q)
-    const tags = [SurrogateKeys.events, 'site']
+    const tags = [SurrogateKeys.events, SurrogateKeys.site]
     if (country === undefined) {
       if (page > 1) throw new Errors.VALIDATION('page needs a country')
       return app.pages.serve(request, reply, {
         key: '/events',
-        async render () {
-          return { body: eventsPage(app.assets, { countries: await app.repos.eventsByCountry() }), tags, policy: 'page' }
+        async render (repos) {
+          return { body: eventsPage(app.assets, { countries: await repos.eventsByCountry() }), tags, policy: 'page' }
         }
       })
     }
     if (!isCountryCode(country)) throw new Errors.VALIDATION('country must be an ISO 3166-1 alpha-2 code')
     return app.pages.serve(request, reply, {
       key: `/events?country=${country}${page > 1 ? `&page=${page}` : ''}`,
-      async render () {
-        const result = await app.repos.eventsIn(country, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+      async render (repos) {
+        const result = await repos.eventsIn(country, (page - 1) * PAGE_SIZE, PAGE_SIZE)
         if (page > 1 && result.items.length === 0) return { status: 404, body: notFoundPage(app.assets, 'page of events'), tags, policy: 'notFound' }
         return { body: countryEventsPage(app.assets, { country, page, pageSize: PAGE_SIZE, result }), tags, policy: 'page' }
       }
@@ -38,8 +38,8 @@ export default async function eventRoutes (app: FastifyInstance) {
 
   app.get('/events/new', async (request, reply) => app.pages.serve(request, reply, {
     key: '/events/new',
-    async render () {
-      return { body: newEventPage(app.assets), tags: ['site'], policy: 'page' }
+    async render (repos) {
+      return { body: newEventPage(app.assets), tags: [SurrogateKeys.site], policy: 'page' }
     }
   }))
 
@@ -59,7 +59,6 @@ export default async function eventRoutes (app: FastifyInstance) {
     reshow: async (_status, form) => newEventPage(app.assets, form),
     backend: app.backend,
     allowedOrigins: app.settings.allowedOrigins,
-    now: app.settings.now,
     notFound: async () => reply.callNotFound()
   }))
 }

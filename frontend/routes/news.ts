@@ -5,6 +5,7 @@ import { articlePage, newsPage } from '../views/news.js'
 import { notFoundPage } from '../views/errors.js'
 import { COMMENT_RULES, forwardForm } from '../forms.js'
 import { SLUG, pageParam, type Query } from './params.js'
+import type { ContentRepository } from '../repositories.js'
 
 const NEWS_PAGE_SIZE = 10
 const COMMENTS_PAGE_SIZE = 20
@@ -14,19 +15,19 @@ export default async function newsRoutes (app: FastifyInstance) {
     const page = pageParam(request.query as Query)
     return app.pages.serve(request, reply, {
       key: page > 1 ? `/news?page=${page}` : '/news',
-      async render () {
-        const result = await app.repos.news((page - 1) * NEWS_PAGE_SIZE, NEWS_PAGE_SIZE)
-        const tags = [SurrogateKeys.news, 'site']
+      async render (repos) {
+        const result = await repos.news((page - 1) * NEWS_PAGE_SIZE, NEWS_PAGE_SIZE)
+        const tags = [SurrogateKeys.news, SurrogateKeys.site]
         if (page > 1 && result.items.length === 0) return { status: 404, body: notFoundPage(app.assets, 'page of news'), tags, policy: 'notFound' }
         return { body: newsPage(app.assets, { page, pageSize: NEWS_PAGE_SIZE, result }), tags, policy: 'page' }
       }
     })
   })
 
-  async function loadArticle (slug: string, page: number) {
-    const article = SLUG.test(slug) ? await app.repos.article(slug) : undefined
+  async function loadArticle (repos: ContentRepository, slug: string, page: number) {
+    const article = SLUG.test(slug) ? await repos.article(slug) : undefined
     if (!article) return undefined
-    const comments = await app.repos.comments(article.id, (page - 1) * COMMENTS_PAGE_SIZE, COMMENTS_PAGE_SIZE)
+    const comments = await repos.comments(article.id, (page - 1) * COMMENTS_PAGE_SIZE, COMMENTS_PAGE_SIZE)
     return { article, comments }
   }
 
@@ -35,15 +36,15 @@ export default async function newsRoutes (app: FastifyInstance) {
     const page = pageParam(request.query as Query)
     return app.pages.serve(request, reply, {
       key: `/news/${encodeURIComponent(slug)}${page > 1 ? `?page=${page}` : ''}`,
-      async render () {
-        const data = await loadArticle(slug, page)
+      async render (repos) {
+        const data = await loadArticle(repos, slug, page)
         if (!data || (page > 1 && data.comments.items.length === 0)) {
           // Tagged `news`: publishing this article purges the 404 too.
-          return { status: 404, body: notFoundPage(app.assets, data ? 'page of comments' : 'article'), tags: [SurrogateKeys.news, ...(data ? [SurrogateKeys.article(data.article.id)] : []), 'site'], policy: 'notFound' }
+          return { status: 404, body: notFoundPage(app.assets, data ? 'page of comments' : 'article'), tags: [SurrogateKeys.news, ...(data ? [SurrogateKeys.article(data.article.id)] : []), SurrogateKeys.site], policy: 'notFound' }
         }
         return {
           body: articlePage(app.assets, { ...data, page, pageSize: COMMENTS_PAGE_SIZE }),
-          tags: [SurrogateKeys.article(data.article.id), 'site'],
+          tags: [SurrogateKeys.article(data.article.id), SurrogateKeys.site],
           policy: 'page'
         }
       }
@@ -60,12 +61,11 @@ export default async function newsRoutes (app: FastifyInstance) {
       // Newest first: the new comment is at the top of the first page.
       location: (answer) => ({ path: `/news/${encodeURIComponent(slug)}`, hash: answer.id !== undefined ? `comment-${String(answer.id).replace(/[^A-Za-z0-9_-]/g, '')}` : 'comments' }),
       reshow: async (_status, form) => {
-        const data = await loadArticle(slug, 1)
+        const data = await loadArticle(app.repos, slug, 1)
         return data ? articlePage(app.assets, { ...data, page: 1, pageSize: COMMENTS_PAGE_SIZE, form }) : undefined
       },
       backend: app.backend,
       allowedOrigins: app.settings.allowedOrigins,
-      now: app.settings.now,
       notFound: async () => reply.callNotFound()
     })
   })

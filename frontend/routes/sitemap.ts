@@ -9,8 +9,8 @@ export default async function sitemapRoutes (app: FastifyInstance) {
     const base = `${request.protocol}://${request.host}`
     return app.pages.serve(request, reply, {
       key: `/sitemap.xml?base=${encodeURIComponent(base)}`,
-      async render () {
-        return { body: sitemapXml(base, await app.repos.sitemap()), contentType: 'application/xml; charset=utf-8', tags: [SurrogateKeys.sitemap, 'site'], policy: 'sitemap' }
+      async render (repos) {
+        return { body: sitemapXml(base, await repos.sitemap()), contentType: 'application/xml; charset=utf-8', tags: [SurrogateKeys.sitemap, SurrogateKeys.site], policy: 'sitemap' }
       }
     })
   })

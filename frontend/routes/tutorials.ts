@@ -16,25 +16,25 @@ export default async function tutorialRoutes (app: FastifyInstance) {
     const page = pageParam(q)
     return app.pages.serve(request, reply, {
       key: `/tutorials${tutorialsQuery(filter, page)}`,
-      async render () {
-        const result = await app.repos.tutorials(filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)
-        const tags = [SurrogateKeys.tutorials, 'site']
+      async render (repos) {
+        const result = await repos.tutorials(filter, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        const tags = [SurrogateKeys.tutorials, SurrogateKeys.site]
         if (page > 1 && result.items.length === 0) return { status: 404, body: notFoundPage(app.assets, 'page of tutorials'), tags, policy: 'notFound' }
         return { body: tutorialsPage(app.assets, { filter, page, pageSize: PAGE_SIZE, result }), tags, policy: 'page' }
       }
     })
   })
 
-  const notFound = (slug: string) => ({ status: 404, body: notFoundPage(app.assets, 'tutorial'), tags: [SurrogateKeys.tutorials, 'site'], policy: 'notFound' as const, slug })
+  const notFound = (slug: string) => ({ status: 404, body: notFoundPage(app.assets, 'tutorial'), tags: [SurrogateKeys.tutorials, SurrogateKeys.site], policy: 'notFound' as const, slug })
 
   app.get<{ Params: { slug: string } }>('/tutorials/:slug', async (request, reply) => {
     const slug = request.params.slug
     return app.pages.serve(request, reply, {
       key: `/tutorials/${encodeURIComponent(slug)}`,
-      async render () {
-        const t = SLUG.test(slug) ? await app.repos.tutorial(slug) : undefined
+      async render (repos) {
+        const t = SLUG.test(slug) ? await repos.tutorial(slug) : undefined
         if (!t) return notFound(slug)
-        return { body: tutorialPage(app.assets, t), tags: [SurrogateKeys.tutorial(t.id), 'site'], policy: 'page' }
+        return { body: tutorialPage(app.assets, t), tags: [SurrogateKeys.tutorial(t.id), SurrogateKeys.site], policy: 'page' }
       }
     })
   })
@@ -58,7 +58,6 @@ export default async function tutorialRoutes (app: FastifyInstance) {
       },
       backend: app.backend,
       allowedOrigins: app.settings.allowedOrigins,
-      now: app.settings.now,
       notFound: async () => reply.callNotFound()
     })
   })

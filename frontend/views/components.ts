@@ -130,15 +130,27 @@ export function articleItem (a: ArticleCard): Html {
 </li>`
 }
 
-/** Name of the hidden field that dates a form's render (see submissionKey). */
-export const FORM_STAMP = 'form_at'
+/** A form as shown: what was typed, what is wrong, and the form instance's identity. */
+export interface FormState {
+  values: Record<string, string>
+  errors?: FieldErrors
+  message?: string
+  /** Set on a form rendered for one visitor only (never on a cached page). */
+  nonce?: string
+}
+
+/** Name of the hidden field that tells one visitor's form from another's (see submissionKey). */
+export const FORM_NONCE = 'form_nonce'
 
 /**
- * The render time of the form, sent back with the post: a double click or a
- * re-submission of the same form carries the same stamp, so it derives the
- * same idempotency key however the clock has moved. Not personal: every
- * visitor of a cached render gets the same value.
+ * The form instance's identity. A cached page carries an empty field that
+ * form-nonce.js fills with a random value per visit (pages that show a form
+ * load that script); a form re-shown to one visitor (never cached) carries a
+ * value made by the server, so it also works without JavaScript.
  */
-export function formStamp (): Html {
-  return html`<input type="hidden" name="${FORM_STAMP}" value="${String(Date.now())}">`
+export function formNonce (value?: string): Html {
+  return html`<input type="hidden" name="${FORM_NONCE}" value="${value ?? ''}">`
 }
+
+/** The script that fills `formNonce` fields; every page with a form loads it. */
+export const FORM_SCRIPT = 'form-nonce.js'

@@ -1,7 +1,7 @@
 import { html, type Html } from '../html.js'
 import { countryName } from '../../common/countries.js'
 import type { CountryCount, EventView, Page } from '../repositories.js'
-import { countrySelect, field, formAlert, formatNumber, pagination, type FieldErrors, formStamp } from './components.js'
+import { countrySelect, field, formAlert, formatNumber, pagination, type FieldErrors, formNonce, FORM_SCRIPT, type FormState } from './components.js'
 import { layout, type AssetUrls } from './layout.js'
 
 const eventDate = new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeZone: 'UTC' })
@@ -54,10 +54,10 @@ ${pagination({ page: data.page, pages, href: (p) => `/events?country=${data.coun
 `)
 }
 
-export interface EventForm { values: Record<string, string>, errors?: FieldErrors, message?: string }
+export type EventForm = FormState
 
 export function newEventPage (assets: AssetUrls, form: EventForm = { values: {} }): Html {
-  return layout(assets, { title: 'Register your event', section: 'events', description: 'Register an Hour of Code event at your school, library or club.' }, html`
+  return layout(assets, { title: 'Register your event', section: 'events', description: 'Register an Hour of Code event at your school, library or club.', scripts: [FORM_SCRIPT] }, html`
 <div class="narrow">
 <div class="page-head">
   <h1>Register your event</h1>
@@ -66,7 +66,7 @@ export function newEventPage (assets: AssetUrls, form: EventForm = { values: {} 
 <div class="panel">
 ${formAlert(form.message, form.errors, 'event')}
 <form method="post" action="/events" class="form">
-  ${formStamp()}
+  ${formNonce(form.nonce)}
   <fieldset>
     <legend>About you</legend>
     ${field({ form: 'event', name: 'organizer', label: 'Organizer name', value: form.values.organizer, errors: form.errors, maxlength: 120, autocomplete: 'name' })}

@@ -1,6 +1,6 @@
 import { html, raw, type Html } from '../html.js'
 import type { Article, ArticleCard, CommentView, Page } from '../repositories.js'
-import { articleItem, date, formAlert, field, formatNumber, formStamp, pagination, textarea, type FieldErrors } from './components.js'
+import { articleItem, date, formAlert, field, formatNumber, formNonce, FORM_SCRIPT, pagination, textarea, type FormState } from './components.js'
 import { layout, type AssetUrls } from './layout.js'
 
 export function newsPage (assets: AssetUrls, data: { page: number, pageSize: number, result: Page<ArticleCard> }): Html {
@@ -16,14 +16,14 @@ ${pagination({ page: data.page, pages, href: (p) => p > 1 ? `/news?page=${p}` : 
 `)
 }
 
-export interface CommentForm { values: Record<string, string>, errors?: FieldErrors, message?: string }
+export type CommentForm = FormState
 
 export function articlePage (assets: AssetUrls, data: { article: Article, comments: Page<CommentView>, page: number, pageSize: number, form?: CommentForm }): Html {
   const { article, comments } = data
   const slug = encodeURIComponent(article.slug)
   const pages = Math.max(1, Math.ceil(comments.total / data.pageSize))
   const form = data.form ?? { values: {} }
-  return layout(assets, { title: article.title, section: 'news', description: article.summary, canonicalPath: `/news/${slug}` }, html`
+  return layout(assets, { title: article.title, section: 'news', description: article.summary, canonicalPath: `/news/${slug}`, scripts: [FORM_SCRIPT] }, html`
 <nav class="breadcrumbs" aria-label="Breadcrumb"><a href="/news">News</a> / <span aria-current="page">${article.title}</span></nav>
 <article class="article">
   <header class="article-head">
@@ -39,7 +39,7 @@ export function articlePage (assets: AssetUrls, data: { article: Article, commen
     <h3>Join the conversation</h3>
     ${formAlert(form.message, form.errors, 'comment')}
     <form method="post" action="/news/${slug}/comments#comments" class="form">
-      ${formStamp()}
+      ${formNonce(form.nonce)}
       ${field({ form: 'comment', name: 'author', label: 'Your name', value: form.values.author, errors: form.errors, maxlength: 80, autocomplete: 'name', hint: 'Shown with your comment. First name and initial is fine.' })}
       ${textarea({ form: 'comment', name: 'body', label: 'Comment', value: form.values.body, errors: form.errors, maxlength: 2000, rows: 4 })}
       <div class="form-actions"><button class="button" type="submit">Post comment</button></div>

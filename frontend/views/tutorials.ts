@@ -1,6 +1,6 @@
 import { html, raw, type Html } from '../html.js'
 import { LEVELS, type Page, type Tutorial, type TutorialCard, type TutorialFilter } from '../repositories.js'
-import { ages, countrySelect, field, formAlert, formatNumber, levelLabel, pagination, tutorialCard, type FieldErrors, formStamp } from './components.js'
+import { ages, countrySelect, field, formAlert, formatNumber, levelLabel, pagination, tutorialCard, type FieldErrors, formNonce, FORM_SCRIPT, type FormState } from './components.js'
 import { layout, type AssetUrls } from './layout.js'
 
 export const AGE_CHOICES = [4, 6, 8, 10, 12, 14, 16, 18] as const
@@ -55,10 +55,10 @@ ${pagination({ page, pages, href: (p) => `/tutorials${tutorialsQuery(filter, p)}
 `)
 }
 
-export interface CompletionForm { values: Record<string, string>, errors?: FieldErrors, message?: string }
+export type CompletionForm = FormState
 
 export function tutorialPage (assets: AssetUrls, t: Tutorial, form: CompletionForm = { values: {} }): Html {
-  return layout(assets, { title: t.title, section: 'tutorials', description: t.summary, canonicalPath: `/tutorials/${encodeURIComponent(t.slug)}` }, html`
+  return layout(assets, { title: t.title, section: 'tutorials', description: t.summary, canonicalPath: `/tutorials/${encodeURIComponent(t.slug)}`, scripts: [FORM_SCRIPT] }, html`
 <nav class="breadcrumbs" aria-label="Breadcrumb"><a href="/tutorials">Tutorials</a> / <span aria-current="page">${t.title}</span></nav>
 <article class="tutorial">
   <header class="article-head">
@@ -78,7 +78,7 @@ export function tutorialPage (assets: AssetUrls, t: Tutorial, form: CompletionFo
   <p>Finished the activity? Get your certificate — print it or share it with your class.</p>
   ${formAlert(form.message, form.errors, 'done')}
   <form method="post" action="/tutorials/${encodeURIComponent(t.slug)}/done" class="form form-inline">
-    ${formStamp()}
+    ${formNonce(form.nonce)}
     ${field({ form: 'done', name: 'name', label: 'Name on the certificate', value: form.values.name, errors: form.errors, maxlength: 80, autocomplete: 'name' })}
     ${countrySelect({ form: 'done', name: 'country', label: 'Country', value: form.values.country, errors: form.errors })}
     <div class="form-actions"><button class="button" type="submit">Get my certificate</button></div>

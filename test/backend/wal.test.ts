@@ -21,3 +21,32 @@ eachDatabase(t, 'the WAL position survives a failed read and never holds a reply
   for (let i = 0; i < 20 && !again; i++) again = await wal.read(handle.db)
   t.match(again, /^[0-9A-F]+\/[0-9A-F]+$/, 'positions come back after one failure')
 }, { seed: false })
+
+eachDatabase(t, 'COMMIT and the commit position in one round trip', async (t, database) => {
+  const handle = createDatabase({ url: database.url, max: 2 })
+  t.teardown(handle.close)
+  await handle.pool.query('create table wal_probe (n int)')
+  const before = (await handle.pool.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn')).rows[0].lsn
+  const client = await handle.pool.connect()
+  try {
+    await client.query('begin')
+    await client.query('insert into wal_probe values (1)')
+    const lsn = await new WalPosition().commit(client)
+    t.match(lsn, /^[0-9A-F]+\/[0-9A-F]+$/, 'a position')
+    const diff = await handle.pool.query<{ d: string }>('select pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::text as d', [lsn, before])
+    t.ok(Number(diff.rows[0].d) > 0, 'past the position before the transaction')
+    t.equal((await client.query('select count(*)::int as n from wal_probe')).rows[0].n, 1, 'the session is out of the transaction')
+  } finally {
+    client.release()
+  }
+  t.equal((await handle.pool.query('select count(*)::int as n from wal_probe')).rows[0].n, 1, 'committed, as another session sees')
+  // A failed COMMIT (the transaction had failed) throws.
+  const failing = await handle.pool.connect()
+  try {
+    await failing.query('begin')
+    await failing.query('select 1/0').catch(() => {})
+    await t.rejects(new WalPosition().commit(failing), { code: '40000' }, 'a COMMIT that rolled back is a failure, not a position')
+  } finally {
+    failing.release()
+  }
+}, { seed: false })

@@ -61,8 +61,11 @@ t.test('/-/health: 200 with a healthy upstream or something to serve, 503 otherw
   await director.probe(director.upstreams[0])
   const down = await send(cache.url + '/-/health')
   t.equal(down.status, 503)
-  t.match(JSON.parse(down.body), { status: 'unavailable', upstreams: [{ healthy: false }] })
-  t.equal((await send(cache.url + '/page')).status, 503, 'no healthy upstream and nothing stored')
+  t.match(JSON.parse(down.body), { status: 'unavailable', upstreams: { healthy: 0, total: 1 } })
+  // Marked down, it is still tried (issue 10): the fetch itself fails, and says so.
+  const page = await send(cache.url + '/page')
+  t.equal(page.status, 502, 'the upstream was tried and could not be reached')
+  t.match(page.headers['cache-status'], /detail=upstream-error/)
 })
 
 t.test('probes run against /-/health of every upstream', async (t) => {
@@ -130,10 +133,13 @@ t.test('issue: Expect: 100-continue is answered by the cache, never forwarded, a
 
 t.test('issue: only network errors, timeouts and 5xx count towards passive ejection', async (t) => {
   const { Director, isUpstreamFault } = await import('../../cache/director.js')
-  const origin = await startOrigin((req, res) => { res.statusCode = req.url === '/fail' ? 503 : 200; res.end('x') })
-  t.teardown(() => origin.close())
+  const handler = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => { res.statusCode = req.url === '/fail' ? 503 : 200; res.end('x') }
+  const origin = await startOrigin(handler)
+  const other = await startOrigin(handler)
+  t.teardown(async () => { await origin.close(); await other.close() })
+  // Two upstreams: a single one is never ejected (probes.test.ts).
   const director = new Director({
-    upstreams: [origin.url], mode: 'round-robin', connections: 8, timeoutMs: 2000, probeIntervalMs: 0, probeTimeoutMs: 500,
+    upstreams: [origin.url, other.url], mode: 'round-robin', connections: 8, timeoutMs: 2000, probeIntervalMs: 0, probeTimeoutMs: 500,
     ejectAfterErrors: 2, ejectMs: 10_000, clock: { now: () => Date.now() }
   })
   t.teardown(() => director.close())
@@ -150,6 +156,7 @@ t.test('issue: only network errors, timeouts and 5xx count towards passive eject
   t.ok(isUpstreamFault(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })))
   t.ok(isUpstreamFault(Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
   t.ok(isUpstreamFault(Object.assign(new Error('x'), { code: 'HPE_INVALID_CONSTANT' })))
-  for (let i = 0; i < 2; i++) await (await director.fetch({ method: 'GET', path: '/fail', headers: {} })).body.dump()
+  // Round-robin alternates: four fetches make two in a row on each upstream.
+  for (let i = 0; i < 4; i++) await (await director.fetch({ method: 'GET', path: '/fail', headers: {} })).body.dump()
   t.notOk(director.isUp(u), 'two 5xx in a row still eject it')
 })

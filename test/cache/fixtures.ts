@@ -11,6 +11,7 @@ import { MemoryBus, type Bus } from '../../common/bus.js'
 import { buildApp, type CacheApp } from '../../cache/app.js'
 import { loadCacheConfig } from '../../cache/config.js'
 import type { Timers } from '../../cache/coalesce.js'
+import type { Logger } from '../../cache/engine.js'
 
 export const TOKEN = 'test-admin-token-0123456789'
 
@@ -74,7 +75,7 @@ export interface TestCache {
   close: () => Promise<void>
 }
 
-export async function startCache (upstreams: string | string[], env: Record<string, string> = {}, opts: { bus?: Bus, clock?: FakeClock } = {}): Promise<TestCache> {
+export async function startCache (upstreams: string | string[], env: Record<string, string> = {}, opts: { bus?: Bus, clock?: FakeClock, logger?: Logger } = {}): Promise<TestCache> {
   const config = loadCacheConfig({
     UPSTREAMS: Array.isArray(upstreams) ? upstreams.join(',') : upstreams,
     ADMIN_TOKEN: TOKEN,
@@ -84,7 +85,7 @@ export async function startCache (upstreams: string | string[], env: Record<stri
   })
   const bus = opts.bus ?? new MemoryBus()
   const clock = opts.clock ?? new FakeClock()
-  const app = buildApp({ config, bus, clock, timers: clock, defaultMetrics: false })
+  const app = buildApp({ config, bus, clock, timers: clock, defaultMetrics: false, logger: opts.logger })
   await app.listen(0, '127.0.0.1')
   return {
     app,

@@ -9,7 +9,8 @@ import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
 
 t.teardown(closeAgent)
 
-function raw (port: number, text: string, waitMs = 300): Promise<string> {
+/** Writes `text` and collects until the cache closes the connection (every vector here ends with a close), or `waitMs` passes. */
+function raw (port: number, text: string, waitMs = 5000): Promise<string> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1', () => socket.write(text))
     let data = ''
@@ -70,7 +71,7 @@ t.test('an honest request body is forwarded once, and the next request on the co
   const cache = await startCache(origin.url)
   t.teardown(async () => { await cache.close(); await origin.close() })
   const port = Number(new URL(cache.url).port)
-  const answer = await raw(port, 'POST /form HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 1000)
+  const answer = await raw(port, 'POST /form HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 5000)
   t.equal(statusLines(answer).length, 2)
   t.match(answer, /POST \/form abcd/)
   t.match(answer, /GET \/next/)

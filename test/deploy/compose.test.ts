@@ -13,7 +13,7 @@ import { ROLE_SCHEMAS } from '../../scripts/env-doc.js'
 import { Type } from '@sinclair/typebox'
 import { DatabaseEnv } from '../../common/config.js'
 
-const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, any> }
+const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, any>, networks?: Record<string, any> }
 const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
 const haproxy = readFileSync(path.join(ROOT, 'deploy/haproxy.cfg'), 'utf8')
 const schemas: Record<string, TObject> = { ...ROLE_SCHEMAS, migrate: Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL }) }
@@ -67,6 +67,21 @@ t.test('ports line up: haproxy → cache → frontend → backend', async (t) =>
   t.match(haproxy, /option httpchk GET \/-\/health/)
   t.equal(s.cache.environment.UPSTREAMS, `http://frontend:${s.frontend.environment.PORT}`)
   t.equal(s.frontend.environment.BACKEND_URL, `http://backend:${s.backend.environment.PORT}`)
+})
+
+t.test('issue 11: the visitor\'s address survives haproxy → cache → frontend → backend', async (t) => {
+  const s = compose.services
+  const front = /frontend flashcrowd\n([\s\S]*?)\n(?:backend|listen) /.exec(haproxy)?.[1] ?? ''
+  t.match(front, /^\s*option forwardfor\s*$/m, 'HAProxy appends the address it saw')
+  t.match(front, /http-request del-header X-Forwarded-For/i, 'and drops what a client claims')
+  t.match(front, /http-request del-header Forwarded/i)
+  const subnet = compose.networks?.default?.ipam?.config?.[0]?.subnet as string | undefined
+  t.ok(subnet, 'the tier runs on a network with a known range')
+  // Each role believes exactly the tier's own hops, never "anybody".
+  for (const [service, variable] of [['cache', 'CACHE_TRUSTED_PROXIES'], ['frontend', 'FRONTEND_TRUSTED_PROXIES'], ['backend', 'BACKEND_TRUSTED_PROXIES']]) {
+    const value = String(s[service].environment[variable] ?? '')
+    t.equal(value, subnet, `${service}: ${variable} names the tier's network`)
+  }
 })
 
 t.test('the image and its helper scripts exist', async (t) => {

@@ -13,7 +13,7 @@ import { MemoryBus } from '../../common/bus.js'
 import { readCounter, PARTICIPANTS } from '../../common/counters.js'
 import { createDatabase } from '../../common/db.js'
 import { eachDatabase, openDatabase, type TestDatabase } from '../helpers/database.js'
-import { eventually, formPost, startBackend, startFrontend } from './helpers.js'
+import { browserNonce, eventually, formPost, startBackend, startFrontend } from './helpers.js'
 
 /** On the real server: a login role with SELECT only, and the URL to use it. */
 async function selectOnlyUrl (t: Parameters<Parameters<typeof eachDatabase>[2]>[0], database: TestDatabase): Promise<string> {
@@ -151,6 +151,51 @@ eachDatabase(t, 'invalid input is re-shown with messages beside the fields; noth
   t.equal(hits.length, 0, 'nothing invalid reached the backend')
 })
 
+eachDatabase(t, 'issue 14: bytes that are not UTF-8 text, C1 controls and encoded surrogates are re-shown beside their field; nothing is forwarded', async (t, database) => {
+  const hits: IncomingMessage[] = []
+  const fake = createServer((req, res) => { hits.push(req); req.resume(); res.writeHead(500).end() })
+  fake.listen(0, '127.0.0.1')
+  await once(fake, 'listening')
+  t.teardown(() => { fake.close() })
+  const port = (fake.address() as { port: number }).port
+  const rw = openDatabase(t, database)
+  const { app } = await startFrontend(t, database.url, { backendUrls: [`http://127.0.0.1:${port}`] })
+  const article = await rw.db.selectFrom('news').select(['slug']).executeTakeFirstOrThrow()
+  // As a browser sends it: the form's own nonce, then the fields exactly as given.
+  const post = (payload: string | Buffer, url = `/news/${article.slug}/comments`) => {
+    const base = formPost(url, {})
+    return app.inject({ ...base, payload: Buffer.concat([Buffer.from(`${base.payload}&`), Buffer.from(payload)]) })
+  }
+
+  const cases: Array<[string, string | Buffer, string, RegExp]> = [
+    ['percent-encoded bytes that are not UTF-8', 'author=Ada&body=%FF%FE', 'body', /not valid UTF-8/],
+    ['a truncated sequence', 'author=Ada%C3&body=ok', 'author', /not valid UTF-8/],
+    ['a % that encodes nothing', 'author=Ada&body=100%zz', 'body', /not valid UTF-8/],
+    ['a surrogate encoded as UTF-8 (CESU)', 'author=%ED%A0%80&body=ok', 'author', /not valid UTF-8/],
+    ['raw bytes that are not UTF-8', Buffer.concat([Buffer.from('author=Ada&body=caf'), Buffer.from([0xe9])]), 'body', /not valid UTF-8/],
+    ['a C1 control (U+0085)', 'author=Ada&body=a%C2%85b', 'body', /C1 control/],
+    ['a C1 control (U+009B)', 'author=%C2%9B31m&body=ok', 'author', /C1 control/],
+    ['NUL', 'author=Ada&body=a%00b', 'body', /NUL/]
+  ]
+  for (const [what, payload, field, message] of cases) {
+    const res = await post(payload)
+    t.equal(res.statusCode, 400, what)
+    t.match(res.body, new RegExp(`<p class="field-error" id="comment-${field}-error">[^<]*`), `${what}: the message is beside ${field}`)
+    const error = new RegExp(`id="comment-${field}-error">([^<]*)<`).exec(res.body)?.[1] ?? ''
+    t.match(error, message, what)
+    t.match(res.body, new RegExp(`id="comment-${field}"[^>]*aria-invalid="true"`), `${what}: ${field} is marked invalid`)
+  }
+  // What was typed comes back, the bad bytes shown as U+FFFD.
+  const shown = await post('author=Ada&body=caf%C3%A9%FF%FE')
+  t.ok(shown.body.includes('café\ufffd\ufffd</textarea>'), 'the text is re-shown with the bad bytes marked')
+  t.equal(hits.length, 0, 'nothing undecodable reached the backend')
+
+  // Well-formed text in every script still goes through (to the backend here).
+  const fine = await post('author=Zo%C3%AB+%F0%9F%8E%89&body=line%0D%0Aline')
+  t.equal(hits.length, 1, 'valid UTF-8, emoji and newlines are forwarded')
+  t.equal(fine.statusCode, 503, 'the fake backend fails, so the form comes back')
+})
+
 eachDatabase(t, 'cross-site posts are refused; the client address and a submission key are forwarded', async (t, database) => {
   const seen: Array<{ headers: IncomingMessage['headers'], body: string }> = []
   const fake = createServer((req, res) => {
@@ -187,22 +232,21 @@ eachDatabase(t, 'cross-site posts are refused; the client address and a submissi
   t.equal(ok.headers.location, `/news/${article.slug}?rev=0/1#comment-7`)
   t.equal(seen[0].headers['x-forwarded-for'], '203.0.113.7', 'visitor address forwarded (the frontend trusts loopback proxies)')
   t.same(JSON.parse(seen[0].body), { news: article.slug, author: 'Ada', body: 'Hello' })
-  const again = await app.inject(formPost(path, { author: ' Ada ', body: 'Hello' }, { 'x-forwarded-for': '203.0.113.7' }))
-  t.equal(again.statusCode, 303)
   t.match(seen[0].headers['idempotency-key'], /^fe-[A-Za-z0-9_-]{43}$/)
-  t.equal(seen[1].headers['idempotency-key'], seen[0].headers['idempotency-key'], 'the same submission → the same key (a double click writes once)')
-  await app.inject(formPost(path, { author: 'Ada', body: 'Hello again' }, { 'x-forwarded-for': '203.0.113.7' }))
-  t.not(seen[2].headers['idempotency-key'], seen[0].headers['idempotency-key'])
+  t.notOk(/form_nonce/.test(seen[0].body), 'the form identity is not a field for the backend')
 
-  // The page's form carries its render stamp; it dates the key and is not forwarded.
-  const page = await app.inject({ url: `/news/${article.slug}` })
-  const stamp = /name="form_at" value="(\d+)"/.exec(page.body)?.[1]
-  t.ok(stamp, 'the comment form carries its render stamp')
-  const stamped = await app.inject(formPost(path, { author: 'Grace', body: 'Stamped', form_at: stamp! }, { 'x-forwarded-for': '203.0.113.8' }))
-  t.equal(stamped.statusCode, 303, 'the stamp is not an unknown field')
-  t.same(JSON.parse(seen[3].body), { news: article.slug, author: 'Grace', body: 'Stamped' }, 'and never reaches the backend')
-  await app.inject(formPost(path, { author: 'Grace', body: 'Stamped', form_at: stamp! }, { 'x-forwarded-for': '203.0.113.8' }))
-  t.equal(seen[4].headers['idempotency-key'], seen[3].headers['idempotency-key'], 'a double click of one render → one key')
+  // One form instance (its nonce) pressed twice: one key. The same words from another instance: another key.
+  const instance = browserNonce()
+  await app.inject(formPost(path, { author: 'Ada', body: 'Hello again', form_nonce: instance }, { 'x-forwarded-for': '203.0.113.7' }))
+  await app.inject(formPost(path, { author: ' Ada ', body: 'Hello again', form_nonce: instance }, { 'x-forwarded-for': '203.0.113.7' }))
+  t.equal(seen[2].headers['idempotency-key'], seen[1].headers['idempotency-key'], 'a double click of one form → one key (one write)')
+  await app.inject(formPost(path, { author: 'Ada', body: 'Hello again' }, { 'x-forwarded-for': '203.0.113.7' }))
+  t.not(seen[3].headers['idempotency-key'], seen[1].headers['idempotency-key'], 'another visitor\'s form with the same words, same address → another key')
+
+  // Pages cached before the nonce existed still post their render stamp: ignored, never forwarded.
+  const legacy = await app.inject(formPost(path, { author: 'Grace', body: 'Stamped', form_at: String(Date.now()) }, { 'x-forwarded-for': '203.0.113.8' }))
+  t.equal(legacy.statusCode, 303, 'the old stamp is not an unknown field')
+  t.same(JSON.parse(seen[4].body), { news: article.slug, author: 'Grace', body: 'Stamped' }, 'and never reaches the backend')
 })
 
 eachDatabase(t, 'backend unavailable or refusing: 503/429 with Retry-After, the form kept', async (t, database) => {
@@ -242,4 +286,56 @@ eachDatabase(t, 'backend unavailable or refusing: 503/429 with Retry-After, the 
   const rejected = await refusing.app.inject(formPost(`/news/${article.slug}/comments`, { author: 'A', body: 'see http://x' }))
   t.equal(rejected.statusCode, 400)
   t.match(rejected.body, /<p class="field-error" id="comment-body-error">Comment must not contain links\.<\/p>/)
+})
+
+eachDatabase(t, 'issue 11: a form without its identity (no JavaScript) is confirmed once more, then written once per visitor', async (t, database) => {
+  const rw = openDatabase(t, database)
+  const bus = new MemoryBus()
+  const backend = await startBackend(t, database.url, bus)
+  const { app } = await startFrontend(t, database.url, { backendUrls: [backend.url], bus })
+  const tutorial = await rw.db.selectFrom('tutorials').select(['id', 'slug']).executeTakeFirstOrThrow()
+  const annas = async () => Number((await rw.db.selectFrom('completions').select((eb) => eb.fn.countAll<string>().as('n')).where('tutorial_id', '=', tutorial.id).where('name', '=', 'Anna').executeTakeFirstOrThrow()).n)
+
+  // The cached page: an empty identity for the script to fill, and the script.
+  const page = await app.inject({ url: `/tutorials/${tutorial.slug}` })
+  t.match(page.headers['cache-control'], /^public/)
+  t.match(page.body, /<input type="hidden" name="form_nonce" value="">/, 'the shared page carries no identity of its own')
+  const script = /<script src="(\/assets\/form-nonce\.[A-Za-z0-9]{12}\.js)" defer><\/script>/.exec(page.body)?.[1]
+  t.ok(script, 'and loads form-nonce.js (external: the CSP forbids inline script)')
+  const asset = await app.inject({ url: script! })
+  t.equal(asset.statusCode, 200)
+  t.match(asset.body, /crypto\.getRandomValues/)
+
+  const done = `/tutorials/${tutorial.slug}/done`
+  const pupil = async () => {
+    // The script did not run: nothing is written, the form comes back with an identity.
+    const first = await app.inject(formPost(done, { name: 'Anna', country: 'DE', form_nonce: '' }))
+    t.equal(first.statusCode, 200)
+    t.equal(first.headers['cache-control'], 'private, no-store', 'a form with an identity is never shared')
+    t.match(first.body, /press the button again/)
+    t.match(first.body, /value="Anna"/)
+    t.match(first.body, /<option value="DE" selected>/)
+    const nonce = /name="form_nonce" value="([A-Za-z0-9_-]{22})"/.exec(first.body)?.[1]
+    t.ok(nonce, 'the server made this form an identity')
+    // Pressed again — twice, as a double click or the browser re-sending the post.
+    const second = await app.inject(formPost(done, { name: 'Anna', country: 'DE', form_nonce: nonce! }))
+    const third = await app.inject(formPost(done, { name: 'Anna', country: 'DE', form_nonce: nonce! }))
+    t.equal(second.statusCode, 303)
+    t.equal(third.statusCode, 303)
+    t.equal(String(third.headers.location).split('?')[0], String(second.headers.location).split('?')[0], 'the same certificate')
+    return String(second.headers.location).split('?')[0]
+  }
+  const before = await annas()
+  const a = await pupil()
+  t.equal(await annas(), before + 1, 'one write for one pupil, however often pressed')
+  const b = await pupil()
+  t.not(b, a, 'a second pupil without JavaScript gets their own certificate')
+  t.equal(await annas(), before + 2)
+
+  const malformed = await app.inject(formPost(done, { name: 'Anna', country: 'DE', form_nonce: 'abc' }))
+  t.equal(malformed.statusCode, 200, 'a malformed identity is no identity')
+  t.equal(await annas(), before + 2, 'and writes nothing')
+  const invalid = await app.inject(formPost(done, { name: '', country: 'DE', form_nonce: '' }))
+  t.equal(invalid.statusCode, 400, 'invalid input is still a 400')
+  t.match(invalid.body, /name="form_nonce" value="[A-Za-z0-9_-]{22}"/, 'and the corrected form needs no extra step')
 })

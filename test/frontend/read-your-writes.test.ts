@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { sql } from 'kysely'
-import { MemoryBus } from '../../common/bus.js'
+import { MemoryBus, type Bus, type BusMessage } from '../../common/bus.js'
 import { createTestDatabase, databaseKinds, openDatabase } from '../helpers/database.js'
 import { PRIMARY, ReadYourWrites, formatLsn, hasReplayed, parseLsn, type ReplayPosition } from '../../frontend/read-your-writes.js'
 import { eventually, formPost, startBackend, startFrontend } from './helpers.js'
@@ -38,16 +38,82 @@ t.test('waitFor is bounded and polls the probe; pending keys clear once replayed
   clock = 0
   t.equal(await ryw.waitFor(900n), false, 'gives up at the deadline')
   t.equal(clock, 1000)
+  t.equal(ryw.waiting, 0, 'nobody left waiting')
 
-  const before = ryw.snapshot()
+  const ticket = ryw.beginRender()
   ryw.noteWrite(['news:1'], formatLsn(800n))
-  t.notOk(ryw.cacheable(before, ['news:1', 'site']), 'a page showing a key whose write is not replayed is not shareable')
-  t.ok(ryw.cacheable(before, ['news:2']), 'other pages are')
+  t.ok(ryw.pendingFor(['news:1', 'site']), 'a page showing a key whose write is not replayed is not shareable')
+  t.notOk(ryw.pendingFor(['news:2']), 'other pages are')
+  t.notOk(ryw.endRender(ticket, ['news:1']), 'nor is a render that started before the write replayed')
   position = 800n
   await ryw.idle()
   t.equal(ryw.pendingKeys, 0, 'the background poll cleared the key')
-  t.ok(ryw.cacheable(ryw.snapshot(), ['news:1']))
+  const after = ryw.beginRender()
+  t.ok(ryw.endRender(after, ['news:1']), 'a render that starts after the replay is shareable')
   t.throws(() => new ReadYourWrites({ probe: async () => 0n, maxWaitMs: -1 }), /maxWaitMs must be an integer >= 0/)
+})
+
+// Issue 11, finding 4: cacheable() looked at the pending list when the render
+// ended; a render that started before the replica replayed a write and ended
+// after the mark was cleared was published as shareable without the write.
+t.test('a render straddling the replay is judged by the position it started from', async (t) => {
+  let position: ReplayPosition = 100n
+  const ryw = new ReadYourWrites({ probe: async () => position, maxWaitMs: 0, pollMs: 1 })
+  ryw.noteWrite(['news:7'], formatLsn(600n))
+  const straddling = ryw.beginRender() // reads the replica at ~100: without the write
+  const unrelated = ryw.beginRender()
+  position = 700n
+  await ryw.idle() // the replica replayed it: the pending mark is settled here
+  t.equal(ryw.pendingKeys, 0, 'nothing is pending any more')
+  t.notOk(ryw.pendingFor(['news:7']), 'a shared page of news:7 is trusted again')
+  const late = ryw.beginRender() // starts after the replay: sees the write
+  t.notOk(ryw.endRender(straddling, ['news:7', 'site']), 'the straddling render is not shareable')
+  t.ok(ryw.endRender(unrelated, ['news:8']), 'a render of other keys is')
+  t.ok(ryw.endRender(late, ['news:7']), 'a render that started after the replay is')
+  t.equal(ryw.rendersInFlight, 0)
+  const again = ryw.beginRender()
+  t.ok(ryw.endRender(again, ['news:7']), 'the mark was dropped once no older render was running')
+  // A failed render hands its ticket back and holds nothing.
+  ryw.noteWrite(['news:9'], formatLsn(900n))
+  const failed = ryw.beginRender()
+  ryw.abandonRender(failed)
+  position = 950n
+  await ryw.idle()
+  t.equal(ryw.rendersInFlight, 0)
+})
+
+// The backend reads the commit position with a short deadline; under load an
+// event can come without one. Its keys must still not be shared from a
+// lagging replica: they wait for the position the primary had reached.
+t.test('a key event without a commit position stays pending until the replica reaches the primary\'s position', async (t) => {
+  let position: ReplayPosition = 100n
+  let asked = 0
+  const ryw = new ReadYourWrites({ probe: async () => position, maxWaitMs: 0, pollMs: 1, currentCommit: async () => { asked++; return 500n } })
+  ryw.noteWrite(['news:1'], undefined)
+  t.ok(ryw.pendingFor(['news:1']), 'pending at once, before the primary answered')
+  await eventually(() => asked === 1)
+  position = 400n
+  await eventually(() => ryw.known === 400n)
+  t.ok(ryw.pendingFor(['news:1']), 'still pending below the primary\'s position')
+  position = 500n
+  await ryw.idle()
+  t.notOk(ryw.pendingFor(['news:1']), 'replayed once the replica got there')
+  const alone = new ReadYourWrites({ probe: async () => 0n, maxWaitMs: 0 })
+  alone.noteWrite(['news:1'], undefined)
+  t.notOk(alone.pendingFor(['news:1']), 'without a primary to ask (the read pool is the primary) nothing is marked')
+})
+
+t.test('close stops the background poll at once, even for a replica that never catches up', async (t) => {
+  let probes = 0
+  const ryw = new ReadYourWrites({ probe: async () => { probes++; return 0n }, maxWaitMs: 60_000, pendingTtlMs: 3_600_000, pollMs: 5 })
+  ryw.noteWrite(['news:1'], '0/10')
+  const waiting = ryw.waitFor(10n)
+  await eventually(() => probes >= 2)
+  await ryw.close()
+  t.equal(await waiting, false, 'an author still waiting is answered')
+  const after = probes
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(probes, after, 'no probe after close')
 })
 
 t.test('a crowd of waiting authors shares one probe query at a time', async (t) => {
@@ -77,42 +143,77 @@ t.test('pending keys expire: a replica that never catches up cannot disable cach
   let clock = 0
   const ryw = new ReadYourWrites({ probe: async () => 0n, maxWaitMs: 0, pendingTtlMs: 5000, now: () => clock, sleep: async (ms) => { clock += ms } })
   ryw.noteWrite(['news:1'], '0/10')
-  t.notOk(ryw.cacheable(ryw.snapshot(), ['news:1']))
+  t.ok(ryw.pendingFor(['news:1']))
+  t.notOk(ryw.endRender(ryw.beginRender(), ['news:1']))
   clock = 6000
-  t.ok(ryw.cacheable(ryw.snapshot(), ['news:1']))
+  t.notOk(ryw.pendingFor(['news:1']))
+  t.ok(ryw.endRender(ryw.beginRender(), ['news:1']))
   await ryw.idle()
 })
 
+/** Enough content for an article page; less setup work than the default seed. */
+const FEW = { tutorials: 2, news: 3, comments: 6, events: 0, completions: 0 }
+/**
+ * The embedded server shares this process's event loop: a pool's connect
+ * deadline would measure the server's own work, not an unreachable server.
+ */
+const IN_PROCESS_SERVER = { DATABASE_CONNECT_TIMEOUT_MS: '20000' }
+
+/** The next bus message matching `match`, or an error after `ms` (never an unbounded wait). */
+function nextMessage (bus: Bus, match: (m: BusMessage) => boolean, ms = 10_000): Promise<BusMessage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { off(); reject(new Error(`no matching bus event within ${ms} ms`)) }, ms)
+    const off = bus.subscribe((m) => { if (match(m)) { clearTimeout(timer); off(); resolve(m) } })
+  })
+}
+
 for (const kind of databaseKinds()) {
+  // Every wait here is on a condition with a deadline: the "replica" catches
+  // up when the test says so, after the author is seen waiting, not after a
+  // timer that CPU contention could make fire too late (the old version's
+  // 300 ms timer against a 3 s wait) — and teardown no longer waits out the
+  // read-your-writes poll (ReadYourWrites.close).
   t.test(`lagging replica: the author sees the write, the crowd's caches are not re-filled with the old page [${kind}]`, async (t) => {
-    const [primary, replica] = await Promise.all([createTestDatabase(kind), createTestDatabase(kind)])
-    t.teardown(async () => { await Promise.all([primary.close(), replica.close()]) })
+    // The "replica" is a second database with the primary's articles and comments, copied when the test says so.
+    // One after the other, each closed at teardown as soon as it exists: two
+    // embedded servers set up at once starve each other's event loop, and a
+    // failure in one must not leave the other open (the process would live on
+    // until tap's timeout).
+    const primary = await createTestDatabase(kind, { seed: FEW })
+    t.teardown(primary.close)
+    const replica = await createTestDatabase(kind, { seed: false })
+    t.teardown(replica.close)
     const p = openDatabase(t, primary)
     const r = openDatabase(t, replica)
+    await r.db.insertInto('news').values(await p.db.selectFrom('news').selectAll().execute()).execute()
+    await r.db.insertInto('comments').values(await p.db.selectFrom('comments').selectAll().execute()).execute()
     const lsnOf = async () => (await sql<{ l: string }>`select pg_current_wal_lsn()::text as l`.execute(p.db)).rows[0].l
     let replayed: ReplayPosition = parseLsn(await lsnOf())!
+    let replicated = false
     /** "Replication": copies the comments the replica lacks and advances its replay position. */
     const replicate = async () => {
       const have = (await r.db.selectFrom('comments').select(r.db.fn.max('id').as('m')).executeTakeFirstOrThrow()).m ?? '0'
       const rows = await p.db.selectFrom('comments').selectAll().where('id', '>', String(have)).execute()
       if (rows.length) await r.db.insertInto('comments').values(rows).execute()
       replayed = parseLsn(await lsnOf())!
+      replicated = true
     }
     const bus = new MemoryBus()
-    const backend = await startBackend(t, primary.url, bus)
-    const { app } = await startFrontend(t, primary.url, { readUrl: replica.url, backendUrls: [backend.url], bus, replayProbe: async () => replayed, env: { FRONTEND_RYW_WAIT_MS: '3000' } })
+    const backend = await startBackend(t, primary.url, bus, IN_PROCESS_SERVER)
+    // The author's wait is long: it ends when the replica catches up, which this test controls.
+    const { app } = await startFrontend(t, primary.url, { readUrl: replica.url, backendUrls: [backend.url], bus, replayProbe: async () => replayed, env: { FRONTEND_RYW_WAIT_MS: '30000', ...IN_PROCESS_SERVER } })
     const article = await p.db.selectFrom('news').select(['id', 'slug']).orderBy('published_at', 'desc').executeTakeFirstOrThrow()
     const url = `/news/${article.slug}`
     await app.inject({ url })
     t.equal((await app.inject({ url })).headers['x-render-cache'], 'hit')
 
-    // The author: the replica catches up 300 ms after the 303; the page waits for it.
-    const keyEvent = new Promise<string | undefined>((resolve) => { const off = bus.subscribe((m) => { if (m.event.kind === 'keys') { off(); resolve(m.event.lsn) } }) })
+    const keyEvent = nextMessage(bus, (m) => m.event.kind === 'keys')
     const posted = await app.inject(formPost(`${url}/comments`, { author: 'Radia P.', body: 'Written to the primary' }))
     t.equal(posted.statusCode, 303)
     const location = String(posted.headers.location).split('#')[0]
-    const eventLsn = await keyEvent
-    t.ok(parseLsn(eventLsn), 'the key event carries the commit position')
+    t.match(location, /\?rev=[0-9A-F]+\/[0-9A-F]+$/, 'the redirect names the commit position')
+    const event = (await keyEvent).event
+    t.ok(event.kind === 'keys' && parseLsn(event.lsn), 'the key event carries the commit position')
 
     // The crowd, before the replica replayed it: the purge dropped the cached page; the page
     // rendered now (from the lagging replica) must not be stored anywhere.
@@ -121,12 +222,14 @@ for (const kind of databaseKinds()) {
     t.equal(stale.headers['cache-control'], 'no-store', 'not shareable while the replica lags')
     t.equal((await app.inject({ url })).headers['x-render-cache'], 'miss', 'and not kept in the render cache')
 
-    const timer = setTimeout(() => { void replicate() }, 300)
-    t.teardown(() => clearTimeout(timer))
-    const started = Date.now()
-    const own = await app.inject({ url: location })
+    // The author: their page waits for the replica; the replica catches up once they are seen waiting.
+    let answeredBeforeReplication = false
+    const ownAnswer = app.inject({ url: location }).then((res) => { answeredBeforeReplication = !replicated; return res })
+    await eventually(() => app.ryw.waiting > 0, 10_000)
+    await replicate()
+    const own = await ownAnswer
+    t.notOk(answeredBeforeReplication, 'the author\'s page waited for the replica')
     t.equal(own.headers['x-read-your-writes'], 'replayed')
-    t.ok(Date.now() - started >= 250, 'waited for the replica')
     t.ok(own.body.includes('Written to the primary'), 'the author sees their comment')
     t.equal(own.headers['cache-control'], 'private, no-store')
 
@@ -134,15 +237,15 @@ for (const kind of databaseKinds()) {
     await eventually(async () => {
       const res = await app.inject({ url })
       return res.body.includes('Written to the primary') && String(res.headers['cache-control']).startsWith('public')
-    })
+    }, 10_000)
     t.equal((await app.inject({ url })).headers['x-render-cache'], 'hit')
   })
 }
 
 t.test('the author\'s wait is bounded when the replica never catches up', async (t) => {
-  const db = await createTestDatabase('embedded')
+  const db = await createTestDatabase('embedded', { seed: FEW })
   t.teardown(db.close)
-  const { app } = await startFrontend(t, db.url, { replayProbe: async () => 0n, env: { FRONTEND_RYW_WAIT_MS: '150' } })
+  const { app } = await startFrontend(t, db.url, { replayProbe: async () => 0n, env: { FRONTEND_RYW_WAIT_MS: '150', ...IN_PROCESS_SERVER } })
   const article = await openDatabase(t, db).db.selectFrom('news').select('slug').executeTakeFirstOrThrow()
   const res = await app.inject({ url: `/news/${article.slug}?rev=FF/0` })
   t.equal(res.statusCode, 200, 'still a page')

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
+import type * as Tap from 'tap'
 import { RenderCache, type RenderedPage } from '../../frontend/render-cache.js'
 
 function page (body: string, tags: string[], at: number, ttlMs = 300_000): RenderedPage {
@@ -50,20 +51,46 @@ t.test('a render that raced an invalidation of its keys is not stored', async (t
   t.equal(cache.invalidatePath('/news'), 1, 'a URL purge takes every query variant')
 })
 
-t.test('Redis as a shared second level', { skip: process.env.REDIS_URL ? false : 'REDIS_URL not set' }, async (t) => {
+const redisUrl = process.env.REDIS_URL
+const needsRedis = { skip: redisUrl ? false : 'REDIS_URL not set' }
+
+/** A private namespace on the real Redis, emptied at teardown. */
+function redisFor (t: Tap.Test): { redis: Redis, prefix: string } {
   const prefix = `fc:test:${randomBytes(4).toString('hex')}:`
-  const redis = new Redis(process.env.REDIS_URL!, { maxRetriesPerRequest: 1 })
+  const redis = new Redis(redisUrl!, { maxRetriesPerRequest: 1 })
   t.teardown(async () => {
     const keys = await redis.keys(`${prefix}*`)
     if (keys.length) await redis.del(...keys)
     redis.disconnect()
   })
+  return { redis, prefix }
+}
+
+/**
+ * Round trips on the connection the caches share: every command issued before
+ * (and every command issued in answer to their replies) has been executed.
+ */
+async function settle (redis: Redis): Promise<void> {
+  for (let i = 0; i < 3; i++) await redis.ping()
+}
+
+/** Waits until the fire-and-forget level-2 writes of `cache` have reached Redis (a bounded poll on a condition). */
+async function stored (redis: Redis, cache: RenderCache, key: string, t: Tap.Test): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await redis.exists(cache.sharedKey(key))) return
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  t.fail(`${key} never reached Redis`)
+}
+
+t.test('Redis as a shared second level', needsRedis, async (t) => {
+  const { redis, prefix } = redisFor(t)
   let clock = Date.now()
   const a = new RenderCache({ maxBytes: 1_000_000, redis, prefix, now: () => clock })
   const b = new RenderCache({ maxBytes: 1_000_000, redis, prefix, now: () => clock })
   a.set('/news/x', page('shared body', ['news:9', 'site'], clock), a.begin())
-  let got: Awaited<ReturnType<RenderCache['get']>>
-  for (let i = 0; i < 50 && !(got = await b.get('/news/x')); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  await stored(redis, a, '/news/x', t)
+  const got = await b.get('/news/x')
   t.equal(got!.level, 2, 'frontend b hits what frontend a rendered')
   t.equal(got!.page.body.toString(), 'shared body')
   t.same(got!.page.tags, ['news:9', 'site'])
@@ -76,11 +103,13 @@ t.test('Redis as a shared second level', { skip: process.env.REDIS_URL ? false :
   const otherTier = new RenderCache({ maxBytes: 1_000_000, redis, prefix: `${prefix}other-tier:`, now: () => clock })
   t.equal(await otherTier.get('/news/x'), undefined, 'another prefix: a miss')
 
-  // Each frontend applies the bus event: both levels drop it.
+  // A purge is one INCR of the tag's generation: the page is dead for every frontend, the first read drops it.
   a.invalidateKeys(['news:9'])
+  const fresh = new RenderCache({ maxBytes: 1_000_000, redis, prefix, now: () => clock })
+  t.equal(await fresh.get('/news/x'), undefined, 'a frontend that never saw the event misses too')
+  t.equal(await redis.exists(a.sharedKey('/news/x')), 0, 'the dead page was dropped from Redis')
+  t.equal(await redis.get(a.generationKey('news:9')), '1')
   b.invalidateKeys(['news:9'])
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  t.notOk(await redis.getBuffer(`${prefix}/news/x`), 'gone from Redis')
   t.notOk(await b.get('/news/x'))
 
   // A late writer (rendered before the purge) cannot bring the old page back to a frontend that saw the purge.
@@ -89,9 +118,8 @@ t.test('Redis as a shared second level', { skip: process.env.REDIS_URL ? false :
   clock += 10
   b.invalidateKeys(['news:10'])
   c.set('/news/y', page('old', ['news:10'], renderedAt), c.begin())
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  t.ok(await redis.getBuffer(`${prefix}/news/y`), 'in Redis')
-  t.notOk(await b.get('/news/y'), 'but ignored by the frontend that saw the purge after it was rendered')
+  await stored(redis, c, '/news/y', t)
+  t.notOk(await b.get('/news/y'), 'ignored by the frontend that saw the purge after it was rendered')
 
   // Redis down: misses, never errors.
   const dead = new Redis('redis://127.0.0.1:1', { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null })
@@ -100,5 +128,100 @@ t.test('Redis as a shared second level', { skip: process.env.REDIS_URL ? false :
   t.equal(await d.get('/news/z'), undefined)
   t.ok(d.set('/news/z', page('z', ['news:11'], Date.now()), d.begin()))
   t.ok(await d.get('/news/z'), 'level 1 still works')
+  d.invalidateKeys(['news:11'])
   dead.disconnect()
+})
+
+// Issue 11, finding 6: every rendered key went into `tag:site`, a set that
+// every render refreshed and nothing purged; every made-up /news/<x> 404
+// stayed in it (and in Redis) for good.
+t.test('level 2 holds no set that grows: every key expires, 404s are not shared', needsRedis, async (t) => {
+  const { redis, prefix } = redisFor(t)
+  const cache = new RenderCache({ maxBytes: 1_000_000, redis, prefix, sharedMaxTtlMs: 120_000 })
+  const now = Date.now()
+  for (let i = 0; i < 20; i++) cache.set(`/news/a-${i}`, page(`article ${i}`, [`news:${i}`, 'site'], now), cache.begin())
+  for (let i = 0; i < 50; i++) cache.set(`/news/made-up-${i}`, { ...page('not found', ['news', 'site'], now, 30_000), status: 404 }, cache.begin())
+  cache.set('/certificates/c1', page('certificate', ['certificate:c1', 'site'], now, 86_400_000), cache.begin())
+  await stored(redis, cache, '/certificates/c1', t)
+  await stored(redis, cache, '/news/a-19', t)
+  cache.invalidateKeys(['news:3', 'site'])
+  await redis.ping() // after the pipeline above on the same connection
+  const keys = await redis.keys(`${prefix}*`)
+  t.equal(keys.filter((k) => k.includes('made-up')).length, 0, 'no 404 in Redis')
+  t.equal(keys.filter((k) => k.startsWith(`${prefix}page:`)).length, 21, 'one key per shared page')
+  t.equal(keys.filter((k) => k.startsWith(`${prefix}gen:`)).length, 2, 'and one counter per purged tag, nothing else')
+  for (const k of keys) {
+    t.not(await redis.type(k), 'set', `${k} is no set`)
+    const ttl = await redis.pttl(k)
+    t.ok(ttl > 0 && ttl <= 120_000 + 60_000, `${k} expires (${ttl} ms)`)
+  }
+  t.ok(await redis.pttl(cache.sharedKey('/certificates/c1')) <= 120_000, 'a page lives in Redis at most sharedMaxTtlMs, whatever its own lifetime')
+  t.ok(await redis.pttl(cache.sharedKey('/news/a-1')) <= 300_000)
+  t.notOk(await new RenderCache({ maxBytes: 1_000_000, redis, prefix }).get('/news/a-1'), 'purging `site` drops every shared page at once')
+})
+
+// Issue 11, finding 6: a purge read a tag's members, then deleted them; a page
+// stored in between lost its membership and outlived every later purge.
+t.test('a purge cannot miss a page stored while it runs (generations, not member sets)', needsRedis, async (t) => {
+  const { redis, prefix } = redisFor(t)
+  for (let round = 0; round < 20; round++) {
+    const tag = `news:${round}`
+    const key = `/news/r${round}`
+    // Frontend a rendered the old page before the write; b applies the write's event first.
+    const a = new RenderCache({ maxBytes: 1_000_000, redis, prefix })
+    const b = new RenderCache({ maxBytes: 1_000_000, redis, prefix })
+    const token = a.begin()
+    if (round % 2 === 0) {
+      b.invalidateKeys([tag]) // the purge is on the wire…
+      a.set(key, page('old', [tag], Date.now()), token) // …when a stores its old render
+    } else {
+      a.set(key, page('old', [tag], Date.now()), token)
+      await settle(redis)
+      b.invalidateKeys([tag])
+    }
+    await settle(redis) // b's purge is over…
+    a.invalidateKeys([tag]) // …when a applies the same event
+    await settle(redis)
+    const reader = new RenderCache({ maxBytes: 1_000_000, redis, prefix })
+    t.equal(await reader.get(key), undefined, `round ${round}: the old page is gone for everyone`)
+  }
+})
+
+// Issue 11, finding 7 (frontend side): a URL event became a regex ban over
+// this frontend's memory only; now it is an exact purge of the path's own tag,
+// in both levels.
+t.test('a URL purge drops that path and its query variants, in both levels', needsRedis, async (t) => {
+  const { redis, prefix } = redisFor(t)
+  const a = new RenderCache({ maxBytes: 1_000_000, redis, prefix })
+  for (const key of ['/news', '/news?page=2', '/news/abc', '/newsletter']) a.set(key, page(key, ['news'], Date.now()), a.begin())
+  await stored(redis, a, '/newsletter', t)
+  t.equal(a.invalidatePath('/news'), 2, 'the path and its query variant')
+  t.ok(a.getLocal('/news/abc') && a.getLocal('/newsletter'), 'other paths stay')
+  await redis.ping()
+  const other = new RenderCache({ maxBytes: 1_000_000, redis, prefix })
+  t.equal(await other.get('/news?page=2'), undefined, 'gone from the shared level too')
+  t.equal(await other.get('/news'), undefined)
+  t.ok(await other.get('/news/abc'), 'other shared paths stay')
+})
+
+t.test('a level-2 page is judged by bus position, not by clocks', needsRedis, async (t) => {
+  const { redis, prefix } = redisFor(t)
+  let position = '100-0'
+  // The writer's clock is far ahead: by time, its old page would look newer than the purge.
+  const writer = new RenderCache({ maxBytes: 1_000_000, redis, prefix, busPosition: () => '99-0', now: () => Date.now() + 3_600_000 })
+  const reader = new RenderCache({ maxBytes: 1_000_000, redis, prefix, busPosition: () => position })
+  reader.invalidateKeys(['news:1'], '100-0') // the reader applied event 100-0
+  writer.set('/news/one', page('before 100-0', ['news:1'], Date.now() + 3_600_000), writer.begin()) // the writer had not
+  await stored(redis, writer, '/news/one', t)
+  t.equal(await reader.get('/news/one'), undefined, 'rendered at 99-0: older than the purge this frontend applied')
+  const caughtUp = new RenderCache({ maxBytes: 1_000_000, redis, prefix, busPosition: () => '100-0' })
+  caughtUp.set('/news/two', page('after 100-0', ['news:1'], Date.now() - 60_000), caughtUp.begin())
+  await stored(redis, caughtUp, '/news/two', t)
+  t.ok(await reader.get('/news/two'), 'rendered at 100-0: the same event was applied first, whatever its clock says')
+  position = '101-0'
+  reader.clear() // a bus gap after 101-0
+  const later = new RenderCache({ maxBytes: 1_000_000, redis, prefix, busPosition: () => '101-0' })
+  later.set('/news/three', page('at the gap', ['news:3'], Date.now()), later.begin())
+  await stored(redis, later, '/news/three', t)
+  t.equal(await reader.get('/news/three'), undefined, 'a page rendered at the position of a gap may miss what it hid')
 })

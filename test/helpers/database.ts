@@ -54,10 +54,20 @@ export async function createTestDatabase (kind: DatabaseKind, options: { seed?: 
       }
     }
   }
-  const handle = createDatabase({ url: target.url, max: 2, statementTimeoutMs: 60_000 })
+  // One connection: setup is sequential anyway, and no connect is left pending
+  // while a long statement runs. The embedded server runs on this process's
+  // event loop, so while it executes a statement no timer here can fire on
+  // time; under CPU contention a 2 s connect deadline measured its own work
+  // and failed the setup. The deadline still exists, for a server that is gone.
+  const handle = createDatabase({ url: target.url, max: 1, statementTimeoutMs: 60_000, connectTimeoutMs: kind === 'embedded' ? 30_000 : 5_000 })
   try {
     await migrateToLatest(handle.db)
     if (options.seed !== false) await seed(handle.db, { sizes: { ...SMALL_SEED, ...(options.seed ?? {}) } })
+  } catch (err) {
+    // Never leave a server behind: an open embedded database keeps the test process alive until tap's timeout.
+    await handle.close().catch(() => {})
+    await target.close().catch(() => {})
+    throw err
   } finally {
     await handle.close()
   }

@@ -65,7 +65,9 @@ function validate (route: string, f: URLSearchParams): string | null {
     done: ['name', 'country']
   }
   for (const k of fields[route]) { const e = need(k); if (e) return e }
-  const allowed = new Set(fields[route])
+  // The real frontend writes nothing without a form identity (it asks once more).
+  if (!/^[A-Za-z0-9_-]{22,64}$/.test(f.get('form_nonce') ?? '')) return 'missing form_nonce'
+  const allowed = new Set([...fields[route], 'form_nonce'])
   for (const k of f.keys()) if (!allowed.has(k)) return `unknown field ${k}`
   if (route === 'events') {
     if (!/^[^@\s]+@[^@\s]+\.[a-z]+$/i.test(f.get('email') ?? '')) return 'bad email'

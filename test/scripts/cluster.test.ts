@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
+import { randomBytes } from 'node:crypto'
 import { spawnScript, waitForLine } from '../helpers/spawn.js'
 import { freePorts } from '../../common/free-port.js'
 import { createTestDatabase } from '../helpers/database.js'
@@ -67,7 +68,7 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
         const res = await fetch(`${base}/news/${slugs[0]}/comments`, {
           method: 'POST', redirect: 'manual',
           headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
-          body: new URLSearchParams({ author: 'Cluster', body: text }).toString()
+          body: new URLSearchParams({ author: 'Cluster', body: text, form_nonce: randomBytes(16).toString('hex') }).toString()
         })
         await res.arrayBuffer()
         writeStatuses.set(String(res.status), (writeStatuses.get(String(res.status)) ?? 0) + 1)

@@ -1,0 +1,78 @@
+/**
+ * Errors node's parser reports on a client connection ('clientError'): which
+ * message they belong to, and how that message is answered.
+ *
+ * The parser reads a connection's messages in order. An error is either
+ * inside the body of the last request it handed to us (bad chunking,
+ * oversized trailers, a body that never finishes), or in a message of its
+ * own that follows every request already parsed (junk after a complete
+ * request, a head too large, an unknown method). The first is that
+ * request's answer: nothing of it was forwarded (pass reads bodies first).
+ * The second is not: the requests before it are complete and are answered
+ * normally and in order (RFC 9112 §9.3.2), then the bad message gets its 400
+ * (RFC 9112 §2.2, or 431/408) and the connection closes, because nothing
+ * after it can be framed. Answering an already executed request with "400
+ * malformed" would tell the client it was not processed when it was.
+ */
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+
+/** Marks a connection whose framing we rejected: requests already parsed behind it are dropped, never forwarded. */
+export const REJECTED = Symbol('flashcrowd.rejected')
+/** The response of the last request parsed on a connection. */
+const LAST = Symbol('flashcrowd.lastResponse')
+
+type Marked = Record<symbol, unknown>
+
+export function markRejected (socket: Socket | Duplex): void { (socket as unknown as Marked)[REJECTED] = true }
+export function isRejected (socket: Socket | Duplex): boolean { return (socket as unknown as Marked)[REJECTED] === true }
+
+/** Called for each request as node hands it over (one property write). */
+export function trackResponse (socket: Socket, res: ServerResponse): void { (socket as unknown as Marked)[LAST] = res }
+
+const REASONS: Record<number, string> = { 200: 'OK', 500: 'Internal Server Error', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }
+
+/** An answer written straight to the socket (no request object exists), then the connection closes. */
+export function rawAnswer (socket: Duplex, status: number, body: string, extra = '', type = 'text/plain; charset=utf-8'): void {
+  if (!socket.writable) { socket.destroy(); return }
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n${extra}\r\n${body}`)
+}
+
+export type ParserError = Error & { code?: string, rawPacket?: Buffer }
+
+export interface ClientErrorOptions {
+  /** A BAN request (node's parser does not know the method; its raw bytes come with the error). */
+  ban (raw: Buffer, socket: Duplex): void
+}
+
+function statusOf (err: ParserError): { status: number, text: string } {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return { status: 431, text: 'request header fields too large\n' }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, text: 'request timeout\n' }
+  return { status: 400, text: 'malformed request\n' }
+}
+
+export function onClientError (err: ParserError, socket: Duplex, opts: ClientErrorOptions): void {
+  if (err.code === 'ECONNRESET') { socket.destroy(); return }
+  const { status, text } = statusOf(err)
+  const last = (socket as unknown as Marked)[LAST] as ServerResponse | undefined
+  if (last !== undefined && !last.req.complete) {
+    // Inside the last request's body: it is that request's answer.
+    markRejected(socket)
+    if (last.headersSent) { socket.destroy(); return }
+    last.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store', connection: 'close' })
+    last.end(text)
+    return
+  }
+  // A message of its own: answered after every request before it.
+  markRejected(socket)
+  const isBan = err.code === 'HPE_INVALID_METHOD' && err.rawPacket?.subarray(0, 4).toString('latin1') === 'BAN '
+  const answer = (): void => {
+    if (isBan) opts.ban(err.rawPacket!, socket)
+    else rawAnswer(socket, status, text)
+  }
+  if (last === undefined || last.writableFinished) { answer(); return }
+  last.once('finish', answer)
+  // The client went away before its earlier answers were written: nothing left to say.
+  last.once('close', () => { if (!last.writableFinished) socket.destroy() })
+}

@@ -1,0 +1,128 @@
+/**
+ * No Kubernetes runs on the development machines, so deploy/k8s is kept
+ * honest by everything short of applying it: kustomize renders it, every
+ * object validates against the Kubernetes schemas (kubernetes-models), every
+ * environment variable belongs to its role's schema and passes its
+ * validation, every command exists, and ports, probes and selectors line up.
+ */
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import YAML from 'yaml'
+import { Type, type TObject } from '@sinclair/typebox'
+import { ROOT } from '../helpers/spawn.js'
+import { loadConfig, DatabaseEnv } from '../../common/config.js'
+import { ROLE_SCHEMAS } from '../../scripts/env-doc.js'
+
+type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string }, spec?: any, data?: Record<string, string>, stringData?: Record<string, string> }
+
+const kubectl = spawnSync('kubectl', ['kustomize', path.join(ROOT, 'deploy/k8s')], { encoding: 'utf8' })
+if (kubectl.error) {
+  t.test('deploy/k8s renders', { skip: 'kubectl is not installed' }, async () => {})
+} else {
+  const objects = YAML.parseAllDocuments(kubectl.stdout).map((d) => d.toJS() as Obj).filter(Boolean)
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  const schemas: Record<string, TObject> = { ...ROLE_SCHEMAS, migrate: Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL }) }
+  const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name)
+
+  t.test('kustomize renders the whole tier', async (t) => {
+    t.equal(kubectl.status, 0, kubectl.stderr)
+    for (const [kind, name] of [['Deployment', 'cache'], ['Deployment', 'frontend'], ['Deployment', 'backend'], ['Deployment', 'haproxy'], ['Job', 'flashcrowd-migrate'],
+      ['HorizontalPodAutoscaler', 'frontend'], ['HorizontalPodAutoscaler', 'backend'], ['PodDisruptionBudget', 'frontend'], ['PodDisruptionBudget', 'backend'], ['PodDisruptionBudget', 'cache'],
+      ['Service', 'frontend'], ['Service', 'cache'], ['Service', 'web'], ['ConfigMap', 'flashcrowd-config'], ['Secret', 'flashcrowd-secrets']] as const) {
+      t.ok(find(kind, name), `${kind}/${name}`)
+    }
+    t.ok(objects.filter((o) => o.kind !== 'Namespace').every((o) => o.metadata.namespace === 'flashcrowd'), 'everything in one namespace')
+    t.equal(find('Service', 'frontend')!.spec.clusterIP, 'None', 'frontends behind a headless Service (the cache director resolves every pod)')
+  })
+
+  t.test('every object validates against the Kubernetes schemas', async (t) => {
+    for (const o of objects) {
+      const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion]
+      const modulePath = `kubernetes-models/${group ? `${group}/` : ''}${version}/${o.kind}`
+      const mod = await import(modulePath) as Record<string, new (data: unknown) => { validate (): void }>
+      const Model = mod[o.kind]
+      t.ok(Model, `${o.kind} model`)
+      t.doesNotThrow(() => new Model(o).validate(), `${o.kind}/${o.metadata.name}`)
+    }
+    // The check can fail: a wrong type is refused.
+    const { Deployment } = await import('kubernetes-models/apps/v1/Deployment')
+    const bad = structuredClone(find('Deployment', 'cache')) as Obj
+    bad.spec.template.spec.containers[0].ports[0].containerPort = '8080'
+    t.throws(() => new Deployment(bad as never).validate(), 'a string port is refused')
+  })
+
+  t.test('commands exist, env names belong to the role\'s schema and validate, ports and probes line up', async (t) => {
+    const config = find('ConfigMap', 'flashcrowd-config')!.data!
+    const secrets = find('Secret', 'flashcrowd-secrets')!.stringData!
+    const workloads = objects.filter((o) => o.kind === 'Deployment' || o.kind === 'Job')
+    for (const w of workloads) {
+      const pod = w.spec.template.spec
+      for (const c of [...(pod.initContainers ?? []).map((x: object) => ({ ...x, init: true })), ...pod.containers]) {
+        if (c.image !== undefined && !String(c.image).includes('flashcrowd')) continue
+        t.same(c.command.slice(0, 2), ['npm', 'run'], `${w.metadata.name}/${c.name}: npm run`)
+        const script = c.command[2]
+        t.ok(pkg.scripts[script], `${w.metadata.name}/${c.name}: npm run ${script} exists`)
+        const schema = schemas[script]
+        t.ok(schema, `a config schema for ${script}`)
+        const env: Record<string, string> = {}
+        for (const ref of c.envFrom ?? []) if (ref.configMapRef) Object.assign(env, config)
+        for (const e of c.env ?? []) {
+          if (e.value !== undefined) env[e.name] = e.value
+          else if (e.valueFrom?.secretKeyRef) {
+            t.ok(e.valueFrom.secretKeyRef.key in secrets, `${e.name}: the Secret has ${e.valueFrom.secretKeyRef.key}`)
+            env[e.name] = secrets[e.valueFrom.secretKeyRef.key]
+          }
+        }
+        for (const key of Object.keys(env)) t.ok(key in schema.properties, `${w.metadata.name}/${c.name}: ${key} is in the ${script} schema`)
+        t.doesNotThrow(() => loadConfig(schema, env), `${w.metadata.name}/${c.name}: its environment passes validation`)
+        if (w.kind === 'Deployment' && c.init !== true) {
+          const port = c.ports.find((p: { name: string }) => p.name === 'http')
+          t.equal(String(port.containerPort), env.PORT, `${w.metadata.name}: the container port is the PORT it listens on`)
+          for (const probe of [c.readinessProbe, c.livenessProbe]) {
+            t.equal(probe.httpGet.path, '/-/health', `${w.metadata.name}: probes on /-/health`)
+            t.equal(probe.httpGet.port, 'http')
+          }
+        }
+      }
+    }
+    for (const kind of ['Service', 'PodDisruptionBudget']) {
+      for (const o of objects.filter((x) => x.kind === kind)) {
+        const selector = kind === 'Service' ? o.spec.selector : o.spec.selector.matchLabels
+        const target = objects.find((d) => d.kind === 'Deployment' && Object.entries(selector).every(([k, v]) => d.spec.template.metadata.labels[k] === v))
+        t.ok(target, `${kind}/${o.metadata.name} selects a Deployment`)
+      }
+    }
+    for (const hpa of objects.filter((o) => o.kind === 'HorizontalPodAutoscaler')) {
+      t.ok(find('Deployment', hpa.spec.scaleTargetRef.name), `HPA ${hpa.metadata.name} scales an existing Deployment`)
+      t.ok(hpa.spec.minReplicas >= find('PodDisruptionBudget', hpa.metadata.name)!.spec.minAvailable + 1, `${hpa.metadata.name}: minReplicas leaves room for a disruption`)
+    }
+    const frontend = find('Deployment', 'frontend')!.spec.template.spec.containers[0].env as Array<{ name: string, value?: string }>
+    const cache = find('Deployment', 'cache')!.spec.template.spec.containers[0].env as Array<{ name: string, value?: string }>
+    t.match(cache.find((e) => e.name === 'UPSTREAMS')!.value, /^http:\/\/frontend\.flashcrowd\.svc\.cluster\.local:3000$/, 'the cache reaches the frontends\' headless Service on their port')
+    t.match(frontend.find((e) => e.name === 'BACKEND_URL')!.value, /^http:\/\/backend\.flashcrowd\.svc\.cluster\.local:3001$/)
+    const haproxy = find('ConfigMap', 'haproxy')!.data!['haproxy.cfg']
+    t.match(haproxy, /balance uri/, 'URI hashing to the cache pods')
+    t.match(haproxy, /hash-type consistent/)
+    t.match(haproxy, /option forwardfor/, 'the visitor\'s address travels on')
+    t.match(haproxy, /cache\.flashcrowd\.svc\.cluster\.local:8080/)
+    // The visitor's address travels HAProxy → cache → frontend → backend: each hop trusts the one before.
+    for (const [deployment, name] of [['cache', 'CACHE_TRUSTED_PROXIES'], ['frontend', 'FRONTEND_TRUSTED_PROXIES'], ['backend', 'BACKEND_TRUSTED_PROXIES']]) {
+      const env = find('Deployment', deployment)!.spec.template.spec.containers[0].env as Array<{ name: string, value?: string }>
+      t.ok(env.find((e) => e.name === name)?.value, `${deployment} names its trusted hops (${name})`)
+    }
+  })
+
+  t.test('HAProxy accepts the rendered configuration', async (t) => {
+    const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' })
+    if (haproxy.error) { t.comment('haproxy is not installed: its check is skipped'); t.pass('nothing to run the check with'); return }
+    const { mkdtempSync, writeFileSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const dir = mkdtempSync(path.join(tmpdir(), 'fc-haproxy-'))
+    const file = path.join(dir, 'haproxy.cfg')
+    writeFileSync(file, find('ConfigMap', 'haproxy')!.data!['haproxy.cfg'])
+    const check = spawnSync('haproxy', ['-c', '-f', file], { encoding: 'utf8' })
+    t.equal(check.status, 0, check.stdout + check.stderr)
+  })
+}
