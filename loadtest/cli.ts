@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { runAgent } from './agent.js'
+import { runAgent, type AgentOptions } from './agent.js'
 import { parseTier } from './capacity.js'
 import { coordinatorDriver } from './coordinator.js'
 import { renderTable } from './report-table.js'
@@ -50,6 +50,7 @@ options:
   --agent-wait <time>   how long to wait for every agent to join (default 5m)
   --agent-timeout <s>   an agent silent this long is lost (default 10); the report says what it did not send
   --join <url>          (agent) the coordinator's URL
+  --join-wait <time>    (agent) how long to keep trying while the coordinator is not up yet (default 2m)
   --knee <expr>         search for the knee instead of one run: the open-model rate starts at --rate and
                         rises by --rate-step each --step-duration until a step breaks one of these
                         (judged over the whole step, like --threshold without {…}); repeatable
@@ -129,13 +130,20 @@ function httpUrl (flag: string, v: string): string {
   return u.toString()
 }
 
-export async function main (argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+/** What a command line asks for; parseCommand throws a usage error (UsageError, ThresholdError, ScenarioError, ERR_PARSE_ARGS) otherwise. */
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'agent', agent: AgentOptions }
+  | { kind: 'run', opts: RunOptions, knee?: KneeSearchOptions, frontendUrl?: string, backendUrl?: string, coordinator?: { agents: number, host: string, port: number } }
+
+export async function parseCommand (argv: string[], io: Io): Promise<Command> {
   let opts: RunOptions
   let knee: KneeSearchOptions | undefined
   let frontendUrl: string | undefined
   let backendUrl: string | undefined
+  let coordinator: { agents: number, host: string, port: number } | undefined
   let scenarioArg: string
-  try {
+  {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
@@ -163,6 +171,7 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         'agent-wait': { type: 'string' },
         'agent-timeout': { type: 'string' },
         join: { type: 'string' },
+        'join-wait': { type: 'string' },
         knee: { type: 'string', multiple: true },
         'rate-step': { type: 'string' },
         'step-duration': { type: 'string' },
@@ -173,10 +182,7 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         help: { type: 'boolean', short: 'h' }
       }
     })
-    if (values.help) {
-      io.stdout.write(USAGE)
-      return 0
-    }
+    if (values.help) return { kind: 'help' }
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <scenario>' : `one scenario expected, got: ${positionals.join(' ')}`)
     scenarioArg = positionals[0]
     if (scenarioArg === 'agent') {
@@ -189,14 +195,17 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         throw new UsageError(`--join "${values.join}" is not a URL`)
       }
       if (join.protocol !== 'http:') throw new UsageError(`--join must be an http:// URL, got ${join.protocol}`)
-      // the agent's own failures are reported by runAgent, not as usage errors
-      return await runAgent({
-        join: join.href,
-        workers: num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism(),
-        out: values.out,
-        log: (line) => io.stderr.write(line + '\n'),
-        signal: io.signal
-      })
+      return {
+        kind: 'agent',
+        agent: {
+          join: join.href,
+          workers: num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism(),
+          out: values.out,
+          joinWait: (values['join-wait'] === undefined ? 120 : parseDuration(values['join-wait'])) * 1000,
+          log: (line) => io.stderr.write(line + '\n'),
+          signal: io.signal
+        }
+      }
     }
     if (values.join) throw new UsageError('--join is for agents: npm run loadtest -- agent --join <coordinator-url>')
     if (!values.url) throw new UsageError('missing --url <base>')
@@ -254,11 +263,11 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     const agents = num('agents', values.agents, { min: 1, max: 1000, integer: true })
     if (agents !== undefined && !values.listen) throw new UsageError('--agents needs --listen <host:port> for the agents to join')
     if (agents === undefined && values.listen) throw new UsageError('--listen is for a coordinator: add --agents <n>')
-    const driver = agents === undefined
+    coordinator = agents === undefined ? undefined : { agents, ...parseListen(values.listen as string) }
+    const driver = coordinator === undefined
       ? undefined
       : coordinatorDriver({
-        agents,
-        ...parseListen(values.listen as string),
+        ...coordinator,
         joinTimeout: (values['agent-wait'] === undefined ? 300 : parseDuration(values['agent-wait'])) * 1000,
         lostAfter: (num('agent-timeout', values['agent-timeout'], { min: 0.5 }) ?? 10) * 1000
       })
@@ -294,6 +303,14 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
       signal: io.signal,
       log: (line) => io.stderr.write(line + '\n')
     }
+  }
+  return { kind: 'run', opts, knee, frontendUrl, backendUrl, coordinator }
+}
+
+export async function main (argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let cmd: Command
+  try {
+    cmd = await parseCommand(argv, io)
   } catch (err) {
     const e = err as Error & { code?: string }
     const usage = err instanceof UsageError || err instanceof ThresholdError || err instanceof ScenarioError ||
@@ -303,6 +320,13 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     return 2
   }
 
+  if (cmd.kind === 'help') {
+    io.stdout.write(USAGE)
+    return 0
+  }
+  // an agent's own failures are reported by runAgent, with its exit code
+  if (cmd.kind === 'agent') return runAgent(cmd.agent)
+  const { opts, knee, frontendUrl, backendUrl } = cmd
   let outcome
   try {
     outcome = knee ? await runKneeSearch({ ...opts, knee, frontendUrl, backendUrl }) : await runLoadTest(opts)
