@@ -24,8 +24,10 @@ export interface AgentOptions {
   out?: string
   log: (line: string) => void
   signal?: AbortSignal
-  /** stop after the coordinator cannot be reached for this long, ms */
+  /** stop after the coordinator cannot be reached for this long during the run, ms */
   giveUpAfter?: number
+  /** keep trying this long while the coordinator is not up yet (pods start in any order), ms */
+  joinWait?: number
 }
 
 /** What an agent measured on its own: its requests add up, over the agents, to the coordinator's total. */
@@ -96,9 +98,27 @@ export async function runAgent (o: AgentOptions): Promise<number> {
   }
 }
 
+/** Is it worth trying again: the coordinator is not listening (yet), or its name does not resolve (yet)? */
+function notUpYet (err: unknown): boolean {
+  const cause = (err as Error & { cause?: { code?: string } }).cause
+  return (err as Error).name === 'TimeoutError' || ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'EHOSTUNREACH'].includes(cause?.code ?? '')
+}
+
 async function agentSession (o: AgentOptions, base: string, host: string, pool: WorkerPool): Promise<number> {
   const log = o.log
-  const offset = await clockOffset(base)
+  const deadline = epochNow() + (o.joinWait ?? 120_000)
+  let offset: number | undefined
+  let said = false
+  while (offset === undefined) {
+    try {
+      offset = await clockOffset(base)
+    } catch (err) {
+      if (!notUpYet(err) || epochNow() > deadline || o.signal?.aborted) throw new Error(`cannot reach the coordinator at ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`)
+      if (!said) log(`the coordinator at ${base} is not up yet: trying again for ${Math.round((deadline - epochNow()) / 1000)} s`)
+      said = true
+      await new Promise(resolve => setTimeout(resolve, 1000))
+    }
+  }
   const joined = await call<JoinAccepted | Refusal>(base, '/v1/join', { method: 'POST', body: { protocol: PROTOCOL, version: VERSION, host, workers: pool.size } })
   if (joined.status !== 200) {
     const r = joined.body as Refusal

@@ -2,6 +2,7 @@
 // users need, from what this run measured. The model is deliberately simple
 // and printed with its assumptions, so an engineer can check it rather than
 // trust it.
+import type { KneeResult } from './knee.js'
 import type { Summary } from './report-json.js'
 
 export interface Tier { cache: number, frontend: number, backend: number }
@@ -160,6 +161,93 @@ export function planCapacity (s: Summary, o: CapacityOptions): CapacityPlan {
       'per-node figures are the busiest healthy stage (≤ 1% errors) of this run: a lower bound of capacity unless the run saturated the tier, so counts err on the high side',
       `the tested tier had ${o.tier.cache} cache, ${o.tier.frontend} frontend, ${o.tier.backend} backend instance(s) (--tier)`,
       'on one machine the load generator competes with the tier for CPU: figures from a separate load machine are more accurate',
+      'Postgres and Redis are not sized here'
+    ]
+  }
+}
+
+export interface KneePlanOptions extends Omit<CapacityOptions, 'frontendRps' | 'backendRps'> {
+  /** the search through the tier (--url) */
+  site: KneeResult
+  /** straight at one frontend (--frontend-url) */
+  frontend?: KneeResult | null
+  /** straight at one backend's write API (--backend-url) */
+  backend?: KneeResult | null
+}
+
+function kneeBasis (k: KneeResult, what: string): string {
+  const broke = k.brokeAt ? `; ${k.brokeAt.rate} req/s broke: ${k.brokeAt.reasons.join('; ')}` : `; nothing broke up to ${k.steps.at(-1)?.rate ?? '?'} req/s, so this is a lower bound (raise --max-rate)`
+  return `knee ${what}: ${k.lastPassingRate} req/s held (${k.thresholds.join(', ')})${broke}`
+}
+
+/**
+ * The plan from measured knees: each role's per-node capacity is the last
+ * rate that held when the search pushed that role (or the tier in front of
+ * it) past its limit, not what a run that never saturated anything happened
+ * to reach.
+ */
+export function planFromKnees (o: KneePlanOptions): CapacityPlan {
+  const R = o.users / o.thinkTime
+  const site = o.site
+  const K = site.lastPassingRate
+  const behindCache = site.hitRatio !== null
+  const originShare = site.originShare ?? 1
+  const writeShare = site.writeShare !== null && site.writeShare > 0 ? site.writeShare : o.scenarioWriteShare
+  const none = (why: string): { perNode: null, basis: string } => ({ perNode: null, basis: why })
+  const noKnee = `the first step (${site.steps[0]?.rate ?? '?'} req/s) already broke: start the search lower (--rate)`
+
+  const cacheCap = K === null
+    ? none(noKnee)
+    : behindCache && o.tier.cache > 0
+      ? { perNode: K / o.tier.cache, basis: `${kneeBasis(site, `through ${o.tier.cache} cache node(s)`)}; if a role behind the caches broke first, their own knee (below) is the tighter limit and the cache count errs high` }
+      : none('not measured: no response carried X-Cache/Cache-Status; search through the cache to size it')
+
+  let feCap: { perNode: number | null, basis: string }
+  if (o.frontend?.lastPassingRate) feCap = { perNode: o.frontend.lastPassingRate, basis: kneeBasis(o.frontend, `straight at one frontend (${o.frontend.url})`) }
+  else if (o.frontend) feCap = none(`the search straight at the frontend (${o.frontend.url}) broke at its first step: start it lower`)
+  else if (K !== null && !behindCache) feCap = { perNode: K / o.tier.frontend, basis: kneeBasis(site, `straight at ${o.tier.frontend} frontend(s)`) }
+  else if (K !== null) feCap = { perNode: (K * originShare) / o.tier.frontend, basis: `lower bound: at the knee through the cache, ${n0(K * originShare)} origin req/s reached ${o.tier.frontend} frontend(s); add --frontend-url for the frontend's own knee` }
+  else feCap = none(noKnee)
+
+  let beCap: { perNode: number | null, basis: string }
+  if (o.backend?.lastPassingRate) beCap = { perNode: o.backend.lastPassingRate, basis: kneeBasis(o.backend, `straight at one backend's write API (${o.backend.url}), writes/s`) }
+  else if (o.backend) beCap = none(`the search straight at the backend (${o.backend.url}) broke at its first step: start it lower`)
+  else if (K !== null && writeShare > 0) beCap = { perNode: (K * writeShare) / o.tier.backend, basis: `lower bound: at the knee through the tier, ${n0(K * writeShare)} writes/s reached ${o.tier.backend} backend(s); add --backend-url for the backend's own knee` }
+  else beCap = none(writeShare === 0 ? 'no writes in this mix: one backend (add one for redundancy)' : noKnee)
+
+  const role = (needed: number, cap: { perNode: number | null, basis: string }, zeroIsOne = false): RoleCount => ({
+    neededRps: r2(needed),
+    perNodeRps: cap.perNode === null ? null : r2(cap.perNode),
+    instances: zeroIsOne && needed === 0 ? 1 : count(needed, cap.perNode, o.headroom),
+    basis: cap.basis
+  })
+  return {
+    users: o.users,
+    thinkTime: o.thinkTime,
+    headroom: o.headroom,
+    tier: o.tier,
+    requestRate: r2(R),
+    hitRatio: site.hitRatio,
+    originShare: r2(originShare),
+    writeShare: Math.round(writeShare * 10000) / 10000,
+    cache: role(R, cacheCap),
+    frontend: role(R * originShare, feCap, true),
+    backend: role(R * writeShare, beCap, true),
+    model: [
+      `request rate R = users / think time = ${o.users} / ${o.thinkTime} s = ${r2(R)} req/s`,
+      'per-node capacity of a role = the last rate that held over a whole step of the knee search (--knee thresholds, and at least the target rate delivered)',
+      'caches    = ceil(R / (knee through the tier / caches tested × headroom))',
+      `frontends = ceil(R × origin share / (frontend knee × headroom)); origin share = ${r2(originShare)}, measured at the last passing step`,
+      `backends  = ceil(R × write share / (backend knee × headroom)); write share = ${(writeShare * 100).toFixed(2)}%`,
+      `headroom  = ${o.headroom}: instances run at most at ${Math.round(o.headroom * 100)}% of their knee`
+    ],
+    assumptions: [
+      `each concurrent user sends one request (page view or form post) every ${o.thinkTime} s, in this scenario's mix`,
+      'throughput grows linearly with instances behind an even load balancer, each instance on a machine like the one tested',
+      'the hit ratio and write share at scale equal those measured at the last passing step (caches warm: run `npm run warm` first)',
+      'a knee found through the whole tier is the limit of whichever role broke first: the per-role searches (--frontend-url, --backend-url) separate them',
+      `the tested tier had ${o.tier.cache} cache, ${o.tier.frontend} frontend, ${o.tier.backend} backend instance(s) (--tier)`,
+      'the generators must not be the bottleneck: a step that could not deliver its rate counts as broken, so check the generators\' CPU (or add --workers, agents)',
       'Postgres and Redis are not sized here'
     ]
   }

@@ -7,11 +7,13 @@
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
-import { runAgent } from './agent.js'
+import { runAgent, type AgentOptions } from './agent.js'
 import { parseTier } from './capacity.js'
 import { coordinatorDriver } from './coordinator.js'
 import { renderTable } from './report-table.js'
 import { runLoadTest, type RunOptions } from './run.js'
+import { checkKneeThresholds, type KneeSearchOptions } from './knee.js'
+import { runKneeSearch } from './knee-run.js'
 import { BUILTIN_SCENARIOS, loadScenario, ScenarioError } from './scenarios.js'
 import { parseThreshold, ThresholdError } from './thresholds.js'
 
@@ -48,6 +50,16 @@ options:
   --agent-wait <time>   how long to wait for every agent to join (default 5m)
   --agent-timeout <s>   an agent silent this long is lost (default 10); the report says what it did not send
   --join <url>          (agent) the coordinator's URL
+  --join-wait <time>    (agent) how long to keep trying while the coordinator is not up yet (default 2m)
+  --knee <expr>         search for the knee instead of one run: the open-model rate starts at --rate and
+                        rises by --rate-step each --step-duration until a step breaks one of these
+                        (judged over the whole step, like --threshold without {…}); repeatable
+  --rate-step <n|xF>    knee: add n req/s per step, or multiply by F ("x1.5") (default: add --rate)
+  --step-duration <t>   knee: length of each step (default 10s)
+  --max-rate <r>        knee: stop there if nothing broke (default 20 × --rate);
+                        --connections carry the rate (knee default: max-rate / 5, 20..2000)
+  --frontend-url <url>  knee: search straight at one frontend too (its own knee, for the plan)
+  --backend-url <url>   knee: search straight at one backend's write API too (writes only)
   --plan-users <n>      capacity plan: instances of cache, frontend, backend for n concurrent users
   --think-time <s>      seconds between two requests of one user (default 10)
   --tier <spec>         instances in the tested tier (default cache=1,frontend=1,backend=1)
@@ -107,10 +119,31 @@ export function parseListen (spec: string): { host: string, port: number } {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port }
 }
 
-export async function main (argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  let opts: RunOptions
-  let scenarioArg: string
+function httpUrl (flag: string, v: string): string {
+  let u: URL
   try {
+    u = new URL(v)
+  } catch {
+    throw new UsageError(`--${flag} "${v}" is not a URL`)
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--${flag} must be http(s), got ${u.protocol}`)
+  return u.toString()
+}
+
+/** What a command line asks for; parseCommand throws a usage error (UsageError, ThresholdError, ScenarioError, ERR_PARSE_ARGS) otherwise. */
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'agent', agent: AgentOptions }
+  | { kind: 'run', opts: RunOptions, knee?: KneeSearchOptions, frontendUrl?: string, backendUrl?: string, coordinator?: { agents: number, host: string, port: number } }
+
+export async function parseCommand (argv: string[], io: Io): Promise<Command> {
+  let opts: RunOptions
+  let knee: KneeSearchOptions | undefined
+  let frontendUrl: string | undefined
+  let backendUrl: string | undefined
+  let coordinator: { agents: number, host: string, port: number } | undefined
+  let scenarioArg: string
+  {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
@@ -138,14 +171,18 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         'agent-wait': { type: 'string' },
         'agent-timeout': { type: 'string' },
         join: { type: 'string' },
+        'join-wait': { type: 'string' },
+        knee: { type: 'string', multiple: true },
+        'rate-step': { type: 'string' },
+        'step-duration': { type: 'string' },
+        'max-rate': { type: 'string' },
+        'frontend-url': { type: 'string' },
+        'backend-url': { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
     })
-    if (values.help) {
-      io.stdout.write(USAGE)
-      return 0
-    }
+    if (values.help) return { kind: 'help' }
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <scenario>' : `one scenario expected, got: ${positionals.join(' ')}`)
     scenarioArg = positionals[0]
     if (scenarioArg === 'agent') {
@@ -158,14 +195,17 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
         throw new UsageError(`--join "${values.join}" is not a URL`)
       }
       if (join.protocol !== 'http:') throw new UsageError(`--join must be an http:// URL, got ${join.protocol}`)
-      // the agent's own failures are reported by runAgent, not as usage errors
-      return await runAgent({
-        join: join.href,
-        workers: num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism(),
-        out: values.out,
-        log: (line) => io.stderr.write(line + '\n'),
-        signal: io.signal
-      })
+      return {
+        kind: 'agent',
+        agent: {
+          join: join.href,
+          workers: num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism(),
+          out: values.out,
+          joinWait: (values['join-wait'] === undefined ? 120 : parseDuration(values['join-wait'])) * 1000,
+          log: (line) => io.stderr.write(line + '\n'),
+          signal: io.signal
+        }
+      }
     }
     if (values.join) throw new UsageError('--join is for agents: npm run loadtest -- agent --join <coordinator-url>')
     if (!values.url) throw new UsageError('missing --url <base>')
@@ -185,16 +225,49 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     const pool = model === 'open' ? connections ?? Math.min(500, Math.max(10, Math.ceil(target / 10))) : target
     const users = num('plan-users', values['plan-users'], { min: 1, integer: true })
     const thresholds = (values.threshold ?? []).map(parseThreshold)
+    if (values.knee) {
+      const kneeThresholds = values.knee.map(parseThreshold)
+      checkKneeThresholds(kneeThresholds)
+      if (thresholds.length > 0) throw new UsageError('a knee search breaks its thresholds on purpose: name them with --knee, not --threshold')
+      if (values.duration !== undefined) throw new UsageError('a knee search lasts its steps: set --step-duration (and --max-rate), not --duration')
+      if (rate === undefined) throw new UsageError('a knee search needs --rate <r>, the first step\'s rate')
+      const stepSpec = values['rate-step']?.trim()
+      let step: KneeSearchOptions['step'] = { add: rate }
+      if (stepSpec !== undefined) {
+        const m = /^[x×](\d+(?:\.\d+)?)$/.exec(stepSpec)
+        if (m) {
+          if (!(Number(m[1]) > 1)) throw new UsageError(`--rate-step ${stepSpec}: a factor must be above 1`)
+          step = { factor: Number(m[1]) }
+        } else step = { add: num('rate-step', stepSpec, { min: 1 }) as number }
+      }
+      const maxRate = num('max-rate', values['max-rate'], { min: rate }) ?? rate * 20
+      const stepDuration = values['step-duration'] === undefined ? 10 : parseDuration(values['step-duration'])
+      if (!(stepDuration >= 1)) throw new UsageError('--step-duration must be at least 1 s')
+      knee = {
+        start: rate,
+        step,
+        stepDuration,
+        maxRate,
+        thresholds: kneeThresholds,
+        // a connection sends its quota one request after another: at 5 req/s
+        // each, answers up to 200 ms still deliver the rate
+        pool: connections ?? Math.min(2000, Math.max(20, Math.ceil(maxRate / 5)))
+      }
+      if (values['frontend-url']) frontendUrl = httpUrl('frontend-url', values['frontend-url'])
+      if (values['backend-url']) backendUrl = httpUrl('backend-url', values['backend-url'])
+    } else if (values['frontend-url'] || values['backend-url'] || values['rate-step'] || values['step-duration'] || values['max-rate']) {
+      throw new UsageError('--rate-step, --step-duration, --max-rate, --frontend-url and --backend-url belong to a knee search (--knee)')
+    }
     const abortOn = (values['abort-on'] ?? []).map(parseThreshold)
     const workers = num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism()
     const agents = num('agents', values.agents, { min: 1, max: 1000, integer: true })
     if (agents !== undefined && !values.listen) throw new UsageError('--agents needs --listen <host:port> for the agents to join')
     if (agents === undefined && values.listen) throw new UsageError('--listen is for a coordinator: add --agents <n>')
-    const driver = agents === undefined
+    coordinator = agents === undefined ? undefined : { agents, ...parseListen(values.listen as string) }
+    const driver = coordinator === undefined
       ? undefined
       : coordinatorDriver({
-        agents,
-        ...parseListen(values.listen as string),
+        ...coordinator,
         joinTimeout: (values['agent-wait'] === undefined ? 300 : parseDuration(values['agent-wait'])) * 1000,
         lostAfter: (num('agent-timeout', values['agent-timeout'], { min: 0.5 }) ?? 10) * 1000
       })
@@ -209,7 +282,8 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
       // a ramp of a few seconds still gets several steps in a short run
       step: num('step', values.step, { min: 0.05 }) ?? Math.min(1, Math.max(0.25, duration / 50)),
       seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,
-      timeout: num('timeout', values.timeout, { min: 0.1 }) ?? 10,
+      // autocannon's own floor
+      timeout: num('timeout', values.timeout, { min: 1 }) ?? 10,
       thresholds,
       abortOn,
       workers,
@@ -229,6 +303,14 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
       signal: io.signal,
       log: (line) => io.stderr.write(line + '\n')
     }
+  }
+  return { kind: 'run', opts, knee, frontendUrl, backendUrl, coordinator }
+}
+
+export async function main (argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let cmd: Command
+  try {
+    cmd = await parseCommand(argv, io)
   } catch (err) {
     const e = err as Error & { code?: string }
     const usage = err instanceof UsageError || err instanceof ThresholdError || err instanceof ScenarioError ||
@@ -238,9 +320,16 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     return 2
   }
 
+  if (cmd.kind === 'help') {
+    io.stdout.write(USAGE)
+    return 0
+  }
+  // an agent's own failures are reported by runAgent, with its exit code
+  if (cmd.kind === 'agent') return runAgent(cmd.agent)
+  const { opts, knee, frontendUrl, backendUrl } = cmd
   let outcome
   try {
-    outcome = await runLoadTest(opts)
+    outcome = knee ? await runKneeSearch({ ...opts, knee, frontendUrl, backendUrl }) : await runLoadTest(opts)
   } catch (err) {
     io.stderr.write(`error: ${(err as Error).message}\n`)
     return 1
@@ -248,6 +337,15 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
   const { summary, files } = outcome
   io.stdout.write('\n' + renderTable(summary))
   for (const f of files) io.stderr.write(`wrote ${f}\n`)
+  if (summary.knee) {
+    // the search stops itself at the knee: that is its result, not a failure
+    const unmeasured = [summary.knee.site, summary.knee.frontend, summary.knee.backend].filter(k => k !== null && k.lastPassingRate === null)
+    if (unmeasured.length > 0) {
+      io.stderr.write(`no knee measured at ${unmeasured.map(k => k!.url).join(', ')}: the first step already broke; start lower (--rate)\n`)
+      return 1
+    }
+    return summary.aborted && !summary.abortedBy ? 130 : 0
+  }
   const lost = summary.agents.filter(a => a.lost)
   if (lost.length > 0) {
     io.stderr.write(`agent(s) lost: ${lost.map(a => `${a.id} (${a.host}) at ${a.lost!.at} s, ${(a.lost!.missedShare * 100).toFixed(1)}% of the planned load not sent`).join('; ')}\n`)

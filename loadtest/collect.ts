@@ -252,9 +252,12 @@ export class Collector {
     for (const [name, g] of this.stages) {
       const tm = this.stageTimings.find(s => s.name === name)
       const planned = this.#plan.find(s => s.name === name)
-      // a stage still running (live thresholds) counts up to now
-      const end = tm ? Math.max(tm.end, Math.min(duration, planned ? planned.start + planned.duration : tm.end)) : 0
-      stageStats.set(name, g.stats(tm ? Math.max(0, Math.min(end, duration) - tm.start) : 0))
+      // a stage still running (live thresholds), or whose timing has not
+      // arrived yet, counts on the planned clock up to now
+      const start = tm?.start ?? planned?.start ?? 0
+      const plannedEnd = planned ? planned.start + planned.duration : start
+      const end = Math.min(duration, Math.max(tm?.end ?? start, Math.min(duration, plannedEnd)))
+      stageStats.set(name, g.stats(tm || planned ? Math.max(0, end - start) : 0))
     }
     return {
       total: this.total.stats(duration),

@@ -48,6 +48,8 @@ export interface PlotOptions {
   id: string
   title: string
   xMax: number
+  /** x tick labels (default: seconds) */
+  xFormat?: (v: number) => string
   series: Series[]
   bands: Band[]
   yFormat: (v: number) => string
@@ -104,7 +106,7 @@ export function linePlot (o: PlotOptions): string {
   for (const v of niceTicks(0, xMax, 10)) {
     if (v > xMax) continue
     const x = xs(v)
-    parts.push(`<line x1="${f(x)}" x2="${f(x)}" y1="${m.t + ph}" y2="${m.t + ph + 4}" class="axis"/><text x="${f(x)}" y="${m.t + ph + 17}" text-anchor="middle" class="tick">${esc(v)}s</text>`)
+    parts.push(`<line x1="${f(x)}" x2="${f(x)}" y1="${m.t + ph}" y2="${m.t + ph + 4}" class="axis"/><text x="${f(x)}" y="${m.t + ph + 17}" text-anchor="middle" class="tick">${esc(o.xFormat ? o.xFormat(v) : `${v}s`)}</text>`)
   }
   parts.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${m.t + ph}" y2="${m.t + ph}" class="axis"/><line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${m.t + ph}" class="axis"/>`)
   // series, clipped to the plot area (the max may exceed a scale set on p99)
@@ -143,7 +145,7 @@ export function linePlot (o: PlotOptions): string {
     if (s.points.length <= 400 && !s.dash) {
       for (const [x, v] of s.points) {
         if (v === null || !Number.isFinite(v)) continue
-        parts.push(`<circle cx="${f(xs(x))}" cy="${f(ys(v, axis))}" r="2.2" fill="${s.color}"><title>${esc(s.name)} at ${x.toFixed(1)} s: ${esc((axis === 'left' ? o.yFormat : (o.rightFormat ?? String))(v))}</title></circle>`)
+        parts.push(`<circle cx="${f(xs(x))}" cy="${f(ys(v, axis))}" r="2.2" fill="${s.color}"><title>${esc(s.name)} at ${esc(o.xFormat ? o.xFormat(x) : `${x.toFixed(1)} s`)}: ${esc((axis === 'left' ? o.yFormat : (o.rightFormat ?? String))(v))}</title></circle>`)
       }
     }
   }
@@ -308,6 +310,7 @@ ${s.endpoints.map(e => `<tr><td><code>${esc(e.endpoint)}</code></td><td class="n
 <table style="max-width:360px"><thead><tr><th>status</th><th class="num">responses</th><th class="num">share</th></tr></thead><tbody>${statusRows || '<tr><td colspan="3">no responses</td></tr>'}
 ${t.transportErrors > 0 ? `<tr><td>transport errors</td><td class="num">${fmtInt(t.transportErrors)}</td><td class="num">${fmtInt(t.timeouts)} timeouts</td></tr>` : ''}</tbody></table>
 <p class="small">Cache: HIT ${fmtInt(t.cache.hit)} · STALE ${fmtInt(t.cache.stale)} · MISS ${fmtInt(t.cache.miss)} · PASS ${fmtInt(t.cache.pass)} · no header ${fmtInt(t.cache.none)} · collapsed ${fmtInt(t.cache.collapsed)} · ${esc(fmtBytes(t.bytes))} read.</p>
+${kneeHtml(s)}
 ${agentsHtml(s)}
 ${s.capacity ? capacityHtml(s) : ''}
 <footer>
@@ -336,6 +339,36 @@ function targetPoints (s: Summary, pick: (st: { connections: number, rate: numbe
     if (lastStep) pts.push([st.end, pick(lastStep)])
   }
   return pts
+}
+
+function kneeHtml (s: Summary): string {
+  if (!s.knee) return ''
+  const parts: string[] = ['<h2>Knee</h2>']
+  const roles = [['through the tier', 'site', s.knee.site], ['straight at a frontend', 'frontend', s.knee.frontend], ['straight at a backend (writes)', 'backend', s.knee.backend]] as const
+  for (const [label, id, k] of roles) {
+    if (!k) continue
+    const xMax = Math.max(...k.steps.map(x => x.rate), 1) * 1.05
+    const pass = k.lastPassingRate
+    const plot = linePlot({
+      id: `plot-knee-${id}`,
+      title: `Knee ${label}: achieved rate and p99 by target rate`,
+      xMax,
+      xFormat: v => `${fmtRps(v)}/s`,
+      bands: pass === null ? [] : [{ start: 0, end: pass, name: `held up to ${fmtRps(pass)} req/s` }],
+      yFormat: v => fmtRps(v),
+      rightFormat: v => `${fmtMs(v)} ms`,
+      rightLabel: 'p99 (ms)',
+      series: [
+        { name: 'target', color: '#6b7280', dash: '6 4', width: 1.5, points: k.steps.map(x => [x.rate, x.rate]) },
+        { name: 'achieved req/s', color: '#2f5bd3', points: k.steps.map(x => [x.rate, x.achieved]) },
+        { name: 'p99', color: '#d9480f', axis: 'right', points: k.steps.map(x => [x.rate, x.p99]) }
+      ]
+    })
+    parts.push(`<p><b>${esc(label)}</b>: <code>${esc(k.url)}</code> · ${k.thresholds.map(x => `<code>${esc(x)}</code>`).join(' ')} over each step, and at least ${Math.round(k.minAchieved * 100)}% of the target delivered. ${pass === null ? '<b class="bad">No step held: start lower.</b>' : `Last passing rate <b>${fmtInt(pass)} req/s</b>${k.brokeAt ? `; ${fmtInt(k.brokeAt.rate)} req/s broke: ${esc(k.brokeAt.reasons.join('; '))}` : ' (nothing broke up to the maximum: a lower bound)'}.`}</p>`)
+    parts.push(`<div class="panel">${plot}</div>`)
+    parts.push(`<table><thead><tr><th class="num">target req/s</th><th class="num">achieved</th><th class="num">req</th><th class="num">p50</th><th class="num">p99</th><th class="num">errors</th><th>step</th></tr></thead><tbody>${k.steps.map(x => `<tr><td class="num">${fmtInt(x.rate)}</td><td class="num">${fmtRps(x.achieved)}</td><td class="num">${fmtInt(x.requests)}</td><td class="num">${fmtMs(x.p50)}</td><td class="num">${fmtMs(x.p99)}</td><td class="num">${fmtPct(x.errorRate, 2)}</td><td class="${x.pass ? 'ok' : 'bad'}">${x.pass ? '✓ held' : `✗ ${esc(x.failed.join('; '))}`}</td></tr>`).join('')}</tbody></table>`)
+  }
+  return parts.join('\n')
 }
 
 function agentsHtml (s: Summary): string {

@@ -109,6 +109,28 @@ export const AgentSummarySchema = Type.Object({
   }))
 })
 
+export const KneeResultSchema = Type.Object({
+  url: Type.String(),
+  thresholds: Type.Array(Type.String()),
+  minAchieved: Type.Number({ minimum: 0, maximum: 1 }),
+  steps: Type.Array(Type.Object({
+    stage: Type.String(),
+    rate: Type.Number({ minimum: 0, description: 'target req/s' }),
+    achieved: Type.Number({ minimum: 0 }),
+    requests: Count,
+    p50: Ms,
+    p99: Ms,
+    errorRate: Type.Number({ minimum: 0, maximum: 1 }),
+    pass: Type.Boolean(),
+    failed: Type.Array(Type.String())
+  })),
+  lastPassingRate: Nullable(Type.Number({ minimum: 0 })),
+  brokeAt: Nullable(Type.Object({ rate: Type.Number(), reasons: Type.Array(Type.String()) })),
+  hitRatio: Ratio,
+  originShare: Ratio,
+  writeShare: Ratio
+})
+
 const RoleCount = Type.Object({
   instances: Nullable(Type.Integer({ minimum: 1 })),
   perNodeRps: Nullable(Type.Number({ minimum: 0 })),
@@ -157,6 +179,11 @@ export const SummarySchema = Type.Object({
   timeline: Type.Array(SecondSchema),
   thresholds: Type.Array(ThresholdResultSchema),
   capacity: Nullable(CapacitySchema),
+  knee: Nullable(Type.Object({
+    site: KneeResultSchema,
+    frontend: Nullable(KneeResultSchema),
+    backend: Nullable(KneeResultSchema)
+  }, { description: 'a knee search (--knee): the curve and the last passing rate, per role searched' })),
   pass: Type.Boolean()
 }, { $id: SCHEMA_ID })
 
@@ -269,6 +296,7 @@ export function buildSummary (i: SummaryInput): Summary {
     timeline,
     thresholds: [],
     capacity: null,
+    knee: null,
     pass: true
   }
 }

@@ -83,6 +83,20 @@ export function renderTable (s: Summary): string {
       out.push(`  ${th.pass ? '✓ pass' : '✗ FAIL'}  ${th.expr.padEnd(28)} actual ${formatThresholdValue(th.metric as ThresholdMetric, th.actual)}${th.note ? ` (${th.note})` : ''}`)
     }
   }
+  if (s.knee) {
+    for (const [role, k] of [['through the tier', s.knee.site], ['straight at a frontend', s.knee.frontend], ['straight at a backend (writes)', s.knee.backend]] as const) {
+      if (!k) continue
+      out.push('')
+      out.push(`knee ${role}: ${k.url} (${k.thresholds.join(', ')}, and ≥ ${Math.round(k.minAchieved * 100)}% of each target delivered)`)
+      out.push(textTable([
+        ['target req/s', 'achieved', 'req', 'p50', 'p99', 'errors', 'step'],
+        ...k.steps.map(x => [fmtInt(x.rate), fmtRps(x.achieved), fmtInt(x.requests), fmtMs(x.p50), fmtMs(x.p99), fmtPct(x.errorRate, 2), x.pass ? '✓ held' : `✗ ${x.failed.join('; ')}`])
+      ], ['r', 'r', 'r', 'r', 'r', 'r', 'l'], '  '))
+      out.push(k.lastPassingRate === null
+        ? '  no step held: start lower (--rate)'
+        : `  last passing rate ${fmtInt(k.lastPassingRate)} req/s${k.brokeAt ? `, broke at ${fmtInt(k.brokeAt.rate)} req/s` : ' (nothing broke up to the maximum: a lower bound)'}`)
+    }
+  }
   if (s.capacity) {
     const p = s.capacity
     out.push('')
@@ -99,6 +113,7 @@ export function renderTable (s: Summary): string {
     for (const a of p.assumptions) out.push(`    - ${a}`)
   }
   out.push('')
-  out.push(s.pass ? 'result: PASS' : `result: FAIL (${s.thresholds.filter(x => !x.pass).map(x => x.expr).join(', ')})`)
+  if (s.knee) out.push(s.pass ? `result: knee found (${fmtInt(s.knee.site.lastPassingRate ?? 0)} req/s through the tier)` : 'result: no knee measured (the first step broke)')
+  else out.push(s.pass ? 'result: PASS' : `result: FAIL (${s.thresholds.filter(x => !x.pass).map(x => x.expr).join(', ')})`)
   return out.join('\n') + '\n'
 }

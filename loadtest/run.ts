@@ -42,6 +42,8 @@ export interface RunOptions {
   api?: Target
   /** a ready-made schedule instead of the scenario's stages (the knee search's staircase) */
   plan?: PlannedStage[]
+  /** the pages to request instead of reading the sitemap at `url` (a backend has none) */
+  pages?: string[]
   /** called on each sealed second after the abort thresholds; a non-null answer stops the run */
   liveCheck?: (c: Collector, e: TimelineEntry) => { expr: string, actual: number | null } | null
   out?: string
@@ -57,13 +59,14 @@ export interface RunOutcome {
   plan: PlannedStage[]
   files: string[]
   collector: Collector
+  /** the pages requested, most popular first */
+  pages: string[]
 }
 
 export async function runLoadTest (o: RunOptions): Promise<RunOutcome> {
   const log = o.log ?? (() => {})
   const plan = o.plan ?? planSchedule(o.scenario.stages, { duration: o.duration, model: o.model, target: o.target, pool: o.pool, step: o.step })
-  const sitemap = await loadSitemap(o.url)
-  const pages = rankPages(sitemap)
+  const pages = o.pages ?? rankPages(await loadSitemap(o.url))
   const target = o.api ?? 'site'
   const runId = (o.seed >>> 0).toString(36) + '-' + Date.now().toString(36)
   // fails here, with its reason, rather than in every generator thread
@@ -136,5 +139,5 @@ export async function runLoadTest (o: RunOptions): Promise<RunOutcome> {
     files.push(await writeSummaryJson(o.out, summary))
     files.push(await writeHtmlReport(o.out, summary))
   }
-  return { summary, plan, files, collector }
+  return { summary, plan, files, collector, pages }
 }

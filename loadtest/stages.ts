@@ -213,16 +213,15 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
       if (part === null) await sleep(remaining * 1000, o.signal)
       else if (step.rate === null) await runInstance(remaining, part.connections, null, o)
       else {
+        let chunkStart = begun
         for (const c of rateChunks(remaining, step.rate)) {
           if (o.signal?.aborted) break
           const rate = splitAmount(c.rate, o.slices)
-          // autocannon hands each connection a quota per second from its own
-          // start, and one more if it is still running when the last second
-          // ticks over: cap the instance at its arrivals, and wait out the
-          // rest of the step (the last quota goes out at the start of its second)
-          if (rate > 0) await runInstance(c.duration, Math.min(part.connections, rate), rate, o, rate * Math.max(1, Math.floor(c.duration + 1e-9)))
+          if (rate > 0) await runRate(c.duration, Math.min(part.connections, rate), rate, o)
+          // the instance is done once its last quota is answered: the next chunk keeps to the clock
+          chunkStart += c.duration * 1000
+          await sleep(chunkStart - now(), o.signal)
         }
-        await sleep(at(step.start + step.duration) - now(), o.signal)
       }
       o.onStep?.(step, (begun - o.startAt) / 1000, (now() - o.startAt) / 1000)
     }
@@ -244,7 +243,33 @@ export function rateChunks (duration: number, rate: number): Array<{ duration: n
   return chunks
 }
 
-function runInstance (duration: number, connections: number, rate: number | null, o: RunSliceOptions, maxRequests?: number): Promise<void> {
+/**
+ * `rate` requests per second over `connections`, for `duration` seconds
+ * (whole seconds, or one sub-second remainder carrying its share of a
+ * second's quota). autocannon hands each connection a quota per second from
+ * its own start, and one more if it is still running when the last second
+ * ticks over; and its `overallRate` splits the rate unevenly between
+ * connections while a request cap would be split evenly. So: two instances
+ * side by side, `rate % connections` connections at q+1 req/s and the rest
+ * at q, each connection capped at its own quota × seconds. The arrivals are
+ * then exactly rate × seconds, and the step's remainder is waited out by
+ * the caller (the last quota goes out at the start of its second).
+ */
+function runRate (duration: number, connections: number, rate: number, o: RunSliceOptions): Promise<void> {
+  const seconds = Math.max(1, Math.floor(duration + 1e-9))
+  // Every connection stops by itself after its last quota is answered: the
+  // instance's own end only matters when answers are late, and then it must
+  // not cut the last second's answers short (nor reach a quota more)
+  if (duration >= 1) duration = seconds + 0.9
+  const q = Math.floor(rate / connections)
+  const rem = rate % connections
+  const runs: Array<Promise<void>> = []
+  if (rem > 0) runs.push(runInstance(duration, rem, null, o, { connectionRate: q + 1, maxConnectionRequests: (q + 1) * seconds }))
+  if (q > 0) runs.push(runInstance(duration, connections - rem, null, o, { connectionRate: q, maxConnectionRequests: q * seconds }))
+  return Promise.all(runs).then(() => {})
+}
+
+function runInstance (duration: number, connections: number, rate: number | null, o: RunSliceOptions, limits?: { connectionRate: number, maxConnectionRequests: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     const opts: autocannon.Options = {
       url: o.url,
@@ -258,7 +283,7 @@ function runInstance (duration: number, connections: number, rate: number | null
       setupClient: (client) => installClientHooks(client as never, o.source, o.recorder)
     }
     if (rate !== null) opts.overallRate = rate
-    if (maxRequests !== undefined) opts.maxOverallRequests = maxRequests
+    if (limits) Object.assign(opts, limits)
     let instance: autocannon.Instance
     const onAbort = (): void => { instance?.stop() }
     instance = autocannon(opts, (err) => {

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { PROTOCOL, VERSION, type Assignment } from '../../loadtest/protocol.js'
 import { planSchedule } from '../../loadtest/stages.js'
 import type { Summary } from '../../loadtest/report-json.js'
+import { freePort } from '../../common/free-port.js'
 import { startCli, stop } from './cli-process.js'
 import { startFakeSite } from './fake-site.js'
 
@@ -130,4 +131,18 @@ t.test('the coordinator stops the run when an agent refuses it, naming the agent
   t.equal((await post(`/v1/agents/${joined.agentId}/refuse`, { error: 'scenario', message: 'unknown action "teleport"' })).status, 204)
   t.equal(await coordinator.exited, 1)
   t.match(coordinator.stderr, /error: agent-1 \(odd-box\) refused the run: scenario: unknown action "teleport"/)
+})
+
+t.test('an agent started before its coordinator (pods start in any order) waits for it and joins', async t => {
+  const site = await startFakeSite()
+  t.teardown(() => site.close())
+  const port = await freePort()
+  const agent = startCli(['agent', '--join', `http://127.0.0.1:${port}`, '--workers', '1', '--join-wait', '60s'])
+  t.teardown(() => stop(agent))
+  await agent.waitFor(/the coordinator at http:\/\/127\.0\.0\.1:\d+\/ is not up yet: trying again/)
+  const coordinator = startCli(['browse', '--url', site.url, '--agents', '1', '--listen', `127.0.0.1:${port}`, '--duration', '2', '--connections', '2'])
+  t.teardown(() => stop(coordinator))
+  t.same(await Promise.all([coordinator.exited, agent.exited]), [0, 0], coordinator.stderr + agent.stderr)
+  t.match(coordinator.stderr, /agent-1 joined from/)
+  t.match(coordinator.stdout, /result: PASS/)
 })

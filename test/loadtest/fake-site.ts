@@ -17,6 +17,14 @@ export interface FakeSiteOptions {
   tutorials?: number
   /** extra latency per request, ms */
   delayMs?: number
+  /**
+   * A site that falls over above a known rate: once two whole seconds in a
+   * row (of its own clock) brought more than `rate` requests, every answer
+   * takes `slowMs` longer, for good (a tier past its knee, queues full).
+   */
+  capacity?: { rate: number, slowMs: number }
+  /** paths that never answer (timeouts) */
+  hangPaths?: string[]
 }
 
 export interface FakeSite {
@@ -30,6 +38,10 @@ export interface FakeSite {
   bodies: string[]
   /** rejected posts with the reason */
   rejected: string[]
+  /** accepted JSON writes to the backend API (/v1/…), by route */
+  apiWrites: Map<string, number>
+  /** when it fell over (capacity), ms since it started; null while it holds */
+  degradedAt: () => number | null
   close: () => Promise<void>
 }
 
@@ -79,7 +91,28 @@ export async function startFakeSite (o: FakeSiteOptions = {}): Promise<FakeSite>
   const posts = new Map<string, number>()
   const bodies: string[] = []
   const rejected: string[] = []
+  const apiWrites = new Map<string, number>()
+  const idempotencyKeys = new Set<string>()
   let origin = ''
+  const born = performance.now()
+  // arrivals per whole second of the site's clock, for `capacity`
+  let bin = -1
+  let binCount = 0
+  let overInARow = 0
+  let degradedAt: number | null = null
+  const arrive = (): void => {
+    if (!o.capacity || degradedAt !== null) return
+    const now = performance.now() - born
+    const b = Math.floor(now / 1000)
+    if (b !== bin) {
+      // bins without a single arrival are under any rate
+      overInARow = bin >= 0 && b === bin + 1 && binCount > o.capacity.rate ? overInARow + 1 : 0
+      if (overInARow >= 2) degradedAt = now
+      bin = b
+      binCount = 0
+    }
+    binCount++
+  }
 
   const sitemap = '<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' +
     // listed out of popularity order on purpose: the tool ranks them
@@ -89,7 +122,10 @@ export async function startFakeSite (o: FakeSiteOptions = {}): Promise<FakeSite>
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0]
+    if (path !== '/sitemap.xml') arrive()
+    if (o.hangPaths?.includes(path)) return
     if (o.delayMs) await new Promise(r => setTimeout(r, o.delayMs))
+    if (degradedAt !== null && o.capacity) await new Promise(r => setTimeout(r, o.capacity!.slowMs))
     if (req.method === 'GET' && path === '/sitemap.xml') {
       res.writeHead(200, { 'content-type': 'application/xml' }).end(sitemap)
       return
@@ -108,6 +144,26 @@ export async function startFakeSite (o: FakeSiteOptions = {}): Promise<FakeSite>
         headers.age = hit ? '1' : '0'
       }
       res.writeHead(200, headers).end(`<!doctype html><title>${path}</title><h1>${path}</h1><p>${'lorem ipsum '.repeat(40)}</p>`)
+      return
+    }
+    if (req.method === 'POST' && path.startsWith('/v1/')) {
+      // the backend's write API (design §7): JSON, an Idempotency-Key, 201
+      const body = await readBody(req)
+      const route = path.slice(4)
+      let doc: Record<string, unknown> | null = null
+      try { doc = JSON.parse(body) as Record<string, unknown> } catch { /* below */ }
+      const key = String(req.headers['idempotency-key'] ?? '')
+      const need: Record<string, string[]> = { comments: ['news', 'author', 'body'], events: ['organizer', 'email', 'school', 'country', 'city', 'expectedParticipants', 'eventDate'], completions: ['tutorial', 'name', 'country'] }
+      const fields = need[route]
+      const problem = !fields ? 'no route' : req.headers['content-type'] !== 'application/json' ? 'not JSON' : !doc ? 'bad JSON' : !key ? 'no Idempotency-Key' : idempotencyKeys.has(key) ? 'replayed key' : fields.find(f => doc![f] === undefined || doc![f] === '') ?? Object.keys(doc).find(k => !fields.includes(k)) ?? (route === 'events' && typeof doc.expectedParticipants !== 'number' ? 'expectedParticipants not a number' : null)
+      if (problem) {
+        rejected.push(`${path}: ${problem}`)
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'validation', message: problem }))
+        return
+      }
+      idempotencyKeys.add(key)
+      apiWrites.set(route, (apiWrites.get(route) ?? 0) + 1)
+      res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ id: apiWrites.get(route) }))
       return
     }
     if (req.method === 'POST') {
@@ -147,6 +203,8 @@ export async function startFakeSite (o: FakeSiteOptions = {}): Promise<FakeSite>
     posts,
     bodies,
     rejected,
+    apiWrites,
+    degradedAt: () => degradedAt,
     close: () => new Promise<void>(resolve => {
       server.closeAllConnections()
       server.close(() => resolve())

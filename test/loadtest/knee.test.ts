@@ -1,0 +1,99 @@
+// The knee search against sites that fall over above a rate we chose: the
+// knee found must be that rate's step, and the plan must be computed from it.
+import t from 'tap'
+import { readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Value } from '@sinclair/typebox/value'
+import { kneeRates, staircase, checkKneeThresholds } from '../../loadtest/knee.js'
+import { runKneeSearch } from '../../loadtest/knee-run.js'
+import { loadScenario } from '../../loadtest/scenarios.js'
+import { parseThreshold } from '../../loadtest/thresholds.js'
+import { SummarySchema, type Summary } from '../../loadtest/report-json.js'
+import { renderTable } from '../../loadtest/report-table.js'
+import { startFakeSite } from './fake-site.js'
+
+const OUT = join(import.meta.dirname, '../../test-output/loadtest/knee')
+
+t.test('the staircase: rates by addition or by a factor, bounded', async t => {
+  t.same(kneeRates({ start: 100, step: { add: 100 }, maxRate: 450 }), [100, 200, 300, 400])
+  t.same(kneeRates({ start: 25, step: { factor: 2 }, maxRate: 200 }), [25, 50, 100, 200])
+  t.equal(kneeRates({ start: 1, step: { add: 1 }, maxRate: 1e9 }).length, 60, 'at most 60 steps')
+  const plan = staircase({ start: 10, step: { add: 10 }, maxRate: 30, stepDuration: 5, thresholds: [], pool: 15 })
+  t.same(plan.map(s => [s.name, s.start, s.duration, s.steps[0].rate, s.steps[0].connections]), [['rate-10', 0, 5, 10, 10], ['rate-20', 5, 5, 20, 15], ['rate-30', 10, 5, 30, 15]])
+  t.throws(() => checkKneeThresholds([parseThreshold('p99{endpoint=/}<100')]), /judged over each whole step/)
+  t.throws(() => checkKneeThresholds([]), /at least one --knee/)
+})
+
+t.test('the knee found is the step above the rate where the site falls over; the plan comes from it, per role', async t => {
+  // through the tier: holds 140 req/s; a frontend holds 70; a backend's write API 35.
+  // Past that (two whole seconds over the rate, so from the third second of a
+  // 4 s step) a second is added to every answer: far above the p99 limit, and far
+  // above what a loaded test machine adds on its own to an idle connection's answer
+  const site = await startFakeSite({ capacity: { rate: 140, slowMs: 1000 } })
+  const frontend = await startFakeSite({ capacity: { rate: 70, slowMs: 1000 }, cache: false })
+  const backend = await startFakeSite({ capacity: { rate: 35, slowMs: 1000 } })
+  t.teardown(async () => { await site.close(); await frontend.close(); await backend.close() })
+  const out = join(OUT, 'roles')
+  await rm(out, { recursive: true, force: true })
+  const logs: string[] = []
+  const { summary: s, knees } = await runKneeSearch({
+    scenario: await loadScenario('mixed'),
+    url: site.url,
+    frontendUrl: frontend.url,
+    backendUrl: backend.url,
+    knee: { start: 25, step: { factor: 2 }, maxRate: 400, stepDuration: 4, thresholds: [parseThreshold('p99<500'), parseThreshold('errors<1%')], pool: 20 },
+    seed: 1, timeout: 5, progress: null, workers: 1, out,
+    log: l => logs.push(l),
+    planUsers: { users: 100_000, thinkTime: 10, headroom: 0.7, tier: { cache: 1, frontend: 1, backend: 1 } }
+  })
+  t.same(knees.site.steps.map(x => [x.rate, x.pass]), [[25, true], [50, true], [100, true], [200, false]], `through the tier: ${JSON.stringify(knees.site.steps)}`)
+  t.equal(knees.site.lastPassingRate, 100)
+  t.equal(knees.site.brokeAt?.rate, 200)
+  t.match(knees.site.brokeAt?.reasons.join(' '), /p99<500 \(actual \d+/, 'it broke on the named threshold')
+  t.ok(site.degradedAt() !== null, 'the site did fall over')
+  t.ok(knees.site.steps.filter(x => x.pass).every(x => Math.abs(x.achieved - x.rate) <= x.rate * 0.1), 'the passing steps delivered their rate')
+  t.notOk([...site.gets.keys()].length === 0)
+  t.same(knees.frontend?.steps.map(x => [x.rate, x.pass]), [[25, true], [50, true], [100, false]], 'straight at the frontend')
+  t.equal(knees.frontend?.lastPassingRate, 50)
+  t.same(knees.backend?.steps.map(x => [x.rate, x.pass]), [[25, true], [50, false]], 'straight at the backend')
+  t.equal(knees.backend?.lastPassingRate, 25)
+  t.ok([...backend.apiWrites.values()].reduce((a, b) => a + b, 0) > 50, 'the backend search sent writes to the JSON API')
+  t.same(backend.rejected, [], 'every API write was valid, with its own Idempotency-Key')
+  t.equal(backend.gets.size, 0, 'and no page reads')
+
+  const p = s.capacity!
+  const R = 100_000 / 10
+  t.equal(p.cache.perNodeRps, 100, 'a cache node takes the tier\'s knee')
+  t.equal(p.cache.instances, Math.ceil(R / (100 * 0.7)))
+  t.match(p.cache.basis, /knee through 1 cache node\(s\): 100 req\/s held/)
+  t.equal(p.frontend.perNodeRps, 50, 'a frontend takes its own knee')
+  t.equal(p.frontend.instances, Math.ceil((R * knees.site.originShare!) / (50 * 0.7)))
+  t.equal(p.backend.perNodeRps, 25)
+  t.equal(p.backend.instances, Math.ceil((R * knees.site.writeShare!) / (25 * 0.7)))
+  t.ok(p.writeShare > 0.05 && p.writeShare < 0.15, `write share measured at the last passing step (${p.writeShare})`)
+
+  const doc = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as Summary
+  t.same([...Value.Errors(SummarySchema, doc)].slice(0, 3).map(e => `${e.path}: ${e.message}`), [])
+  t.equal(doc.knee?.site.lastPassingRate, 100)
+  const html = await readFile(join(out, 'report.html'), 'utf8')
+  t.match(html, /id="plot-knee-site"/, 'the report shows the curve')
+  t.match(html, /Last passing rate <b>100 req\/s<\/b>/)
+  t.match(html, /id="plot-knee-frontend"/)
+  const table = renderTable(s)
+  t.match(table, /knee through the tier: .*\n(.*\n){2}\s+25\s+[\d.]+/, 'the table lists the steps')
+  t.match(table, /last passing rate 100 req\/s, broke at 200 req\/s/)
+  t.match(logs.join('\n'), /knee at http:\/\/127\.0\.0\.1:\d+: 100 req\/s held, 200 req\/s broke/)
+})
+
+t.test('a site that never breaks within the range: the last rate is a lower bound', async t => {
+  const site = await startFakeSite()
+  t.teardown(() => site.close())
+  const { knees } = await runKneeSearch({
+    scenario: await loadScenario('browse'), url: site.url,
+    knee: { start: 20, step: { add: 20 }, maxRate: 40, stepDuration: 2, thresholds: [parseThreshold('p99<5000')], pool: 4 },
+    seed: 1, timeout: 5, progress: null, workers: 1
+  })
+  t.same(knees.site.steps.map(x => x.pass), [true, true])
+  t.equal(knees.site.lastPassingRate, 40)
+  t.equal(knees.site.brokeAt, null)
+})
