@@ -46,7 +46,7 @@ t.test('an agent killed mid-run is reported with the share of load it did not se
   t.teardown(() => site.close())
   const out = join(OUT, 'lost')
   await rm(out, { recursive: true, force: true })
-  const coordinator = startCli(['browse', '--url', site.url, '--duration', '8', '--connections', '3', '--agents', '3', '--listen', '127.0.0.1:0', '--agent-timeout', '1.5', '--out', out])
+  const coordinator = startCli(['browse', '--url', site.url, '--duration', '8', '--connections', '3', '--agents', '3', '--listen', '127.0.0.1:0', '--agent-timeout', '3', '--out', out])
   t.teardown(() => stop(coordinator))
   const [, url] = await coordinator.waitFor(/coordinator listening on (http:\/\/127\.0\.0\.1:\d+)/)
   const agents = [0, 1, 2].map(() => startCli(['agent', '--join', url, '--workers', '1']))
