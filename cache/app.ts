@@ -61,12 +61,13 @@ export function buildApp (deps: CacheDeps): CacheApp {
   const logger = deps.logger ?? silentLogger
   let onEvict = (): void => {}
   let onReject = (): void => {}
-  // Below ~64 MB of evictions V8 would not collect the dead bodies by itself (reclaim.ts).
+  // Below ~64 MB of evictions (or objects refused admission, which die the
+  // same way once served) V8 would not collect the dead bodies by itself (reclaim.ts).
   const reclaimer = new Reclaimer({ thresholdBytes: Math.min(32 * 1024 * 1024, Math.max(2 * 1024 * 1024, config.CACHE_MAX_BYTES / 4)) })
   // CACHE_MAX_BYTES bounds everything the cache keeps per key (design §2.7):
   // a thirty-second of it for hit-for-miss markers, the rest for objects.
   const markerBytes = Math.max(64 * 1024, Math.floor(config.CACHE_MAX_BYTES / 32))
-  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) }, onReject: () => { onReject() } })
+  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) }, onReject: (o) => { onReject(); reclaimer.evicted(o.size) } })
   const coalescer = new Coalescer({
     maxMarkerBytes: markerBytes,
     maxWaiters: config.CACHE_COALESCE_MAX_WAITERS,
