@@ -264,6 +264,8 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
     if (agents !== undefined && !values.listen) throw new UsageError('--agents needs --listen <host:port> for the agents to join')
     if (agents === undefined && values.listen) throw new UsageError('--listen is for a coordinator: add --agents <n>')
     coordinator = agents === undefined ? undefined : { agents, ...parseListen(values.listen as string) }
+    // agents run one plan each, then exit: the per-role searches would wait for agents that are gone
+    if (coordinator && (frontendUrl || backendUrl)) throw new UsageError('--frontend-url and --backend-url searches run from one machine: drop --agents, or search each role in its own distributed run')
     const driver = coordinator === undefined
       ? undefined
       : coordinatorDriver({

@@ -29,7 +29,11 @@ interface AutocannonClient {
   conn: unknown
   getRequestBuffer: () => Buffer
   on: (event: string, listener: (...args: any[]) => void) => unknown
+  pipelinedRequests?: { addBody?: (data: Buffer) => void }
+  requestIterator?: { resetContext?: () => void }
 }
+
+const nothing = (): void => {}
 
 interface Sent { meta: RequestMeta, conn: unknown }
 
@@ -37,6 +41,12 @@ export function installClientHooks (client: AutocannonClient, source: RequestSou
   if (typeof client.getRequestBuffer !== 'function' || typeof client.on !== 'function') {
     throw new Error('autocannon client internals changed (getRequestBuffer): loadtest/client-hooks.ts needs updating')
   }
+  // Work autocannon does per response for features this tool does not use:
+  // decoding each body into a string (for verifyBody / expectBody /
+  // onResponse) and deep-cloning a per-request context (for setupRequest).
+  // A 50 KB page would be decoded 50 KB at a time, on every response.
+  if (client.pipelinedRequests?.addBody) client.pipelinedRequests.addBody = nothing
+  if (client.requestIterator?.resetContext) client.requestIterator.resetContext = nothing
   // pipelining is 1: at most one request in flight per connection
   let cur: Sent | null = null
   let prev: Sent | null = null

@@ -213,8 +213,10 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
       if (part === null) await sleep(remaining * 1000, o.signal)
       else if (step.rate === null) await runInstance(remaining, part.connections, null, o)
       else {
-        let chunkStart = begun
-        for (const c of rateChunks(remaining, step.rate)) {
+        // the arrivals of the planned step, even when it began a little late:
+        // chunks keep to the planned clock
+        let chunkStart = at(step.start)
+        for (const c of rateChunks(step.duration, step.rate)) {
           if (o.signal?.aborted) break
           const rate = splitAmount(c.rate, o.slices)
           if (rate > 0) await runRate(c.duration, Math.min(part.connections, rate), rate, o)

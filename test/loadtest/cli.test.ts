@@ -2,7 +2,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { parseDuration } from '../../loadtest/cli.js'
+import { parseCommand, parseDuration } from '../../loadtest/cli.js'
 import { startFakeSite } from './fake-site.js'
 
 const ROOT = join(import.meta.dirname, '../..')
@@ -78,4 +78,36 @@ t.test('a site that cannot be reached exits 1 with a reason', async t => {
   const r = await cli(['browse', '--url', 'http://127.0.0.1:9', '--duration', '1'])
   t.equal(r.code, 1)
   t.match(r.stderr, /error: cannot read the sitemap at http:\/\/127\.0\.0\.1:9\/sitemap\.xml/)
+})
+
+t.test('distributed, agent and knee flags: refused when they do not fit together', async t => {
+  const io = { stdout: process.stdout, stderr: process.stderr }
+  const url = ['browse', '--url', 'http://127.0.0.1:9']
+  const cases: Array<[string[], RegExp]> = [
+    [[...url, '--agents', '2'], /--agents needs --listen/],
+    [[...url, '--listen', '127.0.0.1:7700'], /--listen is for a coordinator/],
+    [[...url, '--agents', '2', '--listen', 'nowhere'], /bad --listen "nowhere"/],
+    [['agent'], /an agent needs --join/],
+    [['agent', '--join', 'http://127.0.0.1:7700', '--url', 'http://x'], /an agent takes its URL and plan from the coordinator/],
+    [['agent', '--join', 'ftp://127.0.0.1:7700'], /--join must be an http:\/\/ URL/],
+    [[...url, '--join', 'http://127.0.0.1:7700'], /--join is for agents/],
+    [[...url, '--knee', 'p99<250'], /a knee search needs --rate/],
+    [[...url, '--knee', 'p99<250', '--rate', '10', '--threshold', 'errors<1%'], /breaks its thresholds on purpose/],
+    [[...url, '--knee', 'p99<250', '--rate', '10', '--duration', '30'], /set --step-duration/],
+    [[...url, '--knee', 'p99{endpoint=/}<250', '--rate', '10'], /judged over each whole step/],
+    [[...url, '--knee', 'p99<250', '--rate', '10', '--rate-step', 'x0.5'], /a factor must be above 1/],
+    [[...url, '--rate-step', '10'], /belong to a knee search/],
+    [[...url, '--knee', 'p99<250', '--rate', '10', '--frontend-url', 'http://127.0.0.1:3000', '--agents', '2', '--listen', '127.0.0.1:0'], /searches run from one machine/],
+    [[...url, '--workers', '0'], /--workers must be >= 1/],
+    [[...url, '--timeout', '0.5'], /--timeout must be >= 1/]
+  ]
+  for (const [args, message] of cases) await t.rejects(parseCommand(args, io), message, args.join(' '))
+  const ok = await parseCommand([...url, '--knee', 'p99<250', '--rate', '50', '--rate-step', 'x1.5', '--max-rate', '400'], io)
+  t.equal(ok.kind, 'run')
+  if (ok.kind === 'run') {
+    t.same(ok.knee?.step, { factor: 1.5 })
+    t.equal(ok.knee?.pool, 80, 'connections for the knee: max-rate / 5')
+  }
+  const agent = await parseCommand(['agent', '--join', 'http://127.0.0.1:7700', '--workers', '3'], io)
+  t.same(agent.kind === 'agent' ? [agent.agent.join, agent.agent.workers] : null, ['http://127.0.0.1:7700/', 3])
 })
