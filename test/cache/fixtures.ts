@@ -140,6 +140,26 @@ export function rawExchange (url: string, text: string): Promise<string> {
   })
 }
 
+/**
+ * Writes raw bytes and collects until the cache closes the connection or
+ * `waitMs` passes (for answers that keep it open); `closed` says which.
+ */
+export function rawExchangeFor (url: string, text: string, waitMs: number): Promise<{ data: string, closed: boolean }> {
+  const port = Number(new URL(url).port)
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text))
+    let data = ''
+    let closed = false
+    socket.setEncoding('latin1')
+    const done = () => { clearTimeout(timer); socket.destroy(); resolve({ data, closed }) }
+    const timer = setTimeout(done, waitMs)
+    socket.on('data', (d: string) => { data += d })
+    socket.on('end', () => { closed = true })
+    socket.on('close', done)
+    socket.on('error', done)
+  })
+}
+
 /** The final status code and body of a raw answer (after any 1xx interim responses). */
 export function finalAnswer (raw: string): { status: number, head: string, body: string } {
   let rest = raw

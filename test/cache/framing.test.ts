@@ -7,28 +7,14 @@
 import t from 'tap'
 import http from 'node:http'
 import net from 'node:net'
-import { startOrigin, startCache, closeAgent, rawExchange, page } from './fixtures.js'
+import { startOrigin, startCache, closeAgent, rawExchange, rawExchangeFor, page } from './fixtures.js'
 
 t.teardown(closeAgent)
 
 const statusLines = (s: string) => (s.match(/HTTP\/1\.1 \d{3}/g) ?? []).map((l) => Number(l.slice(9)))
 
 /** Writes `text` and collects until the cache closes or `waitMs` passes (for answers that keep the connection open). */
-function exchange (url: string, text: string, waitMs = 2000): Promise<{ data: string, closed: boolean }> {
-  const port = Number(new URL(url).port)
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(text))
-    let data = ''
-    let closed = false
-    socket.setEncoding('latin1')
-    const done = () => { clearTimeout(timer); socket.destroy(); resolve({ data, closed }) }
-    const timer = setTimeout(done, waitMs)
-    socket.on('data', (d: string) => { data += d })
-    socket.on('end', () => { closed = true })
-    socket.on('close', done)
-    socket.on('error', done)
-  })
-}
+const exchange = (url: string, text: string, waitMs = 2000) => rawExchangeFor(url, text, waitMs)
 
 t.test('issue 10: Transfer-Encoding hidden behind 2,000 empty fields is refused (431) and smuggles nothing', async (t) => {
   const origin = await startOrigin((req, res) => {

@@ -5,21 +5,13 @@
  */
 import t from 'tap'
 import net from 'node:net'
-import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
+import { startOrigin, startCache, send, closeAgent, rawExchangeFor } from './fixtures.js'
 
 t.teardown(closeAgent)
 
 /** Writes `text` and collects until the cache closes the connection (every vector here ends with a close), or `waitMs` passes. */
-function raw (port: number, text: string, waitMs = 5000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(text))
-    let data = ''
-    const done = () => { clearTimeout(timer); socket.destroy(); resolve(data) }
-    const timer = setTimeout(done, waitMs)
-    socket.on('data', (d) => { data += d })
-    socket.on('close', done)
-    socket.on('error', done)
-  })
+async function raw (port: number, text: string, waitMs = 5000): Promise<string> {
+  return (await rawExchangeFor(`http://127.0.0.1:${port}`, text, waitMs)).data
 }
 
 const statusLines = (s: string) => s.match(/HTTP\/1\.1 \d{3}/g) ?? []
