@@ -18,7 +18,7 @@ export interface ApplyDeps {
 /** Marks an object stale now without dropping it (soft purge): stale windows still apply. */
 function markStale (o: CachedObject, now: number): void {
   if (o.freshUntil > now) o.freshUntil = now
-  o.headsSecond = -1 // the ttl in Cache-Status changed
+  o.heads.second = -1 // the ttl in Cache-Status changed
 }
 
 /**
@@ -61,6 +61,7 @@ export function applyEvent (deps: ApplyDeps, event: BusEvent): number {
   const soft = event.kind !== 'ban' && event.soft === true
   for (const key of keys) {
     if (soft) {
+      if (store.soften !== undefined) { store.soften(key, now); continue }
       const o = store.get(key)
       if (o) markStale(o, now)
     } else {
