@@ -8,7 +8,7 @@
  */
 import cluster from 'node:cluster'
 import os from 'node:os'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { ConfigError, loadConfigOrExit } from '../common/config.js'
@@ -75,6 +75,21 @@ async function runSingle (config: CacheConfig, logger: Logger, bus: Bus, shared?
   if (typeof process.send === 'function') process.on('disconnect', () => { void stop('disconnect') })
 }
 
+/**
+ * Where the shared store goes by default: memory (/dev/shm) when it has room
+ * for the store's map, else the temporary directory. A full tmpfs would kill
+ * a worker writing into its map (SIGBUS), and containers often get a 64 MB
+ * /dev/shm: there, mount a memory volume and set CACHE_STORE_DIR (deploy/).
+ */
+function storeParent (maxBytes: number): string {
+  const need = 2 * maxBytes + 64 * 1024 * 1024
+  try {
+    const s = statfsSync('/dev/shm')
+    if (s.bavail * s.bsize >= need) return '/dev/shm'
+  } catch { /* no /dev/shm */ }
+  return os.tmpdir()
+}
+
 async function runPrimary (config: CacheConfig, logger: Logger, workers: number): Promise<void> {
   const bus: Bus = config.REDIS_URL ? new RedisRootBus(config.REDIS_URL, config.REDIS_PREFIX, logger) : createBus({})
   const relay = relayBus(bus)
@@ -82,8 +97,12 @@ async function runPrimary (config: CacheConfig, logger: Logger, workers: number)
   // The store every worker opens: emptied now (a store left by a crashed node
   // may hold pages invalidated while it was down), removed at exit when it is ours.
   const own = config.CACHE_STORE_DIR === ''
-  const dir = own ? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'flashcrowd-cache-')) : config.CACHE_STORE_DIR
-  if (!own) { rmSync(dir, { recursive: true, force: true }); mkdirSync(dir, { recursive: true }) }
+  const dir = own ? mkdtempSync(join(storeParent(config.CACHE_MAX_BYTES), 'flashcrowd-cache-')) : config.CACHE_STORE_DIR
+  if (!own) {
+    // Emptied, not removed: the directory may be a mount point (a memory volume).
+    mkdirSync(dir, { recursive: true })
+    for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true })
+  }
   let closing = false
   let listened = false
   const fork = () => {
