@@ -113,7 +113,8 @@ function policyRequest (info: FetchInfo, responseHeaders: Record<string, string>
  */
 function store (e: Engine, o: CachedObject, fetchStarted: number): 'invalidated-in-flight' | 'not-admitted' | null {
   if (e.log.invalidatedSince(fetchStarted, o, e.clock.now())) return 'invalidated-in-flight'
-  if (!e.store.put(o)) return 'not-admitted'
+  let invalidated = false
+  if (!e.store.put(o, { since: fetchStarted, onInvalidated: () => { invalidated = true } })) return invalidated ? 'invalidated-in-flight' : 'not-admitted'
   e.metrics.counters.stored++
   return null
 }

@@ -33,6 +33,8 @@ import { varyNamesOf } from './store.js'
 import { FrequencySketch } from './admission.js'
 import type { PolicyClass } from './freshness.js'
 import { policy } from './policy.js'
+import { matcherFor } from './invalidation.js'
+import type { BusEvent } from '../common/bus.js'
 
 export interface SharedStoreOptions {
   /** Directory of the LMDB environment (the node's primary creates it; every worker opens it). */
@@ -63,7 +65,10 @@ function shortId (s: string): string {
   return s.length <= MAX_PLAIN_KEY ? s : '#' + createHash('sha256').update(s).digest('base64url')
 }
 
-function seqKey (seq: number): string { return 'q' + seq.toString(16).padStart(14, '0') }
+function hex (n: number, digits: number): string { return Math.max(0, Math.floor(n)).toString(16).padStart(digits, '0') }
+function seqKey (seq: number): string { return 'q' + hex(seq, 14) }
+/** How long invalidations are remembered for in-flight fetches (the InvalidationLog's window, ban.ts). */
+const INVALIDATION_KEEP_MS = 120_000
 
 const EMPTY = Buffer.alloc(0)
 /** Between the parts of an index key (a NUL would be read by LMDB's key encoding as an array separator). */
@@ -197,8 +202,10 @@ export class SharedStore implements CacheStore {
     const record = this.#encode(o, Math.random())
     const sketch = this.#sketch
     let rejected = false
+    let invalidated = false
     const evicted: Array<{ key: string, size: number }> = []
     this.#env.transactionSync(() => {
+      if (options?.since !== undefined && this.#invalidatedSince(options.since, o)) { invalidated = true; return }
       const old = this.#objects.getBinaryFast(id) !== undefined
       let bytes = (this.#index.get('b') as number | undefined) ?? 0
       if (old) bytes -= this.#remove(id)
@@ -234,9 +241,27 @@ export class SharedStore implements CacheStore {
       this.#index.putSync('b', bytes + o.size)
     })
     for (const v of evicted) this.#o.onEvict?.(v)
+    if (invalidated) { options?.onInvalidated?.(); return false }
     if (rejected) { this.#o.onReject?.(o); return false }
     this.#memo.delete(id)
     return true
+  }
+
+  /** Whether an invalidation noted by any worker at or after `since` matches `o` (inside the put's transaction). */
+  #invalidatedSince (since: number, o: CachedObject): boolean {
+    for (const { value } of this.#index.getRange({ start: 'i' + hex(since, 12), end: 'j' })) {
+      const [at, event] = value as [number, BusEvent]
+      if (matcherFor(event, at)?.(o) === true) return true
+    }
+    // Older than the notes reach back: a fetch that long is not trusted either (ban.ts keeps the same window).
+    return Date.now() - since > INVALIDATION_KEEP_MS
+  }
+
+  noteInvalidation (at: number, event: BusEvent): void {
+    this.#env.transactionSync(() => {
+      for (const key of this.#index.getKeys({ start: 'i', end: 'i' + hex(at - INVALIDATION_KEEP_MS, 12) })) this.#index.removeSync(key)
+      this.#index.putSync('i' + hex(at, 12) + hex(Math.floor(Math.random() * 0xffffffff), 8), [at, event])
+    })
   }
 
   /** Removes a record and its index entries inside a write transaction; returns its size (0 when absent). */

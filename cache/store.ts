@@ -7,6 +7,7 @@
 import { LRUCache } from 'lru-cache'
 import type CachePolicy from 'http-cache-semantics'
 import { FrequencySketch } from './admission.js'
+import type { BusEvent } from '../common/bus.js'
 
 /** Content codings a stored body is kept in; chosen per request by `compress.ts`. */
 export type Encoding = 'identity' | 'gzip' | 'br'
@@ -74,8 +75,15 @@ export interface CachedObject {
 }
 
 export interface PutOptions {
-  /** Insert without the admission test (an object a sibling worker already admitted, share.ts). */
+  /** Insert without the admission test. */
   skipAdmission?: boolean
+  /**
+   * Shared stores: when the object's fetch started. An invalidation another
+   * worker noted since then that matches it keeps it out (`onInvalidated`),
+   * checked in the same transaction as the insert.
+   */
+  since?: number
+  onInvalidated?: () => void
 }
 
 export interface CacheStore {
@@ -101,6 +109,8 @@ export interface CacheStore {
   /** Drops objects past their last usable moment (app.ts); absent: the app scans values(). */
   sweep? (now: number): number
   close? (): Promise<void>
+  /** Shared stores: remembers an invalidation for the fetches other workers have in flight (PutOptions.since). */
+  noteInvalidation? (at: number, event: BusEvent): void
 }
 
 export interface MemoryStoreOptions {

@@ -148,3 +148,22 @@ t.test('two processes: a put in one is a read in the other at its next request',
   a.delete('h/p')
   t.equal(await ask('h/p'), null, 'a delete is seen at once')
 })
+
+t.test('an invalidation noted by one worker keeps out a sibling fetch that started before it', async (t) => {
+  const [a, b] = stores(t, 1024 * 1024)
+  const now = Date.now()
+  a.noteInvalidation(now, { kind: 'url', path: 'h/page' })
+  let invalidated = 0
+  const early = { ...obj('h/page', 500), fetchStarted: now - 10 }
+  t.notOk(b.put(early, { since: early.fetchStarted, onInvalidated: () => { invalidated++ } }), 'fetched before the purge: not stored')
+  t.equal(invalidated, 1)
+  t.equal(b.get('h/page'), undefined)
+  t.ok(b.put(obj('h/other', 500), { since: now - 10 }), 'another URL is not concerned')
+  const late = { ...obj('h/page', 500), fetchStarted: now + 5 }
+  t.ok(b.put(late, { since: late.fetchStarted }), 'fetched after the purge: stored')
+  a.noteInvalidation(now + 10, { kind: 'keys', keys: ['news'] })
+  t.notOk(b.put({ ...obj('h/tagged', 500, { tags: ['news'] }), fetchStarted: now }, { since: now }), 'tag invalidation')
+  a.noteInvalidation(now + 20, { kind: 'ban', pattern: '^h/b' })
+  t.notOk(b.put({ ...obj('h/banned', 500), fetchStarted: now + 15 }, { since: now + 15 }), 'ban')
+  t.ok(b.put({ ...obj('h/banned', 500), fetchStarted: now + 25 }, { since: now + 25 }), 'a fetch started after the ban is stored')
+})
