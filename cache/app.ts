@@ -45,7 +45,7 @@ export interface CacheDeps {
    * Several workers on one node: the directory of the store they all open
    * (shared-store.ts) and the node-wide fetch lock (node-lock.ts).
    */
-  shared?: { path: string, lock: NodeLock }
+  shared?: { path: string, lock: NodeLock, workers: number }
 }
 
 export interface CacheApp {
@@ -71,10 +71,22 @@ export function buildApp (deps: CacheDeps): CacheApp {
   // a thirty-second of it for hit-for-miss markers, the rest for objects.
   const markerBytes = Math.max(64 * 1024, Math.floor(config.CACHE_MAX_BYTES / 32))
   const Policy = policyClassFor(clock)
-  // Several workers: one store for all of them. Its bodies live outside the
-  // JavaScript heap, so nothing is left for the reclaimer.
+  // Several workers: one store for all of them (shared-store.ts).
   const store: CacheStore = deps.store ?? (deps.shared !== undefined
-    ? new SharedStore({ path: deps.shared.path, maxBytes: config.CACHE_MAX_BYTES - markerBytes, Policy, onEvict: () => { onEvict() }, onReject: () => { onReject() } })
+    ? new SharedStore({
+      path: deps.shared.path,
+      // A ninth of the budget, split between the workers, holds each one's
+      // hot pages decoded (shared-store.ts memo); the store gets the rest, so
+      // the two together stay within CACHE_MAX_BYTES.
+      maxBytes: Math.floor((config.CACHE_MAX_BYTES - markerBytes) * 8 / 9),
+      memoBytes: Math.floor((config.CACHE_MAX_BYTES - markerBytes) / 9 / deps.shared.workers),
+      Policy,
+      onEvict: () => { onEvict() },
+      onReject: () => { onReject() },
+      // Copies read for cold objects and fetched objects once stored die in
+      // this worker's heap: the reclaimer collects them (reclaim.ts).
+      onGarbage: (bytes) => { reclaimer.evicted(bytes) }
+    })
     : new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) }, onReject: (o) => { onReject(); reclaimer.evicted(o.size) } }))
   const coalescer = new Coalescer({
     maxMarkerBytes: markerBytes,

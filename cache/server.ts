@@ -155,7 +155,7 @@ async function main (): Promise<void> {
   }
   const logger = createLogger(config.LOG_LEVEL)
   if (cluster.isWorker) {
-    await runSingle(config, logger, new IpcBus(process), { path: config.CACHE_STORE_DIR, lock: ipcNodeLock({ timeoutMs: config.CACHE_COALESCE_TIMEOUT_MS }) })
+    await runSingle(config, logger, new IpcBus(process), { path: config.CACHE_STORE_DIR, lock: ipcNodeLock({ timeoutMs: config.CACHE_COALESCE_TIMEOUT_MS }), workers: workerCount(config) })
     return
   }
   const workers = workerCount(config)

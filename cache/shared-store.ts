@@ -47,12 +47,20 @@ export interface SharedStoreOptions {
   sketchSeed?: number
   /** How often this worker's reads reorder the eviction queue (ms). */
   touchIntervalMs?: number
+  /**
+   * Bytes of recently read objects this worker keeps decoded, bodies
+   * included, so a hit on a hot page copies and allocates nothing (counted
+   * against the node's budget by app.ts). Default 1 MB.
+   */
+  memoBytes?: number
+  /** Bytes this worker allocated and dropped (read copies, stored objects): app.ts hands them to the reclaimer. */
+  onGarbage?: (bytes: number) => void
 }
 
 /** Stored fields of an object (everything but bodies and the per-process parts). */
 type Meta = Omit<CachedObject, 'policy' | 'heads' | 'bodies' | 'fetchSequence' | 'sketchHash'> & { policy: object }
 
-interface Memo { version: number, object: CachedObject }
+interface Memo { version: number, object: CachedObject, bodies: CachedObject['bodies'], bytes: number }
 
 /** [id, size, dropAt] in the eviction queue. */
 type QueueEntry = [string, number, number]
@@ -95,8 +103,13 @@ export class SharedStore implements CacheStore {
     this.#index = this.#env.openDB<unknown, string>({ name: 'index', compression: false, cache: false })
     this.#sketch = options.admission === false ? undefined : new FrequencySketch({ expectedItems: options.maxBytes / 2048, seed: options.sketchSeed })
     this.#maxSize = Math.max(1, options.maxBytes - (this.#sketch?.bytes ?? 0))
-    // Decoded fields of recently read objects; small next to the bodies.
-    this.#memo = new LRUCache<string, Memo>({ max: 10_000 })
+    // Recently read objects, decoded, with a copy of their bodies: the hot
+    // pages of a flash crowd are served from here without a copy per hit.
+    this.#memo = new LRUCache<string, Memo>({
+      maxSize: Math.max(64 * 1024, options.memoBytes ?? 1024 * 1024),
+      sizeCalculation: (m) => m.bytes,
+      dispose: (m) => { options.onGarbage?.(m.bytes) }
+    })
     this.#timer = setInterval(() => { this.flushTouches() }, options.touchIntervalMs ?? 1000)
     this.#timer.unref()
   }
@@ -120,11 +133,21 @@ export class SharedStore implements CacheStore {
     const version = buf.readDoubleLE(0)
     let memo = this.#memo.get(id)
     if (memo === undefined || memo.version !== version) {
-      memo = { version, object: this.#decode(buf) }
-      this.#memo.set(id, memo)
+      memo = this.#memoize(buf, version)
+      if (memo.object.key !== key) return undefined // a hash collision of two long keys
+      // Objects larger than the memo can hold are still served (a copy each time).
+      if (memo.bytes <= this.#memo.maxSize) this.#memo.set(id, memo)
+      else this.#o.onGarbage?.(memo.bytes)
     }
-    if (memo.object.key !== key) return undefined // a hash collision of two long keys
-    // The record's bytes are only valid until the next read: copy the bodies out.
+    if (memo.object.key !== key) return undefined
+    const view = Object.create(memo.object) as CachedObject
+    view.bodies = memo.bodies
+    return view
+  }
+
+  /** Decodes a record: its fields, and its bodies copied out of the map (a record's bytes are only valid until the next read). */
+  #memoize (buf: Buffer, version: number): Memo {
+    const object = this.#decode(buf)
     const metaLen = buf.readUInt32LE(8)
     let off = HEADER + metaLen
     const bodies: CachedObject['bodies'] = { identity: EMPTY }
@@ -137,9 +160,7 @@ export class SharedStore implements CacheStore {
       bodies[names[i]] = b
       off += lens[i]
     }
-    const view = Object.create(memo.object) as CachedObject
-    view.bodies = bodies
-    return view
+    return { version, object, bodies, bytes: object.size }
   }
 
   #decode (buf: Buffer): CachedObject {
@@ -241,6 +262,8 @@ export class SharedStore implements CacheStore {
       this.#index.putSync('b', bytes + o.size)
     })
     for (const v of evicted) this.#o.onEvict?.(v)
+    // The caller's object and its encoding die once delivered; the store keeps the copy in the map.
+    this.#o.onGarbage?.(o.size + record.length)
     if (invalidated) { options?.onInvalidated?.(); return false }
     if (rejected) { this.#o.onReject?.(o); return false }
     this.#memo.delete(id)
