@@ -33,6 +33,7 @@ import { varyNamesOf } from './store.js'
 import { FrequencySketch } from './admission.js'
 import type { PolicyClass } from './freshness.js'
 import { policy } from './policy.js'
+import { serializeObject, type SharedObject } from './object.js'
 import { matcherFor } from './invalidation.js'
 import type { BusEvent } from '../common/bus.js'
 
@@ -58,7 +59,7 @@ export interface SharedStoreOptions {
 }
 
 /** Stored fields of an object (everything but bodies and the per-process parts). */
-type Meta = Omit<CachedObject, 'policy' | 'heads' | 'bodies' | 'fetchSequence' | 'sketchHash'> & { policy: object }
+type Meta = Omit<SharedObject, 'bodies'>
 
 interface Memo { version: number, object: CachedObject, bodies: CachedObject['bodies'], bytes: number }
 
@@ -178,29 +179,8 @@ export class SharedStore implements CacheStore {
   }
 
   #encode (o: CachedObject, version: number): Buffer {
-    const meta: Meta = {
-      key: o.key,
-      primary: o.primary,
-      host: o.host,
-      url: o.url,
-      status: o.status,
-      headers: o.headers,
-      policy: o.policy.toObject(),
-      compressible: o.compressible,
-      etag: o.etag,
-      lastModified: o.lastModified,
-      tags: o.tags,
-      responseTime: o.responseTime,
-      fetchStarted: o.fetchStarted,
-      initialAge: o.initialAge,
-      freshUntil: o.freshUntil,
-      swrMs: o.swrMs,
-      sieMs: o.sieMs,
-      graceMs: o.graceMs,
-      explicitlyShared: o.explicitlyShared,
-      mustRevalidate: o.mustRevalidate,
-      size: o.size
-    }
+    // The fields as they travel between processes (object.ts), without the bodies, which follow them.
+    const { bodies: _bodies, ...meta } = serializeObject(o)
     const json = Buffer.from(JSON.stringify(meta))
     const { identity, gzip, br } = o.bodies
     const out = Buffer.allocUnsafe(HEADER + json.length + identity.length + (gzip?.length ?? 0) + (br?.length ?? 0))
