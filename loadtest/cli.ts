@@ -284,7 +284,7 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
       // a ramp of a few seconds still gets several steps in a short run
       step: num('step', values.step, { min: 0.05 }) ?? Math.min(1, Math.max(0.25, duration / 50)),
       seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,
-      // autocannon's own floor
+      // a second at least: the timeout sweep looks a few times per timeout
       timeout: num('timeout', values.timeout, { min: 1 }) ?? 10,
       thresholds,
       abortOn,
