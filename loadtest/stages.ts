@@ -119,22 +119,33 @@ function round3 (x: number): number {
 /** This source is slice `index` of `count` at each level (agents, then worker threads). */
 export interface Slice { index: number, count: number }
 
-/** `x` split into `count` near-equal integers, slice by slice: the slices of one level add up to x exactly. */
-export function splitAmount (x: number, slices: readonly Slice[]): number {
+/**
+ * `x` split into `count` near-equal integers, slice by slice: the slices of
+ * one level add up to x exactly and differ by one at most. The remainder
+ * goes to the slices from `turn` on (the step's index): if it always went to
+ * slice 0, over a ramp of many steps the first agent would send noticeably
+ * more than the last (a third more, with 3 agents and a few connections).
+ */
+export function splitAmount (x: number, slices: readonly Slice[], turn = 0): number {
   let v = x
-  for (const s of slices) v = Math.floor(v / s.count) + (s.index < v % s.count ? 1 : 0)
+  for (const s of slices) {
+    const rem = v % s.count
+    const i = (s.index - (turn % s.count) + s.count) % s.count
+    v = Math.floor(v / s.count) + (i < rem ? 1 : 0)
+  }
   return v
 }
 
 /** A slice's part of one step: null when the slice has nothing to send in it. */
-export function sliceStep (step: Pick<PlannedStep, 'connections' | 'rate'>, slices: readonly Slice[]): { connections: number, rate: number | null } | null {
+export function sliceStep (step: Pick<PlannedStep, 'connections' | 'rate'> & { index?: number }, slices: readonly Slice[]): { connections: number, rate: number | null } | null {
+  const turn = step.index ?? 0
   if (step.rate === null) {
-    const c = splitAmount(step.connections, slices)
+    const c = splitAmount(step.connections, slices, turn)
     return c > 0 ? { connections: c, rate: null } : null
   }
-  const rate = splitAmount(step.rate, slices)
+  const rate = splitAmount(step.rate, slices, turn)
   if (rate === 0) return null
-  return { connections: Math.max(1, Math.min(rate, splitAmount(step.connections, slices))), rate }
+  return { connections: Math.max(1, Math.min(rate, splitAmount(step.connections, slices, turn))), rate }
 }
 
 /** The slice's share of the planned load (connection-seconds or requests), 0..1. */
@@ -217,7 +228,7 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
         let chunkStart = at(step.start)
         for (const c of rateChunks(step.duration, step.rate)) {
           if (o.signal?.aborted) break
-          const rate = splitAmount(c.rate, o.slices)
+          const rate = splitAmount(c.rate, o.slices, step.index)
           if (rate > 0) await runRate(c.duration, Math.min(part.connections, rate), rate, o)
           // the instance is done once its last quota is answered: the next chunk keeps to the clock
           chunkStart += c.duration * 1000
