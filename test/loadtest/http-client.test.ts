@@ -236,3 +236,30 @@ http {
   const news = byEndpoint.get('/news')!
   t.ok(news.bytes / news.requests < 1000, `the gzip answer (chunked) is framed by its chunks: ${Math.round(news.bytes / news.requests)} bytes each`)
 })
+
+const haveOpenssl = spawnSync('sh', ['-c', 'command -v openssl'], { stdio: 'ignore' }).status === 0
+
+t.test('https: a self-signed staging certificate, Content-Length and chunked answers', { skip: haveOpenssl ? false : 'openssl is not installed' }, async (t: Test) => {
+  const dir = mkdtempSync(join(tmpdir(), 'flashcrowd-http-client-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' })
+  t.equal(made.status, 0, 'a throwaway certificate')
+  const { readFileSync } = await import('node:fs')
+  const { createServer: createHttpsServer } = await import('node:https')
+  let served = 0
+  const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
+    served++
+    if (req.url === '/news') { res.write('chunk'); res.end('ed') } else res.writeHead(200, { 'content-length': 5 }).end('hello')
+  })
+  const port = await listen(server as unknown as Server)
+  t.teardown(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const url = `https://localhost:${port}/`
+  const startAt = epochNow()
+  const recorder = new Recorder(startAt)
+  await runConnections({ url, connections: 2, duration: 1, timeout: 5, source: browse(url, ['/', '/news']), recorder })
+  const { all, byEndpoint } = totals(recorder, startAt)
+  t.ok(all.requests > 20, `${all.requests} answers over TLS`)
+  t.ok(served - all.requests >= 0 && served - all.requests <= 2)
+  t.equal(all.transportErrors, 0)
+  t.ok(byEndpoint.get('/news')!.requests > 0 && byEndpoint.get('/')!.requests > 0, 'both framings')
+})
