@@ -16,6 +16,7 @@ import pg from 'pg'
 import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, loadConfigOrExit } from '../common/config.js'
 import { prepareDatabase } from '../common/database-url.js'
+import { portsInUse } from '../common/free-port.js'
 import { Supervisor, adminToken, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
 import { haproxyConfig } from './haproxy-config.js'
 import { prepareStreamingReplica, serverUser } from './streaming-replica.js'
@@ -42,6 +43,24 @@ await mkdir(stateDir, { recursive: true })
 const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('cluster', msg, 'out')
 const started = Date.now()
+const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).status === 0
+
+// Every port the cluster will listen on, refused before anything starts (a role
+// that cannot listen would otherwise be restarted until start-up gives up).
+const planned: Array<[string, number]> = [
+  ['front', ports.front],
+  ...ports.caches.map((p, i): [string, number] => [`cache${i + 1}`, p]),
+  ...ports.frontends.map((p, i): [string, number] => [`frontend${i + 1}`, p]),
+  ...ports.backends.map((p, i): [string, number] => [`backend${i + 1}`, p]),
+  ...(haproxy ? [['HAProxy stats', ports.haproxyStats] as [string, number]] : []),
+  ...(config.CLUSTER_REPLICA === 'auto' && !config.DATABASE_READ_URL ? [['replica', ports.replica] as [string, number]] : [])
+]
+const taken = await portsInUse(planned.map(([, p]) => p))
+if (taken.length > 0) {
+  const names = planned.filter(([, p]) => taken.includes(p)).map(([n, p]) => `${p} (${n})`)
+  console.error(`cluster: port${taken.length > 1 ? 's' : ''} ${names.join(', ')} already in use; stop what listens there or choose other ports in ${config.CLUSTER_CONFIG}`)
+  process.exit(1)
+}
 
 async function ensureDatabase (url: string): Promise<void> {
   const u = new URL(url)
@@ -62,29 +81,30 @@ async function prepareReplica (primaryUrl: string) {
   return prepareStreamingReplica({ primaryUrl, dir: path.join(stateDir, 'replica'), port: ports.replica, applyDelayMs: config.CLUSTER_REPLICA_DELAY_MS })
 }
 
-await ensureDatabase(config.DATABASE_URL)
-await prepareDatabase(config.DATABASE_URL, say)
-const token = await adminToken(config.ADMIN_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
 const supervisor = new Supervisor({ log })
 const pidFile = path.join(stateDir, 'pids.json')
 supervisor.onSpawn = () => { void writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2)) }
 
 let stopping = false
-async function stop (signal: string): Promise<void> {
+/** Stops everything and exits: 0 when asked to stop, 1 after a start-up failure. */
+async function stop (signal: string, exitCode = 0): Promise<void> {
   if (stopping) return
   stopping = true
   say(`${signal}: stopping the cluster`)
   await supervisor.stop(['front', 'cache1', 'cache2', 'frontend1', 'frontend2', 'frontend3', 'backend1', 'backend2', 'replica'])
   await rm(pidFile, { force: true })
   say('stopped')
-  process.exit(0)
+  process.exit(exitCode)
 }
 process.once('SIGINT', () => { void stop('SIGINT') })
 process.once('SIGTERM', () => { void stop('SIGTERM') })
 
 const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(config.DATABASE_URL).pathname.slice(1).replace(/[^A-Za-z0-9_.-]/g, '_')}`
-const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 try {
+  await ensureDatabase(config.DATABASE_URL)
+  await prepareDatabase(config.DATABASE_URL, say)
+  const token = await adminToken(config.ADMIN_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
+  const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
   let readUrl = config.DATABASE_URL
   const replica = config.DATABASE_READ_URL ? 'DATABASE_READ_URL names one' : await prepareReplica(config.DATABASE_URL)
   if (config.DATABASE_READ_URL) {
@@ -114,7 +134,6 @@ try {
   const frontendUrls = ports.frontends.map((p) => `http://127.0.0.1:${p}`)
   // HAProxy appends the visitor's address and the caches believe it (design §2.10); the TCP
   // balancer cannot, so without HAProxy the caches trust nobody and every visitor is 127.0.0.1.
-  const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).status === 0
   await Promise.all(ports.frontends.map((p, i) => supervisor.start({
     name: `frontend${i + 1}`, script: 'frontend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
     env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL, DATABASE_READ_URL: readUrl, BACKEND_URL: backendUrls.join(',') }
@@ -138,8 +157,8 @@ try {
   }
   if (!await waitHealthy(`http://127.0.0.1:${ports.front}/-/health`, 30_000)) throw new Error('the front door did not answer')
 } catch (err) {
-  say(`start-up failed: ${(err as Error).message}`)
-  await stop('start-up failure')
+  log('cluster', `start-up failed: ${(err as Error).message}`, 'err')
+  await stop('start-up failure', 1)
 }
 
 await writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2))

@@ -11,7 +11,7 @@ import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
 import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
 import { Supervisor, adminToken, createLogWriter } from './supervisor.js'
-import { freePort } from '../common/free-port.js'
+import { freePort, portsInUse } from '../common/free-port.js'
 
 export const StartEnv = Type.Object({
   HOST: CommonEnv.HOST,
@@ -29,25 +29,32 @@ export const StartEnv = Type.Object({
 })
 
 const config = loadConfigOrExit(StartEnv, 'flashcrowd')
+// Refused before anything starts: otherwise the cache, started last, would find its port taken.
+if ((await portsInUse([config.PORT], config.HOST)).length > 0) {
+  console.error(`flashcrowd: port ${config.PORT} on ${config.HOST} is already in use; stop what listens there or choose another port with PORT`)
+  process.exit(1)
+}
 
 const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('flashcrowd', msg, 'out')
 const started = Date.now()
 
-
 let embedded: EmbeddedDatabase | undefined
 let databaseUrl = config.DATABASE_URL
-if (!databaseUrl) {
-  const other = await findEmbeddedOwner(config.FLASHCROWD_STATE_DIR)
-  if (other) {
-    console.error(`flashcrowd: another flashcrowd process already owns ${config.FLASHCROWD_STATE_DIR}/pgdata (${other}); stop it first`)
-    process.exit(1)
+try {
+  if (!databaseUrl) {
+    const other = await findEmbeddedOwner(config.FLASHCROWD_STATE_DIR)
+    if (other) throw new Error(`another flashcrowd process already owns ${config.FLASHCROWD_STATE_DIR}/pgdata (${other}); stop it first`)
+    embedded = await ownEmbeddedDatabase(config.FLASHCROWD_STATE_DIR)
+    databaseUrl = embedded.url
+    say(`embedded database (PGlite) on ${embedded.url}, data in ${config.FLASHCROWD_STATE_DIR}/pgdata`)
   }
-  embedded = await ownEmbeddedDatabase(config.FLASHCROWD_STATE_DIR)
-  databaseUrl = embedded.url
-  say(`embedded database (PGlite) on ${embedded.url}, data in ${config.FLASHCROWD_STATE_DIR}/pgdata`)
+  await prepareDatabase(databaseUrl, say)
+} catch (err) {
+  log('flashcrowd', `start-up failed: ${(err as Error).message}`, 'err')
+  await embedded?.close()
+  process.exit(1)
 }
-await prepareDatabase(databaseUrl, say)
 
 const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
@@ -59,7 +66,8 @@ const frontendUrl = `http://127.0.0.1:${frontendPort}`
 const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
 
 let stopping = false
-async function stop (signal: string): Promise<void> {
+/** Stops everything and exits: 0 when asked to stop, 1 after a start-up failure. */
+async function stop (signal: string, exitCode = 0): Promise<void> {
   if (stopping) return
   stopping = true
   say(`${signal}: stopping (cache → frontend → backend, then the database)`)
@@ -68,7 +76,7 @@ async function stop (signal: string): Promise<void> {
   await bus.close()
   await embedded?.close()
   say('stopped')
-  process.exit(0)
+  process.exit(exitCode)
 }
 process.once('SIGINT', () => { void stop('SIGINT') })
 process.once('SIGTERM', () => { void stop('SIGTERM') })
@@ -90,8 +98,8 @@ try {
     healthUrl: `http://127.0.0.1:${config.PORT}/-/health`
   })
 } catch (err) {
-  say(`start-up failed: ${(err as Error).message}`)
-  await stop('start-up failure')
+  log('flashcrowd', `start-up failed: ${(err as Error).message}`, 'err')
+  await stop('start-up failure', 1)
 }
 
 say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publicUrl}`)

@@ -7,6 +7,7 @@ import t from 'tap'
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import net from 'node:net'
 import pg from 'pg'
 import { randomBytes } from 'node:crypto'
 import { spawnScript, waitForLine } from '../helpers/spawn.js'
@@ -109,4 +110,33 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   run.child.kill('SIGTERM')
   t.equal(await run.exited, 0)
   stopped = true
+})
+
+t.test('a cluster whose ports are taken exits non-zero before starting anything, naming them', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const blocker = net.createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+  const taken = (blocker.address() as net.AddressInfo).port
+  const [front, c1, f1, replica, stats] = await freePorts(5)
+  const configFile = path.join(dir, 'cluster.json')
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1], frontends: [f1], backends: [taken], replica, haproxyStats: stats }))
+  // No database is needed: the ports are checked first (an unreachable one proves nothing was tried).
+  const run = spawnScript('scripts/cluster.ts', { CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', LOG_LEVEL: 'warn' })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), new RegExp(`port ${taken} \\(backend1\\) already in use`))
+})
+
+t.test('a cluster whose database cannot be reached exits non-zero, saying why', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const [front, c1, f1, b1, replica, stats, nothing] = await freePorts(7)
+  const configFile = path.join(dir, 'cluster.json')
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1], frontends: [f1], backends: [b1], replica, haproxyStats: stats }))
+  const run = spawnScript('scripts/cluster.ts', { CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: `postgres://postgres@127.0.0.1:${nothing}/none`, LOG_LEVEL: 'warn' })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), /start-up failed: .*ECONNREFUSED/)
 })

@@ -89,3 +89,27 @@ t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C
   t.same(children.filter(alive), [], 'no process left running')
   t.ok(await portRefused(port), 'the port is released')
 })
+
+t.test('npm start on a port already in use exits non-zero at once, naming the port', async (t) => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'fc-start-'))
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }))
+  const blocker = http.createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+  const port = (blocker.address() as { port: number }).port
+  const run = spawnScript('scripts/start.ts', { PORT: String(port), FLASHCROWD_STATE_DIR: stateDir, LOG_LEVEL: 'warn' })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`))
+})
+
+t.test('npm start with a database it cannot reach exits non-zero, saying why', async (t) => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'fc-start-'))
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }))
+  const [port, nothing] = [await freePort(), await freePort()]
+  const run = spawnScript('scripts/start.ts', { PORT: String(port), FLASHCROWD_STATE_DIR: stateDir, LOG_LEVEL: 'warn', DATABASE_URL: `postgres://postgres@127.0.0.1:${nothing}/none` })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), /start-up failed: .*ECONNREFUSED/)
+  t.ok(await portRefused(port), 'nothing listens on the public port')
+})
