@@ -17,7 +17,8 @@ import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, loadConfigOrExit } from '../common/config.js'
 import { prepareDatabase } from '../common/database-url.js'
 import { portsInUse } from '../common/free-port.js'
-import { Supervisor, adminToken, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
+import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, ROOT, shutdownLog, waitHealthy } from './supervisor.js'
+import { gracefulShutdown } from '../common/shutdown.js'
 import { haproxyConfig } from './haproxy-config.js'
 import { prepareStreamingReplica, serverUser } from './streaming-replica.js'
 
@@ -85,19 +86,19 @@ const supervisor = new Supervisor({ log })
 const pidFile = path.join(stateDir, 'pids.json')
 supervisor.onSpawn = () => { void writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2)) }
 
-let stopping = false
-/** Stops everything and exits: 0 when asked to stop, 1 after a start-up failure. */
-async function stop (signal: string, exitCode = 0): Promise<void> {
-  if (stopping) return
-  stopping = true
-  say(`${signal}: stopping the cluster`)
-  await supervisor.stop(['front', 'cache1', 'cache2', 'frontend1', 'frontend2', 'frontend3', 'backend1', 'backend2', 'replica'])
-  await rm(pidFile, { force: true })
-  say('stopped')
-  process.exit(exitCode)
+const STOP_ORDER = ['front', 'cache1', 'cache2', 'frontend1', 'frontend2', 'frontend3', 'backend1', 'backend2', 'replica']
+let stopped: Promise<void> | undefined
+/** Stops every process of the cluster (once, however many ask). */
+function stop (): Promise<void> {
+  stopped ??= (async () => {
+    say('stopping the cluster')
+    await supervisor.stop(STOP_ORDER)
+    await rm(pidFile, { force: true })
+    say('stopped')
+  })()
+  return stopped
 }
-process.once('SIGINT', () => { void stop('SIGINT') })
-process.once('SIGTERM', () => { void stop('SIGTERM') })
+gracefulShutdown({ delayMs: STOP_ORDER.length * STOP_GRACE_MS + 5000, log: shutdownLog(log, 'cluster') }, stop)
 
 const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(config.DATABASE_URL).pathname.slice(1).replace(/[^A-Za-z0-9_.-]/g, '_')}`
 try {
@@ -158,7 +159,8 @@ try {
   if (!await waitHealthy(`http://127.0.0.1:${ports.front}/-/health`, 30_000)) throw new Error('the front door did not answer')
 } catch (err) {
   log('cluster', `start-up failed: ${(err as Error).message}`, 'err')
-  await stop('start-up failure', 1)
+  await stop()
+  process.exit(1)
 }
 
 await writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2))

@@ -10,7 +10,8 @@ import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config
 import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
 import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { Supervisor, adminToken, createLogWriter } from './supervisor.js'
+import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, shutdownLog } from './supervisor.js'
+import { gracefulShutdown } from '../common/shutdown.js'
 import { freePort, portsInUse } from '../common/free-port.js'
 
 export const StartEnv = Type.Object({
@@ -65,21 +66,22 @@ const backendUrl = `http://127.0.0.1:${backendPort}`
 const frontendUrl = `http://127.0.0.1:${frontendPort}`
 const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
 
-let stopping = false
-/** Stops everything and exits: 0 when asked to stop, 1 after a start-up failure. */
-async function stop (signal: string, exitCode = 0): Promise<void> {
-  if (stopping) return
-  stopping = true
-  say(`${signal}: stopping (cache → frontend → backend, then the database)`)
-  // The front door closes first; the backend last, so in-flight writes finish and its outbox drains.
-  await supervisor.stop(['cache', 'frontend', 'backend'])
-  await bus.close()
-  await embedded?.close()
-  say('stopped')
-  process.exit(exitCode)
+// The front door closes first; the backend last, so in-flight writes finish and its outbox drains.
+const STOP_ORDER = ['cache', 'frontend', 'backend']
+let stopped: Promise<void> | undefined
+/** Stops every role, the bus and the database (once, however many ask). */
+function stop (): Promise<void> {
+  stopped ??= (async () => {
+    say('stopping (cache → frontend → backend, then the database)')
+    await supervisor.stop(STOP_ORDER)
+    await bus.close()
+    await embedded?.close()
+    say('stopped')
+  })()
+  return stopped
 }
-process.once('SIGINT', () => { void stop('SIGINT') })
-process.once('SIGTERM', () => { void stop('SIGTERM') })
+// Ctrl-C, SIGTERM or an uncaught error: every role gets its own grace period, then the database closes.
+gracefulShutdown({ delayMs: STOP_ORDER.length * STOP_GRACE_MS + 5000, log: shutdownLog(log, 'flashcrowd') }, stop)
 
 try {
   await supervisor.start({ name: 'backend', script: 'backend/server.ts', env: { ...common, PORT: String(backendPort), DATABASE_URL: databaseUrl }, healthUrl: `${backendUrl}/-/health` })
@@ -99,7 +101,8 @@ try {
   })
 } catch (err) {
   log('flashcrowd', `start-up failed: ${(err as Error).message}`, 'err')
-  await stop('start-up failure', 1)
+  await stop()
+  process.exit(1)
 }
 
 say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publicUrl}`)

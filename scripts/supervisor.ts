@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { relayBus, type Bus } from '../common/bus.js'
+import type { ShutdownLog } from '../common/shutdown.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -48,6 +49,21 @@ interface Service {
 }
 
 export type LogWriter = (name: string, line: string, stream: 'out' | 'err') => void
+
+/** How long a stopping service may take before it is killed (per stop group). */
+export const STOP_GRACE_MS = 15_000
+
+/** The supervisor's own close messages, through its log writer. */
+export function shutdownLog (log: LogWriter, name: string): ShutdownLog {
+  const text = (obj: Record<string, unknown>, msg: string) => {
+    const err = obj.err instanceof Error ? `: ${obj.err.stack ?? obj.err.message}` : ''
+    return `${typeof obj.signal === 'string' ? `${obj.signal}: ` : ''}${msg}${err}`
+  }
+  return {
+    info: (obj, msg) => log(name, text(obj, msg), 'out'),
+    error: (obj, msg) => log(name, text(obj, msg), 'err')
+  }
+}
 
 /** Role-prefixed lines; pino JSON made readable on a terminal. */
 export async function createLogWriter (pretty: boolean): Promise<LogWriter> {
@@ -170,7 +186,7 @@ export class Supervisor {
    * members of a group together), every service not named last; SIGKILL after
    * `graceMs`.
    */
-  async stop (order: Array<string | string[]>, graceMs = 15_000): Promise<void> {
+  async stop (order: Array<string | string[]>, graceMs = STOP_GRACE_MS): Promise<void> {
     this.#stopping = true
     const groups = order.map((g) => typeof g === 'string' ? [g] : g)
     const named = new Set(groups.flat())
