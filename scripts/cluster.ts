@@ -7,10 +7,13 @@
  * (otherwise the primary doubles as the read pool, and it says so).
  *
  * Ports come from cluster.json (or CLUSTER_CONFIG). The PIDs of every process
- * are kept in .flashcrowd/cluster/pids.json for fault tests.
+ * are kept in .flashcrowd/cluster/<front port>/pids.json (scripts/pid-record.ts)
+ * for fault tests and for `npm run cluster -- stop`, which stops every
+ * process recorded there (also after the cluster itself was killed); a new
+ * cluster on the same ports first stops what a killed one left running.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import pg from 'pg'
 import { Type } from '@sinclair/typebox'
@@ -20,6 +23,7 @@ import { portsInUse } from '../common/free-port.js'
 import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, ROOT, shutdownLog, waitHealthy } from './supervisor.js'
 import { gracefulShutdown } from '../common/shutdown.js'
 import { haproxyConfig } from './haproxy-config.js'
+import { PidRecorder, isRecordedProcess, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
 import { prepareStreamingReplica, serverUser } from './streaming-replica.js'
 
 const ClusterEnv = Type.Object({
@@ -45,6 +49,54 @@ const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('cluster', msg, 'out')
 const started = Date.now()
 const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).status === 0
+const pidFile = path.join(stateDir, 'pids.json')
+const replicaDir = path.join(stateDir, 'replica')
+const recorder = new PidRecorder(pidFile)
+// Every node cluster.json names, in stop order; the bound of a whole stop follows from it.
+const nodes = ['front', ...ports.caches.map((_, i) => `cache${i + 1}`), ...ports.frontends.map((_, i) => `frontend${i + 1}`), ...ports.backends.map((_, i) => `backend${i + 1}`), 'replica']
+const STOP_BOUND_MS = stopGroups(nodes).length * STOP_GRACE_MS + 5000
+/** postgres stops at once on SIGINT (fast shutdown); on SIGTERM it would wait for every client session. */
+const signalOf = (name: string): NodeJS.Signals => name === 'replica' ? 'SIGINT' : 'SIGTERM'
+
+/**
+ * Stops what the record names: the cluster's supervisor first (it stops its
+ * processes in order and removes the record), then whatever recorded process
+ * still runs (the supervisor was killed, or did not finish).
+ */
+async function stopRecordedCluster (): Promise<string[]> {
+  const record = await readPidRecord(pidFile)
+  const done: string[] = []
+  if (record) {
+    const { cluster: supervisorPid, ...rest } = record.pids
+    if (supervisorPid !== undefined && supervisorPid !== process.pid && isRecordedProcess(supervisorPid, record.writtenAt)) {
+      say(`stopping the cluster's supervisor (PID ${supervisorPid})`)
+      await stopProcess(supervisorPid, 'SIGTERM', STOP_BOUND_MS)
+      done.push('cluster')
+    }
+    done.push(...await stopRecorded(rest, record.writtenAt, { signalOf, log: say }))
+    await recorder.remove()
+  }
+  return done
+}
+
+if (process.argv[2] === 'stop') {
+  const done = await stopRecordedCluster()
+  say(done.length > 0 ? `stopped: ${done.join(', ')}` : `nothing recorded running (${path.relative(ROOT, pidFile)})`)
+  process.exit(0)
+} else if (process.argv[2] !== undefined) {
+  console.error(`cluster: unknown command ${JSON.stringify(process.argv[2])} (no argument starts the cluster; "stop" stops it)`)
+  process.exit(2)
+}
+
+// A record left behind: either a cluster runs on these ports now, or one was killed and its processes may still run.
+const previous = await readPidRecord(pidFile)
+const running = previous?.pids.cluster
+if (previous && running !== undefined && isRecordedProcess(running, previous.writtenAt)) {
+  console.error(`cluster: a cluster already runs on these ports (PID ${running}); stop it first: npm run cluster -- stop`)
+  process.exit(1)
+}
+const left = await stopRecordedCluster()
+if (left.length > 0) say(`stopped what a cluster that did not stop left running: ${left.join(', ')}`)
 
 // Every port the cluster will listen on, refused before anything starts (a role
 // that cannot listen would otherwise be restarted until start-up gives up).
@@ -79,26 +131,27 @@ async function ensureDatabase (url: string): Promise<void> {
 /** The cluster's own streaming replica (scripts/streaming-replica.ts), or the reason there is none. */
 async function prepareReplica (primaryUrl: string) {
   if (config.CLUSTER_REPLICA === 'off') return 'CLUSTER_REPLICA=off'
-  return prepareStreamingReplica({ primaryUrl, dir: path.join(stateDir, 'replica'), port: ports.replica, applyDelayMs: config.CLUSTER_REPLICA_DELAY_MS })
+  return prepareStreamingReplica({ primaryUrl, dir: replicaDir, port: ports.replica, applyDelayMs: config.CLUSTER_REPLICA_DELAY_MS })
 }
 
 const supervisor = new Supervisor({ log })
-const pidFile = path.join(stateDir, 'pids.json')
-supervisor.onSpawn = () => { void writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2)) }
+const record = () => recorder.write({ cluster: process.pid, ...supervisor.pids() })
+supervisor.onSpawn = () => { void record() }
+await record()
 
-const STOP_ORDER = ['front', 'cache1', 'cache2', 'frontend1', 'frontend2', 'frontend3', 'backend1', 'backend2', 'replica']
 let stopped: Promise<void> | undefined
 /** Stops every process of the cluster (once, however many ask). */
 function stop (): Promise<void> {
   stopped ??= (async () => {
     say('stopping the cluster')
-    await supervisor.stop(STOP_ORDER)
-    await rm(pidFile, { force: true })
+    // Every node started, in role order: the front door, caches, frontends, backends, the replica.
+    await supervisor.stop(stopGroups(supervisor.names()))
+    await recorder.remove()
     say('stopped')
   })()
   return stopped
 }
-gracefulShutdown({ delayMs: STOP_ORDER.length * STOP_GRACE_MS + 5000, log: shutdownLog(log, 'cluster') }, stop)
+gracefulShutdown({ delayMs: STOP_BOUND_MS, log: shutdownLog(log, 'cluster') }, stop)
 
 const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(config.DATABASE_URL).pathname.slice(1).replace(/[^A-Za-z0-9_.-]/g, '_')}`
 try {
@@ -114,7 +167,7 @@ try {
   } else if (typeof replica === 'string') {
     say(`no streaming replica: ${replica}; the frontends read from the primary`)
   } else {
-    await supervisor.start({ name: 'replica', command: replica.command, env: {}, user: serverUser() })
+    await supervisor.start({ name: 'replica', command: replica.command, env: {}, user: serverUser(), stopSignal: 'SIGINT' })
     readUrl = replica.url
     let ready = false
     for (let i = 0; i < 100 && !ready; i++) {
@@ -163,6 +216,6 @@ try {
   process.exit(1)
 }
 
-await writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2))
+await record()
 say(`cluster is up in ${((Date.now() - started) / 1000).toFixed(1)} s: http://127.0.0.1:${ports.front} (PIDs in ${path.relative(ROOT, pidFile)})`)
 console.log(`FLASHCROWD_URL=http://127.0.0.1:${ports.front}`)

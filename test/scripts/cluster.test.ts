@@ -10,7 +10,9 @@ import path from 'node:path'
 import net from 'node:net'
 import pg from 'pg'
 import { randomBytes } from 'node:crypto'
-import { spawnScript, waitForLine } from '../helpers/spawn.js'
+import { existsSync } from 'node:fs'
+import { spawnScript, waitForLine, portRefused } from '../helpers/spawn.js'
+import { processStartedAt } from '../../scripts/pid-record.js'
 import { freePorts } from '../../common/free-port.js'
 import { createTestDatabase } from '../helpers/database.js'
 
@@ -22,9 +24,10 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   t.teardown(database.close)
   const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const [front, c1, c2, f1, f2, f3, b1, b2, replica, stats] = await freePorts(10)
+  // Three cache nodes, more than the default cluster.json: the stop must reach every one.
+  const [front, c1, c2, c3, f1, f2, f3, b1, b2, replica, stats] = await freePorts(11)
   const configFile = path.join(dir, 'cluster.json')
-  await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats }))
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2, c3], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats }))
   const run = spawnScript('scripts/cluster.ts', {
     CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: database.url, REDIS_URL: process.env.REDIS_URL,
     LOG_LEVEL: 'warn', CLUSTER_REPLICA: 'off', ADMIN_TOKEN: 'cluster-test-admin-token',
@@ -107,9 +110,15 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   }
   t.ok(restarted, 'frontend1 and backend1 were restarted')
 
+  const last = JSON.parse(await readFile(pidFile, 'utf8')) as Record<string, number>
+  t.ok(last.cache3, 'the third cache node is recorded')
   run.child.kill('SIGTERM')
   t.equal(await run.exited, 0)
   stopped = true
+  const running = Object.entries(last).filter(([, pid]) => processStartedAt(pid) !== undefined).map(([name]) => name)
+  t.same(running, [], 'every recorded process stopped')
+  t.notOk(existsSync(pidFile), 'the record is removed')
+  for (const port of [front, c1, c2, c3, f1, f2, f3, b1, b2]) t.ok(await portRefused(port), `port ${port} released`)
 })
 
 t.test('a cluster whose ports are taken exits non-zero before starting anything, naming them', async (t) => {
