@@ -23,8 +23,8 @@ import { portsInUse } from '../common/free-port.js'
 import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, ROOT, shutdownLog, waitHealthy } from './supervisor.js'
 import { gracefulShutdown } from '../common/shutdown.js'
 import { haproxyConfig } from './haproxy-config.js'
-import { PidRecorder, isRecordedProcess, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
-import { prepareStreamingReplica, serverUser } from './streaming-replica.js'
+import { PidRecorder, isRecordedProcess, processStartedAt, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
+import { clearPostmaster, postmasterPid, prepareStreamingReplica, serverUser } from './streaming-replica.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -61,7 +61,9 @@ const signalOf = (name: string): NodeJS.Signals => name === 'replica' ? 'SIGINT'
 /**
  * Stops what the record names: the cluster's supervisor first (it stops its
  * processes in order and removes the record), then whatever recorded process
- * still runs (the supervisor was killed, or did not finish).
+ * still runs (the supervisor was killed, or did not finish); last, a postgres
+ * still running on the replica's folder, which records itself there
+ * (postmaster.pid) whether or not pids.json still names it.
  */
 async function stopRecordedCluster (): Promise<string[]> {
   const record = await readPidRecord(pidFile)
@@ -75,6 +77,11 @@ async function stopRecordedCluster (): Promise<string[]> {
     }
     done.push(...await stopRecorded(rest, record.writtenAt, { signalOf, log: say }))
     await recorder.remove()
+  }
+  const replica = await clearPostmaster(replicaDir)
+  if (replica) {
+    say(replica)
+    if (!done.includes('replica')) done.push('replica')
   }
   return done
 }
@@ -135,7 +142,14 @@ async function prepareReplica (primaryUrl: string) {
 }
 
 const supervisor = new Supervisor({ log })
-const record = () => recorder.write({ cluster: process.pid, ...supervisor.pids() })
+/** The replica's PID is the postmaster's own, as it wrote it in its folder (once it has; until then the one spawned). */
+function replicaPid (): number | undefined {
+  const spawned = supervisor.pid('replica')
+  if (spawned === undefined) return undefined
+  const written = postmasterPid(replicaDir)
+  return written !== undefined && processStartedAt(written) !== undefined ? written : spawned
+}
+const record = () => recorder.write({ cluster: process.pid, ...supervisor.pids(), replica: replicaPid() })
 supervisor.onSpawn = () => { void record() }
 await record()
 
@@ -167,7 +181,13 @@ try {
   } else if (typeof replica === 'string') {
     say(`no streaming replica: ${replica}; the frontends read from the primary`)
   } else {
-    await supervisor.start({ name: 'replica', command: replica.command, env: {}, user: serverUser(), stopSignal: 'SIGINT' })
+    await supervisor.start({
+      name: 'replica', command: replica.command, env: {}, user: serverUser(),
+      // Fast shutdown: SIGTERM (smart) would wait for every client session to end.
+      stopSignal: 'SIGINT',
+      // Before every (re)start: a killed server's postmaster.pid, its orphaned children, or a server a killed cluster left running.
+      beforeStart: async () => { const done = await clearPostmaster(replica.dir); if (done) say(done) }
+    })
     readUrl = replica.url
     let ready = false
     for (let i = 0; i < 100 && !ready; i++) {
@@ -177,6 +197,9 @@ try {
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 200))
     }
     if (!ready) throw new Error('the replica did not come up')
+    const written = postmasterPid(replica.dir)
+    if (written !== supervisor.pid('replica')) say(`warning: the replica's postmaster.pid names PID ${written}, not the process started (${supervisor.pid('replica')}); the record keeps the postmaster's`)
+    await record()
     say(`streaming replica on port ${ports.replica}${config.CLUSTER_REPLICA_DELAY_MS ? ` (applying ${config.CLUSTER_REPLICA_DELAY_MS} ms behind)` : ''}: the frontends read from it`)
   }
 
