@@ -13,11 +13,27 @@ import { fileURLToPath } from 'node:url'
 import { relayBus, type Bus } from '../common/bus.js'
 import type { ShutdownLog } from '../common/shutdown.js'
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+/**
+ * Built (`npm run build`: this file is dist/scripts/supervisor.js) the roles
+ * run as plain `node dist/<role>/server.js`; from the sources through tsx.
+ */
+export const COMPILED = import.meta.url.endsWith('.js')
+/** Folder of the code: the repository, or dist/ when built. */
+const CODE_ROOT = path.resolve(HERE, '..')
+/** The repository (working directory of every role, base of relative paths such as the state folder). */
+export const ROOT = COMPILED ? path.resolve(CODE_ROOT, '..') : CODE_ROOT
+
+/** How a script of this repository (named by its source, e.g. backend/server.ts) is run: file and Node flags. */
+export function scriptCommand (script: string): { file: string, execArgv: string[] } {
+  return COMPILED
+    ? { file: path.join(CODE_ROOT, script.replace(/\.ts$/, '.js')), execArgv: [] }
+    : { file: path.join(CODE_ROOT, script), execArgv: ['--import', 'tsx'] }
+}
 
 export interface ServiceSpec {
   name: string
-  /** A Node script of this repository (run through tsx, with an IPC channel)… */
+  /** A Node script of this repository, named by its source (run through tsx, or its build in dist/; with an IPC channel)… */
   script?: string
   /** …or an external program and its arguments (HAProxy, postgres). */
   command?: string[]
@@ -154,7 +170,7 @@ export class Supervisor {
     const { spec } = service
     const env = { ...process.env, ...spec.env }
     const child = spec.script
-      ? fork(path.join(ROOT, spec.script), [], { cwd: ROOT, env, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+      ? fork(scriptCommand(spec.script).file, [], { cwd: ROOT, env, execArgv: scriptCommand(spec.script).execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
       : spawn(spec.command![0], spec.command!.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], ...spec.user })
     service.child = child
     service.startedAt = Date.now()
