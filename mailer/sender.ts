@@ -217,7 +217,7 @@ export class Sender {
     if (error === undefined) {
       this.#downSince = undefined
       this.#consecutiveDown = 0
-      const res = await this.#o.pool.query(
+      const res = await this.#write(
         `update mail_messages set status = 'sent', sent_at = $3, next_attempt_at = $3, claimed_until = null, claim_token = null, last_error = null
          where id = $1 and claim_token = $2`, [m.id, token, new Date(now)])
       if (res.rowCount === 0) { this.#o.events?.lost?.(m); return 'lost' }
@@ -233,7 +233,7 @@ export class Sender {
     const givenUp = this.#o.giveUpAfterMs > 0 && now - m.createdAt.getTime() >= this.#o.giveUpAfterMs
     if (classify(error) === 'permanent' || givenUp) {
       const reason = givenUp && classify(error) !== 'permanent' ? `gave up after ${m.attempts} attempts: ${text}` : text
-      const res = await this.#o.pool.query(
+      const res = await this.#write(
         `update mail_messages set status = 'failed', last_error = $3, claimed_until = null, claim_token = null
          where id = $1 and claim_token = $2`, [m.id, token, reason])
       if (res.rowCount === 0) { this.#o.events?.lost?.(m); return 'lost' }
@@ -241,7 +241,7 @@ export class Sender {
       return 'failed'
     }
     const delay = this.backoff(m.attempts)
-    const res = await this.#o.pool.query(
+    const res = await this.#write(
       `update mail_messages set status = 'queued', next_attempt_at = $3, last_error = $4, claimed_until = null, claim_token = null
        where id = $1 and claim_token = $2`, [m.id, token, new Date(now + delay), text])
     if (res.rowCount === 0) { this.#o.events?.lost?.(m); return 'lost' }
@@ -275,10 +275,38 @@ export class Sender {
   /** Deletes sent rows past their retention, a thousand at a time. */
   async cleanup (): Promise<number> {
     if (this.#o.retainSentMs <= 0) return 0
-    const res = await this.#o.pool.query(
+    const res = await this.#write(
       `delete from mail_messages where id in (
          select id from mail_messages where status = 'sent' and sent_at < $1 limit 1000)`, [new Date(this.#o.now() - this.#o.retainSentMs)])
     return res.rowCount ?? 0
+  }
+
+  /**
+   * One statement in a transaction of its own. The embedded database (PGlite,
+   * one session multiplexed over many connections) keeps a transaction's
+   * statements together, but two connections' parameterized statements
+   * outside one can interleave and clobber each other's unnamed portal. A
+   * mark costs two more round trips this way: nothing at mail rates.
+   */
+  async #write (text: string, values: unknown[]): Promise<pg.QueryResult> {
+    const client = await this.#o.pool.connect()
+    let broken: Error | undefined
+    try {
+      await client.query('begin')
+      try {
+        const res = await client.query(text, values)
+        await client.query('commit')
+        return res
+      } catch (err) {
+        await client.query('rollback').catch((e: Error) => { broken = e })
+        throw err
+      }
+    } catch (err) {
+      broken ??= isConnectionError(err) ? err as Error : undefined
+      throw err
+    } finally {
+      client.release(broken)
+    }
   }
 
   start (): void {
