@@ -14,9 +14,12 @@ COPY migrations ./migrations
 COPY backend ./backend
 COPY frontend ./frontend
 COPY cache ./cache
+COPY mailer ./mailer
 COPY loadtest ./loadtest
 COPY scripts ./scripts
+# The mailer's .eml folder when no SMTP_URL is set (a volume in docker-compose.yml).
+RUN mkdir -p /app/state/mail && chown -R node:node /app/state
 USER node
 ENV HOST=0.0.0.0
-EXPOSE 3000 3001 8080
+EXPOSE 3000 3001 3002 8080
 CMD ["npm", "start"]
