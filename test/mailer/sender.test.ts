@@ -9,6 +9,9 @@ import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'
 import { headerOf, queueEvents, startMailer, startSmtp, statuses, testClock, until } from './helpers.js'
 
+// Every case runs on the embedded database and, when DATABASE_URL is set, on the real one too.
+t.setTimeout(300_000)
+
 eachDatabase(t, 'mailer sender', async (t, database) => {
   const handle = openDatabase(t, database)
   t.beforeEach(async () => { await handle.pool.query('truncate mail_messages; update mail_rate set next_slot_at = \'epoch\', hour_start = \'epoch\', hour_counts = array_fill(0, array[25])') })

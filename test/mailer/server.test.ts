@@ -9,6 +9,9 @@ import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { spawnScript, waitForLine } from '../helpers/spawn.js'
 import { headerOf, queueEvents, startMailer, startSmtp, statuses, testClock, until } from './helpers.js'
 
+// Every case runs on the embedded database and, when DATABASE_URL is set, on the real one too.
+t.setTimeout(300_000)
+
 eachDatabase(t, 'mailer process', async (t, database) => {
   const handle = openDatabase(t, database)
 
