@@ -128,7 +128,9 @@ export class Sender {
   #running: Promise<void> | undefined
   #wake: (() => void) | undefined
   #downSince: number | undefined
-  #consecutiveDown = 0
+  /** Rounds in a row in which nothing got through because the server could not be reached. */
+  #downRounds = 0
+  #unreachableInRound = false
   #lastCleanup = 0
   #lastError: string | undefined
 
@@ -216,7 +218,6 @@ export class Sender {
     const now = this.#o.now()
     if (error === undefined) {
       this.#downSince = undefined
-      this.#consecutiveDown = 0
       const res = await this.#write(
         `update mail_messages set status = 'sent', sent_at = $3, next_attempt_at = $3, claimed_until = null, claim_token = null, last_error = null
          where id = $1 and claim_token = $2`, [m.id, token, new Date(now)])
@@ -228,7 +229,7 @@ export class Sender {
     this.#lastError = text
     if (UNREACHABLE.has(String((error as SendError).code))) {
       this.#downSince ??= now
-      this.#consecutiveDown++
+      this.#unreachableInRound = true
     }
     const givenUp = this.#o.giveUpAfterMs > 0 && now - m.createdAt.getTime() >= this.#o.giveUpAfterMs
     if (classify(error) === 'permanent' || givenUp) {
@@ -324,17 +325,17 @@ export class Sender {
     clearTimeout(timer)
   }
 
-  /** Runs a round now instead of at the next poll (e.g. after a test queued rows). */
-  kick (): void { this.#wake?.() }
-
   async #loop (): Promise<void> {
     while (!this.#stopped) {
       let wait = 0
       try {
+        this.#unreachableInRound = false
         const round = await this.runOnce()
+        this.#downRounds = round.sent === 0 && this.#unreachableInRound ? this.#downRounds + 1 : 0
         if (round.claimed === 0) wait = Math.min(round.waitMs, this.#o.pollMs)
-        // The server is unreachable: stop claiming for a while instead of cycling every message through it.
-        else if (this.#consecutiveDown > 0 && round.sent === 0) wait = this.backoff(this.#consecutiveDown)
+        // The server is unreachable: stop claiming for a while instead of cycling every message through it,
+        // but look again at least every minute, so mail flows soon after it is back.
+        else if (this.#downRounds > 0) wait = Math.min(this.backoff(this.#downRounds), 60_000)
         if (this.#o.now() - this.#lastCleanup > 600_000) {
           this.#lastCleanup = this.#o.now()
           await this.cleanup()

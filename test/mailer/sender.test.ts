@@ -155,6 +155,24 @@ eachDatabase(t, 'mailer sender', async (t, database) => {
     t.equal(mailer.app.sender.unreachableSince, undefined)
   })
 
+  await t.test('the running loop through an outage: it backs off instead of cycling, and sends everything once the server is back', async (t) => {
+    const smtp = await startSmtp(t)
+    const proxy = await startTcpProxy(smtp.port)
+    t.teardown(() => proxy.close())
+    await proxy.cut()
+    const ids = await queueEvents(handle, 8)
+    const mailer = await startMailer(t, database.url, `smtp://127.0.0.1:${proxy.port}`, { MAILER_RETRY_BASE_MS: '100', MAILER_RETRY_MAX_MS: '400', MAILER_POLL_MS: '20' }, { autoStart: true })
+    t.ok(await until(() => mailer.app.sender.unreachableSince !== undefined), 'the outage is noticed')
+    await new Promise((resolve) => setTimeout(resolve, 1500)) // an outage of 1.5 s: at most ~8 tries each at these settings
+    const { rows: [tries] } = await handle.pool.query<{ most: number }>('select max(attempts) as most from mail_messages')
+    t.ok(tries.most <= 10, `no message was cycled through the dead server (at most ${tries.most} attempts each)`)
+    t.same(await statuses(handle), { queued: 8 }, 'all queued, none failed')
+    await proxy.restore()
+    t.ok(await until(async () => (await statuses(handle)).sent === 8, 30_000), 'all sent once the server is back')
+    t.same([...smtp.byMessageId().keys()].sort(), [...ids].sort())
+    t.equal(smtp.accepted.length, 8, 'none twice')
+  })
+
   await t.test('the per-second quota holds over every one-second window (injected clock)', async (t) => {
     const clock = testClock(Math.ceil(Date.now() / 1000) * 1000 + 60_123)
     const smtp = await startSmtp(t, { clock: clock.read })
