@@ -18,6 +18,7 @@ COPY migrations ./migrations
 COPY backend ./backend
 COPY frontend ./frontend
 COPY cache ./cache
+COPY mailer ./mailer
 COPY scripts ./scripts
 RUN npm run build
 
@@ -33,8 +34,10 @@ COPY --from=build /app/dist ./dist
 COPY tsconfig.json ./
 COPY common ./common
 COPY loadtest ./loadtest
+# The mailer's .eml folder when no SMTP_URL is set (a volume in docker-compose.yml).
+RUN mkdir -p /app/state/mail && chown -R node:node /app/state
 USER node
 ENV HOST=0.0.0.0
-EXPOSE 3000 3001 8080
+EXPOSE 3000 3001 3002 8080
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/scripts/start.js"]

@@ -163,6 +163,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     database,
     publisher,
     idempotencyTtlSeconds: config.BACKEND_IDEMPOTENCY_TTL_S,
+    mailDomain: config.BACKEND_MAIL_DOMAIN,
     batchMax: config.BACKEND_WRITE_BATCH_MAX,
     batchWaitMs: config.BACKEND_WRITE_BATCH_WAIT_MS,
     concurrency: config.BACKEND_WRITE_CONCURRENCY,

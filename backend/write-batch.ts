@@ -15,6 +15,7 @@
  * this is the hot path, and building them with kysely cost more CPU than
  * running them (profile in the README).
  */
+import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { COUNTER_SHARDS, counterShard, PARTICIPANTS } from '../common/counters.js'
 import { Errors } from '../common/errors.js'
@@ -47,6 +48,8 @@ export interface WriteBatchOptions {
   pool: pg.Pool
   idempotencyTtlSeconds: number
   wal: WalPosition
+  /** Right-hand side of the Message-IDs of e-mails queued by this batch. */
+  mailDomain: string
 }
 
 export async function runWriteBatch (items: PendingWrite[], options: WriteBatchOptions): Promise<BatchResult[]> {
@@ -96,7 +99,10 @@ export async function runWriteBatch (items: PendingWrite[], options: WriteBatchO
         if (list) list.push(i)
         else byKind.set(items[i].kind, [i])
       }
-      const context = { counterShard: counterShard(PARTICIPANTS, Math.floor(Math.random() * COUNTER_SHARDS)) }
+      const context = {
+        counterShard: counterShard(PARTICIPANTS, Math.floor(Math.random() * COUNTER_SHARDS)),
+        messageId: () => `<${randomUUID()}@${options.mailDomain}>`
+      }
       for (const [kind, indexes] of byKind) {
         const answers = await kind.execute(client, indexes.map((i) => items[i].input), context)
         for (let j = 0; j < indexes.length; j++) {

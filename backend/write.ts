@@ -32,6 +32,8 @@ export interface WriterOptions {
   database: DatabaseHandle
   publisher: OutboxPublisher
   idempotencyTtlSeconds: number
+  /** Right-hand side of the Message-ID of each queued e-mail. */
+  mailDomain: string
   batchMax: number
   batchWaitMs: number
   concurrency: number
@@ -50,7 +52,7 @@ export const writerPlugin = fp(async function writerPlugin (app, opts: WriterOpt
   const wal = new WalPosition()
   const batches = new GroupCommit<PendingWrite, BatchResult>({
     run: async (items) => {
-      const results = await runWriteBatch(items, { pool: opts.database.pool, idempotencyTtlSeconds: opts.idempotencyTtlSeconds, wal })
+      const results = await runWriteBatch(items, { pool: opts.database.pool, idempotencyTtlSeconds: opts.idempotencyTtlSeconds, wal, mailDomain: opts.mailDomain })
       if (results.some((r) => !(r instanceof Error) && r.keys.length > 0)) opts.publisher.kick()
       return results
     },

@@ -1,6 +1,7 @@
 /**
  * `npm run cluster`: the production topology as local processes, against the
  * real local PostgreSQL and Redis: 2 cache nodes, 3 frontends, 2 backends,
+ * 2 mailers (sending through SMTP_URL, or into the state folder without it),
  * HAProxy in front when installed (a small TCP balancer otherwise), and a
  * streaming replica for the frontends' reads when the PostgreSQL server
  * binaries are present and the primary allows replication connections
@@ -25,6 +26,7 @@ import { gracefulShutdown } from '../common/shutdown.js'
 import { haproxyConfig } from './haproxy-config.js'
 import { PidRecorder, isRecordedProcess, processStartedAt, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
 import { clearPostmaster, postmasterPid, prepareStreamingReplica, serverUser } from './streaming-replica.js'
+import { MailerEnv } from '../mailer/config.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -36,10 +38,11 @@ const ClusterEnv = Type.Object({
   CLUSTER_CONFIG: Type.String({ default: 'cluster.json', description: 'Ports of the local cluster.' }),
   CLUSTER_REPLICA: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto', description: 'Start a streaming replica for the frontends when possible.' }),
   CLUSTER_REPLICA_DELAY_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 0, description: 'recovery_min_apply_delay of the cluster\'s replica: rehearse a lagging replica (e.g. 500 or 2000).' }),
-  DATABASE_READ_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'An existing replica for the frontends\' reads; the cluster then starts none.' }))
+  DATABASE_READ_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'An existing replica for the frontends\' reads; the cluster then starts none.' })),
+  SMTP_URL: MailerEnv.properties.SMTP_URL
 })
 
-interface Ports { front: number, caches: number[], frontends: number[], backends: number[], replica: number, haproxyStats: number }
+interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], replica: number, haproxyStats: number }
 
 const config = loadConfigOrExit(ClusterEnv, 'cluster')
 const ports = JSON.parse(await readFile(path.resolve(ROOT, config.CLUSTER_CONFIG), 'utf8')) as Ports
@@ -208,6 +211,16 @@ try {
     name: `backend${i + 1}`, script: 'backend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
     env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL }
   })))
+  // Two mailers share the queue (claims skip each other's rows) and one quota (the mail_rate row).
+  await Promise.all((ports.mailers ?? []).map((p, i) => supervisor.start({
+    name: `mailer${i + 1}`, script: 'mailer/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
+    env: {
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(p), DATABASE_URL: config.DATABASE_URL,
+      FLASHCROWD_STATE_DIR: stateDir, MAILER_SITE_URL: `http://127.0.0.1:${ports.front}`,
+      ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
+    }
+  })))
+  if (ports.mailers?.length) say(config.SMTP_URL ? `mailers send through ${new URL(config.SMTP_URL).host}` : `no SMTP_URL: the mailers keep messages as .eml files in ${path.join(stateDir, 'mail')}`)
   const frontendUrls = ports.frontends.map((p) => `http://127.0.0.1:${p}`)
   // HAProxy appends the visitor's address and the caches believe it (design §2.10); the TCP
   // balancer cannot, so without HAProxy the caches trust nobody and every visitor is 127.0.0.1.

@@ -8,8 +8,9 @@ import { BackendEnv } from '../backend/config.js'
 import { FrontendEnv } from '../frontend/config.js'
 import { CacheEnv } from '../cache/config.js'
 import { LoadtestEnv } from '../loadtest/config.js'
+import { MailerEnv } from '../mailer/config.js'
 
-export const ROLE_SCHEMAS: Record<string, TObject> = { backend: BackendEnv, frontend: FrontendEnv, cache: CacheEnv, loadtest: LoadtestEnv }
+export const ROLE_SCHEMAS: Record<string, TObject> = { backend: BackendEnv, frontend: FrontendEnv, cache: CacheEnv, mailer: MailerEnv, loadtest: LoadtestEnv }
 
 export interface EnvVar { name: string, roles: string[], description: string, defaults: Record<string, unknown> }
 

@@ -1,10 +1,12 @@
 /**
  * `npm start`: the whole tier on one machine. The embedded database (PGlite
  * over the wire; migrated and seeded on first run) and the root of the
- * embedded bus live in this process; backend, frontend and cache run as
- * separate processes joined by the bus over IPC, talking HTTP and the
- * Postgres wire protocol exactly as in production.
+ * embedded bus live in this process; backend, frontend, cache and mailer run
+ * as separate processes joined by the bus over IPC, talking HTTP and the
+ * Postgres wire protocol exactly as in production. Without SMTP_URL the
+ * mailer writes each message as an .eml file under the state directory.
  */
+import path from 'node:path'
 import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config.js'
 import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
@@ -13,6 +15,7 @@ import { prepareDatabase } from '../common/database-url.js'
 import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, shutdownLog } from './supervisor.js'
 import { gracefulShutdown } from '../common/shutdown.js'
 import { freePort, portsInUse } from '../common/free-port.js'
+import { MailerEnv } from '../mailer/config.js'
 
 export const StartEnv = Type.Object({
   HOST: CommonEnv.HOST,
@@ -23,6 +26,7 @@ export const StartEnv = Type.Object({
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
   FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   PORT: Port('Public port of the tier (the cache layer).', 8080),
+  SMTP_URL: MailerEnv.properties.SMTP_URL,
   CACHE_MAX_BYTES: Type.Optional(Type.Integer({ minimum: 1024 * 1024, description: 'Memory budget of the cache layer in bytes.' })),
   // One machine runs every role on the same cores: one cache worker, so one
   // store (every worker would otherwise fetch and keep its own copy).
@@ -60,19 +64,20 @@ try {
 const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
 const token = await adminToken(config.ADMIN_TOKEN, config.FLASHCROWD_STATE_DIR)
-const [backendPort, frontendPort] = [await freePort(), await freePort()]
+const [backendPort, frontendPort, mailerPort] = [await freePort(), await freePort(), await freePort()]
 const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 const backendUrl = `http://127.0.0.1:${backendPort}`
 const frontendUrl = `http://127.0.0.1:${frontendPort}`
 const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
 
-// The front door closes first; the backend last, so in-flight writes finish and its outbox drains.
-const STOP_ORDER = ['cache', 'frontend', 'backend']
+// The front door closes first; then the backend, so in-flight writes finish and its outbox drains;
+// the mailer last, so the messages of those writes may still go out.
+const STOP_ORDER = ['cache', 'frontend', 'backend', 'mailer']
 let stopped: Promise<void> | undefined
 /** Stops every role, the bus and the database (once, however many ask). */
 function stop (): Promise<void> {
   stopped ??= (async () => {
-    say('stopping (cache → frontend → backend, then the database)')
+    say('stopping (cache → frontend → backend → mailer, then the database)')
     await supervisor.stop(STOP_ORDER)
     await bus.close()
     await embedded?.close()
@@ -86,6 +91,17 @@ gracefulShutdown({ delayMs: STOP_ORDER.length * STOP_GRACE_MS + 5000, log: shutd
 try {
   await supervisor.start({ name: 'backend', script: 'backend/server.ts', env: { ...common, PORT: String(backendPort), DATABASE_URL: databaseUrl }, healthUrl: `${backendUrl}/-/health` })
   await supervisor.start({ name: 'frontend', script: 'frontend/server.ts', env: { ...common, PORT: String(frontendPort), DATABASE_URL: databaseUrl, DATABASE_READ_URL: databaseUrl, BACKEND_URL: backendUrl }, healthUrl: `${frontendUrl}/-/health` })
+  // Messages go through SMTP_URL, or into the state folder (nothing outside needed).
+  await supervisor.start({
+    name: 'mailer',
+    script: 'mailer/server.ts',
+    env: {
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(mailerPort), DATABASE_URL: databaseUrl,
+      FLASHCROWD_STATE_DIR: config.FLASHCROWD_STATE_DIR, MAILER_SITE_URL: publicUrl,
+      ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
+    },
+    healthUrl: `http://127.0.0.1:${mailerPort}/-/health`
+  })
   await supervisor.start({
     name: 'cache',
     script: 'cache/server.ts',
@@ -106,6 +122,9 @@ try {
 }
 
 say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publicUrl}`)
+say(config.SMTP_URL
+  ? `  e-mail: sent through ${new URL(config.SMTP_URL).host} by the mailer (metrics on http://127.0.0.1:${mailerPort}/-/metrics)`
+  : `  e-mail: no SMTP_URL, so messages are kept as .eml files in ${path.resolve(config.FLASHCROWD_STATE_DIR, 'mail')} (open them with any mail program)`)
 say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
 // Machine-readable line for scripts and tests.
 console.log(`FLASHCROWD_URL=${publicUrl}`)

@@ -7,14 +7,23 @@ import type { WriteKind } from '../write-kind.js'
 
 /**
  * A batch of sign-ups in one statement: ids drawn first (each answer maps
- * back to its input), the rows inserted, and the live counter ("N
- * participants so far") bumped once for the whole batch on the batch's shard.
+ * back to its input), the rows inserted, each organizer's confirmation
+ * e-mail queued (mail_messages, sent later by the mailer role: the request
+ * never waits for SMTP), and the live counter ("N participants so far")
+ * bumped once for the whole batch on the batch's shard. One statement, so
+ * the e-mail exists exactly when the event does.
  */
 const INSERT_EVENTS = `
   with input as materialized (
-    select u.ord::int as ord, nextval('events_id_seq') as id, u.organizer, u.email, u.school, u.country, u.city, u.expected, u.event_date
-    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::date[])
-      with ordinality as u(organizer, email, school, country, city, expected, event_date, ord)
+    select u.ord::int as ord, nextval('events_id_seq') as id, u.organizer, u.email, u.school, u.country, u.city, u.expected, u.event_date, u.message_id
+    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::date[], $10::text[])
+      with ordinality as u(organizer, email, school, country, city, expected, event_date, message_id, ord)
+  ), mailed as (
+    insert into mail_messages (message_id, kind, recipient, payload)
+    select message_id, 'event-confirmation', email, jsonb_build_object(
+      'eventId', id::text, 'organizer', organizer, 'school', school, 'country', country, 'city', city,
+      'expectedParticipants', expected, 'eventDate', to_char(event_date, 'YYYY-MM-DD'))
+    from input
   ), inserted as (
     insert into events (id, organizer, email, school, country, city, expected_participants, event_date)
     select id, organizer, email, school, country, city, expected, event_date from input
@@ -34,7 +43,7 @@ export const eventWrites: WriteKind<EventInput> = {
     const res = await db.query<{ ord: number, id: string, created_at: Date }>(INSERT_EVENTS, [
       inputs.map((e) => e.organizer.trim()), inputs.map((e) => e.email.trim().toLowerCase()), inputs.map((e) => e.school.trim()),
       inputs.map((e) => e.country), inputs.map((e) => e.city.trim()), inputs.map((e) => e.expectedParticipants), inputs.map((e) => e.eventDate),
-      context.counterShard, people
+      context.counterShard, people, inputs.map(() => context.messageId())
     ])
     return res.rows.map((row, j) => {
       const input = inputs[j]

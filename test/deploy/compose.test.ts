@@ -25,12 +25,15 @@ function interpolate (value: string): string {
 
 t.test('the production topology is all there', async (t) => {
   const s = compose.services
-  for (const name of ['haproxy', 'cache', 'frontend', 'backend', 'migrate', 'postgres-primary', 'postgres-replica', 'redis']) t.ok(s[name], `service ${name}`)
+  for (const name of ['haproxy', 'cache', 'frontend', 'backend', 'mailer', 'migrate', 'postgres-primary', 'postgres-replica', 'redis']) t.ok(s[name], `service ${name}`)
   t.ok(s.cache.deploy.replicas >= 2, '≥ 2 cache')
   t.ok(s.frontend.deploy.replicas >= 3, '≥ 3 frontend')
   t.ok(s.backend.deploy.replicas >= 2, '≥ 2 backend')
   t.match(s.frontend.environment.DATABASE_READ_URL, /postgres-replica/, 'frontends read from the replica')
   t.match(s.backend.environment.DATABASE_URL, /postgres-primary/, 'backends write to the primary')
+  t.match(s.mailer.environment.DATABASE_URL, /postgres-primary/, 'mailers claim their rows on the primary')
+  t.ok(s.mailer.deploy.replicas >= 2, 'mailers run side by side (they share the queue)')
+  t.equal(s.mailer.depends_on.migrate.condition, 'service_completed_successfully', 'on the migrated schema')
 })
 
 t.test('every command exists and every env var belongs to its role\'s schema', async (t) => {
@@ -93,7 +96,7 @@ t.test('the image and its helper scripts exist', async (t) => {
   for (const dir of dockerfile.matchAll(/^COPY (\w+) \.\/\1$/gm)) t.ok(existsSync(path.join(ROOT, dir[1])), `COPY ${dir[1]} exists`)
   for (const f of ['deploy/replica-entrypoint.sh', 'deploy/primary-init.sh']) t.ok(existsSync(path.join(ROOT, f)), f)
   const cluster = JSON.parse(readFileSync(path.join(ROOT, 'cluster.json'), 'utf8'))
-  const ports = [cluster.front, ...cluster.caches, ...cluster.frontends, ...cluster.backends, cluster.replica, cluster.haproxyStats]
+  const ports = [cluster.front, ...cluster.caches, ...cluster.frontends, ...cluster.backends, ...cluster.mailers, cluster.replica, cluster.haproxyStats]
   t.equal(new Set(ports).size, ports.length, 'cluster.json names every port once')
-  t.ok(cluster.caches.length >= 2 && cluster.frontends.length >= 3 && cluster.backends.length >= 2)
+  t.ok(cluster.caches.length >= 2 && cluster.frontends.length >= 3 && cluster.backends.length >= 2 && cluster.mailers.length >= 1)
 })

@@ -28,7 +28,7 @@ if (kubectl.error) {
 
   t.test('kustomize renders the whole tier', async (t) => {
     t.equal(kubectl.status, 0, kubectl.stderr)
-    for (const [kind, name] of [['Deployment', 'cache'], ['Deployment', 'frontend'], ['Deployment', 'backend'], ['Deployment', 'haproxy'], ['Job', 'flashcrowd-migrate'],
+    for (const [kind, name] of [['Deployment', 'cache'], ['Deployment', 'frontend'], ['Deployment', 'backend'], ['Deployment', 'mailer'], ['Deployment', 'haproxy'], ['Job', 'flashcrowd-migrate'],
       ['HorizontalPodAutoscaler', 'frontend'], ['HorizontalPodAutoscaler', 'backend'], ['PodDisruptionBudget', 'frontend'], ['PodDisruptionBudget', 'backend'], ['PodDisruptionBudget', 'cache'],
       ['Service', 'frontend'], ['Service', 'cache'], ['Service', 'web'], ['ConfigMap', 'flashcrowd-config'], ['Secret', 'flashcrowd-secrets']] as const) {
       t.ok(find(kind, name), `${kind}/${name}`)

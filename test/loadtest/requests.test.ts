@@ -80,7 +80,8 @@ t.test('form bodies use the contract field names and valid values', async t => {
   t.match(ev.eventDate, /^2026-0[3-6]-\d\d$/)
   t.ok(ev.eventDate > '2026-03-01', 'the event is in the future')
   t.same(Object.keys(formBodies.comment(1, 'r', rng)).sort(), ['author', 'body'])
-  t.same(Object.keys(formBodies.completion(1, 'r', rng)).sort(), ['country', 'name'])
+  t.same(Object.keys(formBodies.completion(1, 'r', rng)).sort(), ['country', 'email', 'name'])
+  t.match(formBodies.completion(3, 'run1', rng).email, /^loadtest\+run1-c3@example\.org$/, 'each completion its own address, so each write is one message')
 })
 
 t.test('generated writes are accepted by a site that validates like the frontend', async t => {
