@@ -12,6 +12,7 @@ export const ENTRY_POINTS: Record<string, string> = {
   'backend/server.ts': 'backend',
   'frontend/server.ts': 'frontend',
   'cache/server.ts': 'cache',
+  'mailer/server.ts': 'mailer',
   'scripts/migrate.ts': 'migrate',
   'scripts/start.ts': 'start'
 }
