@@ -3,20 +3,13 @@
 // Extra arguments go to tap (e.g. `npm test -- test/backend`).
 import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { existsSync, statSync } from 'node:fs'
 
 const tapBin = fileURLToPath(new URL('../node_modules/tap/dist/esm/run.mjs', import.meta.url))
 
 // tap rebuilds its plugin set when package.json's tap config changes; do it
 // up front so the first run on a fresh clone does not race the rebuild.
-// Only when the built plugin set is missing or older than package.json: a
-// rebuild deletes it first, so two runs sharing node_modules must not both rebuild.
-const built = fileURLToPath(new URL('../node_modules/@tapjs/test/test-built/dist/esm/index.js', import.meta.url))
-const pkg = fileURLToPath(new URL('../package.json', import.meta.url))
-if (!existsSync(built) || statSync(built).mtimeMs < statSync(pkg).mtimeMs) {
-  const build = spawnSync(process.execPath, [tapBin, 'build'], { stdio: ['ignore', 'ignore', 'inherit'] })
-  if (build.status !== 0) process.exit(build.status ?? 1)
-}
+const build = spawnSync(process.execPath, [tapBin, 'build'], { stdio: ['ignore', 'ignore', 'inherit'] })
+if (build.status !== 0) process.exit(build.status ?? 1)
 
 const args = process.argv.slice(2)
 const child = spawn(process.execPath, [tapBin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
