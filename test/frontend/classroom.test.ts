@@ -149,6 +149,8 @@ t.test('a classroom behind one address gets one certificate per pupil; a double 
     await page.getByLabel('Name on the certificate').fill('Dora Doubleclick')
     await page.getByLabel('Country').selectOption('DE')
     const button = page.getByRole('button', { name: 'Get my certificate' })
+    // Mouse clicks land on viewport coordinates: the button must be on screen (the form grew an e-mail field).
+    await button.scrollIntoViewIfNeeded()
     const box = (await button.boundingBox())!
     const postsBefore = recorder.posts.length
     recorder.hold(2)
