@@ -181,6 +181,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   // publish what they committed before the pools go away.
   app.addHook('onClose', async () => {
     await app.writer.drain()
+    await app.writer.close()
     await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS)
   })
   return app
