@@ -49,6 +49,10 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     ...(deps.logger === false
       ? { logger: false }
       : deps.logger ? { loggerInstance: deps.logger } : { logger: { level: config.LOG_LEVEL } }),
+    // No "incoming request"/"request completed" pair per write: at a sign-up
+    // rush that is two log lines per write, for what the request metrics
+    // already count. Failures are still logged by the error handler.
+    disableRequestLogging: true,
     bodyLimit: config.BACKEND_BODY_LIMIT,
     // The client address used for rate limits comes from X-Forwarded-For only when a trusted frontend sent it.
     trustProxy: trusted.length ? trusted : false,
@@ -67,7 +71,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   const publishErrors = new Counter({ name: 'flashcrowd_outbox_publish_errors_total', help: 'Failed outbox publish attempts (retried)', registers: [metrics.registry] })
 
   const publisher = new OutboxPublisher({
-    db: database.db,
+    database,
     bus,
     pollMs: config.BACKEND_OUTBOX_POLL_MS,
     onPublished: (n) => published.inc(n),

@@ -27,7 +27,7 @@
  */
 import type pg from 'pg'
 import { COUNTER_SHARDS, counterShard, PARTICIPANTS } from '../common/counters.js'
-import { Errors } from '../common/errors.js'
+import { Errors, isConnectionError } from '../common/errors.js'
 import { claimKeys, finishBatch, storedAnswers, type StoredAnswer } from './idempotency.js'
 import type { WalPosition } from './wal.js'
 import type { BatchContext, ExecuteKind, KindStatement, StatementKind, WriteAnswer, WriteKind } from './write-kind.js'
@@ -323,9 +323,4 @@ async function runExecuteKinds (client: pg.PoolClient, items: PendingWrite[], re
   if (done.keys.length > 0 || released.length > 0 || outboxKeys.size > 0) {
     await finishBatch(client, done, released, [...outboxKeys])
   }
-}
-
-function isConnectionError (err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)
 }
