@@ -187,7 +187,7 @@ async function readStoredAnswers (client: pg.PoolClient, keys: string[]): Promis
       await client.query('commit')
     }
   }
-  const sent = [client.query('begin'), storedAnswers(client, keys), client.query('commit')] as const
+  const sent = corked(client, () => [client.query('begin'), storedAnswers(client, keys), client.query('commit')] as const)
   const settled = await Promise.allSettled(sent)
   const failed = settled.find((s) => s.status === 'rejected')
   if (failed) throw (failed as PromiseRejectedResult).reason
@@ -202,10 +202,13 @@ async function readStoredAnswers (client: pg.PoolClient, keys: string[]): Promis
  */
 async function commitWith (client: pg.PoolClient, begun: boolean, statements: Array<{ text: string, values: unknown[] }>, wal: WalPosition): Promise<{ rows: StatementRow[][], lsn: string | undefined }> {
   if ((client as unknown as { pipeline?: boolean }).pipeline === true) {
-    const sent: Array<Promise<unknown>> = []
-    if (!begun) sent.push(client.query('begin'))
-    for (const s of statements) sent.push(client.query<StatementRow>(s.text, s.values))
-    sent.push(wal.commit(client))
+    const sent = corked(client, () => {
+      const sent: Array<Promise<unknown>> = []
+      if (!begun) sent.push(client.query('begin'))
+      for (const s of statements) sent.push(client.query<StatementRow>(s.text, s.values))
+      sent.push(wal.commit(client))
+      return sent
+    })
     const settled = await Promise.allSettled(sent)
     const failed = settled.find((s) => s.status === 'rejected' && (s.reason as { code?: string })?.code !== '25P02') ??
       settled.find((s) => s.status === 'rejected')
@@ -225,6 +228,21 @@ async function commitWith (client: pg.PoolClient, begun: boolean, statements: Ar
   } catch (err) {
     await client.query('rollback').catch(() => {})
     throw err
+  }
+}
+
+/**
+ * Queries sent in `send` leave in one write: a pipelined client writes each
+ * query on its own (one syscall, and one wake-up of the server, per query)
+ * unless its socket is corked while they are queued.
+ */
+function corked<T> (client: pg.PoolClient, send: () => T): T {
+  const stream = (client as unknown as { connection?: { stream?: { cork?: () => void, uncork?: () => void } } }).connection?.stream
+  stream?.cork?.()
+  try {
+    return send()
+  } finally {
+    stream?.uncork?.()
   }
 }
 
