@@ -41,6 +41,14 @@ function canonical (value: unknown): string {
     return out + ']'
   }
   const keys = Object.keys(value).sort()
+  // A flat object (every write body): JSON.stringify with the sorted keys as
+  // its allow-list writes exactly this canonical form, natively.
+  let flat = true
+  for (let i = 0; i < keys.length && flat; i++) {
+    const v = (value as Record<string, unknown>)[keys[i]]
+    flat = v === null || typeof v !== 'object'
+  }
+  if (flat) return JSON.stringify(value, keys)
   let out = '{'
   for (let i = 0; i < keys.length; i++) {
     out += (i > 0 ? ',' : '') + JSON.stringify(keys[i]) + ':' + canonical((value as Record<string, unknown>)[keys[i]])

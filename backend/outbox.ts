@@ -37,7 +37,7 @@ export class OutboxPublisher {
   #noWal = false
 
   constructor (options: OutboxPublisherOptions) {
-    this.#o = { batchSize: 500, retainMs: 3_600_000, coalesceMs: 5, ...options }
+    this.#o = { batchSize: 500, retainMs: 3_600_000, coalesceMs: 20, ...options }
   }
 
   start (): void {
@@ -52,8 +52,10 @@ export class OutboxPublisher {
 
   /**
    * Drain soon. Calls within `coalesceMs`, or while a drain runs, fold into
-   * one pass: under a write spike the publisher runs a few hundred times a
-   * second, not once per write, and invalidations stay milliseconds behind.
+   * one pass, and a pass starts at most every `coalesceMs` plus its own time:
+   * under a write spike the publisher runs a few dozen times a second (each
+   * pass a transaction on the primary), not once per batch of writes, and
+   * invalidations stay a few tens of milliseconds behind.
    */
   kick (): void {
     if (this.#running) { this.#again = true; return }
@@ -61,23 +63,28 @@ export class OutboxPublisher {
     this.#pendingKick = setTimeout(() => {
       this.#pendingKick = undefined
       if (this.#running) { this.#again = true; return }
-      this.#running = this.#loop().finally(() => { this.#running = undefined })
+      this.#running = this.#loop().then((ok) => {
+        this.#running = undefined
+        // Commits that arrived during the pass: the next one after the coalescing
+        // delay (after a failure, the next poll).
+        if (this.#again && ok && !this.#stopped) { this.#again = false; this.kick() }
+      })
     }, this.#o.coalesceMs)
   }
 
-  async #loop (): Promise<void> {
-    do {
-      this.#again = false
-      try {
-        // A short batch means the backlog is drained: no empty transaction to prove it
-        // (rows committed meanwhile set #again through kick()).
-        while (await this.drainOnce() === this.#o.batchSize && !this.#stopped) { /* keep going while there is a backlog */ }
-        await this.#cleanup()
-      } catch (err) {
-        this.#o.onError?.(err)
-        return // the next poll retries
-      }
-    } while (this.#again && !this.#stopped)
+  /** One pass; false when it failed. */
+  async #loop (): Promise<boolean> {
+    this.#again = false
+    try {
+      // A short batch means the backlog is drained: no empty transaction to prove it
+      // (rows committed meanwhile set #again through kick()).
+      while (await this.drainOnce() === this.#o.batchSize && !this.#stopped) { /* keep going while there is a backlog */ }
+      await this.#cleanup()
+      return true
+    } catch (err) {
+      this.#o.onError?.(err) // the next poll retries
+      return false
+    }
   }
 
   /**
