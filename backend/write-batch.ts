@@ -111,9 +111,11 @@ export async function runWriteBatch (items: PendingWrite[], options: WriteBatchO
       }
     }
 
-    const statements = statementKinds.map(([kind, indexes]) => batchStatement(
-      kind.statement(indexes.map((i) => items[i].input), context),
-      indexes.map((i) => items[i].key), indexes.map((i) => items[i].hash), options.idempotencyTtlSeconds))
+    const statements = statementKinds.map(([kind, indexes]) => {
+      const keys = indexes.map((i) => items[i].key)
+      const statement = batchStatement(kind.statement(indexes.map((i) => items[i].input), context), keys, indexes.map((i) => items[i].hash), options.idempotencyTtlSeconds)
+      return { ...statement, name: statementName(client, kind, statement.keyed) }
+    })
     const answers = await commitWith(client, begun, statements, options.wal)
 
     for (let s = 0; s < statementKinds.length; s++) {
@@ -200,12 +202,12 @@ async function readStoredAnswers (client: pg.PoolClient, keys: string[]): Promis
  * after a failed statement the server refuses the rest and the COMMIT
  * answers ROLLBACK, so the first real error is the batch's.
  */
-async function commitWith (client: pg.PoolClient, begun: boolean, statements: Array<{ text: string, values: unknown[] }>, wal: WalPosition): Promise<{ rows: StatementRow[][], lsn: string | undefined }> {
+async function commitWith (client: pg.PoolClient, begun: boolean, statements: Array<{ name: string, text: string, values: unknown[] }>, wal: WalPosition): Promise<{ rows: StatementRow[][], lsn: string | undefined }> {
   if ((client as unknown as { pipeline?: boolean }).pipeline === true) {
     const sent = corked(client, () => {
       const sent: Array<Promise<unknown>> = []
       if (!begun) sent.push(client.query('begin'))
-      for (const s of statements) sent.push(client.query<StatementRow>(s.text, s.values))
+      for (const s of statements) sent.push(client.query<StatementRow>({ name: s.name, text: s.text, values: s.values }))
       sent.push(wal.commit(client))
       return sent
     })
@@ -223,12 +225,28 @@ async function commitWith (client: pg.PoolClient, begun: boolean, statements: Ar
   try {
     if (!begun) await client.query('begin')
     const rows: StatementRow[][] = []
-    for (const s of statements) rows.push((await client.query<StatementRow>(s.text, s.values)).rows)
+    for (const s of statements) rows.push((await client.query<StatementRow>({ name: s.name, text: s.text, values: s.values })).rows)
     return { rows, lsn: await wal.commit(client) }
   } catch (err) {
     await client.query('rollback').catch(() => {})
     throw err
   }
+}
+
+const connectionIds = new WeakMap<object, number>()
+let lastConnectionId = 0
+
+/**
+ * The name a kind's batch statement is prepared under on this connection:
+ * prepared once, it is parsed and planned once, not per batch (planning the
+ * statement cost the server about as much as running it). Names are per
+ * connection because the embedded database serves every connection from one
+ * session, where two connections preparing one name would collide.
+ */
+function statementName (client: pg.PoolClient, kind: StatementKind<unknown>, keyed: boolean): string {
+  let id = connectionIds.get(client)
+  if (id === undefined) connectionIds.set(client, id = ++lastConnectionId)
+  return `fc_w${id}_${kind.name}_${keyed ? 'keyed' : 'plain'}`
 }
 
 /**
@@ -252,7 +270,7 @@ function corked<T> (client: pg.PoolClient, send: () => T): T {
  * answer already), `go` (what this batch stores), the kind's `store`, one
  * outbox row, and per input: its answer, and whether it was stored.
  */
-export function batchStatement (kind: KindStatement, keys: Array<string | undefined>, hashes: Array<string | undefined>, ttlSeconds: number): { text: string, values: unknown[] } {
+export function batchStatement (kind: KindStatement, keys: Array<string | undefined>, hashes: Array<string | undefined>, ttlSeconds: number): { text: string, values: unknown[], keyed: boolean } {
   const outbox = `outboxed as (
     insert into outbox (keys) select array(select distinct k from go, unnest(go.keys) as k)
     where exists (select 1 from go)
@@ -264,7 +282,8 @@ export function batchStatement (kind: KindStatement, keys: Array<string | undefi
   ${kind.store},
   ${outbox}
   select ord, ok, status, response, ok as written from input order by ord`,
-      values: kind.values
+      values: kind.values,
+      keyed: false
     }
   }
   const n = kind.values.length
@@ -289,7 +308,8 @@ export function batchStatement (kind: KindStatement, keys: Array<string | undefi
   ${kind.store},
   ${outbox}
   select ord, ok, status, response, ord in (select ord from go) as written from input order by ord`,
-    values: [...kind.values, keys, hashes, ttlSeconds]
+    values: [...kind.values, keys, hashes, ttlSeconds],
+    keyed: true
   }
 }
 

@@ -48,6 +48,10 @@ export interface BatchContext {
  * `store` is one or more CTEs (`name as (…), …`) that store the rows of
  * `go`: the `input` rows that are ok and whose Idempotency-Key, if any, this
  * batch claimed. They see `input` and `go`, never each other's effects.
+ *
+ * `input` and `store` are the same text for every batch of a kind: the
+ * statement is prepared once per connection under the kind's name; only
+ * `values` change.
  */
 export interface KindStatement {
   input: string
