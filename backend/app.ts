@@ -23,6 +23,7 @@ import eventRoutes from './routes/events.js'
 import completionRoutes from './routes/completions.js'
 import editorRoutes from './routes/editor.js'
 import { Counter, Gauge, Histogram } from 'prom-client'
+import { RepeatedFailureLog, RepeatedFailureLogs } from '../common/log-aggregate.js'
 
 export interface BackendDeps {
   config: BackendConfig
@@ -70,12 +71,16 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   const published = new Counter({ name: 'flashcrowd_outbox_published_total', help: 'Outbox rows published to the bus', registers: [metrics.registry] })
   const publishErrors = new Counter({ name: 'flashcrowd_outbox_publish_errors_total', help: 'Failed outbox publish attempts (retried)', registers: [metrics.registry] })
 
+  // While the bus is down every commit wakes the publisher and fails again; while the database is
+  // down every request is a 503: one line per interval with a count, not one (with a stack) each.
+  const busFailures = new RepeatedFailureLog({ what: 'outbox publish failing (events stay in the outbox and are retried)', log: app.log })
+  const unavailable = new RepeatedFailureLogs({ log: app.log, level: 'error' })
   const publisher = new OutboxPublisher({
     database,
     bus,
     pollMs: config.BACKEND_OUTBOX_POLL_MS,
     onPublished: (n) => published.inc(n),
-    onError: (err) => { publishErrors.inc(); app.log.warn({ err }, 'outbox publish failed; will retry') }
+    onError: (err) => { publishErrors.inc(); busFailures.failed(err) }
   })
   app.decorate('outbox', publisher)
   new Gauge({
@@ -118,7 +123,8 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
       else message = `${field || error.validationContext} ${v.message ?? 'is invalid'}`
     }
     const failure = classifyError({ ...error, message, statusCode: error.statusCode, code: error.code, validation: error.validation }, config.BACKEND_RETRY_AFTER_S)
-    if (failure.status >= 500) request.log.error({ err: error }, 'request failed')
+    if (failure.status === 503) unavailable.failed(`requests failing with 503: ${failure.message}`, error, { reqId: request.id, method: request.method, url: request.url })
+    else if (failure.status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ err: { code: error.code, message } }, 'request rejected')
     if (failure.retryAfter !== undefined) reply.header('retry-after', String(failure.retryAfter))
     reply.header('cache-control', 'no-store')
@@ -161,6 +167,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     database,
     publisher,
     idempotencyTtlSeconds: config.BACKEND_IDEMPOTENCY_TTL_S,
+    mailDomain: config.BACKEND_MAIL_DOMAIN,
     batchMax: config.BACKEND_WRITE_BATCH_MAX,
     batchWaitMs: config.BACKEND_WRITE_BATCH_WAIT_MS,
     concurrency: config.BACKEND_WRITE_CONCURRENCY,
@@ -187,6 +194,9 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     await app.writer.drain()
     await app.writer.close()
     await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS)
+    // The counts not yet logged, so an outage's last seconds are not lost with the process.
+    busFailures.flush()
+    unavailable.flush()
   })
   return app
 }

@@ -16,6 +16,9 @@ const text = (max: number) => Type.String({ minLength: 1, maxLength: max, patter
 export const Slug = Type.String({ minLength: 1, maxLength: 80, pattern: '^[a-z0-9]+(?:-[a-z0-9]+)*$' })
 export const Country = Type.String({ pattern: '^[A-Z]{2}$' })
 
+/** One address, no display name, nothing that could end a header or add a recipient. */
+export const Email = Type.String({ minLength: 3, maxLength: 254, pattern: '^[^\\s@<>()\\[\\],;:"]+@[^\\s@<>()\\[\\],;:"]+\\.[^\\s@<>()\\[\\],;:"]+$' })
+
 export const CommentBody = Type.Object({
   news: Slug,
   author: line(80),
@@ -24,7 +27,7 @@ export const CommentBody = Type.Object({
 
 export const EventBody = Type.Object({
   organizer: line(120),
-  email: Type.String({ minLength: 3, maxLength: 254, pattern: '^[^\\s@<>()\\[\\],;:"]+@[^\\s@<>()\\[\\],;:"]+\\.[^\\s@<>()\\[\\],;:"]+$' }),
+  email: Email,
   school: line(160),
   country: Country,
   city: line(100),
@@ -35,7 +38,9 @@ export const EventBody = Type.Object({
 export const CompletionBody = Type.Object({
   tutorial: Slug,
   name: line(80),
-  country: Country
+  country: Country,
+  /** Optional: where the certificate link is sent; without it no e-mail is queued. */
+  email: Type.Optional(Email)
 }, { additionalProperties: false })
 
 const IsoTime = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' })

@@ -1,7 +1,7 @@
 /**
- * `npm run backend`: reads config, builds the app, listens, and closes
- * gracefully (stop accepting → finish in-flight writes → drain the outbox →
- * close pools and the bus).
+ * The backend's process: reads config, builds the app, listens, and closes
+ * gracefully on SIGTERM/SIGINT (common/shutdown.ts: stop accepting → finish
+ * in-flight writes → drain the outbox → close pools and the bus).
  */
 import { Redis } from 'ioredis'
 import { BackendEnv } from './config.js'
@@ -10,6 +10,7 @@ import { createDatabase } from '../common/db.js'
 import { createBus } from '../common/bus.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
 import { loadConfigOrExit } from '../common/config.js'
+import { gracefulShutdown } from '../common/shutdown.js'
 
 const config = loadConfigOrExit(BackendEnv, 'backend')
 
@@ -28,26 +29,15 @@ redis?.on('error', () => { /* rate limits fall back to memory while Redis is awa
 
 const app = await buildApp({ config, database, bus, redis })
 
-let closing = false
-async function shutdown (signal: string): Promise<void> {
-  if (closing) return
-  closing = true
-  app.log.info({ signal }, 'shutting down')
-  const force = setTimeout(() => { app.log.error('shutdown timed out'); process.exit(1) }, config.BACKEND_SHUTDOWN_TIMEOUT_MS + 5000)
-  force.unref()
-  try {
-    await app.close()
-    await bus.close()
-    redis?.disconnect()
-    await database.close()
-    await target.close()
-  } finally {
-    process.exit(0)
-  }
-}
-process.once('SIGINT', () => { void shutdown('SIGINT') })
-process.once('SIGTERM', () => { void shutdown('SIGTERM') })
-process.once('disconnect', () => { void shutdown('disconnect') })
+// Stop accepting, finish in-flight writes, drain the outbox, close pools and the bus; bounded
+// a little beyond the app's own shutdown timeout so a stuck step cannot keep a pod terminating.
+gracefulShutdown({ delayMs: config.BACKEND_SHUTDOWN_TIMEOUT_MS + 5000, log: app.log }, async () => {
+  await app.close()
+  await bus.close()
+  redis?.disconnect()
+  await database.close()
+  await target.close()
+})
 
 try {
   await app.listen({ host: config.HOST, port: config.PORT })

@@ -25,6 +25,7 @@
  * sees them: the first one runs, the others get its answer as a replay (or a
  * 409 when their request differs).
  */
+import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { COUNTER_SHARDS, counterShard, PARTICIPANTS } from '../common/counters.js'
 import { Errors, isConnectionError } from '../common/errors.js'
@@ -57,6 +58,8 @@ export interface WriteBatchOptions {
   pool: pg.Pool
   idempotencyTtlSeconds: number
   wal: WalPosition
+  /** Right-hand side of the Message-IDs of e-mails queued by this batch. */
+  mailDomain: string
 }
 
 interface StatementRow { ord: number, ok: boolean, status: number, response: string, written: boolean }
@@ -92,7 +95,10 @@ export async function runWriteBatch (items: PendingWrite[], options: WriteBatchO
     if (kind.execute) executeKinds.push([kind, indexes])
     else statementKinds.push([kind as StatementKind<any>, indexes])
   }
-  const context: BatchContext = { counterShard: counterShard(PARTICIPANTS, Math.floor(Math.random() * COUNTER_SHARDS)) }
+  const context: BatchContext = {
+    counterShard: counterShard(PARTICIPANTS, Math.floor(Math.random() * COUNTER_SHARDS)),
+    messageId: () => `<${randomUUID()}@${options.mailDomain}>`
+  }
   /** Keyed writes to answer from their key's stored answer once the batch committed (and whether the kind refused them). */
   const lookUp: Array<[number, boolean]> = []
 

@@ -29,6 +29,8 @@ export interface WriteAnswer {
 export interface BatchContext {
   /** The one counter shard this batch bumps, so a batch locks at most one counter row. */
   counterShard: string
+  /** A new Message-ID (`<uuid@domain>`) for an e-mail this batch queues (mail_messages). */
+  messageId: () => string
 }
 
 /**

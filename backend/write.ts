@@ -34,6 +34,8 @@ export interface WriterOptions {
   database: DatabaseHandle
   publisher: OutboxPublisher
   idempotencyTtlSeconds: number
+  /** Right-hand side of the Message-ID of each queued e-mail. */
+  mailDomain: string
   batchMax: number
   batchWaitMs: number
   concurrency: number
@@ -55,7 +57,7 @@ export const writerPlugin = fp(async function writerPlugin (app, opts: WriterOpt
   const pool = siblingPool(opts.database, { max: opts.concurrency, pipeline: true })
   const batches = new GroupCommit<PendingWrite, BatchResult>({
     run: async (items) => {
-      const results = await runWriteBatch(items, { pool, idempotencyTtlSeconds: opts.idempotencyTtlSeconds, wal })
+      const results = await runWriteBatch(items, { pool, idempotencyTtlSeconds: opts.idempotencyTtlSeconds, wal, mailDomain: opts.mailDomain })
       if (results.some((r) => !(r instanceof Error) && r.stale)) opts.publisher.kick()
       return results
     },

@@ -1,9 +1,12 @@
 /**
- * Memory check (issue 5): push 60 MB of distinct objects through a cache
- * bounded to 8 MB (CACHE_MAX_BYTES) and report how much the cache process
- * grew. The cache runs as its own process (cache/server.ts, one worker) so the
- * origin and the load generator here do not count against it; RSS is read
- * from /proc. Run by `npm run bench:cache`, or alone with
+ * Memory check: push 60 MB of distinct objects through a cache node bounded to
+ * 8 MB (CACHE_MAX_BYTES, the node as a whole) and report how much the node
+ * grew, at 1, 2 and 4 workers (CACHE_MEMORY_WORKERS, default "1,2,4"). The
+ * node runs as its own processes (cache/server.ts) so the origin and the load
+ * generator here do not count against it. Its memory is read from /proc for
+ * the primary and every worker: RSS summed, and PSS summed (the pages of the
+ * shared store that several workers map are counted once — the node's real
+ * footprint). Run by `npm run bench:cache`, or alone with
  * `npx tsx bench/cache-memory.ts`.
  */
 import http from 'node:http'
@@ -18,12 +21,31 @@ const OBJECT = 20 * 1024
 const LIMIT_MB = 40
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-function rssOf (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m ? Number(m[1]) * 1024 : NaN
+/** The node's processes: the one started here and its children (the workers). */
+function tree (pid: number): number[] {
+  let children: number[] = []
+  try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) } catch { /* gone */ }
+  return [pid, ...children.flatMap(tree)]
 }
 
-async function main (): Promise<void> {
+function field (pid: number, file: string, name: string): number {
+  try {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'))
+    return m ? Number(m[1]) * 1024 : 0
+  } catch { return 0 }
+}
+
+interface Footprint { rss: number, pss: number }
+function footprint (pid: number): Footprint {
+  let rss = 0
+  let pss = 0
+  for (const p of tree(pid)) { rss += field(p, 'status', 'VmRSS'); pss += field(p, 'smaps_rollup', 'Pss') }
+  return { rss, pss }
+}
+
+const WORKERS = (process.env.CACHE_MEMORY_WORKERS ?? '1,2,4').split(',').map(Number)
+
+async function run (workers: number): Promise<boolean> {
   // Distinct, barely compressible bodies so the store holds real bytes.
   let seed = 1
   const body = (n: number) => {
@@ -39,7 +61,7 @@ async function main (): Promise<void> {
   await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
   const port = await new Promise<number>((resolve) => { const s = http.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) }) })
   const cache = spawn(process.execPath, ['--import', 'tsx', `${root}cache/server.ts`], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, CACHE_WORKERS: '1', CACHE_MAX_BYTES: String(8 * 1024 * 1024), LOG_LEVEL: 'warn', REDIS_URL: '' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, CACHE_WORKERS: String(workers), CACHE_MAX_BYTES: String(8 * 1024 * 1024), LOG_LEVEL: 'warn', REDIS_URL: '' },
     stdio: ['ignore', 'inherit', 'inherit']
   })
   const base = `http://127.0.0.1:${port}`
@@ -47,31 +69,33 @@ async function main (): Promise<void> {
   const get = async (path: string) => { const r = await request(base + path, { dispatcher: agent }); await r.body.arrayBuffer() }
   try {
     for (let i = 0; ; i++) {
-      try { await get('/-/health'); break } catch { if (i > 100) throw new Error('cache did not start'); await new Promise((resolve) => setTimeout(resolve, 200)) }
+      try { await get('/-/health'); break } catch { if (i > 300) throw new Error('cache did not start'); await new Promise((resolve) => setTimeout(resolve, 200)) }
     }
-    // Warm up every code path (and the JIT) before the baseline.
-    for (let i = 0; i < 300; i++) await get(`/w/${i}`)
+    // Warm up every code path (and the JIT) of every worker before the baseline.
+    await Promise.all(Array.from({ length: 16 }, async (_, c) => { for (let i = c; i < 600; i += 16) await get(`/w/${i}`) }))
     await new Promise((resolve) => setTimeout(resolve, 500))
-    const before = rssOf(cache.pid!)
+    const before = footprint(cache.pid!)
     const count = Math.ceil(TOTAL / OBJECT)
     let next = 0
     let peak = before
     await Promise.all(Array.from({ length: 16 }, async () => {
       while (next < count) {
         await get(`/o/${next++}`)
-        if (next % 256 === 0) peak = Math.max(peak, rssOf(cache.pid!))
+        if (next % 256 === 0) { const f = footprint(cache.pid!); peak = { rss: Math.max(peak.rss, f.rss), pss: Math.max(peak.pss, f.pss) } }
       }
     }))
     await new Promise((resolve) => setTimeout(resolve, 500))
-    const after = rssOf(cache.pid!)
-    peak = Math.max(peak, after)
+    const after = footprint(cache.pid!)
+    peak = { rss: Math.max(peak.rss, after.rss), pss: Math.max(peak.pss, after.pss) }
     const metrics = await (await fetch(base + '/-/metrics')).text()
     const stored = Number(/flashcrowd_cache_bytes_stored\{[^}]*\} (\d+)/.exec(metrics)?.[1])
     const evictions = Number(/flashcrowd_cache_evictions_total\{[^}]*\} (\d+)/.exec(metrics)?.[1])
     const mb = (n: number) => (n / 1048576).toFixed(1)
-    console.log(`pushed ${count} distinct objects × ${OBJECT / 1024} KB = ${mb(count * OBJECT)} MB through an 8 MB cache (one worker)`)
-    console.log(`store holds ${mb(stored)} MB; evictions ${evictions}`)
-    console.log(`cache RSS ${mb(before)} MB → ${mb(after)} MB (peak ${mb(peak)} MB): growth ${mb(after - before)} MB, peak growth ${mb(peak - before)} MB (limit ${LIMIT_MB} MB) ${peak - before < LIMIT_MB * 1048576 ? 'OK' : 'OVER'}`)
+    const ok = peak.pss - before.pss < LIMIT_MB * 1048576
+    console.log(`${workers} worker${workers > 1 ? 's' : ''}: pushed ${count} distinct objects × ${OBJECT / 1024} KB = ${mb(count * OBJECT)} MB through an 8 MB node; store holds ${mb(stored)} MB; evictions ${evictions}`)
+    console.log(`  node PSS ${mb(before.pss)} MB → ${mb(after.pss)} MB (peak ${mb(peak.pss)} MB): growth ${mb(after.pss - before.pss)} MB, peak growth ${mb(peak.pss - before.pss)} MB (limit ${LIMIT_MB} MB) ${ok ? 'OK' : 'OVER'}`)
+    console.log(`  node RSS summed over its processes (shared pages once per process) ${mb(before.rss)} MB → ${mb(after.rss)} MB: growth ${mb(after.rss - before.rss)} MB, peak growth ${mb(peak.rss - before.rss)} MB`)
+    return ok
   } finally {
     await agent.close()
     if (cache.exitCode === null) {
@@ -80,6 +104,12 @@ async function main (): Promise<void> {
     }
     await new Promise<void>((resolve) => { origin.closeAllConnections(); origin.close(() => resolve()) })
   }
+}
+
+async function main (): Promise<void> {
+  let ok = true
+  for (const w of WORKERS) ok = await run(w) && ok
+  if (!ok) process.exitCode = 1
 }
 
 main().catch((err: Error) => { console.error(err.stack); process.exit(1) })

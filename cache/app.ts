@@ -27,8 +27,8 @@ import { list } from '../common/config.js'
 import { compileTrust } from '../common/trusted-proxies.js'
 import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
-import { applyShared, type ShareChannel } from './share.js'
-import { serializeObject } from './object.js'
+import { SharedStore } from './shared-store.js'
+import type { NodeLock } from './node-lock.js'
 import { createBusPosition } from './invalidated-after.js'
 
 export interface CacheDeps {
@@ -41,8 +41,11 @@ export interface CacheDeps {
   store?: CacheStore
   /** Collect process-level default metrics (off in tests that build many apps). */
   defaultMetrics?: boolean
-  /** Sibling workers to share fetched objects with (cluster mode, share.ts). */
-  share?: ShareChannel
+  /**
+   * Several workers on one node: the directory of the store they all open
+   * (shared-store.ts) and the node-wide fetch lock (node-lock.ts).
+   */
+  shared?: { path: string, lock: NodeLock, workers: number }
 }
 
 export interface CacheApp {
@@ -67,7 +70,24 @@ export function buildApp (deps: CacheDeps): CacheApp {
   // CACHE_MAX_BYTES bounds everything the cache keeps per key (design §2.7):
   // a thirty-second of it for hit-for-miss markers, the rest for objects.
   const markerBytes = Math.max(64 * 1024, Math.floor(config.CACHE_MAX_BYTES / 32))
-  const store = deps.store ?? new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) }, onReject: (o) => { onReject(); reclaimer.evicted(o.size) } })
+  const Policy = policyClassFor(clock)
+  // Several workers: one store for all of them (shared-store.ts).
+  const store: CacheStore = deps.store ?? (deps.shared !== undefined
+    ? new SharedStore({
+      path: deps.shared.path,
+      // A ninth of the budget, split between the workers, holds each one's
+      // hot pages decoded (shared-store.ts memo); the store gets the rest, so
+      // the two together stay within CACHE_MAX_BYTES.
+      maxBytes: Math.floor((config.CACHE_MAX_BYTES - markerBytes) * 8 / 9),
+      memoBytes: Math.floor((config.CACHE_MAX_BYTES - markerBytes) / 9 / deps.shared.workers),
+      Policy,
+      onEvict: () => { onEvict() },
+      onReject: () => { onReject() },
+      // Copies read for cold objects and fetched objects once stored die in
+      // this worker's heap: the reclaimer collects them (reclaim.ts).
+      onGarbage: (bytes) => { reclaimer.evicted(bytes) }
+    })
+    : new MemoryStore({ maxBytes: config.CACHE_MAX_BYTES - markerBytes, onEvict: (o) => { onEvict(); reclaimer.evicted(o.size) }, onReject: (o) => { onReject(); reclaimer.evicted(o.size) } }))
   const coalescer = new Coalescer({
     maxMarkerBytes: markerBytes,
     maxWaiters: config.CACHE_COALESCE_MAX_WAITERS,
@@ -100,25 +120,10 @@ export function buildApp (deps: CacheDeps): CacheApp {
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
   const position = createBusPosition()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy: policyClassFor(clock), logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position }
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy, logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position }
   const applyDeps = { store, log, now: () => clock.now() }
 
-  // Cluster mode: what this worker fetches and stores goes to its siblings,
-  // and theirs comes here (share.ts). The hit path is untouched.
-  const share = deps.share
-  let unshare = (): void => {}
-  if (share) {
-    engine.share = (o) => share.send(serializeObject(o))
-    unshare = share.subscribe((s) => {
-      let outcome
-      try { outcome = applyShared({ ...applyDeps, Policy: engine.Policy }, s) } catch (err) {
-        logger.warn({ err: (err as Error).message }, 'could not apply an object shared by a sibling worker')
-        return
-      }
-      metrics.counters.shared[outcome]++
-      if (outcome === 'stored') coalescer.clearMarker(s.key)
-    })
-  }
+  engine.nodeLock = deps.shared?.lock
 
   // Every node applies every event, its own included (the bus echoes them back;
   // applying twice is harmless) and the backend's outbox events.
@@ -182,9 +187,12 @@ export function buildApp (deps: CacheDeps): CacheApp {
   // goes back to the LRU's free space instead of waiting for eviction.
   const sweep = setInterval(() => {
     const now = clock.now()
-    const dead: string[] = []
-    for (const o of store.values()) if (now >= o.freshUntil + policy.keepMs(o)) dead.push(o.key)
-    for (const k of dead) store.delete(k)
+    if (store.sweep !== undefined) store.sweep(now)
+    else {
+      const dead: string[] = []
+      for (const o of store.values()) if (now >= o.freshUntil + policy.keepMs(o)) dead.push(o.key)
+      for (const k of dead) store.delete(k)
+    }
     log.prune(now)
   }, 5000)
   sweep.unref()
@@ -209,7 +217,6 @@ export function buildApp (deps: CacheDeps): CacheApp {
     async close () {
       clearInterval(sweep)
       unsubscribe()
-      unshare()
       await new Promise<void>((resolve) => {
         if (!server.listening) { resolve(); return }
         server.close(() => resolve())
@@ -218,6 +225,9 @@ export function buildApp (deps: CacheDeps): CacheApp {
         setTimeout(() => server.closeAllConnections(), 2000).unref()
       })
       await director.close()
+      deps.shared?.lock.close()
+      // The app's own store only: an injected one belongs to the caller.
+      if (deps.store === undefined) await store.close?.()
     }
   }
 }

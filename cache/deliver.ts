@@ -62,9 +62,9 @@ export function deliverObject (req: IncomingMessage, res: ServerResponse, o: Cac
     head = o.heads[enc]!
     if (head === undefined) {
       head = o.heads[enc] = buildHead(o, enc)
-      o.headsSecond = -1
+      o.heads.second = -1
     }
-    if (o.headsSecond !== second) refreshHeads(o, now, second)
+    if (o.heads.second !== second) refreshHeads(o, now, second)
   } else {
     head = headWith(o, enc, now, outcome, status)
   }

@@ -4,7 +4,7 @@
  */
 import type { Bus } from '../common/bus.js'
 import type { CacheConfig } from './config.js'
-import type { CacheStore, CachedObject } from './store.js'
+import type { CacheStore } from './store.js'
 import type { Coalescer, Timers } from './coalesce.js'
 import type { Director } from './director.js'
 import type { CacheMetrics } from './metrics.js'
@@ -13,6 +13,7 @@ import type { Clock, PolicyClass } from './freshness.js'
 import type { Trust } from '../common/trusted-proxies.js'
 import type { BodyBudget } from './request-body.js'
 import type { BusPosition } from '../common/bus-position.js'
+import type { NodeLock } from './node-lock.js'
 
 export interface Logger {
   info (obj: object | string, msg?: string): void
@@ -38,8 +39,8 @@ export interface Engine {
   trustProxy: Trust
   /** Request body bytes held by passed requests (request-body.ts). */
   bodies: BodyBudget
-  /** Hands an object this worker fetched and stored to its sibling workers (share.ts); absent in single-process mode. */
-  share?: (o: CachedObject) => void
+  /** The node-wide fetch lock when several workers share one store (node-lock.ts); absent in single-process mode. */
+  nodeLock?: NodeLock
   /** Newest bus event this node applied; named on every fetch for the store (invalidated-after.ts). */
   position?: BusPosition
 }

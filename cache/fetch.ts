@@ -113,12 +113,9 @@ function policyRequest (info: FetchInfo, responseHeaders: Record<string, string>
  */
 function store (e: Engine, o: CachedObject, fetchStarted: number): 'invalidated-in-flight' | 'not-admitted' | null {
   if (e.log.invalidatedSince(fetchStarted, o, e.clock.now())) return 'invalidated-in-flight'
-  if (!e.store.put(o)) return 'not-admitted'
+  let invalidated = false
+  if (!e.store.put(o, { since: fetchStarted, onInvalidated: () => { invalidated = true } })) return invalidated ? 'invalidated-in-flight' : 'not-admitted'
   e.metrics.counters.stored++
-  // Only what this worker stored goes to its siblings (never a pass, a
-  // hit-for-miss, a too-big or a no-store answer): they insert it unless
-  // they saw a matching invalidation since `fetchStarted` (share.ts).
-  e.share?.(o)
   return null
 }
 
@@ -257,6 +254,19 @@ export function freshnessOptions (e: Engine) {
  */
 export function refreshInBackground (e: Engine, info: FetchInfo, key: string): void {
   if (!e.coalescer.lead(key)) return
+  if (e.nodeLock !== undefined) {
+    // One refresh per node: a sibling refreshing the key already is enough.
+    const lock = e.nodeLock
+    lock.acquire(key).then((outcome) => {
+      if (outcome === 'released' || outcome === 'pass') { e.coalescer.finish(key); return }
+      backgroundFetch(e, info, key, () => { if (outcome === 'granted') lock.release(key, e.coalescer.isUncacheable(key)) })
+    }, () => { e.coalescer.finish(key) })
+    return
+  }
+  backgroundFetch(e, info, key, () => {})
+}
+
+function backgroundFetch (e: Engine, info: FetchInfo, key: string, done: () => void): void {
   // The refresh is the cache's own request (RFC 5861 §3), not the answer to
   // the client who triggered it (that client gets the stale object), so the
   // client's request directives (a no-store, RFC 9111 §5.2.1.5) do not apply to it.
@@ -265,5 +275,5 @@ export function refreshInBackground (e: Engine, info: FetchInfo, key: string): v
     if (r.kind === 'answer') r.rest?.destroy()
   }, (err: Error) => {
     e.logger.warn({ err: err.message, url: info.url }, 'background refresh failed')
-  }).finally(() => { e.coalescer.finish(key) })
+  }).finally(() => { done(); e.coalescer.finish(key) })
 }

@@ -220,17 +220,20 @@ export function buildHead (o: CachedObject, encoding: Encoding): string[] {
   return head
 }
 
+const ENCODINGS: readonly Encoding[] = ['identity', 'gzip', 'br']
+
 /** Updates the per-second values of every prepared head (once a second per object, not per hit). */
 export function refreshHeads (o: CachedObject, now: number, second: number): void {
   const age = String(currentAge(o, now))
   const status = cacheStatus('hit; ttl=' + Math.round((o.freshUntil - now) / 1000))
-  for (const enc in o.heads) {
-    const head = o.heads[enc as Encoding]!
+  for (const enc of ENCODINGS) {
+    const head = o.heads[enc]
+    if (head === undefined) continue
     const n = head.length
     head[n - 5] = age
     head[n - 1] = status
   }
-  o.headsSecond = second
+  o.heads.second = second
 }
 
 /** A head for non-hit deliveries (MISS, STALE, collapsed waits): a fresh copy with its own status values. */

@@ -18,7 +18,7 @@ export interface ApplyDeps {
 /** Marks an object stale now without dropping it (soft purge): stale windows still apply. */
 function markStale (o: CachedObject, now: number): void {
   if (o.freshUntil > now) o.freshUntil = now
-  o.headsSecond = -1 // the ttl in Cache-Status changed
+  o.heads.second = -1 // the ttl in Cache-Status changed
 }
 
 /**
@@ -26,41 +26,53 @@ function markStale (o: CachedObject, now: number): void {
  * touched. Every event is logged so in-flight fetches do not store what it
  * invalidated.
  */
+/** What an event applied at `at` invalidates (undefined: a ban whose expression does not compile). */
+export function matcherFor (event: BusEvent, at: number): Matcher | undefined {
+  switch (event.kind) {
+    case 'url': return (o) => o.url === event.path && (event.host === undefined || o.host === event.host)
+    case 'keys': {
+      const wanted = new Set(event.keys)
+      return (o) => o.tags.some((t) => wanted.has(t))
+    }
+    case 'ban': {
+      let re: RegExp
+      try { re = compileBan(event.pattern) } catch { return undefined }
+      // A ban applies to every page fetched until then, whether it is stored
+      // already or still in flight (it is stored after the ban, but its
+      // content predates it); not to pages fetched later.
+      return (o) => o.fetchStarted <= at && re.test(o.url)
+    }
+  }
+}
+
 export function applyEvent (deps: ApplyDeps, event: BusEvent): number {
   const now = deps.now()
   const { store } = deps
+  const matches = matcherFor(event, now)
+  if (matches === undefined) return 0
+  // A store shared by several workers keeps the event too, before removing
+  // anything: a sibling's fetch that started earlier cannot store its page
+  // after this (shared-store.ts put).
+  store.noteInvalidation?.(now, event)
   let keys: string[]
-  let matches: Matcher
   switch (event.kind) {
-    case 'url': {
-      keys = store.keysForUrl(event.path, event.host)
-      matches = (o) => o.url === event.path && (event.host === undefined || o.host === event.host)
-      break
-    }
+    case 'url': keys = store.keysForUrl(event.path, event.host); break
     case 'keys': {
       const set = new Set<string>()
       for (const tag of event.keys) for (const k of store.keysForTag(tag)) set.add(k)
       keys = [...set]
-      const wanted = new Set(event.keys)
-      matches = (o) => o.tags.some((t) => wanted.has(t))
       break
     }
-    case 'ban': {
-      let re: RegExp
-      try { re = compileBan(event.pattern) } catch { return 0 }
-      // A ban applies to every page fetched until now, whether it is stored
-      // already or still in flight (it is stored after the ban, but its
-      // content predates it); not to pages fetched later.
-      matches = (o) => o.fetchStarted <= now && re.test(o.url)
+    case 'ban':
       keys = []
       for (const o of store.values()) if (matches(o)) keys.push(o.key)
       break
-    }
   }
   deps.log.record(now, matches)
   const soft = event.kind !== 'ban' && event.soft === true
   for (const key of keys) {
     if (soft) {
+      if (store.soften !== undefined) { store.soften(key, now); continue }
       const o = store.get(key)
       if (o) markStale(o, now)
     } else {
@@ -76,6 +88,7 @@ export function banEverything (deps: ApplyDeps): number {
   // Fetch start, not store time: a fetch in flight across the gap may carry a
   // page rendered before a write whose event we missed.
   const matches: Matcher = (o) => o.fetchStarted <= now
+  deps.store.noteInvalidation?.(now, { kind: 'ban', pattern: '' })
   deps.log.record(now, matches)
   const keys: string[] = []
   for (const o of deps.store.values()) if (matches(o)) keys.push(o.key)

@@ -23,7 +23,6 @@ export interface CacheCounters {
   notAdmitted: number
   purges: { url: number, keys: number, ban: number, soft: number, gap: number }
   /** Objects received from sibling workers (share.ts), by what became of them. */
-  shared: { stored: number, invalidated: number, older: number }
 }
 
 export interface CacheMetrics {
@@ -35,7 +34,7 @@ export interface CacheMetrics {
 }
 
 export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, bodies?: BodyBudget, defaults?: boolean }): CacheMetrics {
-  const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, notAdmitted: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 }, shared: { stored: 0, invalidated: 0, older: 0 } }
+  const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, notAdmitted: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 } }
   const metrics = createMetrics({ role: 'cache', defaults: deps.defaults })
   const registers = [metrics.registry]
 
@@ -86,16 +85,6 @@ export function createCacheMetrics (deps: { store: CacheStore, director: Directo
     help: 'Fetched objects kept out of a full store because they were read less often than what they would push out (TinyLFU)',
     registers,
     collect () { this.reset(); this.inc(counters.notAdmitted) }
-  })
-  new Counter({
-    name: 'flashcrowd_cache_shared_objects_received_total',
-    help: 'Objects received from sibling workers, by outcome (stored; invalidated here since their fetch started; older than the copy held)',
-    labelNames: ['outcome'] as const,
-    registers,
-    collect () {
-      this.reset()
-      for (const [outcome, n] of Object.entries(counters.shared)) this.inc({ outcome }, n)
-    }
   })
   new Gauge({
     name: 'flashcrowd_cache_bytes_stored',

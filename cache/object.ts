@@ -81,8 +81,7 @@ export function makeObject (info: ObjectSource, status: number, headers: Record<
     graceMs: fresh.graceMs,
     explicitlyShared: fresh.explicitlyShared,
     mustRevalidate: fresh.mustRevalidate,
-    heads: {},
-    headsSecond: -1,
+    heads: { second: -1 },
     size: body.length + (bodies.gzip?.length ?? 0) + (bodies.br?.length ?? 0) + headerBytes * 4 + recordBytes(policyReq.headers) + stringBytes + tagBytes + 1024
   }
   for (const enc of ['identity', 'gzip', 'br'] as const) if (bodies[enc]) o.heads[enc] = buildHead(o, enc)
@@ -90,7 +89,7 @@ export function makeObject (info: ObjectSource, status: number, headers: Record<
 }
 
 /** A CachedObject as it travels over IPC: the policy as its plain object, no prepared heads. */
-export type SharedObject = Omit<CachedObject, 'policy' | 'heads' | 'headsSecond' | 'fetchSequence'> & { policy: object }
+export type SharedObject = Omit<CachedObject, 'policy' | 'heads' | 'fetchSequence'> & { policy: object }
 
 export function serializeObject (o: CachedObject): SharedObject {
   // Copy field by field: the prepared heads are rebuilt by the receiver.
@@ -144,8 +143,7 @@ export function deserializeObject (s: SharedObject, Policy: PolicyClass): Cached
     bodies,
     // Sequences order requests within one process: a sibling's fetch is not ordered against ours.
     fetchSequence: 0,
-    heads: {},
-    headsSecond: -1
+    heads: { second: -1 }
   }
   for (const enc of ['identity', 'gzip', 'br'] as const) if (bodies[enc]) o.heads[enc] = buildHead(o, enc)
   return o

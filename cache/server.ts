@@ -2,18 +2,20 @@
  * `npm run cache`: reads the configuration, builds the app, listens, and
  * closes gracefully on SIGINT/SIGTERM. With more than one worker (default: one
  * per core) the primary process only supervises: it forks the workers, which
- * share the listening socket, and relays the invalidation bus to them so every
- * worker applies every purge and ban (common/bus.ts `relayBus`), and relays
- * each object a worker fetched and stored to its siblings (share.ts).
+ * share the listening socket and one store (shared-store.ts, in a directory
+ * the primary creates and removes), holds the node's fetch lock (node-lock.ts),
+ * and relays the invalidation bus to every worker (common/bus.ts `relayBus`).
  */
 import cluster from 'node:cluster'
 import os from 'node:os'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs'
+import { join } from 'node:path'
 import { pino } from 'pino'
 import { ConfigError, loadConfigOrExit } from '../common/config.js'
 import { createBus, IpcBus, MemoryBus, RedisStreamBus, relayBus, type Bus, type BusEvent } from '../common/bus.js'
 import { CacheEnv, checkCacheConfig, type CacheConfig } from './config.js'
-import { buildApp } from './app.js'
-import { ipcShareChannel, relayShares, type ShareChannel } from './share.js'
+import { buildApp, type CacheDeps } from './app.js'
+import { ipcNodeLock, nodeLockServer } from './node-lock.js'
 import type { Logger } from './engine.js'
 
 /** pino at LOG_LEVEL, like the other roles (their Fastify loggers), tagged with the role. */
@@ -52,8 +54,8 @@ function workerCount (config: CacheConfig): number {
   return config.CACHE_WORKERS > 0 ? config.CACHE_WORKERS : os.availableParallelism()
 }
 
-async function runSingle (config: CacheConfig, logger: Logger, bus: Bus, share?: ShareChannel): Promise<void> {
-  const app = buildApp({ config, bus, logger, share })
+async function runSingle (config: CacheConfig, logger: Logger, bus: Bus, shared?: CacheDeps['shared']): Promise<void> {
+  const app = buildApp({ config, bus, logger, shared })
   const address = await app.listen()
   logger.info({ address: `http://${address.address}:${address.port}`, upstreams: config.UPSTREAMS, bus: bus.name }, 'cache listening')
   let closing = false
@@ -73,27 +75,56 @@ async function runSingle (config: CacheConfig, logger: Logger, bus: Bus, share?:
   if (typeof process.send === 'function') process.on('disconnect', () => { void stop('disconnect') })
 }
 
+/**
+ * Where the shared store goes by default: memory (/dev/shm) when it has room
+ * for the store's map, else the temporary directory. A full tmpfs would kill
+ * a worker writing into its map (SIGBUS), and containers often get a 64 MB
+ * /dev/shm: there, mount a memory volume and set CACHE_STORE_DIR (deploy/).
+ */
+function storeParent (maxBytes: number): string {
+  const need = 2 * maxBytes + 64 * 1024 * 1024
+  try {
+    const s = statfsSync('/dev/shm')
+    if (s.bavail * s.bsize >= need) return '/dev/shm'
+  } catch { /* no /dev/shm */ }
+  return os.tmpdir()
+}
+
 async function runPrimary (config: CacheConfig, logger: Logger, workers: number): Promise<void> {
   const bus: Bus = config.REDIS_URL ? new RedisRootBus(config.REDIS_URL, config.REDIS_PREFIX, logger) : createBus({})
   const relay = relayBus(bus)
-  // Fetched objects go from the worker that stored them to every other one (share.ts).
-  const shares = relayShares()
-  // Bodies travel as binary (structured clone), not as JSON arrays of numbers.
-  cluster.setupPrimary({ serialization: 'advanced' })
+  const locks = nodeLockServer({ leaseMs: config.CACHE_UPSTREAM_TIMEOUT_MS * 3, hitForMissMs: config.CACHE_HIT_FOR_MISS_SECONDS * 1000 })
+  // The store every worker opens: emptied now (a store left by a crashed node
+  // may hold pages invalidated while it was down), removed at exit when it is ours.
+  const own = config.CACHE_STORE_DIR === ''
+  const dir = own ? mkdtempSync(join(storeParent(config.CACHE_MAX_BYTES), 'flashcrowd-cache-')) : config.CACHE_STORE_DIR
+  if (!own) {
+    // Emptied, not removed: the directory may be a mount point (a memory volume).
+    mkdirSync(dir, { recursive: true })
+    for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true })
+  }
   let closing = false
+  let listened = false
   const fork = () => {
-    const worker = cluster.fork({ CACHE_WORKER_OF: String(process.pid) })
+    const worker = cluster.fork({ CACHE_WORKER_OF: String(process.pid), CACHE_STORE_DIR: dir })
     relay.attach(worker)
-    shares.attach(worker)
+    locks.attach(worker)
+    worker.once('listening', () => { listened = true })
     worker.on('exit', (code, signal) => {
       if (closing) return
+      if (!listened) {
+        // No worker ever started (port taken, bad store directory): restarting would only loop.
+        logger.error({ pid: worker.process.pid, code, signal }, 'cache worker failed to start; stopping the node')
+        void stop('start-up failure', 1)
+        return
+      }
       logger.error({ pid: worker.process.pid, code, signal }, 'cache worker died; starting another')
       setTimeout(fork, 500).unref()
     })
   }
   for (let i = 0; i < workers; i++) fork()
   logger.info({ workers, port: config.PORT, bus: bus.name }, 'cache primary started')
-  const stop = async (signal: string) => {
+  const stop = async (signal: string, exitCode = 0) => {
     if (closing) return
     closing = true
     logger.info({ signal }, 'closing workers')
@@ -105,9 +136,10 @@ async function runPrimary (config: CacheConfig, logger: Logger, workers: number)
       w.process.kill('SIGTERM')
     })))
     relay.close()
-    shares.close()
+    locks.close()
     await bus.close()
-    process.exit(0)
+    if (own) rmSync(dir, { recursive: true, force: true })
+    process.exit(exitCode)
   }
   process.on('SIGINT', () => { void stop('SIGINT') })
   process.on('SIGTERM', () => { void stop('SIGTERM') })
@@ -123,7 +155,7 @@ async function main (): Promise<void> {
   }
   const logger = createLogger(config.LOG_LEVEL)
   if (cluster.isWorker) {
-    await runSingle(config, logger, new IpcBus(process), ipcShareChannel(process))
+    await runSingle(config, logger, new IpcBus(process), { path: config.CACHE_STORE_DIR, lock: ipcNodeLock({ timeoutMs: config.CACHE_COALESCE_TIMEOUT_MS }), workers: workerCount(config) })
     return
   }
   const workers = workerCount(config)

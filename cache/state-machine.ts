@@ -55,6 +55,8 @@ export class Ctx {
   /** Skip the coalescing queue (credentialed requests, hit-for-miss keys). */
   uncoalesced = false
   leader = false
+  /** This request holds the node-wide fetch lock for its key (node-lock.ts). */
+  nodeLocked = false
   isPass = false
   restarts = 0
   /** The object to deliver. */
@@ -252,6 +254,8 @@ export const steps: Record<StepName, Step> = {
   lookup (ctx) {
     const { e, req } = ctx
     ctx.primary = primaryKey(ctx.host, ctx.url)
+    // A store shared by the node's workers: what a sibling stored or purged until now counts.
+    e.store.refresh?.()
     ctx.key = variantKey(ctx.primary, e.store.varyOf(ctx.primary), req.headers)
     // A client's read: it counts towards admission (store.ts).
     let o = e.store.lookup(ctx.key)
@@ -316,7 +320,10 @@ export const steps: Record<StepName, Step> = {
     const noStore = req.headers['cache-control'] !== undefined && requestNoStore(req.headers['cache-control'])
     if (noStore) {
       if (!e.coalescer.busy(ctx.key)) return 'fetch'
-    } else if (e.coalescer.lead(ctx.key)) { ctx.leader = true; return 'fetch' }
+    } else if (e.coalescer.lead(ctx.key)) {
+      ctx.leader = true
+      return e.nodeLock === undefined ? 'fetch' : leadAcrossWorkers(ctx)
+    }
     let resume!: (next: StepName) => void
     const woken = new Promise<StepName>((resolve) => { resume = resolve })
     const queued = e.coalescer.wait(ctx.key, (reason) => {
@@ -358,6 +365,11 @@ export const steps: Record<StepName, Step> = {
       ctx.status = cacheStatus(`fwd=miss; fwd-status=${r.answer.status}; detail=${r.reason}`)
       return 'deliver'
     }).finally(() => {
+      if (ctx.nodeLocked) {
+        ctx.nodeLocked = false
+        // An answer that could not be stored marks the key hit-for-miss for the whole node.
+        e.nodeLock!.release(ctx.key, e.coalescer.isUncacheable(ctx.key))
+      }
       if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key) }
     })
   },
@@ -390,6 +402,29 @@ export const steps: Record<StepName, Step> = {
     deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
     return null
   }
+}
+
+/**
+ * The leader of this worker's waiting list asks the node for the key
+ * (node-lock.ts): one worker fetches; a worker that waited for a sibling's
+ * fetch looks in the shared store again, and wakes its own waiters to do the same.
+ */
+function leadAcrossWorkers (ctx: Ctx): Promise<StepName> {
+  const { e } = ctx
+  return e.nodeLock!.acquire(ctx.key).then((outcome) => {
+    ctx.now = e.clock.now()
+    switch (outcome) {
+      case 'granted': ctx.nodeLocked = true; return 'fetch'
+      case 'pass': e.coalescer.markUncacheable(ctx.key); return 'fetch'
+      case 'timeout': return 'fetch'
+      case 'released':
+        ctx.leader = false
+        e.coalescer.finish(ctx.key)
+        ctx.restarts++
+        ctx.stale = undefined
+        return 'lookup'
+    }
+  })
 }
 
 /** Reads the body of a passed request (bounded, request-body.ts), forwards it, and applies RFC 9111 §4.4 on success. */

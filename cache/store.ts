@@ -7,9 +7,12 @@
 import { LRUCache } from 'lru-cache'
 import type CachePolicy from 'http-cache-semantics'
 import { FrequencySketch } from './admission.js'
+import type { BusEvent } from '../common/bus.js'
 
 /** Content codings a stored body is kept in; chosen per request by `compress.ts`. */
 export type Encoding = 'identity' | 'gzip' | 'br'
+
+export interface PreparedHeads { second: number, identity?: string[], gzip?: string[], br?: string[] }
 
 export interface CachedObject {
   /** Full key: primary key plus the normalized Vary values (vary.ts). */
@@ -61,16 +64,26 @@ export interface CachedObject {
   mustRevalidate: boolean
   /** The key's hash in the store's frequency sketch (admission.ts), set by the store when it is put. */
   sketchHash?: number
-  /** Precomputed response head per encoding for the hit path (headers.ts); rebuilt once a second. */
-  heads: Partial<Record<Encoding, string[]>>
-  /** Second (clock) the heads' Age/ttl values were computed for. */
-  headsSecond: number
+  /**
+   * Precomputed response head per encoding for the hit path (headers.ts),
+   * with the second (clock) their Age/ttl values were computed for; rebuilt
+   * once a second. One mutable holder, so a view of a shared object
+   * (shared-store.ts) updates the heads every view of it uses.
+   */
+  heads: PreparedHeads
   size: number
 }
 
 export interface PutOptions {
-  /** Insert without the admission test (an object a sibling worker already admitted, share.ts). */
+  /** Insert without the admission test. */
   skipAdmission?: boolean
+  /**
+   * Shared stores: when the object's fetch started. An invalidation another
+   * worker noted since then that matches it keeps it out (`onInvalidated`),
+   * checked in the same transaction as the insert.
+   */
+  since?: number
+  onInvalidated?: () => void
 }
 
 export interface CacheStore {
@@ -89,6 +102,15 @@ export interface CacheStore {
   readonly bytes: number
   readonly count: number
   clear (): void
+  /** Shared stores: see what other workers committed (called once per request, before the first read). */
+  refresh? (): void
+  /** Soft purge of a stored object (shared stores: for every worker); absent: the object is changed in place. */
+  soften? (key: string, now: number): boolean
+  /** Drops objects past their last usable moment (app.ts); absent: the app scans values(). */
+  sweep? (now: number): number
+  close? (): Promise<void>
+  /** Shared stores: remembers an invalidation for the fetches other workers have in flight (PutOptions.since). */
+  noteInvalidation? (at: number, event: BusEvent): void
 }
 
 export interface MemoryStoreOptions {

@@ -81,6 +81,34 @@ export interface OutboxTable {
   published_at: Timestamp | null
 }
 
+export type MailKind = 'event-confirmation' | 'certificate'
+export type MailStatus = 'queued' | 'sending' | 'sent' | 'failed'
+
+export interface MailMessagesTable {
+  id: Generated<string>
+  /** `<uuid@domain>`, fixed at commit: every attempt sends the same Message-ID. */
+  message_id: string
+  kind: MailKind
+  recipient: string
+  payload: ColumnType<Record<string, unknown>, string, string>
+  status: Generated<MailStatus>
+  attempts: Generated<number>
+  /** For 'queued': the next try; for 'sending': the end of the claim's lease. */
+  next_attempt_at: Generated<Date>
+  claimed_until: Date | null
+  claim_token: string | null
+  last_error: string | null
+  sent_at: Date | null
+  created_at: Generated<Date>
+}
+
+export interface MailRateTable {
+  id: number
+  next_slot_at: Date
+  hour_start: Date
+  hour_counts: number[]
+}
+
 export interface Database {
   tutorials: TutorialsTable
   news: NewsTable
@@ -90,6 +118,8 @@ export interface Database {
   counters: CountersTable
   idempotency_keys: IdempotencyKeysTable
   outbox: OutboxTable
+  mail_messages: MailMessagesTable
+  mail_rate: MailRateTable
 }
 
 export type Tutorial = Selectable<TutorialsTable>

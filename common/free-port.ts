@@ -16,3 +16,21 @@ export async function freePorts (count: number, host = '127.0.0.1'): Promise<num
 export async function freePort (host = '127.0.0.1'): Promise<number> {
   return (await freePorts(1, host))[0]
 }
+
+/**
+ * The first of `ports` something already listens on (on `host`), checked by
+ * binding it for a moment: a start-up can then refuse at once, naming the port,
+ * instead of starting half a tier whose last role cannot listen.
+ */
+export async function portsInUse (ports: number[], host = '127.0.0.1'): Promise<number[]> {
+  const taken: number[] = []
+  for (const port of ports) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = net.createServer()
+      server.once('error', () => resolve(false))
+      server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)))
+    })
+    if (!free) taken.push(port)
+  }
+  return taken
+}

@@ -40,6 +40,7 @@ import sitemapRoutes from './routes/sitemap.js'
 import healthRoutes from './routes/health.js'
 import { formBodyPlugin } from './form-body.js'
 import { gracefulClose } from '../common/graceful-close.js'
+import { RepeatedFailureLogs } from '../common/log-aggregate.js'
 
 export interface FrontendDeps {
   config: FrontendConfig
@@ -90,6 +91,10 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
 
   // This frontend's place on the invalidation bus (cache refetches name theirs).
   const busPosition = new BusPosition()
+  // While Redis or the database is down every request fails the same way: one line per
+  // interval with a count, not one (with a stack) each.
+  const repeated = new RepeatedFailureLogs({ log: app.log })
+  const unavailable = new RepeatedFailureLogs({ log: app.log, level: 'error' })
   const renderCache = new RenderCache({
     maxBytes: deps.config.FRONTEND_RENDER_CACHE_BYTES,
     redis: deps.config.FRONTEND_SHARED_RENDER_CACHE ? deps.redis : undefined,
@@ -97,7 +102,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
     prefix: `${deps.config.REDIS_PREFIX}:render:v2:`,
     busPosition: () => busPosition.current,
     now,
-    onError: (err) => app.log.warn({ err }, 'shared render cache unavailable')
+    onError: (err) => repeated.failed('shared render cache unavailable (rendering instead)', err)
   })
   new Gauge({
     name: 'flashcrowd_frontend_render_cache_bytes', help: 'Bytes held by the in-process render cache', registers: [metrics.registry],
@@ -117,7 +122,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
     // A key event without a commit position still marks its keys, up to where the primary is now.
     currentCommit: primary ? () => primary.currentLsn() : undefined,
     now,
-    onProbeError: (err) => app.log.warn({ err }, 'replay position probe failed')
+    onProbeError: (err) => repeated.failed('replay position probe failing', err)
   })
   const repos = createContentRepository(deps.db.db)
   // The same list as trustProxy: only what comes straight from our own proxies may name a bus position.
@@ -186,7 +191,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
     },
     onStart: (position) => { busPosition.advance(position) }
   })
-  app.addHook('onClose', async () => { unsubscribe(); busPosition.close(); await ryw.close() })
+  app.addHook('onClose', async () => { unsubscribe(); busPosition.close(); await ryw.close(); repeated.flush(); unavailable.flush() })
 
   // Nothing personal is ever in a cacheable answer: pages never read cookies and never set them.
   app.addHook('onSend', async (_request, reply, payload) => {
@@ -206,7 +211,8 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
   // One error handler: logs everything, shows messages only below 500 (common/errors.ts).
   app.setErrorHandler(async (err, request, reply) => {
     const failure = classifyError(err)
-    if (failure.status >= 500) request.log.error({ err }, 'request failed')
+    if (failure.status === 503) unavailable.failed(`requests failing with 503: ${failure.message}`, err, { reqId: request.id, method: request.method, url: request.url })
+    else if (failure.status >= 500) request.log.error({ err }, 'request failed')
     else request.log.info({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'request refused')
     if (failure.retryAfter) reply.header('retry-after', String(failure.retryAfter))
     if (failure.status === 404) return sendPrivateHtml(reply, 404, notFoundPage(deps.assets))

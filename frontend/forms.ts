@@ -54,7 +54,9 @@ export const COMMENT_RULES: FormRules = {
 
 export const COMPLETION_RULES: FormRules = {
   name: { label: 'Name', min: 1, max: 80 },
-  country: countryRule
+  country: countryRule,
+  // Optional: left empty, no e-mail is sent.
+  email: { label: 'Email', min: 0, max: 254, check: (v) => EMAIL.test(v) ? undefined : 'Enter an email address like name@school.org, or leave it empty.' }
 }
 
 export const EVENT_RULES: FormRules = {

@@ -1,9 +1,11 @@
 /**
- * `npm run frontend`: reads the configuration, builds the app, listens, and
- * closes gracefully (in-flight requests finish) on SIGINT/SIGTERM.
+ * The frontend's process: reads the configuration, builds the app, listens,
+ * and closes gracefully (in-flight requests finish) on SIGINT/SIGTERM
+ * (common/shutdown.ts).
  */
 import { Redis } from 'ioredis'
 import { loadConfigOrExit } from '../common/config.js'
+import { gracefulShutdown } from '../common/shutdown.js'
 import { createDatabase } from '../common/db.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
 import { createBus } from '../common/bus.js'
@@ -51,27 +53,14 @@ async function main () {
   redis?.on('error', () => { /* reconnects by itself; the render cache falls back to rendering */ })
 
   const app = await buildApp({ config, db, probeDb, primary, bus, backend, redis })
-  let closing = false
-  const close = async (signal: string) => {
-    if (closing) return
-    closing = true
-    app.log.info({ signal }, 'closing')
-    const force = setTimeout(() => { app.log.error('graceful close timed out'); process.exit(1) }, 10_000)
-    force.unref()
-    try {
-      await app.close()
-      await Promise.allSettled([backend.close(), bus.close(), db.close(), probeDb.close(), primary?.close()])
-      redis?.disconnect()
-      await database.close()
-    } finally {
-      clearTimeout(force)
-    }
-    process.exit(0)
-  }
-  process.once('SIGINT', () => { void close('SIGINT') })
-  process.once('SIGTERM', () => { void close('SIGTERM') })
-  // Started by a supervisor that went away: do not linger as an orphan.
-  process.once('disconnect', () => { void close('disconnect') })
+  // In-flight requests finish, then the pools, the bus and Redis close; bounded so a stuck
+  // keep-alive client cannot hold the process.
+  gracefulShutdown({ delayMs: 10_000, log: app.log }, async () => {
+    await app.close()
+    await Promise.allSettled([backend.close(), bus.close(), db.close(), probeDb.close(), primary?.close()])
+    redis?.disconnect()
+    await database.close()
+  })
 
   await app.listen({ host: config.HOST, port: config.PORT })
 }

@@ -19,6 +19,8 @@ import * as hdr from 'hdr-histogram-js'
 export interface AgentOptions {
   /** the coordinator's URL */
   join: string
+  /** the run's shared secret, sent with every request */
+  token?: string
   workers: number
   /** write agent.json (what this agent measured on its own) there */
   out?: string
@@ -43,23 +45,29 @@ export interface AgentReport {
 
 class AgentError extends Error {}
 
-async function call<T> (base: string, path: string, init: { method?: string, body?: unknown, timeoutMs?: number } = {}): Promise<{ status: number, body: T }> {
+async function call<T> (base: string, path: string, init: { method?: string, body?: unknown, timeoutMs?: number, token?: string } = {}): Promise<{ status: number, body: T }> {
+  const headers: Record<string, string> = {}
+  if (init.body !== undefined) headers['content-type'] = 'application/json'
+  if (init.token !== undefined) headers.authorization = `Bearer ${init.token}`
   const res = await fetch(new URL(path, base), {
     method: init.method ?? 'GET',
-    headers: init.body === undefined ? undefined : { 'content-type': 'application/json' },
+    headers,
     body: init.body === undefined ? undefined : JSON.stringify(init.body),
     signal: AbortSignal.timeout(init.timeoutMs ?? 30_000)
   })
   const text = await res.text()
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T }
+  const body = (text ? JSON.parse(text) : undefined) as T
+  // the coordinator refuses this agent whatever it asks: no point going on
+  if (res.status === 401) throw new AgentError(`refused by the coordinator: ${(body as Refusal | undefined)?.message ?? 'HTTP 401'}`)
+  return { status: res.status, body }
 }
 
 /** Offset of the coordinator's clock from ours, from the quickest of a few round trips (Cristian's algorithm). */
-async function clockOffset (base: string): Promise<number> {
+async function clockOffset (base: string, token: string | undefined): Promise<number> {
   let best = { rtt: Infinity, offset: 0 }
   for (let i = 0; i < 5; i++) {
     const t0 = epochNow()
-    const { body } = await call<{ now: number }>(base, '/v1/time', { timeoutMs: 5000 })
+    const { body } = await call<{ now: number }>(base, '/v1/time', { timeoutMs: 5000, token })
     const t1 = epochNow()
     if (t1 - t0 < best.rtt) best = { rtt: t1 - t0, offset: body.now - (t0 + t1) / 2 }
   }
@@ -111,15 +119,16 @@ async function agentSession (o: AgentOptions, base: string, host: string, pool: 
   let said = false
   while (offset === undefined) {
     try {
-      offset = await clockOffset(base)
+      offset = await clockOffset(base, o.token)
     } catch (err) {
+      if (err instanceof AgentError) throw err
       if (!notUpYet(err) || epochNow() > deadline || o.signal?.aborted) throw new Error(`cannot reach the coordinator at ${base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`)
       if (!said) log(`the coordinator at ${base} is not up yet: trying again for ${Math.round((deadline - epochNow()) / 1000)} s`)
       said = true
       await new Promise(resolve => setTimeout(resolve, 1000))
     }
   }
-  const joined = await call<JoinAccepted | Refusal>(base, '/v1/join', { method: 'POST', body: { protocol: PROTOCOL, version: VERSION, host, workers: pool.size } })
+  const joined = await call<JoinAccepted | Refusal>(base, '/v1/join', { method: 'POST', body: { protocol: PROTOCOL, version: VERSION, host, workers: pool.size }, token: o.token })
   if (joined.status !== 200) {
     const r = joined.body as Refusal
     log(`refused by the coordinator: ${r?.message ?? `HTTP ${joined.status}`}`)
@@ -130,7 +139,7 @@ async function agentSession (o: AgentOptions, base: string, host: string, pool: 
   const mismatch = versionMismatch({ protocol: PROTOCOL, version: VERSION }, accepted, 'the coordinator')
   if (mismatch) {
     log(`refusing the run: ${mismatch}`)
-    await call(base, `/v1/agents/${accepted.agentId}/refuse`, { method: 'POST', body: { error: 'version-mismatch', message: mismatch } satisfies Refusal }).catch(() => {})
+    await call(base, `/v1/agents/${accepted.agentId}/refuse`, { method: 'POST', body: { error: 'version-mismatch', message: mismatch } satisfies Refusal, token: o.token }).catch(() => {})
     return 1
   }
   const id = accepted.agentId
@@ -139,7 +148,7 @@ async function agentSession (o: AgentOptions, base: string, host: string, pool: 
   let assignment: Assignment | undefined
   while (!assignment) {
     if (o.signal?.aborted) return 130
-    const r = await call<Assignment | Refusal>(base, `/v1/agents/${id}/assignment`, { timeoutMs: 60_000 })
+    const r = await call<Assignment | Refusal>(base, `/v1/agents/${id}/assignment`, { timeoutMs: 60_000, token: o.token })
     if (r.status === 200) assignment = r.body as Assignment
     else if (r.status !== 204) {
       log(`the coordinator cancelled the run: ${(r.body as Refusal)?.message ?? `HTTP ${r.status}`}`)
@@ -149,7 +158,7 @@ async function agentSession (o: AgentOptions, base: string, host: string, pool: 
   const refusal = await check(assignment)
   if (refusal) {
     log(`refusing the run: ${refusal.error}: ${refusal.message}`)
-    await call(base, `/v1/agents/${id}/refuse`, { method: 'POST', body: refusal }).catch(() => {})
+    await call(base, `/v1/agents/${id}/refuse`, { method: 'POST', body: refusal, token: o.token }).catch(() => {})
     return 1
   }
 
@@ -188,7 +197,7 @@ async function agentSession (o: AgentOptions, base: string, host: string, pool: 
     const events = queue.splice(0)
     const batch: ReportBatch = runError ? { events, done, error: runError } : { events, done }
     try {
-      const r = await call<ReportAnswer>(base, `/v1/agents/${id}/reports`, { method: 'POST', body: batch, timeoutMs: 15_000 })
+      const r = await call<ReportAnswer>(base, `/v1/agents/${id}/reports`, { method: 'POST', body: batch, timeoutMs: 15_000, token: o.token })
       if (r.status !== 200) throw new AgentError(`HTTP ${r.status}: ${(r.body as unknown as Refusal)?.message ?? ''}`)
       lastOk = epochNow()
       if (r.body.stop && !stopped) {

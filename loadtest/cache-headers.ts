@@ -1,7 +1,8 @@
 // The cache outcome of a response, from `X-Cache` (HIT|MISS|STALE|PASS)
 // and/or `Cache-Status` (RFC 9211). Read on every response, so the hot path
-// (`cacheFromRawHeaders`) scans autocannon's raw header list without
-// building an object and remembers the few distinct values it sees.
+// (`CacheHeadScan`) reads the values' bytes where they lie in the response
+// head, without building a string, and answers with one of ten frozen
+// objects: every response is counted, none sampled.
 
 export type CacheState = 'HIT' | 'STALE' | 'MISS' | 'PASS'
 export interface CacheInfo {
@@ -59,34 +60,101 @@ export function parseCacheHeaders (headers: HeaderBag): CacheInfo {
   return parseCacheValues(header(headers, 'x-cache'), header(headers, 'cache-status'))
 }
 
-// A cache answers with a handful of distinct values (HIT, MISS, a few
-// Cache-Status forms); a value with a varying part (ttl=…) is parsed each time.
-const MEMO_MAX = 256
-const memo = new Map<string, CacheInfo>()
+// One frozen answer per (state, collapsed): the byte scanner allocates nothing per response.
+const STATES: ReadonlyArray<CacheState | null> = [null, 'HIT', 'STALE', 'MISS', 'PASS']
+const ANSWERS: readonly CacheInfo[] = STATES.flatMap(state => [false, true].map(collapsed => Object.freeze({ state, collapsed })))
+const answer = (state: number, collapsed: boolean): CacheInfo => ANSWERS[state * 2 + (collapsed ? 1 : 0)]
+const S_NONE = 0
+const S_HIT = 1
+const S_STALE = 2
+const S_MISS = 3
+const S_PASS = 4
 
-function isName (s: string, lower: string): boolean {
-  if (s.length !== lower.length) return false
-  return s === lower || s.toLowerCase() === lower
+const SP = 0x20
+const HTAB = 0x09
+const COMMA = 0x2c
+const SEMI = 0x3b
+const QUOTE = 0x22
+
+/** b[s, s + lower.length) equals `lower` ignoring ASCII case. */
+export function bytesAre (b: Uint8Array, s: number, e: number, lower: string): boolean {
+  if (e - s !== lower.length) return false
+  for (let i = 0; i < lower.length; i++) {
+    let c = b[s + i]
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20
+    if (c !== lower.charCodeAt(i)) return false
+  }
+  return true
 }
 
 /**
- * From the raw header list of http-parser-js ([name, value, name, value, …]).
- * Repeated fields are joined with ", " as RFC 9110 §5.3 allows.
+ * The same reading as parseCacheValues, from the bytes of the header values
+ * in a response head (loadtest/http-response.ts calls it once per field
+ * line). One scanner per connection, reset before each response.
  */
-export function cacheFromRawHeaders (raw: readonly string[]): CacheInfo {
-  let x: string | undefined
-  let cs: string | undefined
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const n = raw[i]
-    if (n.length === 7 && isName(n, 'x-cache')) x = x === undefined ? raw[i + 1] : `${x}, ${raw[i + 1]}`
-    else if (n.length === 12 && isName(n, 'cache-status')) cs = cs === undefined ? raw[i + 1] : `${cs}, ${raw[i + 1]}`
+export class CacheHeadScan {
+  /** state named by the first X-Cache line (S_*), -1 when there was none */
+  #x = -1
+  #hit = false
+  #collapsed = false
+  /** -1 no fwd param; 0 a miss; 1 a pass (bypass, method, request) */
+  #fwd = -1
+  #seen = false
+
+  reset (): void {
+    this.#x = -1
+    this.#hit = false
+    this.#collapsed = false
+    this.#fwd = -1
+    this.#seen = false
   }
-  if (x === undefined && cs === undefined) return NO_CACHE_INFO
-  const key = `${x ?? ''}\n${cs ?? ''}`
-  let info = memo.get(key)
-  if (info === undefined) {
-    info = Object.freeze(parseCacheValues(x, cs))
-    if (memo.size < MEMO_MAX) memo.set(key, info)
+
+  /**
+   * An X-Cache line's value, b[s, e). Repeated lines are one list (RFC 9110
+   * §5.3) whose first token decides: only the first line counts.
+   */
+  xCache (b: Uint8Array, s: number, e: number): void {
+    this.#seen = true
+    if (this.#x !== -1) return
+    while (s < e && (b[s] === SP || b[s] === HTAB)) s++
+    let t = s
+    while (t < e && b[t] !== SP && b[t] !== HTAB && b[t] !== COMMA) t++
+    this.#x = bytesAre(b, s, t, 'hit') ? S_HIT : bytesAre(b, s, t, 'stale') ? S_STALE : bytesAre(b, s, t, 'miss') ? S_MISS : bytesAre(b, s, t, 'pass') ? S_PASS : S_NONE
   }
-  return info
+
+  /** A Cache-Status line's value, b[s, e): members split on ',', each a cache name then ';'-separated params. */
+  cacheStatus (b: Uint8Array, s: number, e: number): void {
+    this.#seen = true
+    let inName = true
+    let p = s
+    for (let i = s; i <= e; i++) {
+      const c = i < e ? b[i] : COMMA
+      if (c !== COMMA && c !== SEMI) continue
+      if (!inName) this.#param(b, p, i)
+      inName = c === COMMA
+      p = i + 1
+    }
+  }
+
+  #param (b: Uint8Array, s: number, e: number): void {
+    while (s < e && (b[s] === SP || b[s] === HTAB)) s++
+    while (e > s && (b[e - 1] === SP || b[e - 1] === HTAB)) e--
+    if (bytesAre(b, s, e, 'hit')) this.#hit = true
+    else if (bytesAre(b, s, e, 'collapsed')) this.#collapsed = true
+    else if (e - s >= 4 && bytesAre(b, s, s + 4, 'fwd=')) {
+      let v = s + 4
+      let w = e
+      if (v < w && b[v] === QUOTE) v++
+      if (w > v && b[w - 1] === QUOTE) w--
+      this.#fwd = bytesAre(b, v, w, 'bypass') || bytesAre(b, v, w, 'method') || bytesAre(b, v, w, 'request') ? 1 : 0
+    }
+  }
+
+  /** What the lines seen since reset() say. */
+  result (): CacheInfo {
+    if (!this.#seen) return NO_CACHE_INFO
+    let state = this.#hit ? S_HIT : this.#fwd === 1 ? S_PASS : this.#fwd === 0 ? S_MISS : S_NONE
+    if (this.#x > S_NONE) state = this.#x
+    return answer(state, this.#collapsed)
+  }
 }

@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { runAgent, type AgentOptions } from './agent.js'
 import { parseTier } from './capacity.js'
+import { ConfigError } from '../common/config.js'
+import { loadLoadtestConfig } from './config.js'
 import { coordinatorDriver } from './coordinator.js'
 import { renderTable } from './report-table.js'
 import { runLoadTest, type RunOptions } from './run.js'
@@ -19,7 +21,7 @@ import { parseThreshold, ThresholdError } from './thresholds.js'
 
 export const USAGE = `usage: npm run loadtest -- <scenario> --url <base> [options]
        npm run loadtest -- <scenario> --url <base> --agents <n> --listen <host:port> [options]
-       npm run loadtest -- agent --join <coordinator-url> [--workers n] [--out dir]
+       npm run loadtest -- agent --join <coordinator-url> [--token t] [--workers n] [--out dir]
 
 scenarios:
 ${Object.values(BUILTIN_SCENARIOS).map(s => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}
@@ -47,6 +49,8 @@ options:
   --agents <n>          coordinate a run over n agents (other machines): wait for them on --listen,
                         give each its share of the plan and one start time, merge what they send
   --listen <host:port>  where the coordinator waits for agents, e.g. 0.0.0.0:7700
+  --token <t>           shared secret of a distributed run (16+ characters; default LOADTEST_TOKEN),
+                        the same on the coordinator and every agent; required off loopback
   --agent-wait <time>   how long to wait for every agent to join (default 5m)
   --agent-timeout <s>   an agent silent this long is lost (default 10); the report says what it did not send
   --join <url>          (agent) the coordinator's URL
@@ -109,6 +113,34 @@ export interface Io {
   stdout: NodeJS.WritableStream
   stderr: NodeJS.WritableStream
   signal?: AbortSignal
+  /** where LOADTEST_TOKEN is read (default process.env) */
+  env?: NodeJS.ProcessEnv
+}
+
+/** 127.0.0.0/8, ::1, localhost: only this machine can reach it. */
+export function isLoopback (host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+}
+
+/**
+ * The run's shared secret: --token, else LOADTEST_TOKEN. A coordinator
+ * reachable from other machines would hand its plan to, and count reports
+ * from, anybody who can reach it: off loopback the token is required.
+ */
+function token (flag: string | undefined, env: NodeJS.ProcessEnv, offLoopback: string | null): string | undefined {
+  if (flag !== undefined && flag.length < 16) throw new UsageError('--token must be at least 16 characters')
+  let t = flag
+  if (t === undefined) {
+    try {
+      t = loadLoadtestConfig(env).LOADTEST_TOKEN
+    } catch (err) {
+      if (err instanceof ConfigError) throw new UsageError(err.problems.join('; '))
+      throw err
+    }
+  }
+  if (t === undefined && offLoopback !== null) throw new UsageError(`${offLoopback}: set the run's shared secret with --token <t> or LOADTEST_TOKEN (16+ characters, the same on the coordinator and every agent)`)
+  return t
 }
 
 /** "host:port", "[::1]:port", ":port" (every interface). */
@@ -172,6 +204,7 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
         'agent-timeout': { type: 'string' },
         join: { type: 'string' },
         'join-wait': { type: 'string' },
+        token: { type: 'string' },
         knee: { type: 'string', multiple: true },
         'rate-step': { type: 'string' },
         'step-duration': { type: 'string' },
@@ -195,10 +228,12 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
         throw new UsageError(`--join "${values.join}" is not a URL`)
       }
       if (join.protocol !== 'http:') throw new UsageError(`--join must be an http:// URL, got ${join.protocol}`)
+      const secret = token(values.token, io.env ?? process.env, isLoopback(join.hostname) ? null : `--join ${join.host} is another machine`)
       return {
         kind: 'agent',
         agent: {
           join: join.href,
+          token: secret,
           workers: num('workers', values.workers, { min: 1, max: 256, integer: true }) ?? availableParallelism(),
           out: values.out,
           joinWait: (values['join-wait'] === undefined ? 120 : parseDuration(values['join-wait'])) * 1000,
@@ -264,12 +299,15 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
     if (agents !== undefined && !values.listen) throw new UsageError('--agents needs --listen <host:port> for the agents to join')
     if (agents === undefined && values.listen) throw new UsageError('--listen is for a coordinator: add --agents <n>')
     coordinator = agents === undefined ? undefined : { agents, ...parseListen(values.listen as string) }
+    if (values.token !== undefined && !coordinator) throw new UsageError('--token is for a distributed run: the coordinator (--agents, --listen) and its agents')
+    const secret = coordinator ? token(values.token, io.env ?? process.env, isLoopback(coordinator.host) ? null : `--listen ${values.listen} takes agents from other machines`) : undefined
     // agents run one plan each, then exit: the per-role searches would wait for agents that are gone
     if (coordinator && (frontendUrl || backendUrl)) throw new UsageError('--frontend-url and --backend-url searches run from one machine: drop --agents, or search each role in its own distributed run')
     const driver = coordinator === undefined
       ? undefined
       : coordinatorDriver({
         ...coordinator,
+        token: secret,
         joinTimeout: (values['agent-wait'] === undefined ? 300 : parseDuration(values['agent-wait'])) * 1000,
         lostAfter: (num('agent-timeout', values['agent-timeout'], { min: 0.5 }) ?? 10) * 1000
       })
@@ -284,7 +322,7 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
       // a ramp of a few seconds still gets several steps in a short run
       step: num('step', values.step, { min: 0.05 }) ?? Math.min(1, Math.max(0.25, duration / 50)),
       seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,
-      // autocannon's own floor
+      // a second at least: the timeout sweep looks a few times per timeout
       timeout: num('timeout', values.timeout, { min: 1 }) ?? 10,
       thresholds,
       abortOn,

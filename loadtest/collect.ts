@@ -221,7 +221,7 @@ export class Collector {
 
   /**
    * The run is over after `duration` seconds: seal what is left. A trailing
-   * sliver (under half a bucket, autocannon stopping its connections) would
+   * sliver (under half a bucket, the generators stopping their connections) would
    * show a meaningless rate; its samples stay in the totals.
    */
   finish (duration: number): void {

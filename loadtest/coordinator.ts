@@ -4,7 +4,9 @@
 // tells them all to stop when the run is stopped (an abort threshold,
 // Ctrl-C, or an agent that refused the run). An agent that stops reporting
 // is declared lost; the report says which share of the load it did not send.
+// With a token (required off loopback, cli.ts), every request must carry it.
 // The protocol is in protocol.ts; the agent's side in agent.ts.
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Driver, DriverContext, DriverResult } from './local.js'
@@ -23,6 +25,8 @@ export interface CoordinatorOptions {
   lostAfter?: number
   /** the URL agents join, once the coordinator listens */
   onListening?: (url: string) => void
+  /** the run's shared secret: a request without it (Authorization: Bearer …) is refused */
+  token?: string
 }
 
 /** Between the last agent joining and the common start: every agent must get its assignment and start its threads' clocks. */
@@ -74,6 +78,17 @@ function readJson (req: IncomingMessage): Promise<unknown> {
   })
 }
 
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
+
+/** Why a request may not speak to this coordinator, or null. Compared in constant time. */
+export function tokenProblem (expected: string | undefined, authorization: string | undefined): string | null {
+  if (expected === undefined) return null
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')
+  if (!m) return 'this coordinator takes agents that carry the run\'s token: start the agent with --token <t> or LOADTEST_TOKEN'
+  if (!timingSafeEqual(digest(m[1]), digest(expected))) return 'wrong token: the agent\'s --token / LOADTEST_TOKEN differs from the coordinator\'s'
+  return null
+}
+
 export function coordinatorDriver (o: CoordinatorOptions): Driver {
   return { run: (ctx) => coordinate(o, ctx) }
 }
@@ -84,6 +99,7 @@ async function coordinate (o: CoordinatorOptions, ctx: DriverContext): Promise<D
   const lostAfter = o.lostAfter ?? 10_000
   const agents = new Map<string, AgentState>()
   const waiting = new Set<ServerResponse>()
+  const refusedFrom = new Set<string>()
   let phase: 'joining' | 'running' | 'finished' = 'joining'
   let startAt = 0
   let assignments = new Map<string, Assignment>()
@@ -154,6 +170,17 @@ async function coordinate (o: CoordinatorOptions, ctx: DriverContext): Promise<D
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://coordinator')
     const m = /^\/v1\/agents\/([\w.-]+)\/(assignment|refuse|reports)$/.exec(url.pathname)
+    const denied = tokenProblem(o.token, req.headers.authorization)
+    if (denied !== null) {
+      // once per address: someone tried to take part in this run
+      const from = String(req.socket.remoteAddress)
+      if (!refusedFrom.has(from) && refusedFrom.size < 100) {
+        refusedFrom.add(from)
+        log(`refused an agent from ${from}: ${denied}`)
+      }
+      req.resume()
+      return send(res, 401, { error: 'unauthorized', message: denied } satisfies Refusal)
+    }
     if (req.method === 'GET' && url.pathname === '/v1/time') return send(res, 200, { now: epochNow() })
     if (req.method === 'POST' && url.pathname === '/v1/join') {
       const body = await readJson(req) as Partial<JoinRequest>

@@ -106,7 +106,7 @@ export function checkKneeThresholds (ts: readonly Threshold[]): void {
  * A step's verdict. The achieved rate is its answered requests over its
  * planned length: every source runs the step on the common clock, so its
  * arrivals are due within that length (the actual span also holds the stop
- * of the autocannon instances, which would read as a shortfall).
+ * of the connection loops, which would read as a shortfall).
  */
 function judge (o: KneeSearchOptions, rate: number, duration: number, st: Stats): string[] {
   const failed: string[] = []

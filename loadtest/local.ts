@@ -1,5 +1,5 @@
 // Every core of this machine: the slice this machine runs is split between
-// n worker threads (--workers), each with its own autocannon instances and
+// n worker threads (--workers), each with its own connection loops and
 // request generator; what they measure comes back as SecondReports and
 // step timings, in the order each thread sent them. Threads are started
 // (and their code loaded) before the run's common start is set.

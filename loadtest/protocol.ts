@@ -7,6 +7,10 @@
 //   POST /v1/agents/:id/refuse  Refusal → 204             the agent cannot run it (scenario error, unreachable URL)
 //   POST /v1/agents/:id/reports ReportBatch → ReportAnswer  per-second results; the answer says whether to stop
 //
+// With a token (--token / LOADTEST_TOKEN; required when the coordinator
+// listens off loopback) every request carries `Authorization: Bearer <token>`
+// and one without it, or with another, gets 401 Refusal 'unauthorized'.
+//
 // Agent and coordinator must run the same flashcrowd version: a report is
 // only as good as both sides' reading of the plan, the scenario and the
 // histogram format.
@@ -35,7 +39,7 @@ export interface JoinAccepted {
   version: string
 }
 
-export type RefusalCode = 'version-mismatch' | 'full' | 'cancelled' | 'scenario' | 'unreachable' | 'bad-request' | 'unknown-agent'
+export type RefusalCode = 'unauthorized' | 'version-mismatch' | 'full' | 'cancelled' | 'scenario' | 'unreachable' | 'bad-request' | 'unknown-agent'
 
 export interface Refusal {
   error: RefusalCode

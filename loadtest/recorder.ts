@@ -38,6 +38,10 @@ export class Recorder {
   readonly #done: Second[] = []
   /** seconds below this were reported */
   #reported = 0
+  #lastT = -1
+  #lastMeta: RequestMeta | null = null
+  #lastStage = -1
+  #lastCell: Group | null = null
 
   /** `startAt` and `now()` in epoch milliseconds on one clock. */
   constructor (startAt: number, now: () => number = epochNow) {
@@ -53,6 +57,8 @@ export class Recorder {
 
   #cell (meta: RequestMeta): Group {
     const t = Math.max(0, Math.floor((this.#now() - this.#startAt) / 1000))
+    // most responses land in the cell of the one before (same second, stage and page)
+    if (t === this.#lastT && meta === this.#lastMeta && this.#stage === this.#lastStage && this.#lastCell !== null) return this.#lastCell
     let s = this.#cur
     if (s === null || s.t !== t) {
       if (s !== null) this.#done.push(s)
@@ -62,6 +68,10 @@ export class Recorder {
     if (byMeta === undefined) s.stages.set(this.#stage, (byMeta = new Map()))
     let g = byMeta.get(meta)
     if (g === undefined) byMeta.set(meta, (g = new Group('cell')))
+    this.#lastT = t
+    this.#lastMeta = meta
+    this.#lastStage = this.#stage
+    this.#lastCell = g
     return g
   }
 
@@ -83,6 +93,7 @@ export class Recorder {
     if (this.#cur !== null && this.#cur.t < upTo) {
       this.#done.push(this.#cur)
       this.#cur = null
+      this.#lastCell = null
     }
     const byT = new Map<number, Second>()
     for (const s of this.#done.splice(0)) byT.set(s.t, s)

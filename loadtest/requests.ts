@@ -1,6 +1,6 @@
 // Request generators: what each virtual visitor sends next. One seeded
-// generator per worker feeds every autocannon connection of that worker
-// (client-hooks.ts), so the mix over the whole run follows the scenario
+// generator per worker feeds every connection of that worker
+// (http-client.ts), so the mix over the whole run follows the scenario
 // whatever the number of connections. Every write carries a unique body and
 // its own form identity (`form_nonce`, as form-nonce.js sets it in a
 // browser): the frontend derives its idempotency key from both, and asks
@@ -61,8 +61,9 @@ export const formBodies = {
       eventDate: isoDate(date)
     }
   },
+  /** With the form's optional address: every completion queues its certificate e-mail, as every sign-up queues its confirmation. */
   completion (n: number, runId: string, rng: Rng): Record<string, string> {
-    return { name: `${pick(FIRST, rng)} ${runId}-${n}`, country: pick(COUNTRIES, rng) }
+    return { name: `${pick(FIRST, rng)} ${runId}-${n}`, country: pick(COUNTRIES, rng), email: `loadtest+${runId}-c${n}@example.org` }
   }
 }
 
@@ -209,7 +210,10 @@ export class RequestGenerator {
 
   /** The next request of the mix. */
   next (): GeneratedRequest {
-    const item = this.#mix[this.#mixSampler.next()]
+    return this.#nextOf(this.#mix[this.#mixSampler.next()])
+  }
+
+  #nextOf (item: MixItem): GeneratedRequest {
     if (this.target === 'backend') {
       switch (item.action) {
         case 'comment':
@@ -236,7 +240,7 @@ export class RequestGenerator {
     }
   }
 
-  /** HTTP/1.1 request bytes, in the form autocannon itself builds (keep-alive, Host of the base URL). */
+  /** HTTP/1.1 request bytes: keep-alive, Host of the base URL, then the request's own headers. */
   #wire (r: GeneratedRequest): Buffer {
     let head = `${r.method} ${r.path} HTTP/1.1\r\nHost: ${this.#host}\r\nConnection: keep-alive\r\n`
     for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
@@ -245,12 +249,28 @@ export class RequestGenerator {
     return Buffer.concat([Buffer.from(`${head}Content-Length: ${body.length}\r\n\r\n`, 'latin1'), body])
   }
 
-  /** The next request as bytes: page reads come from a cache (same path, same bytes), writes are built each time. */
+  /**
+   * The next request as bytes. A page read is looked up by its page (the
+   * bytes and the meta built on its first draw), without building the
+   * request again: it draws from the generator exactly as next() does, so a
+   * seed gives the same sequence either way. Writes are built each time.
+   */
   nextWire (): WireRequest {
-    const r = this.next()
-    if (r.body !== undefined) return { buffer: this.#wire(r), meta: r.meta }
-    let w = this.#wireCache.get(r.path)
-    if (!w) this.#wireCache.set(r.path, (w = { buffer: this.#wire(r), meta: r.meta }))
+    const item = this.#mix[this.#mixSampler.next()]
+    if (this.target === 'site') {
+      if (item.action === 'browse') return this.#pageWire(this.pages[this.#zipf.next()])
+      if (item.action === 'page') return this.#pageWire(this.#prefix + item.path)
+    }
+    const r = this.#nextOf(item)
+    return { buffer: this.#wire(r), meta: r.meta }
+  }
+
+  #pageWire (path: string): WireRequest {
+    let w = this.#wireCache.get(path)
+    if (w === undefined) {
+      const r = this.#get(path)
+      this.#wireCache.set(path, (w = { buffer: this.#wire(r), meta: r.meta }))
+    }
     return w
   }
 }

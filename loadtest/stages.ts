@@ -2,29 +2,28 @@
 // between the sources that generate it (worker threads, agents), and runs
 // one source's slice on the common timeline.
 //
-// autocannon cannot change the number of connections (or the rate) of a
-// running instance, so a ramping stage is cut into steps of about --step
-// seconds, each run by its own autocannon instance at the interpolated
-// target; a flat stage is one step. Every source starts each step at its
+// An instance of the connection loop (http-client.ts) runs at one number of
+// connections and one rate, so a ramping stage is cut into steps of about
+// --step seconds, each run by its own instance at the interpolated target;
+// a flat stage is one step. Every source starts each step at its
 // planned time from the common start (and stops it at its planned end), so
 // many workers and machines stay on one timeline.
 //
 // Closed model (default): the target is a number of connections, each
 //   sending its next request as soon as the previous answer arrives.
-// Open model (--rate): the target is an arrival rate (requests/s) through
-//   autocannon's `overallRate`, spread over a fixed pool of connections.
-//   autocannon caps a rate per connection rather than issuing requests on a
-//   clock, so if the tier slows down the achieved rate falls below the target
-//   (the report shows both) and latencies are corrected for coordinated
-//   omission (group.ts).
+// Open model (--rate): the target is an arrival rate (requests/s), spread
+//   over a fixed pool of connections as a quota per connection per second
+//   (as autocannon's `connectionRate` does) rather than issued on a clock,
+//   so if the tier slows down the achieved rate falls below the target (the
+//   report shows both) and latencies are corrected for coordinated omission
+//   (group.ts).
 //
 // Targets are totals over every source: a step's connections and rate are
-// split so that the slices add up to the plan exactly (autocannon's own
-// `workers` option divides connections but hands every worker the whole
-// `overallRate`, which multiplies the rate by the number of workers).
-import autocannon from 'autocannon'
+// split so that the slices add up to the plan exactly (autocannon's
+// `workers` option, by contrast, divides connections but hands every worker
+// the whole `overallRate`, which multiplies the rate by the number of workers).
 import type { AmountSpec, StageSpec } from './scenarios.js'
-import { installClientHooks, type RequestSource } from './client-hooks.js'
+import { runConnections, type RequestSource } from './http-client.js'
 import { epochNow, type Recorder } from './recorder.js'
 
 export type LoadModel = 'closed' | 'open'
@@ -88,8 +87,8 @@ export function planSchedule (specs: readonly StageSpec[], o: PlanOptions): Plan
     const from = spec.from === undefined ? to : resolveAmount(spec.from, o.target)
     if (!(duration > 0)) throw new RangeError(`stage ${spec.name}: duration must be > 0`)
     let n = from === to ? 1 : Math.min(MAX_STEPS_PER_STAGE, Math.max(1, Math.round(duration / o.step)))
-    // autocannon's rate limit counts requests per whole second of each
-    // connection: a shorter open-model step would get a full second's quota
+    // the rate is a quota per whole second of each connection: a shorter
+    // open-model step would get a full second's quota
     if (o.model === 'open') n = Math.max(1, Math.min(n, Math.floor(duration)))
     const stepDuration = duration / n
     const steps: PlannedStep[] = []
@@ -102,7 +101,7 @@ export function planSchedule (specs: readonly StageSpec[], o: PlanOptions): Plan
         index: stepIndex++,
         start: round3(t + i * stepDuration),
         duration: round3(stepDuration),
-        // autocannon itself lowers connections to the rate when the rate is smaller
+        // no more connections than requests per second: each carries at least one
         connections: o.model === 'closed' ? amount : Math.min(o.pool, amount),
         rate: o.model === 'open' ? amount : null
       })
@@ -120,22 +119,33 @@ function round3 (x: number): number {
 /** This source is slice `index` of `count` at each level (agents, then worker threads). */
 export interface Slice { index: number, count: number }
 
-/** `x` split into `count` near-equal integers, slice by slice: the slices of one level add up to x exactly. */
-export function splitAmount (x: number, slices: readonly Slice[]): number {
+/**
+ * `x` split into `count` near-equal integers, slice by slice: the slices of
+ * one level add up to x exactly and differ by one at most. The remainder
+ * goes to the slices from `turn` on (the step's index): if it always went to
+ * slice 0, over a ramp of many steps the first agent would send noticeably
+ * more than the last (a third more, with 3 agents and a few connections).
+ */
+export function splitAmount (x: number, slices: readonly Slice[], turn = 0): number {
   let v = x
-  for (const s of slices) v = Math.floor(v / s.count) + (s.index < v % s.count ? 1 : 0)
+  for (const s of slices) {
+    const rem = v % s.count
+    const i = (s.index - (turn % s.count) + s.count) % s.count
+    v = Math.floor(v / s.count) + (i < rem ? 1 : 0)
+  }
   return v
 }
 
 /** A slice's part of one step: null when the slice has nothing to send in it. */
-export function sliceStep (step: Pick<PlannedStep, 'connections' | 'rate'>, slices: readonly Slice[]): { connections: number, rate: number | null } | null {
+export function sliceStep (step: Pick<PlannedStep, 'connections' | 'rate'> & { index?: number }, slices: readonly Slice[]): { connections: number, rate: number | null } | null {
+  const turn = step.index ?? 0
   if (step.rate === null) {
-    const c = splitAmount(step.connections, slices)
+    const c = splitAmount(step.connections, slices, turn)
     return c > 0 ? { connections: c, rate: null } : null
   }
-  const rate = splitAmount(step.rate, slices)
+  const rate = splitAmount(step.rate, slices, turn)
   if (rate === 0) return null
-  return { connections: Math.max(1, Math.min(rate, splitAmount(step.connections, slices))), rate }
+  return { connections: Math.max(1, Math.min(rate, splitAmount(step.connections, slices, turn))), rate }
 }
 
 /** The slice's share of the planned load (connection-seconds or requests), 0..1. */
@@ -211,14 +221,14 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
       const part = sliceStep(step, o.slices)
       o.recorder.setStep(step.stageIndex, part?.rate ? (1e6 * part.connections) / part.rate : 0)
       if (part === null) await sleep(remaining * 1000, o.signal)
-      else if (step.rate === null) await runInstance(remaining, part.connections, null, o)
+      else if (step.rate === null) await runInstance(remaining, part.connections, o)
       else {
         // the arrivals of the planned step, even when it began a little late:
         // chunks keep to the planned clock
         let chunkStart = at(step.start)
         for (const c of rateChunks(step.duration, step.rate)) {
           if (o.signal?.aborted) break
-          const rate = splitAmount(c.rate, o.slices)
+          const rate = splitAmount(c.rate, o.slices, step.index)
           if (rate > 0) await runRate(c.duration, Math.min(part.connections, rate), rate, o)
           // the instance is done once its last quota is answered: the next chunk keeps to the clock
           chunkStart += c.duration * 1000
@@ -231,8 +241,8 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
 }
 
 /**
- * autocannon's rate limit is a quota per connection per whole second, so a
- * run of 1.4 s at 100 req/s could send 200 requests. In the open model a
+ * The rate is a quota per connection per whole second, so a run of 1.4 s at
+ * 100 req/s could send 200 requests. In the open model a
  * step is therefore run as whole seconds at the rate, then the remainder at
  * the rate scaled to its length: the arrivals stay at rate × duration.
  */
@@ -248,14 +258,13 @@ export function rateChunks (duration: number, rate: number): Array<{ duration: n
 /**
  * `rate` requests per second over `connections`, for `duration` seconds
  * (whole seconds, or one sub-second remainder carrying its share of a
- * second's quota). autocannon hands each connection a quota per second from
- * its own start, and one more if it is still running when the last second
- * ticks over; and its `overallRate` splits the rate unevenly between
- * connections while a request cap would be split evenly. So: two instances
- * side by side, `rate % connections` connections at q+1 req/s and the rest
- * at q, each connection capped at its own quota × seconds. The arrivals are
- * then exactly rate × seconds, and the step's remainder is waited out by
- * the caller (the last quota goes out at the start of its second).
+ * second's quota). Each connection gets a quota per second from the
+ * instance's start, and would get one more if it were still running when the
+ * last second ticks over. So: two instances side by side,
+ * `rate % connections` connections at q+1 req/s and the rest at q, each
+ * connection capped at its own quota × seconds. The arrivals are then
+ * exactly rate × seconds, and the step's remainder is waited out by the
+ * caller (the last quota goes out at the start of its second).
  */
 function runRate (duration: number, connections: number, rate: number, o: RunSliceOptions): Promise<void> {
   const seconds = Math.max(1, Math.floor(duration + 1e-9))
@@ -266,33 +275,20 @@ function runRate (duration: number, connections: number, rate: number, o: RunSli
   const q = Math.floor(rate / connections)
   const rem = rate % connections
   const runs: Array<Promise<void>> = []
-  if (rem > 0) runs.push(runInstance(duration, rem, null, o, { connectionRate: q + 1, maxConnectionRequests: (q + 1) * seconds }))
-  if (q > 0) runs.push(runInstance(duration, connections - rem, null, o, { connectionRate: q, maxConnectionRequests: q * seconds }))
+  if (rem > 0) runs.push(runInstance(duration, rem, o, { connectionRate: q + 1, maxConnectionRequests: (q + 1) * seconds }))
+  if (q > 0) runs.push(runInstance(duration, connections - rem, o, { connectionRate: q, maxConnectionRequests: q * seconds }))
   return Promise.all(runs).then(() => {})
 }
 
-function runInstance (duration: number, connections: number, rate: number | null, o: RunSliceOptions, limits?: { connectionRate: number, maxConnectionRequests: number }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const opts: autocannon.Options = {
-      url: o.url,
-      connections,
-      duration,
-      timeout: o.timeout ?? 10,
-      pipelining: 1,
-      // autocannon notices the end of its duration only when it samples:
-      // sample often so steps end on time (the default is once a second)
-      sampleInt: 50,
-      setupClient: (client) => installClientHooks(client as never, o.source, o.recorder)
-    }
-    if (rate !== null) opts.overallRate = rate
-    if (limits) Object.assign(opts, limits)
-    let instance: autocannon.Instance
-    const onAbort = (): void => { instance?.stop() }
-    instance = autocannon(opts, (err) => {
-      o.signal?.removeEventListener('abort', onAbort)
-      if (err) reject(err)
-      else resolve()
-    })
-    o.signal?.addEventListener('abort', onAbort, { once: true })
+function runInstance (duration: number, connections: number, o: RunSliceOptions, limits?: { connectionRate: number, maxConnectionRequests: number }): Promise<void> {
+  return runConnections({
+    url: o.url,
+    connections,
+    duration,
+    timeout: o.timeout ?? 10,
+    source: o.source,
+    recorder: o.recorder,
+    signal: o.signal,
+    ...limits
   })
 }

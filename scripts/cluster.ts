@@ -1,24 +1,32 @@
 /**
  * `npm run cluster`: the production topology as local processes, against the
  * real local PostgreSQL and Redis: 2 cache nodes, 3 frontends, 2 backends,
+ * 2 mailers (sending through SMTP_URL, or into the state folder without it),
  * HAProxy in front when installed (a small TCP balancer otherwise), and a
  * streaming replica for the frontends' reads when the PostgreSQL server
  * binaries are present and the primary allows replication connections
  * (otherwise the primary doubles as the read pool, and it says so).
  *
  * Ports come from cluster.json (or CLUSTER_CONFIG). The PIDs of every process
- * are kept in .flashcrowd/cluster/pids.json for fault tests.
+ * are kept in .flashcrowd/cluster/<front port>/pids.json (scripts/pid-record.ts)
+ * for fault tests and for `npm run cluster -- stop`, which stops every
+ * process recorded there (also after the cluster itself was killed); a new
+ * cluster on the same ports first stops what a killed one left running.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import pg from 'pg'
 import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, loadConfigOrExit } from '../common/config.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { Supervisor, adminToken, createLogWriter, ROOT, waitHealthy } from './supervisor.js'
+import { portsInUse } from '../common/free-port.js'
+import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, ROOT, shutdownLog, waitHealthy } from './supervisor.js'
+import { gracefulShutdown } from '../common/shutdown.js'
 import { haproxyConfig } from './haproxy-config.js'
-import { prepareStreamingReplica, serverUser } from './streaming-replica.js'
+import { PidRecorder, isRecordedProcess, processStartedAt, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
+import { clearPostmaster, postmasterPid, prepareStreamingReplica, serverUser } from './streaming-replica.js'
+import { MailerEnv } from '../mailer/config.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -30,10 +38,11 @@ const ClusterEnv = Type.Object({
   CLUSTER_CONFIG: Type.String({ default: 'cluster.json', description: 'Ports of the local cluster.' }),
   CLUSTER_REPLICA: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto', description: 'Start a streaming replica for the frontends when possible.' }),
   CLUSTER_REPLICA_DELAY_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 0, description: 'recovery_min_apply_delay of the cluster\'s replica: rehearse a lagging replica (e.g. 500 or 2000).' }),
-  DATABASE_READ_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'An existing replica for the frontends\' reads; the cluster then starts none.' }))
+  DATABASE_READ_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'An existing replica for the frontends\' reads; the cluster then starts none.' })),
+  SMTP_URL: MailerEnv.properties.SMTP_URL
 })
 
-interface Ports { front: number, caches: number[], frontends: number[], backends: number[], replica: number, haproxyStats: number }
+interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], replica: number, haproxyStats: number }
 
 const config = loadConfigOrExit(ClusterEnv, 'cluster')
 const ports = JSON.parse(await readFile(path.resolve(ROOT, config.CLUSTER_CONFIG), 'utf8')) as Ports
@@ -42,6 +51,79 @@ await mkdir(stateDir, { recursive: true })
 const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('cluster', msg, 'out')
 const started = Date.now()
+const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).status === 0
+const pidFile = path.join(stateDir, 'pids.json')
+const replicaDir = path.join(stateDir, 'replica')
+const recorder = new PidRecorder(pidFile)
+// Every node cluster.json names, in stop order; the bound of a whole stop follows from it.
+const nodes = ['front', ...ports.caches.map((_, i) => `cache${i + 1}`), ...ports.frontends.map((_, i) => `frontend${i + 1}`), ...ports.backends.map((_, i) => `backend${i + 1}`), 'replica']
+const STOP_BOUND_MS = stopGroups(nodes).length * STOP_GRACE_MS + 5000
+/** postgres stops at once on SIGINT (fast shutdown); on SIGTERM it would wait for every client session. */
+const signalOf = (name: string): NodeJS.Signals => name === 'replica' ? 'SIGINT' : 'SIGTERM'
+
+/**
+ * Stops what the record names: the cluster's supervisor first (it stops its
+ * processes in order and removes the record), then whatever recorded process
+ * still runs (the supervisor was killed, or did not finish); last, a postgres
+ * still running on the replica's folder, which records itself there
+ * (postmaster.pid) whether or not pids.json still names it.
+ */
+async function stopRecordedCluster (): Promise<string[]> {
+  const record = await readPidRecord(pidFile)
+  const done: string[] = []
+  if (record) {
+    const { cluster: supervisorPid, ...rest } = record.pids
+    if (supervisorPid !== undefined && supervisorPid !== process.pid && isRecordedProcess(supervisorPid, record.writtenAt)) {
+      say(`stopping the cluster's supervisor (PID ${supervisorPid})`)
+      await stopProcess(supervisorPid, 'SIGTERM', STOP_BOUND_MS)
+      done.push('cluster')
+    }
+    done.push(...await stopRecorded(rest, record.writtenAt, { signalOf, log: say }))
+    await recorder.remove()
+  }
+  const replica = await clearPostmaster(replicaDir)
+  if (replica) {
+    say(replica)
+    if (!done.includes('replica')) done.push('replica')
+  }
+  return done
+}
+
+if (process.argv[2] === 'stop') {
+  const done = await stopRecordedCluster()
+  say(done.length > 0 ? `stopped: ${done.join(', ')}` : `nothing recorded running (${path.relative(ROOT, pidFile)})`)
+  process.exit(0)
+} else if (process.argv[2] !== undefined) {
+  console.error(`cluster: unknown command ${JSON.stringify(process.argv[2])} (no argument starts the cluster; "stop" stops it)`)
+  process.exit(2)
+}
+
+// A record left behind: either a cluster runs on these ports now, or one was killed and its processes may still run.
+const previous = await readPidRecord(pidFile)
+const running = previous?.pids.cluster
+if (previous && running !== undefined && isRecordedProcess(running, previous.writtenAt)) {
+  console.error(`cluster: a cluster already runs on these ports (PID ${running}); stop it first: npm run cluster -- stop`)
+  process.exit(1)
+}
+const left = await stopRecordedCluster()
+if (left.length > 0) say(`stopped what a cluster that did not stop left running: ${left.join(', ')}`)
+
+// Every port the cluster will listen on, refused before anything starts (a role
+// that cannot listen would otherwise be restarted until start-up gives up).
+const planned: Array<[string, number]> = [
+  ['front', ports.front],
+  ...ports.caches.map((p, i): [string, number] => [`cache${i + 1}`, p]),
+  ...ports.frontends.map((p, i): [string, number] => [`frontend${i + 1}`, p]),
+  ...ports.backends.map((p, i): [string, number] => [`backend${i + 1}`, p]),
+  ...(haproxy ? [['HAProxy stats', ports.haproxyStats] as [string, number]] : []),
+  ...(config.CLUSTER_REPLICA === 'auto' && !config.DATABASE_READ_URL ? [['replica', ports.replica] as [string, number]] : [])
+]
+const taken = await portsInUse(planned.map(([, p]) => p))
+if (taken.length > 0) {
+  const names = planned.filter(([, p]) => taken.includes(p)).map(([n, p]) => `${p} (${n})`)
+  console.error(`cluster: port${taken.length > 1 ? 's' : ''} ${names.join(', ')} already in use; stop what listens there or choose other ports in ${config.CLUSTER_CONFIG}`)
+  process.exit(1)
+}
 
 async function ensureDatabase (url: string): Promise<void> {
   const u = new URL(url)
@@ -59,32 +141,41 @@ async function ensureDatabase (url: string): Promise<void> {
 /** The cluster's own streaming replica (scripts/streaming-replica.ts), or the reason there is none. */
 async function prepareReplica (primaryUrl: string) {
   if (config.CLUSTER_REPLICA === 'off') return 'CLUSTER_REPLICA=off'
-  return prepareStreamingReplica({ primaryUrl, dir: path.join(stateDir, 'replica'), port: ports.replica, applyDelayMs: config.CLUSTER_REPLICA_DELAY_MS })
+  return prepareStreamingReplica({ primaryUrl, dir: replicaDir, port: ports.replica, applyDelayMs: config.CLUSTER_REPLICA_DELAY_MS })
 }
 
-await ensureDatabase(config.DATABASE_URL)
-await prepareDatabase(config.DATABASE_URL, say)
-const token = await adminToken(config.ADMIN_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
 const supervisor = new Supervisor({ log })
-const pidFile = path.join(stateDir, 'pids.json')
-supervisor.onSpawn = () => { void writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2)) }
-
-let stopping = false
-async function stop (signal: string): Promise<void> {
-  if (stopping) return
-  stopping = true
-  say(`${signal}: stopping the cluster`)
-  await supervisor.stop(['front', 'cache1', 'cache2', 'frontend1', 'frontend2', 'frontend3', 'backend1', 'backend2', 'replica'])
-  await rm(pidFile, { force: true })
-  say('stopped')
-  process.exit(0)
+/** The replica's PID is the postmaster's own, as it wrote it in its folder (once it has; until then the one spawned). */
+function replicaPid (): number | undefined {
+  const spawned = supervisor.pid('replica')
+  if (spawned === undefined) return undefined
+  const written = postmasterPid(replicaDir)
+  return written !== undefined && processStartedAt(written) !== undefined ? written : spawned
 }
-process.once('SIGINT', () => { void stop('SIGINT') })
-process.once('SIGTERM', () => { void stop('SIGTERM') })
+const record = () => recorder.write({ cluster: process.pid, ...supervisor.pids(), replica: replicaPid() })
+supervisor.onSpawn = () => { void record() }
+await record()
+
+let stopped: Promise<void> | undefined
+/** Stops every process of the cluster (once, however many ask). */
+function stop (): Promise<void> {
+  stopped ??= (async () => {
+    say('stopping the cluster')
+    // Every node started, in role order: the front door, caches, frontends, backends, the replica.
+    await supervisor.stop(stopGroups(supervisor.names()))
+    await recorder.remove()
+    say('stopped')
+  })()
+  return stopped
+}
+gracefulShutdown({ delayMs: STOP_BOUND_MS, log: shutdownLog(log, 'cluster') }, stop)
 
 const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(config.DATABASE_URL).pathname.slice(1).replace(/[^A-Za-z0-9_.-]/g, '_')}`
-const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 try {
+  await ensureDatabase(config.DATABASE_URL)
+  await prepareDatabase(config.DATABASE_URL, say)
+  const token = await adminToken(config.ADMIN_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
+  const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
   let readUrl = config.DATABASE_URL
   const replica = config.DATABASE_READ_URL ? 'DATABASE_READ_URL names one' : await prepareReplica(config.DATABASE_URL)
   if (config.DATABASE_READ_URL) {
@@ -93,7 +184,13 @@ try {
   } else if (typeof replica === 'string') {
     say(`no streaming replica: ${replica}; the frontends read from the primary`)
   } else {
-    await supervisor.start({ name: 'replica', command: replica.command, env: {}, user: serverUser() })
+    await supervisor.start({
+      name: 'replica', command: replica.command, env: {}, user: serverUser(),
+      // Fast shutdown: SIGTERM (smart) would wait for every client session to end.
+      stopSignal: 'SIGINT',
+      // Before every (re)start: a killed server's postmaster.pid, its orphaned children, or a server a killed cluster left running.
+      beforeStart: async () => { const done = await clearPostmaster(replica.dir); if (done) say(done) }
+    })
     readUrl = replica.url
     let ready = false
     for (let i = 0; i < 100 && !ready; i++) {
@@ -103,6 +200,9 @@ try {
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 200))
     }
     if (!ready) throw new Error('the replica did not come up')
+    const written = postmasterPid(replica.dir)
+    if (written !== supervisor.pid('replica')) say(`warning: the replica's postmaster.pid names PID ${written}, not the process started (${supervisor.pid('replica')}); the record keeps the postmaster's`)
+    await record()
     say(`streaming replica on port ${ports.replica}${config.CLUSTER_REPLICA_DELAY_MS ? ` (applying ${config.CLUSTER_REPLICA_DELAY_MS} ms behind)` : ''}: the frontends read from it`)
   }
 
@@ -111,10 +211,19 @@ try {
     name: `backend${i + 1}`, script: 'backend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
     env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL }
   })))
+  // Two mailers share the queue (claims skip each other's rows) and one quota (the mail_rate row).
+  await Promise.all((ports.mailers ?? []).map((p, i) => supervisor.start({
+    name: `mailer${i + 1}`, script: 'mailer/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
+    env: {
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(p), DATABASE_URL: config.DATABASE_URL,
+      FLASHCROWD_STATE_DIR: stateDir, MAILER_SITE_URL: `http://127.0.0.1:${ports.front}`,
+      ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
+    }
+  })))
+  if (ports.mailers?.length) say(config.SMTP_URL ? `mailers send through ${new URL(config.SMTP_URL).host}` : `no SMTP_URL: the mailers keep messages as .eml files in ${path.join(stateDir, 'mail')}`)
   const frontendUrls = ports.frontends.map((p) => `http://127.0.0.1:${p}`)
   // HAProxy appends the visitor's address and the caches believe it (design §2.10); the TCP
   // balancer cannot, so without HAProxy the caches trust nobody and every visitor is 127.0.0.1.
-  const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).status === 0
   await Promise.all(ports.frontends.map((p, i) => supervisor.start({
     name: `frontend${i + 1}`, script: 'frontend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
     env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL, DATABASE_READ_URL: readUrl, BACKEND_URL: backendUrls.join(',') }
@@ -138,10 +247,11 @@ try {
   }
   if (!await waitHealthy(`http://127.0.0.1:${ports.front}/-/health`, 30_000)) throw new Error('the front door did not answer')
 } catch (err) {
-  say(`start-up failed: ${(err as Error).message}`)
-  await stop('start-up failure')
+  log('cluster', `start-up failed: ${(err as Error).message}`, 'err')
+  await stop()
+  process.exit(1)
 }
 
-await writeFile(pidFile, JSON.stringify(supervisor.pids(), null, 2))
+await record()
 say(`cluster is up in ${((Date.now() - started) / 1000).toFixed(1)} s: http://127.0.0.1:${ports.front} (PIDs in ${path.relative(ROOT, pidFile)})`)
 console.log(`FLASHCROWD_URL=http://127.0.0.1:${ports.front}`)

@@ -7,8 +7,10 @@ import type { TObject, TSchema } from '@sinclair/typebox'
 import { BackendEnv } from '../backend/config.js'
 import { FrontendEnv } from '../frontend/config.js'
 import { CacheEnv } from '../cache/config.js'
+import { LoadtestEnv } from '../loadtest/config.js'
+import { MailerEnv } from '../mailer/config.js'
 
-export const ROLE_SCHEMAS: Record<string, TObject> = { backend: BackendEnv, frontend: FrontendEnv, cache: CacheEnv }
+export const ROLE_SCHEMAS: Record<string, TObject> = { backend: BackendEnv, frontend: FrontendEnv, cache: CacheEnv, mailer: MailerEnv, loadtest: LoadtestEnv }
 
 export interface EnvVar { name: string, roles: string[], description: string, defaults: Record<string, unknown> }
 

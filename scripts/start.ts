@@ -1,17 +1,21 @@
 /**
  * `npm start`: the whole tier on one machine. The embedded database (PGlite
  * over the wire; migrated and seeded on first run) and the root of the
- * embedded bus live in this process; backend, frontend and cache run as
- * separate processes joined by the bus over IPC, talking HTTP and the
- * Postgres wire protocol exactly as in production.
+ * embedded bus live in this process; backend, frontend, cache and mailer run
+ * as separate processes joined by the bus over IPC, talking HTTP and the
+ * Postgres wire protocol exactly as in production. Without SMTP_URL the
+ * mailer writes each message as an .eml file under the state directory.
  */
+import path from 'node:path'
 import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config.js'
 import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
 import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { Supervisor, adminToken, createLogWriter } from './supervisor.js'
-import { freePort } from '../common/free-port.js'
+import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, shutdownLog } from './supervisor.js'
+import { gracefulShutdown } from '../common/shutdown.js'
+import { freePort, portsInUse } from '../common/free-port.js'
+import { MailerEnv } from '../mailer/config.js'
 
 export const StartEnv = Type.Object({
   HOST: CommonEnv.HOST,
@@ -22,6 +26,7 @@ export const StartEnv = Type.Object({
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
   FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   PORT: Port('Public port of the tier (the cache layer).', 8080),
+  SMTP_URL: MailerEnv.properties.SMTP_URL,
   CACHE_MAX_BYTES: Type.Optional(Type.Integer({ minimum: 1024 * 1024, description: 'Memory budget of the cache layer in bytes.' })),
   // One machine runs every role on the same cores: one cache worker, so one
   // store (every worker would otherwise fetch and keep its own copy).
@@ -29,53 +34,74 @@ export const StartEnv = Type.Object({
 })
 
 const config = loadConfigOrExit(StartEnv, 'flashcrowd')
+// Refused before anything starts: otherwise the cache, started last, would find its port taken.
+if ((await portsInUse([config.PORT], config.HOST)).length > 0) {
+  console.error(`flashcrowd: port ${config.PORT} on ${config.HOST} is already in use; stop what listens there or choose another port with PORT`)
+  process.exit(1)
+}
 
 const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('flashcrowd', msg, 'out')
 const started = Date.now()
 
-
 let embedded: EmbeddedDatabase | undefined
 let databaseUrl = config.DATABASE_URL
-if (!databaseUrl) {
-  const other = await findEmbeddedOwner(config.FLASHCROWD_STATE_DIR)
-  if (other) {
-    console.error(`flashcrowd: another flashcrowd process already owns ${config.FLASHCROWD_STATE_DIR}/pgdata (${other}); stop it first`)
-    process.exit(1)
+try {
+  if (!databaseUrl) {
+    const other = await findEmbeddedOwner(config.FLASHCROWD_STATE_DIR)
+    if (other) throw new Error(`another flashcrowd process already owns ${config.FLASHCROWD_STATE_DIR}/pgdata (${other}); stop it first`)
+    embedded = await ownEmbeddedDatabase(config.FLASHCROWD_STATE_DIR)
+    databaseUrl = embedded.url
+    say(`embedded database (PGlite) on ${embedded.url}, data in ${config.FLASHCROWD_STATE_DIR}/pgdata`)
   }
-  embedded = await ownEmbeddedDatabase(config.FLASHCROWD_STATE_DIR)
-  databaseUrl = embedded.url
-  say(`embedded database (PGlite) on ${embedded.url}, data in ${config.FLASHCROWD_STATE_DIR}/pgdata`)
+  await prepareDatabase(databaseUrl, say)
+} catch (err) {
+  log('flashcrowd', `start-up failed: ${(err as Error).message}`, 'err')
+  await embedded?.close()
+  process.exit(1)
 }
-await prepareDatabase(databaseUrl, say)
 
 const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
 const token = await adminToken(config.ADMIN_TOKEN, config.FLASHCROWD_STATE_DIR)
-const [backendPort, frontendPort] = [await freePort(), await freePort()]
+const [backendPort, frontendPort, mailerPort] = [await freePort(), await freePort(), await freePort()]
 const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 const backendUrl = `http://127.0.0.1:${backendPort}`
 const frontendUrl = `http://127.0.0.1:${frontendPort}`
 const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
 
-let stopping = false
-async function stop (signal: string): Promise<void> {
-  if (stopping) return
-  stopping = true
-  say(`${signal}: stopping (cache → frontend → backend, then the database)`)
-  // The front door closes first; the backend last, so in-flight writes finish and its outbox drains.
-  await supervisor.stop(['cache', 'frontend', 'backend'])
-  await bus.close()
-  await embedded?.close()
-  say('stopped')
-  process.exit(0)
+// The front door closes first; then the backend, so in-flight writes finish and its outbox drains;
+// the mailer last, so the messages of those writes may still go out.
+const STOP_ORDER = ['cache', 'frontend', 'backend', 'mailer']
+let stopped: Promise<void> | undefined
+/** Stops every role, the bus and the database (once, however many ask). */
+function stop (): Promise<void> {
+  stopped ??= (async () => {
+    say('stopping (cache → frontend → backend → mailer, then the database)')
+    await supervisor.stop(STOP_ORDER)
+    await bus.close()
+    await embedded?.close()
+    say('stopped')
+  })()
+  return stopped
 }
-process.once('SIGINT', () => { void stop('SIGINT') })
-process.once('SIGTERM', () => { void stop('SIGTERM') })
+// Ctrl-C, SIGTERM or an uncaught error: every role gets its own grace period, then the database closes.
+gracefulShutdown({ delayMs: STOP_ORDER.length * STOP_GRACE_MS + 5000, log: shutdownLog(log, 'flashcrowd') }, stop)
 
 try {
   await supervisor.start({ name: 'backend', script: 'backend/server.ts', env: { ...common, PORT: String(backendPort), DATABASE_URL: databaseUrl }, healthUrl: `${backendUrl}/-/health` })
   await supervisor.start({ name: 'frontend', script: 'frontend/server.ts', env: { ...common, PORT: String(frontendPort), DATABASE_URL: databaseUrl, DATABASE_READ_URL: databaseUrl, BACKEND_URL: backendUrl }, healthUrl: `${frontendUrl}/-/health` })
+  // Messages go through SMTP_URL, or into the state folder (nothing outside needed).
+  await supervisor.start({
+    name: 'mailer',
+    script: 'mailer/server.ts',
+    env: {
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(mailerPort), DATABASE_URL: databaseUrl,
+      FLASHCROWD_STATE_DIR: config.FLASHCROWD_STATE_DIR, MAILER_SITE_URL: publicUrl,
+      ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
+    },
+    healthUrl: `http://127.0.0.1:${mailerPort}/-/health`
+  })
   await supervisor.start({
     name: 'cache',
     script: 'cache/server.ts',
@@ -90,11 +116,15 @@ try {
     healthUrl: `http://127.0.0.1:${config.PORT}/-/health`
   })
 } catch (err) {
-  say(`start-up failed: ${(err as Error).message}`)
-  await stop('start-up failure')
+  log('flashcrowd', `start-up failed: ${(err as Error).message}`, 'err')
+  await stop()
+  process.exit(1)
 }
 
 say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publicUrl}`)
+say(config.SMTP_URL
+  ? `  e-mail: sent through ${new URL(config.SMTP_URL).host} by the mailer (metrics on http://127.0.0.1:${mailerPort}/-/metrics)`
+  : `  e-mail: no SMTP_URL, so messages are kept as .eml files in ${path.resolve(config.FLASHCROWD_STATE_DIR, 'mail')} (open them with any mail program)`)
 say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
 // Machine-readable line for scripts and tests.
 console.log(`FLASHCROWD_URL=${publicUrl}`)

@@ -11,9 +11,10 @@
  * base backup appear on it too, once it has replayed their creation.
  */
 import { spawnSync, type SpawnOptions } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs'
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { processStartedAt, stopProcess, waitGone } from './pid-record.js'
 
 /** Folder of the newest PostgreSQL server binaries (Debian layout), if installed. */
 export function pgBinDir (): string | undefined {
@@ -129,4 +130,64 @@ export function postmasterPid (dir: string): number | undefined {
   } catch {
     return undefined
   }
+}
+
+/**
+ * The processes working in a data folder: a postgres server and every one of
+ * its children run with the data folder as their working directory. Empty
+ * where /proc cannot tell (not Linux).
+ */
+export function processesIn (dir: string): number[] {
+  let target: string
+  try { target = realpathSync(dir) } catch { return [] }
+  let entries: string[]
+  try { entries = readdirSync('/proc') } catch { return [] }
+  const found: number[] = []
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      if (readlinkSync(`/proc/${entry}/cwd`) === target) found.push(Number(entry))
+    } catch { /* gone, or not ours to look at */ }
+  }
+  return found
+}
+
+/**
+ * Clears the way for a server on `dir` before each start, so a supervisor
+ * never restart-loops on "lock file postmaster.pid already exists":
+ *
+ * - a postgres still running on this folder (left by a cluster or supervisor
+ *   that was killed, which orphans it) is stopped: fast shutdown (SIGINT),
+ *   SIGQUIT after 10 s, SIGKILL after 5 more;
+ * - children of a killed postmaster that still hold the folder (and its
+ *   shared memory, which a new server refuses to share) are waited for, and
+ *   killed after 10 s;
+ * - a postmaster.pid whose PID runs no process in this folder (the server
+ *   died, and the number may have been taken by another process) is removed.
+ *
+ * Answers what it did, for the log, or undefined when the way was clear.
+ */
+export async function clearPostmaster (dir: string): Promise<string | undefined> {
+  const done: string[] = []
+  const pid = postmasterPid(dir)
+  const inDir = processesIn(dir)
+  if (pid !== undefined && inDir.includes(pid)) {
+    done.push(`stopped the postgres left running on ${dir} (PID ${pid})`)
+    const started = processStartedAt(pid)
+    try { process.kill(pid, 'SIGINT') } catch { /* already gone */ }
+    if (!await waitGone(pid, started, 10_000)) await stopProcess(pid, 'SIGQUIT', 5_000)
+  }
+  const orphans = processesIn(dir)
+  if (orphans.length > 0) {
+    done.push(`waited for ${orphans.length} process(es) of a stopped postgres to leave ${dir}`)
+    await Promise.all(orphans.map(async (child) => {
+      if (!await waitGone(child, processStartedAt(child), 10_000)) await stopProcess(child, 'SIGKILL', 5_000)
+    }))
+  }
+  const left = postmasterPid(dir)
+  if (left !== undefined) {
+    await rm(path.join(dir, 'postmaster.pid'), { force: true })
+    if (done.length === 0) done.push(`removed a stale postmaster.pid (PID ${left} is no postgres on ${dir})`)
+  }
+  return done.length > 0 ? done.join('; ') : undefined
 }

@@ -11,12 +11,29 @@ import { createInterface } from 'node:readline'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { relayBus, type Bus } from '../common/bus.js'
+import type { ShutdownLog } from '../common/shutdown.js'
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+/**
+ * Built (`npm run build`: this file is dist/scripts/supervisor.js) the roles
+ * run as plain `node dist/<role>/server.js`; from the sources through tsx.
+ */
+export const COMPILED = import.meta.url.endsWith('.js')
+/** Folder of the code: the repository, or dist/ when built. */
+const CODE_ROOT = path.resolve(HERE, '..')
+/** The repository (working directory of every role, base of relative paths such as the state folder). */
+export const ROOT = COMPILED ? path.resolve(CODE_ROOT, '..') : CODE_ROOT
+
+/** How a script of this repository (named by its source, e.g. backend/server.ts) is run: file and Node flags. */
+export function scriptCommand (script: string): { file: string, execArgv: string[] } {
+  return COMPILED
+    ? { file: path.join(CODE_ROOT, script.replace(/\.ts$/, '.js')), execArgv: [] }
+    : { file: path.join(CODE_ROOT, script), execArgv: ['--import', 'tsx'] }
+}
 
 export interface ServiceSpec {
   name: string
-  /** A Node script of this repository (run through tsx, with an IPC channel)… */
+  /** A Node script of this repository, named by its source (run through tsx, or its build in dist/; with an IPC channel)… */
   script?: string
   /** …or an external program and its arguments (HAProxy, postgres). */
   command?: string[]
@@ -25,7 +42,14 @@ export interface ServiceSpec {
   env: Record<string, string | undefined>
   /** URL that answers 200 when the service is ready. */
   healthUrl?: string
+  /** The signal that asks it to stop gracefully (postgres: SIGINT, its fast shutdown; SIGTERM would wait for every client session). */
+  stopSignal?: NodeJS.Signals
+  /** Runs before every start and restart, e.g. to clear the lock file a killed server left behind. */
+  beforeStart?: () => Promise<void>
 }
+
+/** A role's exit code for a configuration it refuses (common/config.ts): restarting it cannot help. */
+const CONFIG_ERROR_EXIT = 2
 
 interface Service {
   spec: ServiceSpec
@@ -35,9 +59,27 @@ interface Service {
   stopping: boolean
   timer?: NodeJS.Timeout
   startedAt: number
+  /** Why it is not restarted any more. */
+  failure?: string
+  lastExit?: string
 }
 
 export type LogWriter = (name: string, line: string, stream: 'out' | 'err') => void
+
+/** How long a stopping service may take before it is killed (per stop group). */
+export const STOP_GRACE_MS = 15_000
+
+/** The supervisor's own close messages, through its log writer. */
+export function shutdownLog (log: LogWriter, name: string): ShutdownLog {
+  const text = (obj: Record<string, unknown>, msg: string) => {
+    const err = obj.err instanceof Error ? `: ${obj.err.stack ?? obj.err.message}` : ''
+    return `${typeof obj.signal === 'string' ? `${obj.signal}: ` : ''}${msg}${err}`
+  }
+  return {
+    info: (obj, msg) => log(name, text(obj, msg), 'out'),
+    error: (obj, msg) => log(name, text(obj, msg), 'err')
+  }
+}
 
 /** Role-prefixed lines; pino JSON made readable on a terminal. */
 export async function createLogWriter (pretty: boolean): Promise<LogWriter> {
@@ -83,22 +125,52 @@ export class Supervisor {
     this.#relay = options.bus ? relayBus(options.bus) : undefined
   }
 
-  /** Starts a service; resolves when its health URL answers 200 (or at once without one). */
+  /**
+   * Starts a service; resolves when its health URL answers 200 (or at once
+   * without one). Rejects, naming why, when it exits with a configuration
+   * error, keeps crashing (more than three times) or is not healthy in time.
+   */
   async start (spec: ServiceSpec, readyTimeoutMs = 60_000): Promise<void> {
     const service: Service = { spec, restarts: 0, backoffMs: 500, stopping: false, startedAt: 0 }
     this.#services.set(spec.name, service)
-    this.#spawn(service)
+    await this.#launch(service)
     if (spec.healthUrl) {
-      const ok = await waitHealthy(spec.healthUrl, readyTimeoutMs, () => service.child?.exitCode !== null && service.restarts > 3)
-      if (!ok) throw new Error(`${spec.name} did not become healthy at ${spec.healthUrl}`)
+      const ok = await waitHealthy(spec.healthUrl, readyTimeoutMs, () => service.failure !== undefined || (service.child?.exitCode !== null && service.restarts > 3))
+      if (!ok) {
+        const why = service.failure ?? (service.restarts > 3 ? `it exited ${service.restarts} times (last: ${service.lastExit})` : `no answer within ${readyTimeoutMs / 1000} s`)
+        throw new Error(`${spec.name} did not become healthy at ${spec.healthUrl}: ${why}`)
+      }
     }
+  }
+
+  /** Runs the pre-start hook, then spawns; a failing hook counts as a crash (restarted with back-off). */
+  async #launch (service: Service): Promise<void> {
+    try {
+      await service.spec.beforeStart?.()
+    } catch (err) {
+      this.#log(service.spec.name, `could not prepare the start: ${(err as Error).message}`, 'err')
+      service.lastExit = (err as Error).message
+      this.#restartLater(service)
+      return
+    }
+    if (service.stopping || this.#stopping) return
+    this.#spawn(service)
+  }
+
+  #restartLater (service: Service): void {
+    // Exponential back-off, reset after a minute of good health.
+    if (Date.now() - service.startedAt > 60_000) service.backoffMs = 500
+    service.restarts++
+    this.#log('supervisor', `${service.spec.name} exited (${service.lastExit}); restarting in ${service.backoffMs} ms (restart #${service.restarts})`, 'err')
+    service.timer = setTimeout(() => { if (!this.#stopping && !service.stopping) void this.#launch(service) }, service.backoffMs)
+    service.backoffMs = Math.min(service.backoffMs * 2, 30_000)
   }
 
   #spawn (service: Service): void {
     const { spec } = service
     const env = { ...process.env, ...spec.env }
     const child = spec.script
-      ? fork(path.join(ROOT, spec.script), [], { cwd: ROOT, env, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+      ? fork(scriptCommand(spec.script).file, [], { cwd: ROOT, env, execArgv: scriptCommand(spec.script).execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
       : spawn(spec.command![0], spec.command!.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], ...spec.user })
     service.child = child
     service.startedAt = Date.now()
@@ -110,12 +182,13 @@ export class Supervisor {
     }
     child.once('exit', (code, signal) => {
       if (service.stopping || this.#stopping) return
-      // Crashed: restart with exponential back-off, reset after a minute of good health.
-      if (Date.now() - service.startedAt > 60_000) service.backoffMs = 500
-      service.restarts++
-      this.#log('supervisor', `${spec.name} exited (${signal ?? `code ${code}`}); restarting in ${service.backoffMs} ms (restart #${service.restarts})`, 'err')
-      service.timer = setTimeout(() => { if (!this.#stopping) this.#spawn(service) }, service.backoffMs)
-      service.backoffMs = Math.min(service.backoffMs * 2, 30_000)
+      service.lastExit = signal ?? `code ${code}`
+      if (code === CONFIG_ERROR_EXIT && spec.script) {
+        service.failure = 'it refused its configuration (exit code 2; its message is above)'
+        this.#log('supervisor', `${spec.name} refused its configuration; not restarting it`, 'err')
+        return
+      }
+      this.#restartLater(service)
     })
   }
 
@@ -124,24 +197,34 @@ export class Supervisor {
   restarts (name: string): number { return this.#services.get(name)?.restarts ?? 0 }
   names (): string[] { return [...this.#services.keys()] }
 
-  /** Stops services in the given order (each fully before the next), SIGKILL after `graceMs`. */
-  async stop (order: string[], graceMs = 15_000): Promise<void> {
+  /**
+   * Stops services group by group (each group fully before the next, the
+   * members of a group together), every service not named last; SIGKILL after
+   * `graceMs`.
+   */
+  async stop (order: Array<string | string[]>, graceMs = STOP_GRACE_MS): Promise<void> {
     this.#stopping = true
-    const rest = [...this.#services.keys()].filter((n) => !order.includes(n))
-    for (const name of [...order, ...rest]) {
-      const service = this.#services.get(name)
-      if (!service) continue
-      service.stopping = true
-      clearTimeout(service.timer)
-      const child = service.child
-      if (!child || child.exitCode !== null || child.signalCode !== null) continue
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
-      await exited
-      clearTimeout(timer)
+    const groups = order.map((g) => typeof g === 'string' ? [g] : g)
+    const named = new Set(groups.flat())
+    const rest = [...this.#services.keys()].filter((n) => !named.has(n))
+    for (const group of [...groups, rest]) {
+      await Promise.all(group.map((name) => this.#stopOne(name, graceMs)))
     }
     this.#relay?.close()
+  }
+
+  async #stopOne (name: string, graceMs: number): Promise<void> {
+    const service = this.#services.get(name)
+    if (!service) return
+    service.stopping = true
+    clearTimeout(service.timer)
+    const child = service.child
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill(service.spec.stopSignal ?? 'SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+    await exited
+    clearTimeout(timer)
   }
 }
 

@@ -7,6 +7,7 @@
  * Env: BALANCER_HOST, BALANCER_PORT, BALANCER_TARGETS (comma-separated host:port).
  */
 import net from 'node:net'
+import { gracefulShutdown } from '../common/shutdown.js'
 
 const host = process.env.BALANCER_HOST ?? '127.0.0.1'
 const port = Number(process.env.BALANCER_PORT)
@@ -58,6 +59,6 @@ setInterval(() => {
 }, 1000).unref()
 
 server.listen(port, host, () => console.log(JSON.stringify({ level: 30, msg: `balancing ${host}:${port} over ${targets.map((t) => `${t.host}:${t.port}`).join(', ')}` })))
-const close = () => server.close(() => process.exit(0))
-process.once('SIGTERM', close)
-process.once('SIGINT', close)
+const log = (level: number) => (obj: Record<string, unknown>, msg: string) => console.log(JSON.stringify({ level, ...obj, err: obj.err instanceof Error ? obj.err.message : undefined, msg }))
+// Open connections are piped until their clients leave: the close waits for them, at most 5 s.
+gracefulShutdown({ delayMs: 5000, log: { info: log(30), error: log(50) } }, () => new Promise<void>((resolve) => server.close(() => resolve())))

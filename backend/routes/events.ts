@@ -8,14 +8,18 @@ import { Errors } from '../../common/errors.js'
 
 /**
  * A batch of sign-ups in one statement: ids drawn first (each answer maps
- * back to its input), the rows stored, and the live counter ("N
- * participants so far") bumped once for the whole batch on the batch's shard.
+ * back to its input), the rows stored, each organizer's confirmation e-mail
+ * queued (mail_messages, sent later by the mailer role: the request never
+ * waits for SMTP), and the live counter ("N participants so far") bumped once
+ * for the whole batch on the batch's shard. Mail rows are stored from `go`
+ * like the events, in the same statement: the e-mail exists exactly when the
+ * event does (a replay or a key held elsewhere queues none).
  */
 const EVENT_INPUT = `
   drawn as materialized (
-    select u.ord::int as ord, nextval('events_id_seq') as id, u.organizer, u.email, u.school, u.country, u.city, u.expected, u.event_date, u.members
-    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::date[], $8::text[])
-      with ordinality as u(organizer, email, school, country, city, expected, event_date, members, ord)
+    select u.ord::int as ord, nextval('events_id_seq') as id, u.organizer, u.email, u.school, u.country, u.city, u.expected, u.event_date, u.members, u.message_id
+    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::date[], $8::text[], $11::text[])
+      with ordinality as u(organizer, email, school, country, city, expected, event_date, members, message_id, ord)
   ),
   input as (
     select d.*, true as ok, 201 as status,
@@ -28,6 +32,13 @@ const EVENT_STORE = `
   stored as (
     insert into events (id, organizer, email, school, country, city, expected_participants, event_date)
     select id, organizer, email, school, country, city, expected, event_date from go
+  ),
+  mailed as (
+    insert into mail_messages (message_id, kind, recipient, payload)
+    select message_id, 'event-confirmation', email, jsonb_build_object(
+      'eventId', id::text, 'organizer', organizer, 'school', school, 'country', country, 'city', city,
+      'expectedParticipants', expected, 'eventDate', to_char(event_date, 'YYYY-MM-DD'))
+    from go
   ),
   bumped as (
     insert into counters (name, value) select $10, sum(expected) from go having count(*) > 0
@@ -51,7 +62,9 @@ export const eventWrites: WriteKind<EventInput> = {
         inputs.map((e, j) => jsonMembers({
           organizer: organizers[j], school: schools[j], country: e.country, city: cities[j], expectedParticipants: e.expectedParticipants, eventDate: e.eventDate
         })),
-        EVENT_KEYS, context.counterShard
+        EVENT_KEYS, context.counterShard,
+        // Drawn for every input; only the stored ones' are used.
+        inputs.map(() => context.messageId())
       ]
     }
   },

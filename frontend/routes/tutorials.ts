@@ -45,7 +45,7 @@ export default async function tutorialRoutes (app: FastifyInstance) {
       action: `done:${slug}`,
       rules: COMPLETION_RULES,
       path: '/v1/completions',
-      toPayload: (v) => ({ tutorial: slug, name: v.name, country: v.country }),
+      toPayload: (v) => ({ tutorial: slug, name: v.name, country: v.country, ...(v.email ? { email: v.email } : {}) }),
       location: (answer) => {
         const url = typeof answer.certificateUrl === 'string' && /^\/certificates\/[A-Za-z0-9_-]+$/.test(answer.certificateUrl)
           ? answer.certificateUrl

@@ -81,6 +81,7 @@ export function tutorialPage (assets: AssetUrls, t: Tutorial, form: CompletionFo
     ${formNonce(form.nonce)}
     ${field({ form: 'done', name: 'name', label: 'Name on the certificate', value: form.values.name, errors: form.errors, maxlength: 80, autocomplete: 'name' })}
     ${countrySelect({ form: 'done', name: 'country', label: 'Country', value: form.values.country, errors: form.errors })}
+    ${field({ form: 'done', name: 'email', label: 'Email', type: 'email', required: false, hint: 'We send you the link to your certificate, once. Leave it empty for none.', value: form.values.email, errors: form.errors, maxlength: 254, autocomplete: 'email' })}
     <div class="form-actions"><button class="button" type="submit">Get my certificate</button></div>
   </form>
 </section>

@@ -8,7 +8,7 @@ function obj (key: string, size: number, tags: string[] = [], url = key): Cached
   return {
     key, primary: key, host: 'h', url, status: 200, headers: {}, policy: null as never, bodies: { identity: Buffer.alloc(0) },
     compressible: false, etag: undefined, lastModified: undefined, tags, responseTime: 0, fetchStarted: 0, fetchSequence: 0, initialAge: 0,
-    freshUntil: 0, swrMs: 0, sieMs: 0, graceMs: 0, explicitlyShared: false, mustRevalidate: false, heads: {}, headsSecond: -1, size
+    freshUntil: 0, swrMs: 0, sieMs: 0, graceMs: 0, explicitlyShared: false, mustRevalidate: false, heads: { second: -1 }, size
   }
 }
 

@@ -8,13 +8,13 @@ import path from 'node:path'
 import YAML from 'yaml'
 import type { TObject } from '@sinclair/typebox'
 import { ROOT } from '../helpers/spawn.js'
+import { productionCommand } from '../helpers/production-command.js'
 import { loadConfig } from '../../common/config.js'
 import { ROLE_SCHEMAS } from '../../scripts/env-doc.js'
 import { Type } from '@sinclair/typebox'
 import { DatabaseEnv } from '../../common/config.js'
 
 const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, any>, networks?: Record<string, any> }
-const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
 const haproxy = readFileSync(path.join(ROOT, 'deploy/haproxy.cfg'), 'utf8')
 const schemas: Record<string, TObject> = { ...ROLE_SCHEMAS, migrate: Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL }) }
 
@@ -25,25 +25,31 @@ function interpolate (value: string): string {
 
 t.test('the production topology is all there', async (t) => {
   const s = compose.services
-  for (const name of ['haproxy', 'cache', 'frontend', 'backend', 'migrate', 'postgres-primary', 'postgres-replica', 'redis']) t.ok(s[name], `service ${name}`)
+  for (const name of ['haproxy', 'cache', 'frontend', 'backend', 'mailer', 'migrate', 'postgres-primary', 'postgres-replica', 'redis']) t.ok(s[name], `service ${name}`)
   t.ok(s.cache.deploy.replicas >= 2, '≥ 2 cache')
   t.ok(s.frontend.deploy.replicas >= 3, '≥ 3 frontend')
   t.ok(s.backend.deploy.replicas >= 2, '≥ 2 backend')
   t.match(s.frontend.environment.DATABASE_READ_URL, /postgres-replica/, 'frontends read from the replica')
   t.match(s.backend.environment.DATABASE_URL, /postgres-primary/, 'backends write to the primary')
+  t.match(s.mailer.environment.DATABASE_URL, /postgres-primary/, 'mailers claim their rows on the primary')
+  t.ok(s.mailer.deploy.replicas >= 2, 'mailers run side by side (they share the queue)')
+  t.equal(s.mailer.depends_on.migrate.condition, 'service_completed_successfully', 'on the migrated schema')
 })
 
 t.test('every command exists and every env var belongs to its role\'s schema', async (t) => {
   for (const [name, service] of Object.entries(compose.services)) {
-    if (!Array.isArray(service.command) || service.command[0] !== 'npm') continue
-    const script = service.command[1] === 'run' ? service.command[2] : service.command[1]
-    t.ok(pkg.scripts[script], `${name}: npm run ${script} exists`)
-    const schema = schemas[script]
-    t.ok(schema, `${name}: a config schema for ${script}`)
+    if (service.image !== 'flashcrowd:latest') continue
+    // The built code as PID 1's only child (tini, the image's entrypoint): no npm, sh or tsx beside the role.
+    const command = productionCommand(service.command)
+    if (typeof command === 'string') { t.fail(`${name}: ${command}`); continue }
+    t.pass(`${name}: ${service.command.join(' ')} is the build of ${command.source}`)
+    const schema = schemas[command.role]
+    t.ok(schema, `${name}: a config schema for ${command.role}`)
     const env = Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]))
-    for (const key of Object.keys(env)) t.ok(key in schema.properties, `${name}: ${key} is in the ${script} schema`)
+    for (const key of Object.keys(env)) t.ok(key in schema.properties, `${name}: ${key} is in the ${command.role} schema`)
     t.doesNotThrow(() => loadConfig(schema, env), `${name}: its environment passes validation`)
   }
+  t.ok(Object.values(compose.services).filter((s) => s.image === 'flashcrowd:latest').length >= 4, 'cache, frontend, backend and migrate run the image')
 })
 
 t.test('health checks, start order and resource limits', async (t) => {
@@ -90,7 +96,7 @@ t.test('the image and its helper scripts exist', async (t) => {
   for (const dir of dockerfile.matchAll(/^COPY (\w+) \.\/\1$/gm)) t.ok(existsSync(path.join(ROOT, dir[1])), `COPY ${dir[1]} exists`)
   for (const f of ['deploy/replica-entrypoint.sh', 'deploy/primary-init.sh']) t.ok(existsSync(path.join(ROOT, f)), f)
   const cluster = JSON.parse(readFileSync(path.join(ROOT, 'cluster.json'), 'utf8'))
-  const ports = [cluster.front, ...cluster.caches, ...cluster.frontends, ...cluster.backends, cluster.replica, cluster.haproxyStats]
+  const ports = [cluster.front, ...cluster.caches, ...cluster.frontends, ...cluster.backends, ...cluster.mailers, cluster.replica, cluster.haproxyStats]
   t.equal(new Set(ports).size, ports.length, 'cluster.json names every port once')
-  t.ok(cluster.caches.length >= 2 && cluster.frontends.length >= 3 && cluster.backends.length >= 2)
+  t.ok(cluster.caches.length >= 2 && cluster.frontends.length >= 3 && cluster.backends.length >= 2 && cluster.mailers.length >= 1)
 })

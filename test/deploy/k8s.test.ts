@@ -12,6 +12,7 @@ import path from 'node:path'
 import YAML from 'yaml'
 import { Type, type TObject } from '@sinclair/typebox'
 import { ROOT } from '../helpers/spawn.js'
+import { productionCommand } from '../helpers/production-command.js'
 import { loadConfig, DatabaseEnv } from '../../common/config.js'
 import { ROLE_SCHEMAS } from '../../scripts/env-doc.js'
 
@@ -22,13 +23,12 @@ if (kubectl.error) {
   t.test('deploy/k8s renders', { skip: 'kubectl is not installed' }, async () => {})
 } else {
   const objects = YAML.parseAllDocuments(kubectl.stdout).map((d) => d.toJS() as Obj).filter(Boolean)
-  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
   const schemas: Record<string, TObject> = { ...ROLE_SCHEMAS, migrate: Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL }) }
   const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name)
 
   t.test('kustomize renders the whole tier', async (t) => {
     t.equal(kubectl.status, 0, kubectl.stderr)
-    for (const [kind, name] of [['Deployment', 'cache'], ['Deployment', 'frontend'], ['Deployment', 'backend'], ['Deployment', 'haproxy'], ['Job', 'flashcrowd-migrate'],
+    for (const [kind, name] of [['Deployment', 'cache'], ['Deployment', 'frontend'], ['Deployment', 'backend'], ['Deployment', 'mailer'], ['Deployment', 'haproxy'], ['Job', 'flashcrowd-migrate'],
       ['HorizontalPodAutoscaler', 'frontend'], ['HorizontalPodAutoscaler', 'backend'], ['PodDisruptionBudget', 'frontend'], ['PodDisruptionBudget', 'backend'], ['PodDisruptionBudget', 'cache'],
       ['Service', 'frontend'], ['Service', 'cache'], ['Service', 'web'], ['ConfigMap', 'flashcrowd-config'], ['Secret', 'flashcrowd-secrets']] as const) {
       t.ok(find(kind, name), `${kind}/${name}`)
@@ -61,9 +61,11 @@ if (kubectl.error) {
       const pod = w.spec.template.spec
       for (const c of [...(pod.initContainers ?? []).map((x: object) => ({ ...x, init: true })), ...pod.containers]) {
         if (c.image !== undefined && !String(c.image).includes('flashcrowd')) continue
-        t.same(c.command.slice(0, 2), ['npm', 'run'], `${w.metadata.name}/${c.name}: npm run`)
-        const script = c.command[2]
-        t.ok(pkg.scripts[script], `${w.metadata.name}/${c.name}: npm run ${script} exists`)
+        // `args` only: the image's entrypoint (tini) stays PID 1; the role is the built code, without npm or tsx.
+        t.equal(c.command, undefined, `${w.metadata.name}/${c.name}: keeps the image's entrypoint`)
+        const command = productionCommand(c.args)
+        if (typeof command === 'string') { t.fail(`${w.metadata.name}/${c.name}: ${command}`); continue }
+        const script = command.role
         const schema = schemas[script]
         t.ok(schema, `a config schema for ${script}`)
         const env: Record<string, string> = {}

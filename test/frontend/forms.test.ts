@@ -339,3 +339,34 @@ eachDatabase(t, 'issue 11: a form without its identity (no JavaScript) is confir
   t.equal(invalid.statusCode, 400, 'invalid input is still a 400')
   t.match(invalid.body, /name="form_nonce" value="[A-Za-z0-9_-]{22}"/, 'and the corrected form needs no extra step')
 })
+
+eachDatabase(t, 'the completion form\'s optional e-mail: the certificate link is queued for that address, or nothing', async (t, database) => {
+  const rw = openDatabase(t, database)
+  const bus = new MemoryBus()
+  const backend = await startBackend(t, database.url, bus)
+  const { app } = await startFrontend(t, database.url, { backendUrls: [backend.url], bus })
+  const tutorial = await rw.db.selectFrom('tutorials').select(['id', 'slug']).executeTakeFirstOrThrow()
+  const done = `/tutorials/${tutorial.slug}/done`
+  const queued = async () => (await rw.pool.query('select recipient, payload from mail_messages where kind = \'certificate\' order by id')).rows
+
+  const page = await app.inject({ url: `/tutorials/${tutorial.slug}` })
+  t.match(page.body, /<label for="done-email">Email <span class="optional">\(optional\)<\/span><\/label>/, 'the field says it is optional')
+  t.match(page.body, /<input id="done-email" name="email" type="email" value="" maxlength="254" autocomplete="email"/, 'and is not required')
+
+  const without = await app.inject(formPost(done, { name: 'No Mail', country: 'SE', email: '' }))
+  t.equal(without.statusCode, 303, 'left empty: the certificate as before')
+  t.same(await queued(), [], 'and no message')
+
+  const withMail = await app.inject(formPost(done, { name: 'Mail Me', country: 'SE', email: '  Pupil@School.example ' }))
+  t.equal(withMail.statusCode, 303)
+  const certificate = String(withMail.headers.location).split('?')[0].replace('/certificates/', '')
+  t.match(await queued(), [{ recipient: 'pupil@school.example', payload: { certificateId: certificate, name: 'Mail Me' } }], 'the link to that certificate is queued')
+
+  const names = async () => Number((await rw.pool.query('select count(*) as n from completions where name = \'Bad Mail\'')).rows[0].n)
+  const bad = await app.inject(formPost(done, { name: 'Bad Mail', country: 'SE', email: 'not an address' }))
+  t.equal(bad.statusCode, 400, 'a bad address: the form comes back')
+  t.match(bad.body, /id="done-email-error">Enter an email address like name@school\.org, or leave it empty\.</)
+  t.match(bad.body, /value="not an address"/, 'with what was typed')
+  t.equal(await names(), 0, 'and nothing is written')
+  t.equal((await queued()).length, 1)
+})

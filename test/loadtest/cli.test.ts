@@ -111,3 +111,24 @@ t.test('distributed, agent and knee flags: refused when they do not fit together
   const agent = await parseCommand(['agent', '--join', 'http://127.0.0.1:7700', '--workers', '3'], io)
   t.same(agent.kind === 'agent' ? [agent.agent.join, agent.agent.workers] : null, ['http://127.0.0.1:7700/', 3])
 })
+
+t.test('off loopback, a distributed run needs its shared secret on both sides (--token or LOADTEST_TOKEN)', async t => {
+  const io = { stdout: process.stdout, stderr: process.stderr, env: {} }
+  const secret = 'sixteen-chars-or-more'
+  const run = ['browse', '--url', 'http://127.0.0.1:9', '--agents', '2']
+  await t.rejects(parseCommand([...run, '--listen', '0.0.0.0:7700'], io), /--listen 0\.0\.0\.0:7700 takes agents from other machines: set the run's shared secret with --token <t> or LOADTEST_TOKEN/)
+  await t.rejects(parseCommand([...run, '--listen', ':7700'], io), /takes agents from other machines/, 'every interface')
+  await t.rejects(parseCommand([...run, '--listen', '10.0.0.5:7700'], io), /takes agents from other machines/)
+  await t.rejects(parseCommand(['agent', '--join', 'http://10.0.0.5:7700'], io), /--join 10\.0\.0\.5:7700 is another machine: set the run's shared secret/)
+  await t.rejects(parseCommand([...run, '--listen', '0.0.0.0:7700', '--token', 'short'], io), /--token must be at least 16 characters/)
+  await t.rejects(parseCommand([...run, '--listen', '0.0.0.0:7700'], { ...io, env: { LOADTEST_TOKEN: 'short' } }), /LOADTEST_TOKEN: .*16/)
+  await t.rejects(parseCommand(['browse', '--url', 'http://127.0.0.1:9', '--token', secret], io), /--token is for a distributed run/)
+  for (const listen of ['127.0.0.1:0', '[::1]:7700', 'localhost:7700']) {
+    t.equal((await parseCommand([...run, '--listen', listen], io)).kind, 'run', `${listen}: loopback, no token needed`)
+  }
+  const flag = await parseCommand(['agent', '--join', 'http://10.0.0.5:7700', '--token', secret], io)
+  t.equal(flag.kind === 'agent' ? flag.agent.token : null, secret)
+  const env = await parseCommand(['agent', '--join', 'http://loadtest-coordinator.svc:7700'], { ...io, env: { LOADTEST_TOKEN: secret } })
+  t.equal(env.kind === 'agent' ? env.agent.token : null, secret, 'LOADTEST_TOKEN when no --token')
+  t.equal((await parseCommand([...run, '--listen', '0.0.0.0:7700'], { ...io, env: { LOADTEST_TOKEN: secret } })).kind, 'run')
+})

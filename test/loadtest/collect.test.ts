@@ -1,7 +1,6 @@
 import t from 'tap'
 import * as hdr from 'hdr-histogram-js'
 import { Collector, Group, MAX_TIMELINE_POINTS, parseCacheHeaders } from '../../loadtest/collect.js'
-import { cacheFromRawHeaders } from '../../loadtest/cache-headers.js'
 import { Recorder } from '../../loadtest/recorder.js'
 import { planSchedule } from '../../loadtest/stages.js'
 import type { RequestMeta } from '../../loadtest/group.js'
@@ -20,15 +19,6 @@ t.test('reads X-Cache and Cache-Status (RFC 9211)', async t => {
   t.same(parseCacheHeaders({ 'cache-status': 'origin-cache; fwd=miss, edge; hit' }), { state: 'HIT', collapsed: false }, 'any cache in the chain that hit')
   t.same(parseCacheHeaders({ 'x-cache': 'STALE', 'cache-status': 'flashcrowd; hit; fwd=stale' }), { state: 'STALE', collapsed: false }, 'X-Cache tells grace from hit')
   t.same(parseCacheHeaders({ 'content-type': 'text/html' }), { state: null, collapsed: false })
-})
-
-t.test('the raw header list (autocannon\'s parser) gives the same answers', async t => {
-  t.same(cacheFromRawHeaders(['Content-Type', 'text/html', 'X-Cache', 'HIT']), { state: 'HIT', collapsed: false })
-  t.same(cacheFromRawHeaders(['x-cache', 'MISS', 'Cache-Status', 'flashcrowd; fwd=uri-miss; collapsed']), { state: 'MISS', collapsed: true })
-  t.same(cacheFromRawHeaders(['cache-status', 'origin-cache; fwd=miss', 'CACHE-STATUS', 'edge; hit']), { state: 'HIT', collapsed: false }, 'repeated fields are one list (RFC 9110 §5.3)')
-  t.same(cacheFromRawHeaders(['X-Cachet', 'HIT', 'content-length', '3']), { state: null, collapsed: false }, 'a longer name is another header')
-  const states = new Set(Array.from({ length: 400 }, (_, i) => cacheFromRawHeaders(['cache-status', `c; fwd=miss; ttl=${i}`]).state))
-  t.same([...states], ['MISS'], 'values past the memo are still parsed')
 })
 
 t.test('a group counts statuses, errors, cache outcomes, origin requests and percentiles', async t => {

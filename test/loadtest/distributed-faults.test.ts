@@ -146,3 +146,23 @@ t.test('an agent started before its coordinator (pods start in any order) waits 
   t.match(coordinator.stderr, /agent-1 joined from/)
   t.match(coordinator.stdout, /result: PASS/)
 })
+
+t.test('with a token, an agent without it (or with another) is refused, naming the problem; one with it runs', async t => {
+  const site = await startFakeSite()
+  t.teardown(() => site.close())
+  const token = 'the-secret-of-this-run'
+  const coordinator = startCli(['browse', '--url', site.url, '--agents', '1', '--listen', '127.0.0.1:0', '--duration', '1', '--connections', '2', '--token', token])
+  t.teardown(() => stop(coordinator))
+  const [, url] = await coordinator.waitFor(/coordinator listening on (http:\/\/127\.0\.0\.1:\d+)/)
+  const [none, wrong] = [startCli(['agent', '--join', url, '--workers', '1']), startCli(['agent', '--join', url, '--workers', '1', '--token', 'another-secret-entirely'])]
+  t.teardown(() => { stop(none); stop(wrong) })
+  t.same([await none.exited, await wrong.exited], [1, 1], 'both exit 1')
+  t.match(none.stderr, /refused by the coordinator: this coordinator takes agents that carry the run's token: start the agent with --token <t> or LOADTEST_TOKEN/)
+  t.match(wrong.stderr, /refused by the coordinator: wrong token/)
+  t.match(coordinator.stderr, /refused an agent from 127\.0\.0\.1/)
+  t.notMatch(coordinator.stderr, /joined from/, 'neither joined')
+  const good = startCli(['agent', '--join', url, '--workers', '1', '--token', token])
+  t.teardown(() => stop(good))
+  t.same(await Promise.all([coordinator.exited, good.exited]), [0, 0], coordinator.stderr + good.stderr)
+  t.match(coordinator.stderr, /agent-1 joined from/)
+})

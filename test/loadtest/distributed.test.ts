@@ -50,7 +50,7 @@ t.test('3 agents: merged counts are the sum of the agents\' counts, merged p99 i
   t.ok(Math.abs(s.totals.latency.p99! - p99) <= p99 * 0.001 + 0.001, `merged p99 ${s.totals.latency.p99} ms = p99 of the agents' latencies together ${p99} ms (within HDR precision)`)
 
   // and against the site: every answered request counted once. Not counted:
-  // the requests in flight when an autocannon instance stops (at most one per
+  // the requests in flight when a connection loop stops (at most one per
   // connection) and each agent's reachability probe (one GET) before the start
   const served = [...site.gets.values(), ...site.posts.values()].reduce((a, b) => a + b, 0) + site.rejected.length
   t.ok(served >= s.totals.requests + 3 && served - s.totals.requests <= 6 + 3, `the site answered ${served}, the run counted ${s.totals.requests}`)

@@ -62,7 +62,7 @@ function validate (route: string, f: URLSearchParams): string | null {
   const fields: Record<string, string[]> = {
     comments: ['author', 'body'],
     events: ['organizer', 'email', 'school', 'country', 'city', 'expectedParticipants', 'eventDate'],
-    done: ['name', 'country']
+    done: ['name', 'country', 'email']
   }
   for (const k of fields[route]) { const e = need(k); if (e) return e }
   // The real frontend writes nothing without a form identity (it asks once more).
@@ -153,7 +153,7 @@ export async function startFakeSite (o: FakeSiteOptions = {}): Promise<FakeSite>
       let doc: Record<string, unknown> | null = null
       try { doc = JSON.parse(body) as Record<string, unknown> } catch { /* below */ }
       const key = String(req.headers['idempotency-key'] ?? '')
-      const need: Record<string, string[]> = { comments: ['news', 'author', 'body'], events: ['organizer', 'email', 'school', 'country', 'city', 'expectedParticipants', 'eventDate'], completions: ['tutorial', 'name', 'country'] }
+      const need: Record<string, string[]> = { comments: ['news', 'author', 'body'], events: ['organizer', 'email', 'school', 'country', 'city', 'expectedParticipants', 'eventDate'], completions: ['tutorial', 'name', 'country', 'email'] }
       const fields = need[route]
       const problem = !fields ? 'no route' : req.headers['content-type'] !== 'application/json' ? 'not JSON' : !doc ? 'bad JSON' : !key ? 'no Idempotency-Key' : idempotencyKeys.has(key) ? 'replayed key' : fields.find(f => doc![f] === undefined || doc![f] === '') ?? Object.keys(doc).find(k => !fields.includes(k)) ?? (route === 'events' && typeof doc.expectedParticipants !== 'number' ? 'expectedParticipants not a number' : null)
       if (problem) {

@@ -12,8 +12,9 @@ import path from 'node:path'
 import YAML from 'yaml'
 import { parseCommand, type Command } from '../../loadtest/cli.js'
 
-type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string }, spec?: any, data?: Record<string, string> }
-type Container = { name: string, command: string[], env?: Array<{ name: string, value?: string, valueFrom?: { configMapKeyRef?: { name: string, key: string } } }>, ports?: Array<{ name: string, containerPort: number }>, resources?: any }
+type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string }, spec?: any, data?: Record<string, string>, stringData?: Record<string, string> }
+type KeyRef = { name: string, key: string }
+type Container = { name: string, command: string[], env?: Array<{ name: string, value?: string, valueFrom?: { configMapKeyRef?: KeyRef, secretKeyRef?: KeyRef } }>, ports?: Array<{ name: string, containerPort: number }>, resources?: any }
 
 const ROOT = path.join(import.meta.dirname, '../..')
 const kubectl = spawnSync('kubectl', ['kustomize', path.join(ROOT, 'deploy/k8s/loadtest')], { encoding: 'utf8' })
@@ -25,8 +26,8 @@ if (kubectl.error) {
   const objects = YAML.parseAllDocuments(kubectl.stdout).map((d) => d.toJS() as Obj).filter(Boolean)
   const find = (kind: string, name: string): Obj | undefined => objects.find((o) => o.kind === kind && o.metadata.name === name)
   const config = (): Record<string, string> => find('ConfigMap', 'loadtest-config')!.data!
-  /** The container's command with $(VAR) expanded from its env, as the kubelet does. */
-  const argv = (c: Container, cm: Record<string, string>): string[] => {
+  /** The container's environment, from the ConfigMap and the Secrets, as the kubelet builds it. */
+  const envOf = (c: Container, cm: Record<string, string>): Record<string, string> => {
     const env: Record<string, string> = {}
     for (const e of c.env ?? []) {
       if (e.value !== undefined) env[e.name] = e.value
@@ -34,8 +35,18 @@ if (kubectl.error) {
         const key = e.valueFrom.configMapKeyRef.key
         if (!(key in cm)) throw new Error(`${c.name}: ${e.name} reads ${key}, which the ConfigMap lacks`)
         env[e.name] = cm[key]
+      } else if (e.valueFrom?.secretKeyRef) {
+        const { name, key } = e.valueFrom.secretKeyRef
+        const data = find('Secret', name)?.stringData ?? {}
+        if (!(key in data)) throw new Error(`${c.name}: ${e.name} reads ${key} of Secret ${name}, which it lacks`)
+        env[e.name] = data[key]
       }
     }
+    return env
+  }
+  /** The container's command with $(VAR) expanded from its env, as the kubelet does. */
+  const argv = (c: Container, cm: Record<string, string>): string[] => {
+    const env = envOf(c, cm)
     return c.command.map(a => a.replace(/\$\(([A-Z_][A-Z0-9_]*)\)/g, (_, n: string) => {
       if (!(n in env)) throw new Error(`${c.name}: $(${n}) is not in its environment`)
       return env[n]
@@ -49,7 +60,7 @@ if (kubectl.error) {
 
   t.test('kustomize renders a coordinator Job, its Service, an Indexed Job of agents and the ConfigMap', async (t) => {
     t.equal(kubectl.status, 0, kubectl.stderr)
-    for (const [kind, name] of [['Namespace', 'flashcrowd-loadtest'], ['ConfigMap', 'loadtest-config'], ['Job', 'loadtest-coordinator'], ['Service', 'loadtest-coordinator'], ['Job', 'loadtest-agents'], ['PersistentVolumeClaim', 'loadtest-results']] as const) {
+    for (const [kind, name] of [['Namespace', 'flashcrowd-loadtest'], ['ConfigMap', 'loadtest-config'], ['Job', 'loadtest-coordinator'], ['Service', 'loadtest-coordinator'], ['Job', 'loadtest-agents'], ['PersistentVolumeClaim', 'loadtest-results'], ['Secret', 'loadtest-token']] as const) {
       t.ok(find(kind, name), `${kind}/${name}`)
     }
     t.ok(objects.filter((o) => o.kind !== 'Namespace').every((o) => o.metadata.namespace === 'flashcrowd-loadtest'), 'everything in its own namespace')
@@ -77,7 +88,8 @@ if (kubectl.error) {
   t.test('the command lines are accepted by the CLI and point at each other', async (t) => {
     const cm = config()
     const coordinatorArgs = cli(argv(container('loadtest-coordinator'), cm))
-    const run = await parseCommand(coordinatorArgs, io) as Extract<Command, { kind: 'run' }>
+    const coordinatorEnv = envOf(container('loadtest-coordinator'), cm)
+    const run = await parseCommand(coordinatorArgs, { ...io, env: coordinatorEnv }) as Extract<Command, { kind: 'run' }>
     t.equal(run.kind, 'run')
     t.equal(run.opts.url, new URL(cm.TARGET_URL).toString(), 'the run targets the ConfigMap\'s URL')
     t.equal(run.opts.scenario.name, cm.SCENARIO)
@@ -92,7 +104,8 @@ if (kubectl.error) {
     const podLabels = find('Job', 'loadtest-coordinator')!.spec.template.metadata.labels as Record<string, string>
     t.ok(Object.entries(service.spec.selector as Record<string, string>).every(([k, v]) => podLabels[k] === v), 'the Service selects the coordinator pod')
 
-    const agent = await parseCommand(cli(argv(container('loadtest-agents'), cm)), io) as Extract<Command, { kind: 'agent' }>
+    const agentEnv = envOf(container('loadtest-agents'), cm)
+    const agent = await parseCommand(cli(argv(container('loadtest-agents'), cm)), { ...io, env: agentEnv }) as Extract<Command, { kind: 'agent' }>
     t.equal(agent.kind, 'agent')
     const join = new URL(agent.agent.join)
     t.equal(join.hostname, `${service.metadata.name}.${service.metadata.namespace}.svc.cluster.local`, 'agents join the coordinator\'s Service')
@@ -101,6 +114,11 @@ if (kubectl.error) {
     t.ok(agent.agent.workers <= Number(container('loadtest-agents').resources.limits.cpu), 'no more generator threads than CPUs')
     t.ok((agent.agent.joinWait ?? 0) >= 60_000, 'agents wait for a coordinator that starts after them')
 
-    await t.rejects(parseCommand(coordinatorArgs.filter((a, i, all) => a !== '--listen' && all[i - 1] !== '--listen'), io), /--agents needs --listen/, 'and the CLI check has teeth')
+    t.ok(agentEnv.LOADTEST_TOKEN && agentEnv.LOADTEST_TOKEN === coordinatorEnv.LOADTEST_TOKEN, 'coordinator and agents read the token from one Secret')
+    t.equal(agent.agent.token, agentEnv.LOADTEST_TOKEN, 'the agent sends it')
+    t.ok(find('Secret', 'loadtest-token'), 'the Secret is part of the manifests')
+
+    await t.rejects(parseCommand(coordinatorArgs.filter((a, i, all) => a !== '--listen' && all[i - 1] !== '--listen'), { ...io, env: coordinatorEnv }), /--agents needs --listen/, 'and the CLI check has teeth')
+    await t.rejects(parseCommand(coordinatorArgs, { ...io, env: {} }), /--listen 0\.0\.0\.0:7700 takes agents from other machines: set the run's shared secret/, 'a coordinator on every interface needs the token')
   })
 }

@@ -80,7 +80,8 @@ t.test('form bodies use the contract field names and valid values', async t => {
   t.match(ev.eventDate, /^2026-0[3-6]-\d\d$/)
   t.ok(ev.eventDate > '2026-03-01', 'the event is in the future')
   t.same(Object.keys(formBodies.comment(1, 'r', rng)).sort(), ['author', 'body'])
-  t.same(Object.keys(formBodies.completion(1, 'r', rng)).sort(), ['country', 'name'])
+  t.same(Object.keys(formBodies.completion(1, 'r', rng)).sort(), ['country', 'email', 'name'])
+  t.match(formBodies.completion(3, 'run1', rng).email, /^loadtest\+run1-c3@example\.org$/, 'each completion its own address, so each write is one message')
 })
 
 t.test('generated writes are accepted by a site that validates like the frontend', async t => {
@@ -101,4 +102,31 @@ t.test('a mix that needs articles or tutorials says so when the sitemap has none
   t.throws(() => new RequestGenerator({ scenario: BUILTIN_SCENARIOS.mixed, pages: ['/', '/tutorials/t'], base: 'http://x', seed: 1 }), /no \/news\/:slug article/)
   t.throws(() => new RequestGenerator({ scenario: BUILTIN_SCENARIOS.mixed, pages: ['/', '/news/n'], base: 'http://x', seed: 1 }), /no \/tutorials\/:slug page/)
   t.throws(() => new RequestGenerator({ scenario: BUILTIN_SCENARIOS.browse, pages: [], base: 'http://x', seed: 1 }), /no pages/)
+})
+
+t.test('the bytes on the wire follow the same seeded sequence as next(); a page read is one Buffer reused', async t => {
+  const opts = { scenario: BUILTIN_SCENARIOS.mixed, pages, base: 'http://127.0.0.1:8080/app/', seed: 4, runId: 'r' }
+  const a = new RequestGenerator(opts)
+  const b = new RequestGenerator(opts)
+  const seen = new Map<string, Buffer>()
+  let reused = 0
+  for (let i = 0; i < 500; i++) {
+    const r = a.next()
+    const w = b.nextWire()
+    const text = w.buffer.toString('utf8')
+    const [head, body] = text.split('\r\n\r\n')
+    const lines = head.split('\r\n')
+    t.equal(lines[0], `${r.method} ${r.path} HTTP/1.1`, `request ${i}: ${r.method} ${r.path}`)
+    t.same(w.meta, r.meta)
+    t.equal(lines[1], 'Host: 127.0.0.1:8080')
+    if (r.body === undefined) {
+      t.equal(body, '')
+      if (seen.get(r.path) === w.buffer) reused++
+      seen.set(r.path, w.buffer)
+    } else {
+      t.equal(body, r.body, 'the same body')
+      t.ok(lines.includes(`Content-Length: ${Buffer.byteLength(r.body)}`))
+    }
+  }
+  t.ok(reused > 350, `page reads reuse their request bytes (${reused} of 500)`)
 })

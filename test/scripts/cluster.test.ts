@@ -7,9 +7,12 @@ import t from 'tap'
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import net from 'node:net'
 import pg from 'pg'
 import { randomBytes } from 'node:crypto'
-import { spawnScript, waitForLine } from '../helpers/spawn.js'
+import { existsSync } from 'node:fs'
+import { spawnScript, waitForLine, portRefused } from '../helpers/spawn.js'
+import { processStartedAt } from '../../scripts/pid-record.js'
 import { freePorts } from '../../common/free-port.js'
 import { createTestDatabase } from '../helpers/database.js'
 
@@ -21,9 +24,10 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   t.teardown(database.close)
   const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const [front, c1, c2, f1, f2, f3, b1, b2, replica, stats] = await freePorts(10)
+  // Three cache nodes, more than the default cluster.json: the stop must reach every one.
+  const [front, c1, c2, c3, f1, f2, f3, b1, b2, replica, stats] = await freePorts(11)
   const configFile = path.join(dir, 'cluster.json')
-  await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats }))
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2, c3], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats }))
   const run = spawnScript('scripts/cluster.ts', {
     CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: database.url, REDIS_URL: process.env.REDIS_URL,
     LOG_LEVEL: 'warn', CLUSTER_REPLICA: 'off', ADMIN_TOKEN: 'cluster-test-admin-token',
@@ -106,7 +110,42 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   }
   t.ok(restarted, 'frontend1 and backend1 were restarted')
 
+  const last = JSON.parse(await readFile(pidFile, 'utf8')) as Record<string, number>
+  t.ok(last.cache3, 'the third cache node is recorded')
   run.child.kill('SIGTERM')
   t.equal(await run.exited, 0)
   stopped = true
+  const running = Object.entries(last).filter(([, pid]) => processStartedAt(pid) !== undefined).map(([name]) => name)
+  t.same(running, [], 'every recorded process stopped')
+  t.notOk(existsSync(pidFile), 'the record is removed')
+  for (const port of [front, c1, c2, c3, f1, f2, f3, b1, b2]) t.ok(await portRefused(port), `port ${port} released`)
+})
+
+t.test('a cluster whose ports are taken exits non-zero before starting anything, naming them', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const blocker = net.createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+  const taken = (blocker.address() as net.AddressInfo).port
+  const [front, c1, f1, replica, stats] = await freePorts(5)
+  const configFile = path.join(dir, 'cluster.json')
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1], frontends: [f1], backends: [taken], replica, haproxyStats: stats }))
+  // No database is needed: the ports are checked first (an unreachable one proves nothing was tried).
+  const run = spawnScript('scripts/cluster.ts', { CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', LOG_LEVEL: 'warn' })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), new RegExp(`port ${taken} \\(backend1\\) already in use`))
+})
+
+t.test('a cluster whose database cannot be reached exits non-zero, saying why', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const [front, c1, f1, b1, replica, stats, nothing] = await freePorts(7)
+  const configFile = path.join(dir, 'cluster.json')
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1], frontends: [f1], backends: [b1], replica, haproxyStats: stats }))
+  const run = spawnScript('scripts/cluster.ts', { CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: `postgres://postgres@127.0.0.1:${nothing}/none`, LOG_LEVEL: 'warn' })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), /start-up failed: .*ECONNREFUSED/)
 })

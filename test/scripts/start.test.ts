@@ -1,13 +1,13 @@
 /**
  * `npm start` as a new user runs it: the whole tier from nothing (embedded
  * database, embedded bus), pages through the cache, a comment end to end,
- * Ctrl-C, nothing left running.
+ * a sign-up's e-mail in the state folder, Ctrl-C, nothing left running.
  */
 import t from 'tap'
 import http, { type IncomingMessage } from 'node:http'
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { spawnScript, waitForLine, portRefused } from '../helpers/spawn.js'
@@ -80,6 +80,31 @@ t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C
   }
   t.ok(seen, 'another visitor sees it within 1 s (the purge reached the cache)')
 
+  // An event sign-up through the site: without SMTP_URL its confirmation lands in the state folder, where npm start said.
+  const mailFolder = path.join(stateDir, 'mail')
+  t.match(run.output(), `messages are kept as .eml files in ${mailFolder}`, 'npm start says where the e-mail goes')
+  const signup = await fetch(`${base}/events`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
+    body: new URLSearchParams({
+      organizer: 'E2E Organizer', email: 'organizer@e2e.example', school: 'E2E <School>', country: 'NZ', city: 'Wellington',
+      expectedParticipants: '30', eventDate: new Date(Date.now() + 10 * 86_400_000).toISOString().slice(0, 10), form_nonce: randomBytes(16).toString('hex')
+    }).toString()
+  })
+  t.equal(signup.status, 303)
+  let eml: string | undefined
+  for (let i = 0; i < 300 && eml === undefined; i++) {
+    const files = await readdir(mailFolder).catch(() => [] as string[])
+    for (const f of files.filter((x) => x.endsWith('.eml'))) {
+      const raw = await readFile(path.join(mailFolder, f), 'utf8')
+      if (raw.includes('organizer@e2e.example')) eml = raw
+    }
+    if (eml === undefined) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.ok(eml, 'the confirmation was written to the mail folder')
+  t.match(eml ?? '', /Subject: Your Hour of Code event at E2E <School> is registered/)
+
   const children = descendants(run.child.pid!)
   t.ok(children.length >= 3, `roles run as separate processes (${children.length})`)
   run.child.kill('SIGINT')
@@ -88,4 +113,28 @@ t.test('npm start: pages through the cache, a comment end to end, a clean Ctrl-C
   for (let i = 0; i < 50 && children.some(alive); i++) await new Promise((resolve) => setTimeout(resolve, 100))
   t.same(children.filter(alive), [], 'no process left running')
   t.ok(await portRefused(port), 'the port is released')
+})
+
+t.test('npm start on a port already in use exits non-zero at once, naming the port', async (t) => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'fc-start-'))
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }))
+  const blocker = http.createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+  const port = (blocker.address() as { port: number }).port
+  const run = spawnScript('scripts/start.ts', { PORT: String(port), FLASHCROWD_STATE_DIR: stateDir, LOG_LEVEL: 'warn' })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use`))
+})
+
+t.test('npm start with a database it cannot reach exits non-zero, saying why', async (t) => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'fc-start-'))
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }))
+  const [port, nothing] = [await freePort(), await freePort()]
+  const run = spawnScript('scripts/start.ts', { PORT: String(port), FLASHCROWD_STATE_DIR: stateDir, LOG_LEVEL: 'warn', DATABASE_URL: `postgres://postgres@127.0.0.1:${nothing}/none` })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 1, 'exit code 1')
+  t.match(run.output(), /start-up failed: .*ECONNREFUSED/)
+  t.ok(await portRefused(port), 'nothing listens on the public port')
 })

@@ -1,0 +1,50 @@
+/**
+ * One graceful exit for every long-running process (the roles' server.ts,
+ * `npm start`, `npm run cluster`), through close-with-grace: SIGINT, SIGTERM
+ * (a rolling update's stop), the other terminating signals, an uncaught
+ * exception or unhandled rejection, and — for a process started by a
+ * supervisor over IPC — the supervisor going away. `close` runs once; the
+ * process then exits 0, or 1 after an error. `delayMs` bounds the whole close:
+ * past it the process exits 1 whatever is still draining, so a stuck
+ * connection cannot hold a pod in Terminating until the kubelet's SIGKILL.
+ * A second signal during the close exits at once (Ctrl-C twice).
+ */
+import closeWithGrace from 'close-with-grace'
+
+export interface ShutdownLog {
+  info: (obj: Record<string, unknown>, msg: string) => void
+  error: (obj: Record<string, unknown>, msg: string) => void
+}
+
+export interface ShutdownReason {
+  /** The signal, or `disconnect` when the supervisor went away, `manual` when `close()` was called. */
+  cause: string
+  err?: Error
+}
+
+export interface Shutdown {
+  /** Runs the close now (as a signal would), then exits 0. */
+  close: () => void
+}
+
+export function gracefulShutdown (options: { delayMs: number, log: ShutdownLog }, close: (reason: ShutdownReason) => Promise<void>): Shutdown {
+  const { log } = options
+  let cause = 'manual'
+  const closer = closeWithGrace({
+    delay: options.delayMs,
+    // The emptied event loop is not a request to stop (a finished start-up script exits by itself).
+    skip: ['beforeExit'],
+    logger: { error: (message: unknown) => log.error({ err: message instanceof Error ? message : undefined }, message instanceof Error ? 'close failed' : String(message)) },
+    onTimeout: (delay) => log.error({ delayMs: delay }, `graceful close did not finish within ${delay} ms; exiting`),
+    onSecondSignal: (signal) => log.error({ signal }, `second ${signal} while closing; exiting now`),
+    onSecondError: (err) => log.error({ err }, 'another uncaught error while closing; exiting now')
+  }, async ({ signal, err }) => {
+    const reason: ShutdownReason = { cause: signal ?? (err ? 'error' : cause), err }
+    if (err) log.error({ err }, 'uncaught error: closing')
+    else log.info({ signal: reason.cause }, 'closing')
+    await close(reason)
+  })
+  // Forked by a supervisor (IPC): when it goes away, do not linger as an orphan.
+  if (typeof process.send === 'function') process.once('disconnect', () => { cause = 'disconnect'; closer.close() })
+  return { close: () => { closer.close() } }
+}

@@ -1,0 +1,53 @@
+/**
+ * `npm run mailer`: reads config, builds the app, listens (health and
+ * metrics), and closes gracefully (stop claiming → finish the sends in flight
+ * → close the SMTP pool and the database pool).
+ */
+import path from 'node:path'
+import { MailerEnv } from './config.js'
+import { buildApp } from './app.js'
+import { folderTransport, smtpTransport, type MailTransport } from './transport.js'
+import { createDatabase } from '../common/db.js'
+import { resolveDatabaseUrl } from '../common/database-url.js'
+import { loadConfigOrExit } from '../common/config.js'
+import { gracefulShutdown } from '../common/shutdown.js'
+
+const config = loadConfigOrExit(MailerEnv, 'mailer')
+
+// The mailer never opens the embedded database itself: it joins the tier's (the backend owns it).
+const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`mailer: ${msg}`), config.FLASHCROWD_STATE_DIR, { joinOnly: true })
+const database = createDatabase({
+  url: target.url,
+  max: config.DATABASE_POOL_MAX,
+  statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+  connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+  applicationName: 'flashcrowd-mailer'
+})
+const transport: MailTransport = config.SMTP_URL
+  ? smtpTransport({
+    url: config.SMTP_URL,
+    rejectUnauthorized: config.MAILER_SMTP_TLS_REJECT_UNAUTHORIZED,
+    requireTLS: config.MAILER_SMTP_REQUIRE_TLS,
+    poolSize: config.MAILER_SMTP_POOL_SIZE,
+    timeoutMs: config.MAILER_SMTP_TIMEOUT_MS
+  })
+  : folderTransport(path.join(config.FLASHCROWD_STATE_DIR, 'mail'))
+
+const app = await buildApp({ config, database, transport })
+app.log.info({ transport: transport.kind, to: transport.description }, transport.kind === 'smtp'
+  ? `sending through ${transport.description}`
+  : `no SMTP_URL: messages are written to ${transport.description} (one .eml file per Message-ID)`)
+
+// Stop claiming, let the sends in flight finish and be marked, close the pools; bounded.
+gracefulShutdown({ delayMs: config.MAILER_SHUTDOWN_TIMEOUT_MS + 5000, log: app.log }, async () => {
+  await app.close()
+  await database.close()
+  await target.close()
+})
+
+try {
+  await app.listen({ host: config.HOST, port: config.PORT })
+} catch (err) {
+  app.log.error({ err }, 'could not listen')
+  process.exit(1)
+}
