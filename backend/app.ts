@@ -50,6 +50,10 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     ...(deps.logger === false
       ? { logger: false }
       : deps.logger ? { loggerInstance: deps.logger } : { logger: { level: config.LOG_LEVEL } }),
+    // No "incoming request"/"request completed" pair per write: at a sign-up
+    // rush that is two log lines per write, for what the request metrics
+    // already count. Failures are still logged by the error handler.
+    disableRequestLogging: true,
     bodyLimit: config.BACKEND_BODY_LIMIT,
     // The client address used for rate limits comes from X-Forwarded-For only when a trusted frontend sent it.
     trustProxy: trusted.length ? trusted : false,
@@ -72,7 +76,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   const busFailures = new RepeatedFailureLog({ what: 'outbox publish failing (events stay in the outbox and are retried)', log: app.log })
   const unavailable = new RepeatedFailureLogs({ log: app.log, level: 'error' })
   const publisher = new OutboxPublisher({
-    db: database.db,
+    database,
     bus,
     pollMs: config.BACKEND_OUTBOX_POLL_MS,
     onPublished: (n) => published.inc(n),
@@ -188,6 +192,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   // publish what they committed before the pools go away.
   app.addHook('onClose', async () => {
     await app.writer.drain()
+    await app.writer.close()
     await publisher.stop(config.BACKEND_SHUTDOWN_TIMEOUT_MS)
     // The counts not yet logged, so an outage's last seconds are not lost with the process.
     busFailures.flush()

@@ -17,9 +17,9 @@ export const BackendEnv = Type.Object({
   BACKEND_RETRY_AFTER_S: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: 'Retry-After sent with 503 answers.' }),
   BACKEND_WRITE_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 256, description: 'Most writes committed together in one transaction (group commit).' }),
   BACKEND_WRITE_BATCH_WAIT_MS: Type.Integer({ minimum: 0, maximum: 50, default: 0, description: 'Longest a write waits for others to share its transaction while a transaction slot is free (0: until the end of the event-loop turn).' }),
-  BACKEND_WRITE_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'Write transactions in flight at once; writes arriving meanwhile gather into the next one. Keep below DATABASE_POOL_MAX.' }),
+  BACKEND_WRITE_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'Write transactions in flight at once, each on its own connection (beside the DATABASE_POOL_MAX pool); writes arriving meanwhile gather into the next one.' }),
   BACKEND_MAIL_DOMAIN: Type.String({ pattern: '^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$', maxLength: 200, default: 'flashcrowd.localhost', description: 'Domain of the Message-ID each queued e-mail gets when its write commits (use the domain of MAILER_FROM).' }),
-  BACKEND_OUTBOX_POLL_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 500, description: 'How often the outbox publisher looks for unpublished events (it is also woken after each commit).' }),
+  BACKEND_OUTBOX_POLL_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 500, description: 'How often the outbox publisher looks for unpublished events (it is also woken after each commit, at most every 20 ms).' }),
   BACKEND_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000, description: 'Event-loop delay above which the backend sheds load with 503 (0 disables).' }),
   BACKEND_SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: 'How long a graceful shutdown waits for in-flight writes and the outbox.' })
 })

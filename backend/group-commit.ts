@@ -81,9 +81,11 @@ export class GroupCommit<I, R> {
     if (this.#inFlight >= this.#o.concurrency || this.#queue.length === 0) return
     if (this.#queue.length >= this.#o.maxBatch) { this.#flush(); return }
     if (this.#timer !== undefined) return
-    const go = () => { this.#timer = undefined; this.#flush() }
-    this.#timer = this.#o.maxWaitMs === 0 ? setImmediate(go) : setTimeout(go, this.#o.maxWaitMs)
+    this.#timer = this.#o.maxWaitMs === 0 ? setImmediate(this.#go) : setTimeout(this.#go, this.#o.maxWaitMs)
   }
+
+  /** Made once: a closure per scheduled batch is garbage (and, under tsx, a defineProperty call). */
+  readonly #go = (): void => { this.#timer = undefined; this.#flush() }
 
   #flush (): void {
     if (this.#timer !== undefined) {

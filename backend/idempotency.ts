@@ -14,7 +14,7 @@
  * The stored hash covers method, path and body: the same key with another
  * request is a 409.
  */
-import { createHash } from 'node:crypto'
+import crypto, { createHash } from 'node:crypto'
 import { sql, type Kysely } from 'kysely'
 import type { Database } from '../common/db-types.js'
 import { Errors } from '../common/errors.js'
@@ -34,15 +34,35 @@ export function parseIdempotencyKey (header: string | string[] | undefined): str
 
 /** Key order must not change the hash: `{a,b}` and `{b,a}` are the same request. */
 function canonical (value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`
+  if (value === null || typeof value !== 'object') return JSON.stringify(value)
+  if (Array.isArray(value)) {
+    let out = '['
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + canonical(value[i])
+    return out + ']'
   }
-  return JSON.stringify(value)
+  const keys = Object.keys(value).sort()
+  // A flat object (every write body): JSON.stringify with the sorted keys as
+  // its allow-list writes exactly this canonical form, natively.
+  let flat = true
+  for (let i = 0; i < keys.length && flat; i++) {
+    const v = (value as Record<string, unknown>)[keys[i]]
+    flat = v === null || typeof v !== 'object'
+  }
+  if (flat) return JSON.stringify(value, keys)
+  let out = '{'
+  for (let i = 0; i < keys.length; i++) {
+    out += (i > 0 ? ',' : '') + JSON.stringify(keys[i]) + ':' + canonical((value as Record<string, unknown>)[keys[i]])
+  }
+  return out + '}'
 }
 
+/** One-shot hashing (node ≥ 20.12) skips the Hash object a request would otherwise allocate. */
+const sha256hex: (text: string) => string = typeof (crypto as { hash?: unknown }).hash === 'function'
+  ? (text) => (crypto as unknown as { hash: (algorithm: string, data: string, encoding: string) => string }).hash('sha256', text, 'hex')
+  : (text) => createHash('sha256').update(text).digest('hex')
+
 export function requestHash (method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method} ${path}\n${canonical(body ?? null)}`).digest('hex')
+  return sha256hex(`${method} ${path}\n${canonical(body ?? null)}`)
 }
 
 /** Claims `keys` (sorted, distinct) for this transaction; returns those it got. */

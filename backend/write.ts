@@ -6,7 +6,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import type { DatabaseHandle } from '../common/db.js'
+import { siblingPool, type DatabaseHandle } from '../common/db.js'
 import { Errors, isDatabaseUnavailable, isStatementTimeout } from '../common/errors.js'
 import { GroupCommit } from './group-commit.js'
 import { parseIdempotencyKey, requestHash } from './idempotency.js'
@@ -22,6 +22,8 @@ export interface Writer {
   readonly pending: number
   /** Resolves when no write is waiting or in flight. */
   drain (): Promise<void>
+  /** Closes the writer's connections (after `drain`). */
+  close (): Promise<void>
 }
 
 declare module 'fastify' {
@@ -50,10 +52,13 @@ const TRANSIENT = new Set(['40P01', '40001'])
 
 export const writerPlugin = fp(async function writerPlugin (app, opts: WriterOptions) {
   const wal = new WalPosition()
+  // The writer's own connections, one per transaction slot, in pipeline mode:
+  // a batch's BEGIN, statements and COMMIT go out together (write-batch.ts).
+  const pool = siblingPool(opts.database, { max: opts.concurrency, pipeline: true })
   const batches = new GroupCommit<PendingWrite, BatchResult>({
     run: async (items) => {
-      const results = await runWriteBatch(items, { pool: opts.database.pool, idempotencyTtlSeconds: opts.idempotencyTtlSeconds, wal, mailDomain: opts.mailDomain })
-      if (results.some((r) => !(r instanceof Error) && r.keys.length > 0)) opts.publisher.kick()
+      const results = await runWriteBatch(items, { pool, idempotencyTtlSeconds: opts.idempotencyTtlSeconds, wal, mailDomain: opts.mailDomain })
+      if (results.some((r) => !(r instanceof Error) && r.stale)) opts.publisher.kick()
       return results
     },
     maxBatch: opts.batchMax,
@@ -90,7 +95,8 @@ export const writerPlugin = fp(async function writerPlugin (app, opts: WriterOpt
       return outcome.text
     },
     get pending () { return batches.pending },
-    drain: () => batches.drain()
+    drain: () => batches.drain(),
+    close: () => pool.end()
   }
   app.decorate('writer', writer)
 }, { name: 'flashcrowd-writer', fastify: '5.x' })

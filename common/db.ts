@@ -98,6 +98,18 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
   }
 }
 
+/**
+ * Another pool to the same database with the same session settings (a
+ * writer's `synchronous_commit = on`, the statement timeout), e.g. the
+ * backend writer's own connections in pg's pipeline mode. The caller ends it.
+ */
+export function siblingPool (handle: DatabaseHandle, options: { max: number, pipeline?: boolean }): pg.Pool {
+  const pool = new pg.Pool({ ...handle.pool.options, max: options.max, pipeline: options.pipeline ?? false } as pg.PoolConfig)
+  pool.on('error', () => {})
+  pool.on('connect', (client) => { client.on('error', () => {}) })
+  return pool
+}
+
 /** Wraps a client of the shared PGlite session so that nothing it runs can write. */
 function readOnlyPerTransaction (client: QueryClient): QueryClient {
   let inTransaction = false

@@ -49,6 +49,15 @@ export function isDatabaseUnavailable (err: unknown): boolean {
   return /timeout exceeded when trying to connect|Connection terminated|connection timeout|Client has encountered a connection error/i.test(message)
 }
 
+/**
+ * An error without a SQLSTATE: the connection failed (reset, timed out,
+ * closed), not a statement. Such a connection is not given back to its pool.
+ */
+export function isConnectionError (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)
+}
+
 export function isStatementTimeout (err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === '57014'
 }

@@ -13,8 +13,9 @@ import type { FastifyInstance } from 'fastify'
 export const gracefulClose = fp(async function gracefulClose (app: FastifyInstance) {
   let closing = false
   app.addHook('preClose', async () => { closing = true })
-  app.addHook('onSend', async (_request, reply, payload) => {
+  // A callback hook: it runs on every answer, and a promise per answer is not free.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
-    return payload
+    done(null, payload)
   })
 }, { name: 'flashcrowd-graceful-close', fastify: '5.x' })

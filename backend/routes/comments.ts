@@ -2,45 +2,48 @@ import type { FastifyInstance } from 'fastify'
 import { Errors } from '../../common/errors.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
 import { CommentBody, type CommentInput } from '../schemas.js'
-import type { WriteAnswer, WriteKind } from '../write-kind.js'
+import { ISO_NOW, jsonMembers, type WriteKind } from '../write-kind.js'
 
 /**
  * A batch of comments in one statement: look up each article by slug, give
- * the found ones an id (so each answer maps back to its input, whatever
- * order the insert returns rows in), insert them, and return one row per
- * input; an unknown article is a 404 for that comment alone.
+ * the found ones an id (drawn once per row in the materialized CTE, so each
+ * answer maps back to its input) and their answer text, store the ones the
+ * batch may write; an unknown article is a 404 for that comment alone.
+ * The answer is `{"id":"…", news, author, body, "createdAt":"…"}`: the
+ * middle is JSON from JS, the id and the time come from the database.
  */
-const INSERT_COMMENTS = `
-  with input as materialized (
-    select u.ord::int as ord, n.id as news_id, u.author, u.body,
+const COMMENT_INPUT = `
+  drawn as materialized (
+    select u.ord::int as ord, n.id as news_id, u.author, u.body, u.members,
            case when n.id is not null then nextval('comments_id_seq') end as id
-    from unnest($1::text[], $2::text[], $3::text[]) with ordinality as u(slug, author, body, ord)
+    from unnest($1::text[], $2::text[], $3::text[], $4::text[]) with ordinality as u(slug, author, body, members, ord)
     left join news n on n.slug = u.slug
-  ), inserted as (
-    insert into comments (id, news_id, author, body)
-    select id, news_id, author, body from input where id is not null
-    returning id, created_at
-  )
-  select i.ord, i.id, i.news_id, x.created_at
-  from input i left join inserted x on x.id = i.id
-  order by i.ord`
+  ),
+  input as (
+    select d.ord, d.id, d.news_id, d.author, d.body, d.news_id is not null as ok, 201 as status,
+           '{"id":"' || d.id || '",' || d.members || ',"createdAt":"' || ${ISO_NOW} || '"}' as response,
+           array[$5::text || d.news_id] as keys
+    from drawn d
+  )`
+
+const COMMENT_STORE = `
+  stored as (insert into comments (id, news_id, author, body) select id, news_id, author, body from go)`
+
+/** `news:` — the article key's prefix, completed by the article's id in SQL. */
+const ARTICLE_KEY_PREFIX = SurrogateKeys.article('')
 
 export const commentWrites: WriteKind<CommentInput> = {
   name: 'comment',
-  async execute (db, inputs) {
-    const res = await db.query<{ ord: number, id: string | null, news_id: number | null, created_at: Date | null }>(INSERT_COMMENTS, [
-      inputs.map((c) => c.news), inputs.map((c) => c.author.trim()), inputs.map((c) => c.body.trim())
-    ])
-    return res.rows.map((row, j): WriteAnswer | Error => {
-      const input = inputs[j]
-      if (row.id === null || row.news_id === null) return new Errors.NOT_FOUND(`no news article "${input.news}"`)
-      return {
-        status: 201,
-        body: { id: row.id, news: input.news, author: input.author.trim(), body: input.body.trim(), createdAt: row.created_at },
-        keys: [SurrogateKeys.article(row.news_id)]
-      }
-    })
-  }
+  statement (inputs) {
+    const authors = inputs.map((c) => c.author.trim())
+    const bodies = inputs.map((c) => c.body.trim())
+    return {
+      input: COMMENT_INPUT,
+      store: COMMENT_STORE,
+      values: [inputs.map((c) => c.news), authors, bodies, inputs.map((c, j) => jsonMembers({ news: c.news, author: authors[j], body: bodies[j] })), ARTICLE_KEY_PREFIX]
+    }
+  },
+  refusal: (input) => new Errors.NOT_FOUND(`no news article "${input.news}"`)
 }
 
 export default async function commentRoutes (app: FastifyInstance): Promise<void> {

@@ -3,60 +3,73 @@ import { isCountryCode } from '../../common/countries.js'
 import { SurrogateKeys } from '../../common/surrogate-keys.js'
 import { EventBody, eventDateProblem, type EventInput } from '../schemas.js'
 import { fieldError } from '../field-error.js'
-import type { WriteKind } from '../write-kind.js'
+import { ISO_NOW, jsonMembers, type WriteKind } from '../write-kind.js'
+import { Errors } from '../../common/errors.js'
 
 /**
  * A batch of sign-ups in one statement: ids drawn first (each answer maps
- * back to its input), the rows inserted, each organizer's confirmation
- * e-mail queued (mail_messages, sent later by the mailer role: the request
- * never waits for SMTP), and the live counter ("N participants so far")
- * bumped once for the whole batch on the batch's shard. One statement, so
- * the e-mail exists exactly when the event does.
+ * back to its input), the rows stored, each organizer's confirmation e-mail
+ * queued (mail_messages, sent later by the mailer role: the request never
+ * waits for SMTP), and the live counter ("N participants so far") bumped once
+ * for the whole batch on the batch's shard. Mail rows are stored from `go`
+ * like the events, in the same statement: the e-mail exists exactly when the
+ * event does (a replay or a key held elsewhere queues none).
  */
-const INSERT_EVENTS = `
-  with input as materialized (
-    select u.ord::int as ord, nextval('events_id_seq') as id, u.organizer, u.email, u.school, u.country, u.city, u.expected, u.event_date, u.message_id
-    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::date[], $10::text[])
-      with ordinality as u(organizer, email, school, country, city, expected, event_date, message_id, ord)
-  ), mailed as (
+const EVENT_INPUT = `
+  drawn as materialized (
+    select u.ord::int as ord, nextval('events_id_seq') as id, u.organizer, u.email, u.school, u.country, u.city, u.expected, u.event_date, u.members, u.message_id
+    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::date[], $8::text[], $11::text[])
+      with ordinality as u(organizer, email, school, country, city, expected, event_date, members, message_id, ord)
+  ),
+  input as (
+    select d.*, true as ok, 201 as status,
+           '{"id":"' || d.id || '",' || d.members || ',"createdAt":"' || ${ISO_NOW} || '"}' as response,
+           $9::text[] as keys
+    from drawn d
+  )`
+
+const EVENT_STORE = `
+  stored as (
+    insert into events (id, organizer, email, school, country, city, expected_participants, event_date)
+    select id, organizer, email, school, country, city, expected, event_date from go
+  ),
+  mailed as (
     insert into mail_messages (message_id, kind, recipient, payload)
     select message_id, 'event-confirmation', email, jsonb_build_object(
       'eventId', id::text, 'organizer', organizer, 'school', school, 'country', country, 'city', city,
       'expectedParticipants', expected, 'eventDate', to_char(event_date, 'YYYY-MM-DD'))
-    from input
-  ), inserted as (
-    insert into events (id, organizer, email, school, country, city, expected_participants, event_date)
-    select id, organizer, email, school, country, city, expected, event_date from input
-    returning id, created_at
-  ), bumped as (
-    insert into counters (name, value) values ($8, $9)
+    from go
+  ),
+  bumped as (
+    insert into counters (name, value) select $10, sum(expected) from go having count(*) > 0
     on conflict (name) do update set value = counters.value + excluded.value
-  )
-  select i.ord, i.id, x.created_at
-  from input i join inserted x on x.id = i.id
-  order by i.ord`
+  )`
+
+const EVENT_KEYS = [SurrogateKeys.events, SurrogateKeys.counter]
 
 export const eventWrites: WriteKind<EventInput> = {
   name: 'event',
-  async execute (db, inputs, context) {
-    const people = inputs.reduce((sum, e) => sum + e.expectedParticipants, 0)
-    const res = await db.query<{ ord: number, id: string, created_at: Date }>(INSERT_EVENTS, [
-      inputs.map((e) => e.organizer.trim()), inputs.map((e) => e.email.trim().toLowerCase()), inputs.map((e) => e.school.trim()),
-      inputs.map((e) => e.country), inputs.map((e) => e.city.trim()), inputs.map((e) => e.expectedParticipants), inputs.map((e) => e.eventDate),
-      context.counterShard, people, inputs.map(() => context.messageId())
-    ])
-    return res.rows.map((row, j) => {
-      const input = inputs[j]
-      return {
-        status: 201,
-        body: {
-          id: row.id, organizer: input.organizer.trim(), school: input.school.trim(), country: input.country, city: input.city.trim(),
-          expectedParticipants: input.expectedParticipants, eventDate: input.eventDate, createdAt: row.created_at
-        },
-        keys: [SurrogateKeys.events, SurrogateKeys.counter]
-      }
-    })
-  }
+  statement (inputs, context) {
+    const organizers = inputs.map((e) => e.organizer.trim())
+    const schools = inputs.map((e) => e.school.trim())
+    const cities = inputs.map((e) => e.city.trim())
+    return {
+      input: EVENT_INPUT,
+      store: EVENT_STORE,
+      values: [
+        organizers, inputs.map((e) => e.email.trim().toLowerCase()), schools, inputs.map((e) => e.country), cities,
+        inputs.map((e) => e.expectedParticipants), inputs.map((e) => e.eventDate),
+        inputs.map((e, j) => jsonMembers({
+          organizer: organizers[j], school: schools[j], country: e.country, city: cities[j], expectedParticipants: e.expectedParticipants, eventDate: e.eventDate
+        })),
+        EVENT_KEYS, context.counterShard,
+        // Drawn for every input; only the stored ones' are used.
+        inputs.map(() => context.messageId())
+      ]
+    }
+  },
+  // Every sign-up that passed validation can be stored.
+  refusal: () => new Errors.VALIDATION('the sign-up could not be stored')
 }
 
 export default async function eventRoutes (app: FastifyInstance, opts: { now: () => number }): Promise<void> {

@@ -8,7 +8,7 @@ import t from 'tap'
 import { GroupCommit } from '../../backend/group-commit.js'
 import { eventWrites } from '../../backend/routes/events.js'
 import { WalPosition } from '../../backend/wal.js'
-import { runWriteBatch, type BatchResult, type PendingWrite } from '../../backend/write-batch.js'
+import { batchStatement, runWriteBatch, type BatchResult, type PendingWrite } from '../../backend/write-batch.js'
 import type { EventInput } from '../../backend/schemas.js'
 import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { startBackend } from '../helpers/backend.js'
@@ -87,7 +87,9 @@ eachDatabase(t, 'mail queue', async (t, database) => {
     try {
       await client.query('begin')
       let n = 0
-      await eventWrites.execute(client, [signup(3)], { counterShard: 'participants:0', messageId: () => `<rolled-back-${n++}@flashcrowd.localhost>` })
+      // The batch's own statement for one unkeyed sign-up, run by hand so the transaction can be rolled back.
+      const statement = batchStatement(eventWrites.statement!([signup(3)], { counterShard: 'participants:0', messageId: () => `<rolled-back-${n++}@flashcrowd.localhost>` }), [undefined], [undefined], 3600)
+      await client.query(statement.text, statement.values)
       t.equal((await client.query('select count(*)::int as n from mail_messages')).rows[0].n, 1, 'inside the transaction the message exists')
       await client.query('rollback')
     } finally {

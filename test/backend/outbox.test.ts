@@ -44,7 +44,7 @@ eachDatabase(t, 'transactional outbox', async (t, database) => {
     const bus = new MemoryBus()
     const seen: BusEvent[] = []
     bus.subscribe((m) => { seen.push(m.event) })
-    const publisher = new OutboxPublisher({ db: handle.db, bus, pollMs: 10_000 })
+    const publisher = new OutboxPublisher({ database: handle, bus, pollMs: 10_000 })
     t.equal(await publisher.drainOnce(), 2)
     t.equal(seen.length, 1)
     const event = seen[0]
