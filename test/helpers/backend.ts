@@ -1,6 +1,6 @@
 /** Starts the backend app on port 0 against a test database, with a recording bus. */
 import type { Test } from 'tap'
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { buildApp } from '../../backend/app.js'
 import { loadBackendConfig } from '../../backend/config.js'
 import { createDatabase, type DatabaseHandle } from '../../common/db.js'
@@ -17,13 +17,16 @@ export interface RunningBackend {
   post: (path: string, body: unknown, headers?: Record<string, string>) => Promise<{ status: number, headers: Headers, json: any }>
 }
 
-export async function startBackend (t: Test, databaseUrl: string, env: Record<string, string> = {}, options: { bus?: Bus, now?: () => number, logger?: FastifyBaseLogger } = {}): Promise<RunningBackend> {
+export async function startBackend (t: Test, databaseUrl: string, env: Record<string, string> = {}, options: { bus?: Bus, now?: () => number, logger?: FastifyBaseLogger, onRequest?: (req: FastifyRequest) => void } = {}): Promise<RunningBackend> {
   const config = loadBackendConfig({ ADMIN_TOKEN, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0', BACKEND_OUTBOX_POLL_MS: '50', LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: '5000', ...env })
   const database = createDatabase({ url: databaseUrl, max: config.DATABASE_POOL_MAX, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS })
   const bus = options.bus ?? new MemoryBus()
   const messages: BusMessage[] = []
   bus.subscribe((m) => { messages.push(m) })
   const app = await buildApp({ config, database, bus, logger: options.logger ?? false, now: options.now })
+  // What the backend saw of each request (the address it derived, say): the app writes no access log.
+  const seen = options.onRequest
+  if (seen) app.addHook('onResponse', async (req) => { seen(req) })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(async () => { await app.close(); await database.close() })
   const address = app.server.address() as { port: number }
