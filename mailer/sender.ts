@@ -155,51 +155,38 @@ export class Sender {
 
   /** Claims due messages within the quota; `waitMs` says when to look again if none. */
   async claim (): Promise<{ messages: ClaimedMessage[], waitMs: number }> {
-    const client = await this.#o.pool.connect()
-    let broken: Error | undefined
-    try {
-      await client.query('begin')
-      try {
-        const now = this.#o.now()
-        const { rows: [rate] } = await client.query<{ next_slot_at: Date, hour_start: Date, hour_counts: number[] }>(
-          'select next_slot_at, hour_start, hour_counts from mail_rate where id = 1 for update')
-        const g = grant({ nextSlotAt: rate.next_slot_at.getTime(), hourStart: rate.hour_start.getTime(), hourCounts: rate.hour_counts }, this.#o.limits, now, this.#o.batchMax)
-        if (g.granted === 0) {
-          await client.query('rollback')
-          return { messages: [], waitMs: g.waitMs }
-        }
-        const token = randomBytes(12).toString('base64url')
-        // The lease runs from the last slot of this claim: every row gets its whole lease to be sent.
-        const leaseEnd = new Date(g.start + g.granted * g.intervalMs + this.#o.leaseMs)
-        const { rows } = await client.query<{ id: string, message_id: string, kind: string, recipient: string, payload: unknown, attempts: number, created_at: Date, reclaimed: boolean }>(
-          CLAIM, [new Date(now), g.granted, token, leaseEnd])
-        if (rows.length === 0) {
-          await client.query('rollback')
-          return { messages: [], waitMs: this.#o.pollMs }
-        }
-        const next = consume(g, rows.length)
-        await client.query('update mail_rate set next_slot_at = $1, hour_start = $2, hour_counts = $3 where id = 1',
-          [new Date(next.nextSlotAt), new Date(next.hourStart), next.hourCounts])
-        await client.query('commit')
-        // Oldest due first, each in its own slot.
-        rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
-        const messages = rows.map((r, i): ClaimedMessage => ({
-          id: r.id, messageId: r.message_id, kind: r.kind, recipient: r.recipient, payload: r.payload, attempts: r.attempts,
-          createdAt: r.created_at, reclaimed: r.reclaimed, slotAt: g.start + i * g.intervalMs, token
-        }))
-        const reclaimed = messages.filter((m) => m.reclaimed).length
-        if (reclaimed > 0) this.#o.events?.reclaimed?.(reclaimed)
-        return { messages, waitMs: 0 }
-      } catch (err) {
-        await client.query('rollback').catch((e: Error) => { broken = e })
-        throw err
+    const claimed = await this.#transaction(async (client) => {
+      const now = this.#o.now()
+      const { rows: [rate] } = await client.query<{ next_slot_at: Date, hour_start: Date, hour_counts: number[] }>(
+        'select next_slot_at, hour_start, hour_counts from mail_rate where id = 1 for update')
+      const g = grant({ nextSlotAt: rate.next_slot_at.getTime(), hourStart: rate.hour_start.getTime(), hourCounts: rate.hour_counts }, this.#o.limits, now, this.#o.batchMax)
+      if (g.granted === 0) {
+        // Nothing written: the commit only releases the quota row.
+        return { messages: [], waitMs: g.waitMs }
       }
-    } catch (err) {
-      broken ??= isConnectionError(err) ? err as Error : undefined
-      throw err
-    } finally {
-      client.release(broken)
-    }
+      const token = randomBytes(12).toString('base64url')
+      // The lease runs from the last slot of this claim: every row gets its whole lease to be sent.
+      const leaseEnd = new Date(g.start + g.granted * g.intervalMs + this.#o.leaseMs)
+      const { rows } = await client.query<{ id: string, message_id: string, kind: string, recipient: string, payload: unknown, attempts: number, created_at: Date, reclaimed: boolean }>(
+        CLAIM, [new Date(now), g.granted, token, leaseEnd])
+      if (rows.length === 0) {
+        return { messages: [], waitMs: this.#o.pollMs }
+      }
+      const next = consume(g, rows.length)
+      await client.query('update mail_rate set next_slot_at = $1, hour_start = $2, hour_counts = $3 where id = 1',
+        [new Date(next.nextSlotAt), new Date(next.hourStart), next.hourCounts])
+      // Oldest due first, each in its own slot.
+      rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
+      const messages = rows.map((r, i): ClaimedMessage => ({
+        id: r.id, messageId: r.message_id, kind: r.kind, recipient: r.recipient, payload: r.payload, attempts: r.attempts,
+        createdAt: r.created_at, reclaimed: r.reclaimed, slotAt: g.start + i * g.intervalMs, token
+      }))
+      return { messages, waitMs: 0 }
+    })
+    // Counted once the claim has committed.
+    const reclaimed = claimed.messages.filter((m) => m.reclaimed).length
+    if (reclaimed > 0) this.#o.events?.reclaimed?.(reclaimed)
+    return claimed
   }
 
   /** Sends one claimed message and records the outcome. */
@@ -290,14 +277,19 @@ export class Sender {
    * mark costs two more round trips this way: nothing at mail rates.
    */
   async #write (text: string, values: unknown[]): Promise<pg.QueryResult> {
+    return await this.#transaction((client) => client.query(text, values))
+  }
+
+  /** Runs `work` in a transaction on a pooled connection: committed, or rolled back on error; a dead connection is not returned to the pool. */
+  async #transaction<T> (work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.#o.pool.connect()
     let broken: Error | undefined
     try {
       await client.query('begin')
       try {
-        const res = await client.query(text, values)
+        const result = await work(client)
         await client.query('commit')
-        return res
+        return result
       } catch (err) {
         await client.query('rollback').catch((e: Error) => { broken = e })
         throw err
