@@ -135,12 +135,11 @@ export class SharedStore implements CacheStore {
     let memo = this.#memo.get(id)
     if (memo === undefined || memo.version !== version) {
       memo = this.#memoize(buf, version)
-      if (memo.object.key !== key) return undefined // a hash collision of two long keys
       // Objects larger than the memo can hold are still served (a copy each time).
       if (memo.bytes <= this.#memo.maxSize) this.#memo.set(id, memo)
       else this.#o.onGarbage?.(memo.bytes)
     }
-    if (memo.object.key !== key) return undefined
+    if (memo.object.key !== key) return undefined // a hash collision of two long keys
     const view = Object.create(memo.object) as CachedObject
     view.bodies = memo.bodies
     return view
@@ -305,16 +304,9 @@ export class SharedStore implements CacheStore {
     this.#env.transactionSync(() => {
       const buf = this.#objects.getBinary(id)
       if (buf === undefined) return
-      const o = this.#decode(buf)
+      const { object: o, bodies } = this.#memoize(buf, 0)
       if (o.freshUntil <= now) return
-      const metaLen = buf.readUInt32LE(8)
       o.freshUntil = now
-      const bodies = { identity: buf.subarray(HEADER + metaLen, HEADER + metaLen + buf.readUInt32LE(12)) } as CachedObject['bodies']
-      let off = HEADER + metaLen + bodies.identity.length
-      const gz = buf.readUInt32LE(16)
-      if (gz > 0) { bodies.gzip = buf.subarray(off, off + gz); off += gz }
-      const br = buf.readUInt32LE(20)
-      if (br > 0) bodies.br = buf.subarray(off, off + br)
       o.bodies = bodies
       this.#objects.putSync(id, this.#encode(o, Math.random()))
       done = true
