@@ -1,8 +1,10 @@
 /**
  * `npm run bench:writes`: comments/s and p99 through the backend's HTTP API
- * (autocannon), beside pgbench's single-row-insert TPS into the same table of
- * the same database, as a ratio. Uses DATABASE_URL (default: the local
- * PostgreSQL); creates and drops a scratch database.
+ * (wrk, C like pgbench's own client, so neither side's client takes more of
+ * the machine's cores than the other), beside pgbench's single-row-insert
+ * TPS into the same table of the same database, as a ratio. Uses
+ * DATABASE_URL (default: the local PostgreSQL); creates and drops a scratch
+ * database.
  *
  * Options: --duration s (default 10), --connections n (default 50)
  */
@@ -12,11 +14,11 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
-import autocannon from 'autocannon'
 import { createDatabase } from '../common/db.js'
 import { migrateToLatest } from '../migrations/migrator.js'
 import { seed } from '../common/seed.js'
 import { freePort } from '../common/free-port.js'
+import { ensureTools, wrk, type WrkRun } from './tools.js'
 
 const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } })
 const duration = Number(values.duration)
@@ -39,6 +41,7 @@ function pgbench (url: string, script: string, clients: number, seconds: number)
   return Number(tps)
 }
 
+ensureTools({ wrk: 'wrk' })
 await admin(`create database ${name}`)
 const url = Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString()
 const dir = await mkdtemp(path.join(tmpdir(), 'fc-bench-'))
@@ -57,7 +60,10 @@ try {
   const tps = pgbench(url, script, poolSize, duration)
 
   const port = await freePort()
-  backend = spawn(process.execPath, ['--import', 'tsx', 'backend/server.ts'], {
+  // The compiled build production runs (tsx's on-the-fly transpile is not what is measured).
+  const build = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' })
+  if (build.status !== 0) throw new Error('npm run build failed')
+  backend = spawn(process.execPath, ['dist/backend/server.js'], {
     env: { ...process.env, PORT: String(port), DATABASE_URL: url, DATABASE_POOL_MAX: String(poolSize), LOG_LEVEL: 'error', BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0', BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0', REDIS_URL: '' },
     stdio: ['ignore', 'inherit', 'inherit']
   })
@@ -66,26 +72,51 @@ try {
     try { if ((await fetch(`${base}/-/health`)).ok) break } catch { /* starting */ }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  const body = JSON.stringify({ news: article.slug, author: 'autocannon', body: 'a comment from the benchmark' })
-  const run = (withKeys: boolean) => autocannon({
-    url: `${base}/v1/comments`,
-    method: 'POST',
-    connections,
-    duration,
-    headers: { 'content-type': 'application/json' },
-    body,
-    requests: withKeys ? [{ setupRequest: (req: any) => ({ ...req, headers: { ...req.headers, 'idempotency-key': `bench-${Math.random().toString(36).slice(2)}-${Date.now()}` } }) }] : undefined
-  })
-  await run(false) // warm-up
-  const plain = await run(false)
-  const keyed = await run(true)
-  const line = (label: string, r: autocannon.Result) =>
-    `${label.padEnd(34)} ${r.requests.average.toFixed(0).padStart(7)} /s   p99 ${String(r.latency.p99).padStart(4)} ms   non-2xx ${r.non2xx}   errors ${r.errors}`
-  console.log(`\nwrites: ${connections} connections, ${duration} s each, backend pool ${poolSize}, PostgreSQL at ${new URL(adminUrl).host}`)
+  const body = JSON.stringify({ news: article.slug, author: 'wrk', body: 'a comment from the benchmark' })
+  // One script for both runs: a key per request when asked (thread id and a
+  // counter, so no two requests of the run share one), none otherwise.
+  const lua = path.join(dir, 'comments.lua')
+  await writeFile(lua, `
+wrk.method = "POST"
+wrk.body = ${JSON.stringify(body)}
+wrk.headers["Content-Type"] = "application/json"
+local threads = 0
+function setup (thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init (args)
+  keyed = args[1] == "keyed"
+  prefix = (args[2] or "run") .. "-" .. tostring(tid) .. "-"
+  n = 0
+end
+function request ()
+  if not keyed then return wrk.format() end
+  n = n + 1
+  return wrk.format(nil, nil, { ["Content-Type"] = "application/json", ["Idempotency-Key"] = prefix .. n })
+end
+`)
+  const keyPrefix = `bench-${process.pid}-${Date.now()}`
+  const run = (mode: 'plain' | 'keyed'): WrkRun =>
+    wrk(`${base}/v1/comments`, { threads: 2, connections, seconds: duration, script: lua, scriptArgs: [mode, keyPrefix] })
+  run('plain') // warm-up
+  const plain = run('plain')
+  const keyed = run('keyed')
+  // The keyed run really was keyed: a stored key per answered request (a few
+  // more when wrk stopped with requests in flight that still committed).
+  const check = new pg.Client({ connectionString: url })
+  await check.connect()
+  const stored = Number((await check.query('select count(*) as n from idempotency_keys where key like $1', [`${keyPrefix}-%`])).rows[0].n)
+  await check.end()
+  if (stored < keyed.requests) throw new Error(`keyed run: ${keyed.requests} answers but only ${stored} keys stored`)
+  const line = (label: string, r: WrkRun) =>
+    `${label.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} /s   p99 ${r.p99ms.toFixed(1).padStart(5)} ms   non-2xx ${r.non2xx}   socket errors ${r.socketErrors}`
+  console.log(`\nwrites: wrk -t2 -c${connections}, ${duration} s each, backend pool ${poolSize}, PostgreSQL at ${new URL(adminUrl).host}`)
   console.log(`${'pgbench single-row insert'.padEnd(34)} ${tps.toFixed(0).padStart(7)} tps (${poolSize} clients)`)
   console.log(line('POST /v1/comments', plain))
   console.log(line('POST /v1/comments + Idempotency-Key', keyed))
-  console.log(`ratio to pgbench: ${(plain.requests.average / tps).toFixed(2)}× plain, ${(keyed.requests.average / tps).toFixed(2)}× with keys (targets: ≥ 1.0× plain; ≥ 0.75× and p99 ≤ 20 ms with keys)`)
+  console.log(`keys stored by the keyed run: ${stored} for ${keyed.requests} answered requests`)
+  console.log(`ratio to pgbench: ${(plain.rps / tps).toFixed(2)}× plain, ${(keyed.rps / tps).toFixed(2)}× with keys (targets: ≥ 1.0× plain; ≥ 0.75× and p99 ≤ 20 ms with keys)`)
 } finally {
   backend?.kill('SIGTERM')
   if (backend && backend.exitCode === null) await new Promise((resolve) => backend!.once('exit', resolve))

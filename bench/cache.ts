@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { freePort } from '../common/free-port.js'
+import { ensureTools, wrk } from './tools.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
@@ -25,18 +26,6 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 
 const children: ChildProcess[] = []
 const tmp = mkdtempSync(join(tmpdir(), 'flashcrowd-bench-'))
-
-function have (cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
-}
-
-function ensureTools (): void {
-  if (have('wrk') && have('varnishd') && have('nginx')) return
-  console.log('installing wrk, varnish and nginx (apt-get)…')
-  spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update', '-qq'], { stdio: 'inherit' })
-  const r = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '-qq', 'wrk', 'varnish', 'nginx'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
-  if (r.status !== 0) throw new Error('could not install wrk, varnish and nginx')
-}
 
 function page (bytes: number, name: string): Buffer {
   const line = `<p>${name}: the quick brown fox jumps over the lazy dog ${'x'.repeat(40)}</p>\n`
@@ -87,7 +76,9 @@ async function waitFor (url: string, timeoutMs = 20_000): Promise<void> {
 
 async function startOurs (originPort: number): Promise<number> {
   const port = await freePort()
-  start('flashcrowd cache', process.execPath, ['--import', 'tsx', join(root, 'cache/server.ts')], {
+  // What production runs (`npm run build`, then node dist/...): tsx's
+  // on-the-fly transpile adds per-call helpers a build does not have.
+  start('flashcrowd cache', process.execPath, [join(root, 'dist/cache/server.js')], {
     ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${originPort}`, CACHE_WORKERS: String(WORKERS), LOG_LEVEL: 'warn', REDIS_URL: ''
   })
   return port
@@ -142,21 +133,10 @@ http {
 
 interface Run { rps: number, p99ms: number }
 
-function parseLatency (s: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(s)
-  if (!m) return NaN
-  const v = Number(m[1])
-  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v
-}
-
-function wrk (url: string, seconds: number): Run {
-  const r = spawnSync('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`)
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1])
-  const p99 = parseLatency(/\s99%\s+(\S+)/.exec(r.stdout)?.[1] ?? '')
-  const errors = /Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)/.exec(r.stdout)
-  if (errors) console.warn(`  wrk ${url}: ${errors[0]}`)
-  return { rps, p99ms: p99 }
+function wrkRun (url: string, seconds: number): Run {
+  const r = wrk(url, { threads: 2, connections: CONNECTIONS, seconds })
+  if (r.non2xx > 0 || r.socketErrors > 0) console.warn(`  wrk ${url}: non-2xx ${r.non2xx}, socket errors ${r.socketErrors}`)
+  return r
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2 }
@@ -178,7 +158,10 @@ async function stopAll (): Promise<void> {
 }
 
 async function main (): Promise<void> {
-  ensureTools()
+  ensureTools({ wrk: 'wrk', varnishd: 'varnish', nginx: 'nginx' })
+  // The cache under test is the compiled build production runs.
+  const build = spawnSync(process.execPath, [join(root, 'scripts/build.mjs')], { stdio: 'inherit' })
+  if (build.status !== 0) throw new Error('npm run build failed')
   const originPort = await startOrigin()
   const targets: Record<string, number> = {
     flashcrowd: await startOurs(originPort),
@@ -188,7 +171,7 @@ async function main (): Promise<void> {
   for (const [name, port] of Object.entries(targets)) {
     await waitFor(`http://127.0.0.1:${port}/page-1k`)
     // Warm: fill every worker's cache and every keep-alive pool.
-    for (const path of Object.keys(PAGES)) wrk(`http://127.0.0.1:${port}${path}`, 1)
+    for (const path of Object.keys(PAGES)) wrkRun(`http://127.0.0.1:${port}${path}`, 1)
     const r = await fetch(`http://127.0.0.1:${port}/page-25k`)
     await r.arrayBuffer()
     console.log(`${name} ready on :${port} (${r.headers.get('x-cache') ?? r.headers.get('x-varnish') ?? ''})`)
@@ -201,7 +184,7 @@ async function main (): Promise<void> {
       const names = Object.keys(targets)
       const order = names.map((_, i) => names[(i + round) % names.length])
       for (const name of order) {
-        const run = wrk(`http://127.0.0.1:${targets[name]}${path}`, SECONDS)
+        const run = wrkRun(`http://127.0.0.1:${targets[name]}${path}`, SECONDS)
         ;((results[path] ??= {})[name] ??= []).push(run)
       }
     }

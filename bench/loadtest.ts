@@ -20,6 +20,7 @@ import autocannon from 'autocannon'
 import { freePort } from '../common/free-port.js'
 import { runLoadTest } from '../loadtest/run.js'
 import { validateScenario } from '../loadtest/scenarios.js'
+import { ensureTools, wrk } from './tools.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
@@ -28,18 +29,6 @@ const WORKERS = (process.env.BENCH_WORKERS ?? '1,2').split(',').map(Number)
 
 const tmp = mkdtempSync(join(tmpdir(), 'flashcrowd-bench-loadtest-'))
 let nginx: ChildProcess | undefined
-
-function have (cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
-}
-
-function ensureTools (): void {
-  if (have('wrk') && have('nginx')) return
-  console.log('installing wrk and nginx (apt-get)…')
-  spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update', '-qq'], { stdio: 'inherit' })
-  const r = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '-qq', 'wrk', 'nginx'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
-  if (r.status !== 0) throw new Error('could not install wrk and nginx')
-}
 
 async function startNginx (port: number): Promise<string> {
   const www = join(tmp, 'www')
@@ -94,11 +83,8 @@ function stopNginx (): Promise<void> {
   })
 }
 
-function wrk (url: string, workers: number): number {
-  const r = spawnSync('wrk', ['-t', String(workers), '-c', String(CONNECTIONS), '-d', `${SECONDS}s`, url], { encoding: 'utf8' })
-  const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout)
-  if (!m) throw new Error(`wrk: ${r.stdout}${r.stderr}`)
-  return Number(m[1])
+function wrkRps (url: string, workers: number): number {
+  return wrk(url, { threads: workers, connections: CONNECTIONS, seconds: SECONDS }).rps
 }
 
 async function bare (url: string, workers: number): Promise<number> {
@@ -131,7 +117,7 @@ const median = (xs: number[]): number => {
 const k = (x: number): string => Math.round(x).toLocaleString('en-US')
 
 async function main (): Promise<void> {
-  ensureTools()
+  ensureTools({ wrk: 'wrk', nginx: 'nginx' })
   const url = await startNginx(await freePort())
   console.log(`bench:loadtest: ${url} (nginx, static page) · ${CONNECTIONS} connections · ${SECONDS} s × ${ROUNDS} rounds, interleaved · load average before ${loadavg().map(x => x.toFixed(1)).join(' ')}`)
   const res = new Map<string, number[]>()
@@ -139,7 +125,7 @@ async function main (): Promise<void> {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const w of WORKERS) {
       // the order rotates so no tool always runs on a machine warmed (or tired) by another
-      const tools: Array<[string, () => Promise<number> | number]> = [['wrk', () => wrk(url, w)], ['autocannon', () => bare(url, w)], ['loadtest', () => ours(url, w)]]
+      const tools: Array<[string, () => Promise<number> | number]> = [['wrk', () => wrkRps(url, w)], ['autocannon', () => bare(url, w)], ['loadtest', () => ours(url, w)]]
       for (let i = 0; i < tools.length; i++) {
         const [name, run] = tools[(i + round) % tools.length]
         const v = await run()
