@@ -2,7 +2,7 @@
  * The backend: the only role that writes (design §3). A Fastify app built
  * from injected dependencies; `server.ts` only reads config and listens.
  */
-import Fastify, { type FastifyInstance, type FastifyBaseLogger, type FastifyError } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyBaseLogger, type FastifyError } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import type { Redis } from 'ioredis'
 import { Errors, classifyError } from '../common/errors.js'
@@ -53,7 +53,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     // No "incoming request"/"request completed" pair per write: at a sign-up
     // rush that is two log lines per write, for what the request metrics
     // already count. Failures are still logged by the error handler.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.BACKEND_BODY_LIMIT,
     // The client address used for rate limits comes from X-Forwarded-For only when a trusted frontend sent it.
     trustProxy: trusted.length ? trusted : false,

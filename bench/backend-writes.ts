@@ -13,25 +13,14 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import pg from 'pg'
-import { createDatabase } from '../common/db.js'
-import { migrateToLatest } from '../migrations/migrator.js'
-import { seed } from '../common/seed.js'
 import { freePort } from '../common/free-port.js'
+import { scratchDatabase } from './scratch-db.js'
 import { ensureTools, wrk, type WrkRun } from './tools.js'
 
 const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } })
 const duration = Number(values.duration)
 const connections = Number(values.connections)
 const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-const name = `fc_bench_${process.pid}`
-
-
-async function admin (query: string): Promise<void> {
-  const c = new pg.Client({ connectionString: adminUrl })
-  await c.connect()
-  try { await c.query(query) } finally { await c.end() }
-}
 
 function pgbench (url: string, script: string, clients: number, seconds: number): number {
   const u = new URL(url)
@@ -42,16 +31,12 @@ function pgbench (url: string, script: string, clients: number, seconds: number)
 }
 
 ensureTools({ wrk: 'wrk' })
-await admin(`create database ${name}`)
-const url = Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString()
+const scratch = await scratchDatabase('writes', { tutorials: 20, news: 50, comments: 100, events: 10, completions: 10 })
+const url = scratch.url
 const dir = await mkdtemp(path.join(tmpdir(), 'fc-bench-'))
 let backend: ReturnType<typeof spawn> | undefined
 try {
-  const handle = createDatabase({ url, max: 2, statementTimeoutMs: 600_000 })
-  await migrateToLatest(handle.db)
-  await seed(handle.db, { sizes: { tutorials: 20, news: 50, comments: 100, events: 10, completions: 10 } })
-  const article = await handle.db.selectFrom('news').select(['id', 'slug']).orderBy('id').executeTakeFirstOrThrow()
-  await handle.close()
+  const article = (await scratch.query<{ id: number, slug: string }>('select id, slug from news order by id limit 1')).rows[0]
 
   // The reference: the same row, inserted by pgbench with as many clients as the backend's pool.
   const poolSize = 20
@@ -104,10 +89,7 @@ end
   const keyed = run('keyed')
   // The keyed run really was keyed: a stored key per answered request (a few
   // more when wrk stopped with requests in flight that still committed).
-  const check = new pg.Client({ connectionString: url })
-  await check.connect()
-  const stored = Number((await check.query('select count(*) as n from idempotency_keys where key like $1', [`${keyPrefix}-%`])).rows[0].n)
-  await check.end()
+  const stored = Number((await scratch.query('select count(*) as n from idempotency_keys where key like $1', [`${keyPrefix}-%`])).rows[0].n)
   if (stored < keyed.requests) throw new Error(`keyed run: ${keyed.requests} answers but only ${stored} keys stored`)
   const line = (label: string, r: WrkRun) =>
     `${label.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} /s   p99 ${r.p99ms.toFixed(1).padStart(5)} ms   non-2xx ${r.non2xx}   socket errors ${r.socketErrors}`
@@ -121,5 +103,5 @@ end
   backend?.kill('SIGTERM')
   if (backend && backend.exitCode === null) await new Promise((resolve) => backend!.once('exit', resolve))
   await rm(dir, { recursive: true, force: true })
-  await admin(`drop database if exists ${name} with (force)`)
+  await scratch.drop()
 }
