@@ -1,6 +1,6 @@
 /**
  * The one path every write takes: route (validation) → `writer.run` →
- * group commit (group-commit.ts: gathered with its neighbours) → one
+ * group commit (common/group-commit.ts: gathered with its neighbours) → one
  * transaction for the batch (write-batch.ts: idempotency keys, the data, one
  * outbox row) → wake the outbox publisher → answer with the commit position.
  */
@@ -8,7 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { siblingPool, type DatabaseHandle } from '../common/db.js'
 import { Errors, isDatabaseUnavailable, isStatementTimeout } from '../common/errors.js'
-import { GroupCommit } from './group-commit.js'
+import { GroupCommit } from '../common/group-commit.js'
 import { parseIdempotencyKey, requestHash } from './idempotency.js'
 import type { OutboxPublisher } from './outbox.js'
 import { WalPosition } from './wal.js'

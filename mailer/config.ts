@@ -30,6 +30,7 @@ export const MailerEnv = Type.Object({
   MAILER_RETRY_MAX_MS: Type.Integer({ minimum: 10, maximum: 86_400_000, default: 3_600_000, description: 'Longest wait between two attempts of one message.' }),
   MAILER_GIVE_UP_AFTER_S: Type.Integer({ minimum: 0, maximum: 30 * 86_400, default: 3 * 86_400, description: 'A message still failing temporarily this long after its write is marked failed (0: retry forever).' }),
   MAILER_RETAIN_SENT_S: Type.Integer({ minimum: 0, maximum: 365 * 86_400, default: 14 * 86_400, description: 'Sent messages are deleted from the queue after this long (0: kept).' }),
+  MAILER_NICE: Type.Integer({ minimum: 0, maximum: 19, default: 10, description: 'Scheduling niceness the mailer gives itself (0: as the other roles; 19: lowest). E-mail is off the request path: on a machine it shares with frontends and backends, it takes the CPU they leave, so a sign-up rush keeps its latency while the messages go out right behind it.' }),
   MAILER_SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000, description: 'How long a graceful shutdown waits for sends in flight.' })
 })
 

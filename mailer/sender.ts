@@ -8,7 +8,12 @@
  *   send    each through the transport with its stable Message-ID
  *   mark    'sent' · 4xx or unreachable: back to 'queued' after an
  *           exponential back-off with jitter · 5xx: 'failed'; each update
- *           only holds while the row still carries this claim's token
+ *           only holds while the row still carries this claim's token.
+ *           'sent' marks that arrive while one is being written are
+ *           gathered into the next (one UPDATE, one commit for them all):
+ *           a mark per message would be a WAL flush per message, and those
+ *           flushes queue with the sign-ups' own commits on the primary
+ *           during the rush that queued the messages
  *
  * Several mailers never send the same row at once: a claimed row is
  * 'sending' with a lease in the future, which no other claim takes. A mailer
@@ -20,6 +25,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
+import { GroupCommit } from '../common/group-commit.js'
 import { consume, grant, type QuotaLimits } from './quota.js'
 import { renderMessage, TemplateError, type SiteLinks } from './templates.js'
 import type { MailTransport } from './transport.js'
@@ -133,6 +139,8 @@ export class Sender {
   #unreachableInRound = false
   #lastCleanup = 0
   #lastError: string | undefined
+  /** 'sent' marks, gathered (see the top of this file); each resolves to whether its row still carried the claim's token. */
+  readonly #sentMarks: GroupCommit<{ id: string, token: string, at: Date }, boolean>
 
   constructor (options: SenderOptions) {
     this.#o = {
@@ -141,6 +149,22 @@ export class Sender {
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       ...options
     }
+    this.#sentMarks = new GroupCommit({
+      run: async (marks) => {
+        const res = await this.#write(
+          `update mail_messages m set status = 'sent', sent_at = u.at, next_attempt_at = u.at, claimed_until = null, claim_token = null, last_error = null
+           from unnest($1::bigint[], $2::text[], $3::timestamptz[]) as u(id, token, at)
+           where m.id = u.id and m.claim_token = u.token
+           returning m.id`, [marks.map((k) => k.id), marks.map((k) => k.token), marks.map((k) => k.at)])
+        const marked = new Set(res.rows.map((r: { id: string }) => String(r.id)))
+        return marks.map((k) => marked.has(k.id))
+      },
+      maxBatch: 500,
+      maxWaitMs: 0,
+      concurrency: 1,
+      // A failed mark is the database's failure, not one message's: every mark of the batch fails (their rows stay 'sending' and are resent after the lease).
+      isolate: () => false
+    })
   }
 
   /** The SMTP server failed every attempt since this time (undefined while it answers). */
@@ -205,10 +229,7 @@ export class Sender {
     const now = this.#o.now()
     if (error === undefined) {
       this.#downSince = undefined
-      const res = await this.#write(
-        `update mail_messages set status = 'sent', sent_at = $3, next_attempt_at = $3, claimed_until = null, claim_token = null, last_error = null
-         where id = $1 and claim_token = $2`, [m.id, token, new Date(now)])
-      if (res.rowCount === 0) { this.#o.events?.lost?.(m); return 'lost' }
+      if (!await this.#sentMarks.submit({ id: m.id, token, at: new Date(now) })) { this.#o.events?.lost?.(m); return 'lost' }
       this.#o.events?.sent?.(m)
       return 'sent'
     }

@@ -4,6 +4,7 @@
  * → close the SMTP pool and the database pool).
  */
 import path from 'node:path'
+import { setPriority } from 'node:os'
 import { MailerEnv } from './config.js'
 import { buildApp } from './app.js'
 import { folderTransport, smtpTransport, type MailTransport } from './transport.js'
@@ -13,6 +14,10 @@ import { loadConfigOrExit } from '../common/config.js'
 import { gracefulShutdown } from '../common/shutdown.js'
 
 const config = loadConfigOrExit(MailerEnv, 'mailer')
+// Lower priority than the roles that answer visitors (MAILER_NICE): raising
+// one's own niceness needs no privilege.
+let niceProblem: string | undefined
+try { if (config.MAILER_NICE > 0) setPriority(config.MAILER_NICE) } catch (err) { niceProblem = (err as Error).message }
 
 // The mailer never opens the embedded database itself: it joins the tier's (the backend owns it).
 const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`mailer: ${msg}`), config.FLASHCROWD_STATE_DIR, { joinOnly: true })
@@ -37,6 +42,7 @@ const app = await buildApp({ config, database, transport })
 app.log.info({ transport: transport.kind, to: transport.description }, transport.kind === 'smtp'
   ? `sending through ${transport.description}`
   : `no SMTP_URL: messages are written to ${transport.description} (one .eml file per Message-ID)`)
+if (niceProblem !== undefined) app.log.warn({ err: niceProblem }, `could not lower the mailer's priority to niceness ${config.MAILER_NICE}; it runs at the same priority as the other roles`)
 
 // Stop claiming, let the sends in flight finish and be marked, close the pools; bounded.
 gracefulShutdown({ delayMs: config.MAILER_SHUTDOWN_TIMEOUT_MS + 5000, log: app.log }, async () => {

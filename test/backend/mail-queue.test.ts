@@ -5,7 +5,7 @@
  * never waits for SMTP.
  */
 import t from 'tap'
-import { GroupCommit } from '../../backend/group-commit.js'
+import { GroupCommit } from '../../common/group-commit.js'
 import { eventWrites } from '../../backend/routes/events.js'
 import { WalPosition } from '../../backend/wal.js'
 import { batchStatement, runWriteBatch, type BatchResult, type PendingWrite } from '../../backend/write-batch.js'

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { sql } from 'kysely'
-import { GroupCommit } from '../../backend/group-commit.js'
+import { GroupCommit } from '../../common/group-commit.js'
 import { eachDatabase } from '../helpers/database.js'
 import { startBackend, eventually } from '../helpers/backend.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'

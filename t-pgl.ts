@@ -1,0 +1,13 @@
+import { PGlite } from '@electric-sql/pglite'
+let t = Date.now()
+const a = await PGlite.create('memory://')
+console.log('fresh', Date.now() - t); t = Date.now()
+await a.exec('create table x (id int); insert into x values (1)')
+const dump = await a.dumpDataDir('none')
+console.log('dump', Date.now() - t, dump.size); t = Date.now()
+const b = await PGlite.create('memory://', { loadDataDir: dump })
+console.log('load', Date.now() - t, (await b.query('select count(*) from x')).rows); t = Date.now()
+const c = await a.clone()
+console.log('clone', Date.now() - t, (await c.query('select count(*) from x')).rows); t = Date.now()
+const d = await PGlite.create('memory://')
+console.log('fresh2', Date.now() - t); t = Date.now()
