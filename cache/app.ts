@@ -136,7 +136,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
       const kind = m.event.kind
       metrics.counters.purges[kind]++
       if (kind !== 'ban' && m.event.soft) metrics.counters.purges.soft++
-      logger.info({ event: m.event, id: m.id, touched }, 'invalidation applied')
+      // One per write per node: debug (the purge counters above count them).
+      logger.debug({ event: m.event, id: m.id, touched }, 'invalidation applied')
     },
     onGap: (since, touched) => {
       metrics.counters.purges.gap++

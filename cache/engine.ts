@@ -16,12 +16,13 @@ import type { BusPosition } from '../common/bus-position.js'
 import type { NodeLock } from './node-lock.js'
 
 export interface Logger {
+  debug (obj: object | string, msg?: string): void
   info (obj: object | string, msg?: string): void
   warn (obj: object | string, msg?: string): void
   error (obj: object | string, msg?: string): void
 }
 
-export const silentLogger: Logger = { info () {}, warn () {}, error () {} }
+export const silentLogger: Logger = { debug () {}, info () {}, warn () {}, error () {} }
 
 export interface Engine {
   config: CacheConfig

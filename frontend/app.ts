@@ -7,7 +7,7 @@
  * with a lifecycle (read pool, bus, backend client, Redis) is passed in, so
  * tests and server.ts decide what is real.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, Histogram } from 'prom-client'
@@ -244,6 +244,10 @@ export async function buildApp (deps: FrontendDeps): Promise<FastifyInstance> {
     bodyLimit: FORM_BODY_LIMIT,
     return503OnClosing: true,
     requestTimeout: 30_000,
+    // No "incoming request"/"request completed" pair per page: in a flash
+    // crowd that is two log lines per visitor request, for what the request
+    // metrics already count. Failures are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 }
   }
   const app: FastifyInstance = typeof deps.logger === 'object'

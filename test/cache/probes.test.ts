@@ -47,7 +47,7 @@ async function until (what: string, check: () => boolean, ms = 5000): Promise<vo
 
 function capture (): Logger & { warnings: Array<{ obj: object | string, msg?: string }> } {
   const warnings: Array<{ obj: object | string, msg?: string }> = []
-  return { warnings, info () {}, error () {}, warn (obj, msg) { warnings.push({ obj, msg }) } }
+  return { warnings, debug () {}, info () {}, error () {}, warn (obj, msg) { warnings.push({ obj, msg }) } }
 }
 
 t.test('issue 10: in front of a site without /-/health, the only upstream stays in service and one warning is logged', async (t) => {
