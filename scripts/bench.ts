@@ -6,7 +6,8 @@ const benches: Array<[string, string]> = [
   ['writes', 'bench/backend-writes.ts'],
   ['render', 'bench/frontend-render.ts'],
   ['cache', 'bench/cache.ts'],
-  ['loadtest', 'bench/loadtest.ts']
+  ['loadtest', 'bench/loadtest.ts'],
+  ['signup-rush', 'bench/signup-rush.ts']
 ]
 let failed = 0
 for (const [name, file] of benches) {
