@@ -5,6 +5,17 @@
  * share the listening socket and one store (shared-store.ts, in a directory
  * the primary creates and removes), holds the node's fetch lock (node-lock.ts),
  * and relays the invalidation bus to every worker (common/bus.ts `relayBus`).
+ *
+ * Stopping: a single process closes through close-with-grace
+ * (common/shutdown.ts) like every other role. A node with workers is
+ * stopped by its primary: SIGINT or SIGTERM there sends each worker one
+ * SIGTERM and waits for them to drain (bounded), and a repeated signal is
+ * ignored rather than obeyed at once, as close-with-grace would: node's
+ * cluster workers exit the moment their primary goes away, so a primary that
+ * quit at a second Ctrl-C would cut every answer still in flight. A worker
+ * ignores SIGINT (Ctrl-C at a terminal reaches the whole process group at
+ * once; its primary stops it) and closes on SIGTERM or when its primary is
+ * gone.
  */
 import cluster from 'node:cluster'
 import os from 'node:os'
@@ -17,6 +28,10 @@ import { CacheEnv, checkCacheConfig, type CacheConfig } from './config.js'
 import { buildApp, type CacheDeps } from './app.js'
 import { ipcNodeLock, nodeLockServer } from './node-lock.js'
 import type { Logger } from './engine.js'
+import { gracefulShutdown } from '../common/shutdown.js'
+
+/** How long a closing cache waits for answers in flight (app.close gives them 2 s) before it exits anyway. */
+const CLOSE_TIMEOUT_MS = 10_000
 
 /** pino at LOG_LEVEL, like the other roles (their Fastify loggers), tagged with the role. */
 function createLogger (level: string): Logger {
@@ -56,23 +71,31 @@ function workerCount (config: CacheConfig): number {
 
 async function runSingle (config: CacheConfig, logger: Logger, bus: Bus, shared?: CacheDeps['shared']): Promise<void> {
   const app = buildApp({ config, bus, logger, shared })
-  const address = await app.listen()
-  logger.info({ address: `http://${address.address}:${address.port}`, upstreams: config.UPSTREAMS, bus: bus.name }, 'cache listening')
-  let closing = false
-  const stop = async (signal: string) => {
-    if (closing) return
-    closing = true
-    logger.info({ signal }, 'closing')
-    const force = setTimeout(() => process.exit(1), 10_000)
-    force.unref()
+  const close = async (): Promise<void> => {
     await app.close()
     await bus.close()
-    process.exit(0)
   }
-  process.on('SIGINT', () => { void stop('SIGINT') })
-  process.on('SIGTERM', () => { void stop('SIGTERM') })
-  // A worker whose primary went away, or a node whose supervisor did: do not linger as an orphan.
-  if (typeof process.send === 'function') process.on('disconnect', () => { void stop('disconnect') })
+  if (cluster.isWorker) {
+    let closing = false
+    const stop = (signal: string): void => {
+      if (closing) return
+      closing = true
+      logger.info({ signal }, 'closing')
+      setTimeout(() => process.exit(1), CLOSE_TIMEOUT_MS).unref()
+      close().then(() => process.exit(0), (err: Error) => {
+        logger.error({ err }, 'close failed')
+        process.exit(1)
+      })
+    }
+    process.on('SIGINT', () => { /* the primary got it too, and stops this worker (see the top of this file) */ })
+    process.on('SIGTERM', () => { stop('SIGTERM') })
+    // The primary went away: do not linger as an orphan.
+    process.on('disconnect', () => { stop('disconnect') })
+  } else {
+    gracefulShutdown({ delayMs: CLOSE_TIMEOUT_MS, log: logger }, close)
+  }
+  const address = await app.listen()
+  logger.info({ address: `http://${address.address}:${address.port}`, upstreams: config.UPSTREAMS, bus: bus.name }, 'cache listening')
 }
 
 /**
@@ -115,35 +138,40 @@ async function runPrimary (config: CacheConfig, logger: Logger, workers: number)
       if (!listened) {
         // No worker ever started (port taken, bad store directory): restarting would only loop.
         logger.error({ pid: worker.process.pid, code, signal }, 'cache worker failed to start; stopping the node')
-        void stop('start-up failure', 1)
+        stop('start-up failure', 1)
         return
       }
       logger.error({ pid: worker.process.pid, code, signal }, 'cache worker died; starting another')
       setTimeout(fork, 500).unref()
     })
   }
-  for (let i = 0; i < workers; i++) fork()
-  logger.info({ workers, port: config.PORT, bus: bus.name }, 'cache primary started')
-  const stop = async (signal: string, exitCode = 0) => {
+  // The workers' close, then the node's own (see the top of this file); a start-up failure exits 1.
+  const stop = (reason: string, exitCode = 0): void => {
     if (closing) return
     closing = true
-    logger.info({ signal }, 'closing workers')
-    const force = setTimeout(() => process.exit(1), 12_000)
-    force.unref()
+    logger.info({ reason }, 'closing workers')
+    setTimeout(() => process.exit(1), CLOSE_TIMEOUT_MS + 2_000).unref()
     const alive = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined)
-    await Promise.all(alive.map((w) => new Promise<void>((resolve) => {
+    void Promise.all(alive.map((w) => new Promise<void>((resolve) => {
+      if (w.isDead()) { resolve(); return }
       w.once('exit', () => resolve())
       w.process.kill('SIGTERM')
-    })))
-    relay.close()
-    locks.close()
-    await bus.close()
-    if (own) rmSync(dir, { recursive: true, force: true })
-    process.exit(exitCode)
+    }))).then(async () => {
+      relay.close()
+      locks.close()
+      await bus.close()
+      if (own) rmSync(dir, { recursive: true, force: true })
+    }).then(() => process.exit(exitCode), (err: Error) => {
+      logger.error({ err }, 'close failed')
+      process.exit(1)
+    })
   }
-  process.on('SIGINT', () => { void stop('SIGINT') })
-  process.on('SIGTERM', () => { void stop('SIGTERM') })
-  if (typeof process.send === 'function') process.on('disconnect', () => { void stop('disconnect') })
+  process.on('SIGINT', () => { stop('SIGINT') })
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  // Started by a supervisor that went away: do not linger as an orphan.
+  if (typeof process.send === 'function') process.on('disconnect', () => { stop('disconnect') })
+  for (let i = 0; i < workers; i++) fork()
+  logger.info({ workers, port: config.PORT, bus: bus.name }, 'cache primary started')
 }
 
 async function main (): Promise<void> {

@@ -8,6 +8,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
+import { execFileSync } from 'node:child_process'
 import { startOrigin, TOKEN } from './fixtures.js'
 import { freePort } from '../../common/free-port.js'
 import { spawnScript, type Spawned } from '../helpers/spawn.js'
@@ -129,4 +130,31 @@ t.test('a node whose workers cannot start exits non-zero instead of restarting t
   t.not(code, 'still running', 'the node stopped')
   t.not(code, 0, `exit code ${String(code)}`)
   t.match(run.output(), /failed to start/)
+})
+
+t.test('Ctrl-C twice on a node with workers: the answers in flight still finish, then the node exits 0', { timeout: 120_000 }, async (t) => {
+  // An uncacheable page the origin takes 1.5 s to answer: in flight on each worker when the signal comes.
+  const origin = await startOrigin((req, res) => {
+    setTimeout(() => { res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/plain' }); res.end(`slow ${req.url}`) }, 1500)
+  })
+  t.teardown(origin.close)
+  const { base, run } = await startNode(t, origin.url, 2)
+  const pid = run.child.pid!
+  // The primary's node children (tsx also runs an esbuild service beside them).
+  const workers = execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(pid)], { encoding: 'utf8' }).split('\n')
+    .map((line) => line.trim().split(/\s+/)).filter(([, comm]) => comm === 'node').map(([p]) => Number(p))
+  t.equal(workers.length, 2, 'two worker processes')
+  const answers = Promise.all([1, 2, 3, 4].map((i) => getNew(`${base}/slow-${i}`)))
+  while (origin.count() < 4) await new Promise((resolve) => setTimeout(resolve, 20))
+  // What a terminal does on Ctrl-C: SIGINT to every process of the group at once; then a second Ctrl-C.
+  for (const p of [pid, ...workers]) process.kill(p, 'SIGINT')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  for (const p of [pid, ...workers]) { try { process.kill(p, 'SIGINT') } catch { /* already gone */ } }
+  const got = await answers
+  t.same(got.map((g) => [g.status, g.body]), [1, 2, 3, 4].map((i) => [200, `slow /slow-${i}`]), 'every answer in flight was delivered whole')
+  t.equal(await Promise.race([run.exited, new Promise((resolve) => setTimeout(() => resolve('running'), 15_000))]), 0, 'the node exited 0')
+  const alive = (p: number): boolean => { try { process.kill(p, 0); return true } catch { return false } }
+  const deadline = Date.now() + 15_000
+  while (Date.now() < deadline && workers.some(alive)) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(workers.filter(alive), [], 'no worker left running')
 })
