@@ -17,6 +17,8 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 export interface EmbeddedDatabase {
   url: string
   port: number
+  /** The whole data folder as an uncompressed tarball (PGlite's dumpDataDir), for `loadDataDir`. */
+  dump: () => Promise<Blob>
   close: () => Promise<void>
 }
 
@@ -27,6 +29,8 @@ export interface EmbeddedOptions {
   port?: number
   /** Concurrent wire connections the multiplexer accepts (pglite-socket defaults to 1). */
   maxConnections?: number
+  /** Start from this data folder (a `dump()`) instead of an empty cluster: skips PGlite's initdb. */
+  loadDataDir?: Blob
 }
 
 export const DEFAULT_STATE_DIR = '.flashcrowd'
@@ -34,7 +38,7 @@ export const DEFAULT_STATE_DIR = '.flashcrowd'
 export async function startEmbeddedDatabase (options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const memory = options.dataDir.startsWith('memory://')
   if (!memory) await mkdir(options.dataDir, { recursive: true })
-  const db = await PGlite.create(memory ? options.dataDir : path.resolve(options.dataDir))
+  const db = await PGlite.create(memory ? options.dataDir : path.resolve(options.dataDir), options.loadDataDir ? { loadDataDir: options.loadDataDir } : {})
   const server = new PGLiteSocketServer({
     db,
     host: options.host ?? '127.0.0.1',
@@ -48,6 +52,7 @@ export async function startEmbeddedDatabase (options: EmbeddedOptions): Promise<
   return {
     url,
     port,
+    dump: async () => await db.dumpDataDir('none'),
     async close () {
       if (closed) return
       closed = true

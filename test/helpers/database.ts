@@ -3,7 +3,12 @@
  * PGlite (always) and the real Postgres at DATABASE_URL (when set; CI sets it).
  * Each call gets its own database, migrated, so test files can run in parallel.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import type { Test } from 'tap'
 import { startEmbeddedDatabase } from '../../common/embedded-db.js'
@@ -27,11 +32,55 @@ export function databaseKinds (): DatabaseKind[] {
   return process.env.DATABASE_URL ? ['embedded', 'postgres'] : ['embedded']
 }
 
+/**
+ * An embedded database costs seconds of CPU to create (PGlite runs initdb in
+ * WASM), ten times what migrating and seeding it costs, and the suite creates
+ * one per test. So the first test process to need one (per schema, seed and
+ * hour) keeps the migrated, seeded data folder as a tarball in the temporary
+ * directory, and every later one starts from a copy of it. The key covers
+ * everything the content depends on: the migrations' source, the seed's
+ * source and sizes, PGlite's version, and the hour (the seed dates events
+ * from now).
+ */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+function templateFile (seedSizes: Partial<SeedSizes> | false): string {
+  const h = createHash('sha256')
+  const migrations = path.join(ROOT, 'migrations')
+  for (const f of readdirSync(migrations).sort()) h.update(f).update(readFileSync(path.join(migrations, f)))
+  h.update(readFileSync(path.join(ROOT, 'common/seed.ts')))
+  h.update(JSON.parse(readFileSync(path.join(ROOT, 'node_modules/@electric-sql/pglite/package.json'), 'utf8')).version)
+  h.update(JSON.stringify(seedSizes)).update(new Date().toISOString().slice(0, 13))
+  return path.join(tmpdir(), `flashcrowd-test-pglite-${h.digest('hex').slice(0, 16)}.tar`)
+}
+
+async function readTemplate (file: string): Promise<Blob | undefined> {
+  try { return new Blob([await readFile(file)]) } catch { return undefined }
+}
+
 export async function createTestDatabase (kind: DatabaseKind, options: { seed?: Partial<SeedSizes> | false } = {}): Promise<TestDatabase> {
   let target: TestDatabase
+  let saveTemplate: (() => Promise<void>) | undefined
+  const seedSizes = options.seed === false ? false : { ...SMALL_SEED, ...(options.seed ?? {}) }
   if (kind === 'embedded') {
+    const file = templateFile(seedSizes)
+    const template = await readTemplate(file)
+    if (template) {
+      try {
+        const copy = await startEmbeddedDatabase({ dataDir: 'memory://', loadDataDir: template })
+        return { kind, url: copy.url, close: copy.close }
+      } catch {
+        // An unreadable template (a full disk when it was written): made again below.
+        rmSync(file, { force: true })
+      }
+    }
     const embedded = await startEmbeddedDatabase({ dataDir: 'memory://' })
     target = { kind, url: embedded.url, close: embedded.close }
+    saveTemplate = async () => {
+      // Written whole, then renamed: a process reading it never sees half a file.
+      const partial = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`
+      writeFileSync(partial, Buffer.from(await (await embedded.dump()).arrayBuffer()))
+      renameSync(partial, file)
+    }
   } else {
     const adminUrl = process.env.DATABASE_URL
     if (!adminUrl) throw new Error('DATABASE_URL is not set')
@@ -62,7 +111,7 @@ export async function createTestDatabase (kind: DatabaseKind, options: { seed?: 
   const handle = createDatabase({ url: target.url, max: 1, statementTimeoutMs: 60_000, connectTimeoutMs: kind === 'embedded' ? 30_000 : 5_000 })
   try {
     await migrateToLatest(handle.db)
-    if (options.seed !== false) await seed(handle.db, { sizes: { ...SMALL_SEED, ...(options.seed ?? {}) } })
+    if (seedSizes !== false) await seed(handle.db, { sizes: seedSizes })
   } catch (err) {
     // Never leave a server behind: an open embedded database keeps the test process alive until tap's timeout.
     await handle.close().catch(() => {})
@@ -71,6 +120,7 @@ export async function createTestDatabase (kind: DatabaseKind, options: { seed?: 
   } finally {
     await handle.close()
   }
+  await saveTemplate?.()
   return target
 }
 
