@@ -25,16 +25,20 @@ interface Ack { key: string, id: string, body: string }
  * with distinct keys; `stopWhen` is checked after each answer. Returns the
  * acknowledged writes and how the others were answered.
  */
-async function load (base: string, slug: string, tag: string, options: { workers: number, maxRequests: number, maxMs: number, onAck: (acks: number) => void, onRefused?: (status: number) => void, stop: () => boolean }) {
+async function load (base: string, slug: string, tag: string, options: { workers: number, maxRequests: number, maxMs: number, onAck: (acks: number, inFlight: number) => void, onSend?: (acks: number, inFlight: number) => void, onRefused?: (status: number) => void, stop: () => boolean }) {
   const acks: Ack[] = []
   const others = new Map<string, number>()
   let sent = 0
+  /** Requests sent and not answered yet. */
+  let inFlight = 0
   const deadline = Date.now() + options.maxMs
   const worker = async (w: number) => {
     while (!options.stop() && sent < options.maxRequests && Date.now() < deadline) {
       const n = sent++
       const key = `${tag}-${w}-${n}`
       const body = `${tag} write ${n}`
+      inFlight++
+      options.onSend?.(acks.length, inFlight)
       try {
         const res = await fetch(`${base}/v1/comments`, {
           method: 'POST',
@@ -43,15 +47,17 @@ async function load (base: string, slug: string, tag: string, options: { workers
           signal: AbortSignal.timeout(5000)
         })
         const text = await res.text()
+        inFlight--
         if (res.status === 201) {
           acks.push({ key, id: JSON.parse(text).id, body })
-          options.onAck(acks.length)
+          options.onAck(acks.length, inFlight)
         } else {
           others.set(String(res.status), (others.get(String(res.status)) ?? 0) + 1)
           options.onRefused?.(res.status)
           await new Promise((resolve) => setTimeout(resolve, 20))
         }
       } catch {
+        inFlight--
         // The backend is gone (killed) or hung: this write's fate is unknown, and it is not counted.
         others.set('no answer', (others.get('no answer') ?? 0) + 1)
         await new Promise((resolve) => setTimeout(resolve, 20))
@@ -116,12 +122,19 @@ t.test('acknowledged writes survive kill -9 of the backend and an immediate Post
     t.equal((await probe.pool.query('show synchronous_commit')).rows[0].synchronous_commit, 'on', 'the backend\'s sessions commit synchronously')
     await probe.close()
     let killed = false
+    // Killed in the middle of the load, with writes surely in flight: after
+    // 300 acknowledgements, at a moment when at least 8 requests are sent and
+    // unanswered (a whole batch is answered at once, so right after an answer
+    // there may be none).
+    const maybeKill = (acks: number, inFlight: number): void => {
+      if (acks >= 300 && inFlight >= 8 && !killed) { killed = true; run.child.kill('SIGKILL') }
+    }
     const { acks, others } = await load(base, article.slug, 'kill', {
       workers: 24,
       maxRequests: 20_000,
       maxMs: 60_000,
-      // Killed in the middle of the load, with writes surely in flight.
-      onAck: (n) => { if (n === 300 && !killed) { killed = true; run.child.kill('SIGKILL') } },
+      onAck: maybeKill,
+      onSend: maybeKill,
       stop: () => killed
     })
     await run.exited
