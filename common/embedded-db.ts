@@ -35,6 +35,86 @@ export interface EmbeddedOptions {
 
 export const DEFAULT_STATE_DIR = '.flashcrowd'
 
+interface Queued { handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void, resolve: (bytes: number) => void, reject: (err: unknown) => void }
+
+/** Frontend messages after which the sender's extended-protocol sequence is still open (Parse, Bind, Describe, Execute, Close, Flush). */
+const OPENS_SEQUENCE = new Set(['P', 'B', 'D', 'E', 'C', 'H'].map((c) => c.charCodeAt(0)))
+
+/**
+ * The order in which the connections' messages reach the one PGlite session.
+ * pglite-socket's own queue keeps a connection's messages together only
+ * while a transaction is open; between a connection's Parse and its Sync it
+ * lets other connections in, and a statement of theirs replaces the unnamed
+ * statement and portal the first one was about to use ("portal \"\" does not
+ * exist", a statement run with another's parameters). Reproduced on a loaded
+ * machine: a sign-up rush's batches and two mailers against one embedded
+ * database. Here a connection owns the session from the first message of an
+ * extended-protocol sequence to its Sync, and for the whole of a transaction;
+ * the others' messages wait, in arrival order.
+ */
+class ProtocolQueue {
+  readonly #db: PGlite
+  #queue: Queued[] = []
+  #running = false
+  /** The connection whose sequence or transaction is open, if any. */
+  #owner: number | null = null
+
+  constructor (db: PGlite) { this.#db = db }
+
+  enqueue (handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ handlerId, message, onData, resolve, reject })
+      void this.#run()
+    })
+  }
+
+  async #run (): Promise<void> {
+    if (this.#running) return
+    this.#running = true
+    try {
+      for (;;) {
+        const at = this.#owner === null ? 0 : this.#queue.findIndex((q) => q.handlerId === this.#owner)
+        // The owner has not sent its next message yet: everyone else waits for it.
+        if (at < 0 || this.#queue.length === 0) return
+        const item = this.#queue.splice(at, 1)[0]
+        let bytes = 0
+        try {
+          await this.#db.runExclusive(async () => await this.#db.execProtocolRawStream(item.message, {
+            onRawData: (data: Uint8Array) => { bytes += data.length; item.onData(data) }
+          }))
+        } catch (err) {
+          item.reject(err)
+          continue
+        } finally {
+          this.#owner = this.#db.isInTransaction() || OPENS_SEQUENCE.has(item.message[0]) ? item.handlerId : null
+        }
+        item.resolve(bytes)
+      }
+    } finally {
+      this.#running = false
+    }
+  }
+
+  getQueueLength (): number { return this.#queue.length }
+
+  clearQueueForHandler (handlerId: number): void {
+    this.#queue = this.#queue.filter((q) => {
+      if (q.handlerId !== handlerId) return true
+      q.reject(new Error('Handler disconnected'))
+      return false
+    })
+  }
+
+  /** A connection gone mid-sequence or mid-transaction gives the session back (rolled back). */
+  async clearTransactionIfNeeded (handlerId: number): Promise<void> {
+    if (this.#owner !== handlerId) return
+    // exec takes the session's query lock itself.
+    if (this.#db.isInTransaction()) await this.#db.exec('ROLLBACK')
+    this.#owner = null
+    await this.#run()
+  }
+}
+
 export async function startEmbeddedDatabase (options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const memory = options.dataDir.startsWith('memory://')
   if (!memory) await mkdir(options.dataDir, { recursive: true })
@@ -45,6 +125,8 @@ export async function startEmbeddedDatabase (options: EmbeddedOptions): Promise<
     port: options.port ?? 0,
     maxConnections: options.maxConnections ?? 200
   })
+  // Each connection's handler takes the server's queue when it is created, so replacing it here covers them all.
+  ;(server as unknown as { queryQueue: ProtocolQueue }).queryQueue = new ProtocolQueue(db)
   await server.start()
   const port = (server as unknown as { port: number }).port
   const url = `postgres://postgres@${options.host ?? '127.0.0.1'}:${port}/postgres`

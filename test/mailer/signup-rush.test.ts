@@ -6,6 +6,7 @@
  * answered).
  */
 import t from 'tap'
+import { pino } from 'pino'
 import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { startBackend } from '../helpers/backend.js'
 import { startMailer, startSmtp, statuses, until } from './helpers.js'
@@ -22,7 +23,10 @@ eachDatabase(t, 'signup rush', async (t, database) => {
   const gate = new Promise<void>((resolve) => { open = resolve })
   smtp.decide = async () => { await gate; await new Promise((resolve) => setTimeout(resolve, 20)); return undefined }
   // Load shedding (503 when the event loop lags) is not what this test is about: the embedded database runs in this process too.
-  const be = await startBackend(t, database.url, { BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0' })
+  // The backend's errors, to be shown if a write is not acknowledged.
+  const errors: string[] = []
+  const logger = pino({ level: 'error' }, { write: (line: string) => { errors.push(line) } })
+  const be = await startBackend(t, database.url, { BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0' }, { logger })
   const env = { MAILER_BATCH_MAX: '50', MAILER_POLL_MS: '50', MAILER_SMTP_POOL_SIZE: '4', MAILER_SMTP_TIMEOUT_MS: '300000', MAILER_RETRY_BASE_MS: '100' }
   await startMailer(t, database.url, smtp.url, env, { autoStart: true })
   await startMailer(t, database.url, smtp.url, env, { autoStart: true })
@@ -48,7 +52,7 @@ eachDatabase(t, 'signup rush', async (t, database) => {
     })))
   }
   const answeredIn = Date.now() - started
-  t.same(answers.filter((s) => s !== 201), [], `every write acknowledged (${retries} retried after a 503)`)
+  t.same(answers.filter((s) => s !== 201), [], `every write acknowledged (${retries} retried after a 503)${errors.length ? `; backend errors: ${errors.slice(0, 3).join(' ')}` : ''}`)
   t.equal(smtp.accepted.length, 0, `all answered (in ${answeredIn} ms) while the SMTP server held every message`)
   open()
 
