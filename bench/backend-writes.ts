@@ -15,7 +15,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { freePort } from '../common/free-port.js'
 import { scratchDatabase } from './scratch-db.js'
-import { ensureTools, wrk, type WrkRun } from './tools.js'
+import { buildDist, ensureTools, wrk, type WrkRun } from './tools.js'
 
 const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } })
 const duration = Number(values.duration)
@@ -45,9 +45,7 @@ try {
   const tps = pgbench(url, script, poolSize, duration)
 
   const port = await freePort()
-  // The compiled build production runs (tsx's on-the-fly transpile is not what is measured).
-  const build = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' })
-  if (build.status !== 0) throw new Error('npm run build failed')
+  buildDist()
   backend = spawn(process.execPath, ['dist/backend/server.js'], {
     env: { ...process.env, PORT: String(port), DATABASE_URL: url, DATABASE_POOL_MAX: String(poolSize), LOG_LEVEL: 'error', BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0', BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0', REDIS_URL: '' },
     stdio: ['ignore', 'inherit', 'inherit']

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { freePort } from '../common/free-port.js'
-import { ensureTools, wrk } from './tools.js'
+import { buildDist, ensureTools, wrk } from './tools.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
@@ -159,9 +159,7 @@ async function stopAll (): Promise<void> {
 
 async function main (): Promise<void> {
   ensureTools({ wrk: 'wrk', varnishd: 'varnish', nginx: 'nginx' })
-  // The cache under test is the compiled build production runs.
-  const build = spawnSync(process.execPath, [join(root, 'scripts/build.mjs')], { stdio: 'inherit' })
-  if (build.status !== 0) throw new Error('npm run build failed')
+  buildDist()
   const originPort = await startOrigin()
   const targets: Record<string, number> = {
     flashcrowd: await startOurs(originPort),

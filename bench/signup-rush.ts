@@ -18,7 +18,7 @@
  * Uses DATABASE_URL (default: the local PostgreSQL, scratch database) and
  * REDIS_URL (default: the local Redis, own key prefix).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { setPriority } from 'node:os'
 import { freePort } from '../common/free-port.js'
@@ -26,6 +26,7 @@ import { runLoadTest } from '../loadtest/run.js'
 import { BUILTIN_SCENARIOS, validateScenario } from '../loadtest/scenarios.js'
 import type { Summary } from '../loadtest/report-json.js'
 import { scratchDatabase } from './scratch-db.js'
+import { buildDist } from './tools.js'
 
 const { values } = parseArgs({ options: { messages: { type: 'string', default: '10000' }, rate: { type: 'string', default: '400' }, mailers: { type: 'string', default: '1' }, rounds: { type: 'string', default: '2' } } })
 const MESSAGES = Number(values.messages)
@@ -89,8 +90,7 @@ async function startSink (): Promise<Sink> {
 interface MailCheck { queued: number, sent: number, received: number, missing: number, twice: number, drainedAfter: number, pending: number }
 
 async function main (): Promise<void> {
-  const build = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' })
-  if (build.status !== 0) throw new Error('npm run build failed')
+  buildDist()
   const db = await scratchDatabase('rush', { tutorials: 40, news: 100, comments: 500, events: 200, completions: 100 })
   const sink = await startSink()
   const prefix = `flashcrowd:bench-rush-${process.pid}`
