@@ -22,6 +22,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { parseArgs } from 'node:util'
 import { setPriority } from 'node:os'
 import { freePort } from '../common/free-port.js'
+import { waitHealthy } from '../scripts/supervisor.js'
 import { runLoadTest } from '../loadtest/run.js'
 import { BUILTIN_SCENARIOS, validateScenario } from '../loadtest/scenarios.js'
 import type { Summary } from '../loadtest/report-json.js'
@@ -44,21 +45,17 @@ const DURATION = Math.ceil(MESSAGES / (RATE * writeShare))
 
 const children: ChildProcess[] = []
 
-async function startRole (role: string, env: Record<string, string>): Promise<ChildProcess> {
+interface Role { child: ChildProcess, port: number }
+
+async function startRole (role: string, env: Record<string, string>): Promise<Role> {
   const port = await freePort()
   const child = spawn(process.execPath, [`dist/${role}/server.js`], { env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'inherit'] })
   children.push(child)
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${role} exited with ${child.exitCode}`)
-    try { if ((await fetch(`http://127.0.0.1:${port}/-/health`)).ok) break } catch { /* starting */ }
-    if (Date.now() > deadline) throw new Error(`${role} did not come up`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+  if (!await waitHealthy(`http://127.0.0.1:${port}/-/health`, 30_000, () => child.exitCode !== null)) {
+    throw new Error(child.exitCode !== null ? `${role} exited with ${child.exitCode}` : `${role} did not come up`)
   }
-  ;(child as ChildProcess & { port?: number }).port = port
-  return child
+  return { child, port }
 }
-const portOf = (c: ChildProcess): number => (c as ChildProcess & { port: number }).port
 
 async function stop (c: ChildProcess): Promise<void> {
   if (c.exitCode !== null) return
@@ -99,9 +96,9 @@ async function main (): Promise<void> {
     // One machine, one source address: the per-visitor write limits would
     // refuse the crowd as one visitor, so they are off (as in bench:writes).
     const backend = await startRole('backend', { ...common, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0' })
-    const frontend = await startRole('frontend', { ...common, DATABASE_READ_URL: db.url, BACKEND_URL: `http://127.0.0.1:${portOf(backend)}` })
-    const cache = await startRole('cache', { ...common, UPSTREAMS: `http://127.0.0.1:${portOf(frontend)}`, CACHE_WORKERS: '1' })
-    const url = `http://127.0.0.1:${portOf(cache)}`
+    const frontend = await startRole('frontend', { ...common, DATABASE_READ_URL: db.url, BACKEND_URL: `http://127.0.0.1:${backend.port}` })
+    const cache = await startRole('cache', { ...common, UPSTREAMS: `http://127.0.0.1:${frontend.port}`, CACHE_WORKERS: '1' })
+    const url = `http://127.0.0.1:${cache.port}`
 
     const count = async (text: string, values: unknown[] = []): Promise<number> => Number((await db.query(text, values)).rows[0].n)
     const run = async (label: string, seconds: number): Promise<RunFigures> => {
@@ -117,7 +114,7 @@ async function main (): Promise<void> {
     const runWithMailers = async (label: string): Promise<[RunFigures, MailCheck]> => {
       await sink.ask('reset')
       const first = await count('select coalesce(max(id), 0) as n from mail_messages')
-      const mailers: ChildProcess[] = []
+      const mailers: Role[] = []
       for (let i = 0; i < MAILERS; i++) {
         mailers.push(await startRole('mailer', {
           DATABASE_URL: db.url, SMTP_URL: `smtp://127.0.0.1:${sink.port}`, MAILER_RATE_PER_SECOND: '0', MAILER_RATE_PER_DAY: '0',
@@ -135,7 +132,7 @@ async function main (): Promise<void> {
         await new Promise((resolve) => setTimeout(resolve, 250))
       }
       const drainedAfter = (Date.now() - started) / 1000
-      for (const m of mailers) { await stop(m); children.splice(children.indexOf(m), 1) }
+      for (const m of mailers) { await stop(m.child); children.splice(children.indexOf(m.child), 1) }
       const rows = (await db.query<{ message_id: string, status: string }>('select message_id, status from mail_messages where id > $1', [first])).rows
       const report = await sink.ask<{ total: number, counts: Array<[string, number]> }>('report')
       const received = new Map(report.counts)
