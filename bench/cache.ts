@@ -1,6 +1,7 @@
 /**
  * `npm run bench:cache`: cache hits of a 25 KB and a 1 KB page through our
- * cache, Varnish and nginx proxy_cache, started side by side on the same
+ * cache (and, for comparison, our cache without its hit front), Varnish and
+ * nginx proxy_cache, started side by side on the same
  * origin, measured with wrk in interleaved rounds; medians and ratios are
  * printed with the spread (min–max) so machine noise is visible. Then the
  * memory check (bench/cache-memory.ts).
@@ -74,12 +75,12 @@ async function waitFor (url: string, timeoutMs = 20_000): Promise<void> {
   }
 }
 
-async function startOurs (originPort: number): Promise<number> {
+async function startOurs (originPort: number, env: NodeJS.ProcessEnv = {}): Promise<number> {
   const port = await freePort()
   // What production runs (`npm run build`, then node dist/...): tsx's
   // on-the-fly transpile adds per-call helpers a build does not have.
   start('flashcrowd cache', process.execPath, [join(root, 'dist/cache/server.js')], {
-    ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${originPort}`, CACHE_WORKERS: String(WORKERS), LOG_LEVEL: 'warn', REDIS_URL: ''
+    ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${originPort}`, CACHE_WORKERS: String(WORKERS), LOG_LEVEL: 'warn', REDIS_URL: '', ...env
   })
   return port
 }
@@ -163,6 +164,8 @@ async function main (): Promise<void> {
   const originPort = await startOrigin()
   const targets: Record<string, number> = {
     flashcrowd: await startOurs(originPort),
+    // The same cache with every request through node's HTTP server: what the hit front (cache/hit-front.ts) is worth.
+    'no-front': await startOurs(originPort, { CACHE_HIT_FRONT: 'false' }),
     varnish: await startVarnish(originPort),
     nginx: await startNginx(originPort)
   }
@@ -208,6 +211,7 @@ async function main (): Promise<void> {
     }
     console.log(`ratio flashcrowd / varnish: ${ratio('varnish')}`)
     console.log(`ratio flashcrowd / nginx:   ${ratio('nginx')}`)
+    console.log(`ratio flashcrowd / no-front: ${ratio('no-front')}`)
   }
   await stopAll()
   if (process.env.BENCH_SKIP_MEMORY !== '1') {

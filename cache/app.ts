@@ -5,6 +5,7 @@
  * reads config, builds, listens and closes.
  */
 import http from 'node:http'
+import type net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Bus } from '../common/bus.js'
@@ -18,7 +19,8 @@ import { policyClassFor, systemClock, type Clock } from './freshness.js'
 import { subscribeInvalidations } from './invalidation.js'
 import { parseRawBanHead } from './raw-ban.js'
 import { answerInvalidation } from './purge.js'
-import { Ctx, drive, purgeDeps } from './state-machine.js'
+import { Ctx, drive, plainHit, purgeDeps } from './state-machine.js'
+import { createHitFront } from './hit-front.js'
 import { isRejected, onClientError, rawAnswer, trackResponse } from './client-errors.js'
 import { clientHeadLimit, parserFieldCount } from './request-head.js'
 import { BodyBudget } from './request-body.js'
@@ -200,6 +202,22 @@ export function buildApp (deps: CacheDeps): CacheApp {
 
   director.start()
 
+  // The listening socket: the hit front answers plain hits and hands every
+  // other connection to `server` (hit-front.ts).
+  const front = config.CACHE_HIT_FRONT
+    ? createHitFront({
+      http: server,
+      serve: (req, res) => plainHit(engine, req, res),
+      maxHeadBytes: clientHeadLimit(config),
+      maxFields: config.CACHE_MAX_HEADER_FIELDS,
+      maxUrlBytes: config.CACHE_MAX_URL_BYTES,
+      keepAliveTimeoutMs: config.CACHE_KEEPALIVE_TIMEOUT_MS,
+      headersTimeoutMs: config.CACHE_HEADERS_TIMEOUT_MS,
+      idleTimeoutMs: config.CACHE_IDLE_TIMEOUT_MS
+    })
+    : undefined
+  const listener: net.Server = front?.server ?? server
+
   let address: AddressInfo | undefined
   return {
     server,
@@ -207,10 +225,14 @@ export function buildApp (deps: CacheDeps): CacheApp {
     url: () => `http://127.0.0.1:${address?.port ?? 0}`,
     listen (port = config.PORT, host = config.HOST) {
       return new Promise((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, host, () => {
-          server.off('error', reject)
-          address = server.address() as AddressInfo
+        listener.once('error', reject)
+        listener.listen(port, host, () => {
+          listener.off('error', reject)
+          address = listener.address() as AddressInfo
+          // node's server starts tracking connections (head and request
+          // timeouts, closeIdleConnections) when it starts listening; behind
+          // the front it never listens itself, so it is told here.
+          if (listener !== server) server.emit('listening')
           resolve(address)
         })
       })
@@ -219,11 +241,17 @@ export function buildApp (deps: CacheDeps): CacheApp {
       clearInterval(sweep)
       unsubscribe()
       await new Promise<void>((resolve) => {
-        if (!server.listening) { resolve(); return }
-        server.close(() => resolve())
+        if (!listener.listening) { resolve(); return }
+        // The listener counts every connection it accepted, those handed to node's server included.
+        listener.close(() => resolve())
+        if (listener !== server) {
+          front!.closeConnections()
+          // Stops node's connection checks and closes its idle connections; it never listened itself.
+          server.close(() => {})
+        }
         server.closeIdleConnections()
         // In-flight answers get a moment; then everything goes.
-        setTimeout(() => server.closeAllConnections(), 2000).unref()
+        setTimeout(() => { server.closeAllConnections(); front?.destroyConnections() }, 2000).unref()
       })
       await director.close()
       deps.shared?.lock.close()

@@ -4,13 +4,15 @@
  * synthetic answers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { HeadWriter } from './hit-front.js'
+import type { RequestView } from './policy.js'
 import { pipeline, type Readable } from 'node:stream'
 import type { CachedObject, Encoding } from './store.js'
 import { normalizeAcceptEncoding } from './compress.js'
 import { buildHead, refreshHeads, headWith, notModifiedHead, currentAge, type CacheOutcome, cacheStatus } from './headers.js'
 
 /** Chooses the stored coding this request gets (RFC 9110 §12.5.3, normalized by compress.ts). */
-export function pickEncoding (req: IncomingMessage, o: CachedObject): Encoding {
+export function pickEncoding (req: RequestView, o: CachedObject): Encoding {
   if (!o.compressible) return 'identity'
   const enc = normalizeAcceptEncoding(req.headers['accept-encoding'])
   return o.bodies[enc] !== undefined ? enc : 'identity'
@@ -27,7 +29,7 @@ function etagMatches (list: string, etag: string): boolean {
 }
 
 /** RFC 9111 §4.3.2: a cache answers a conditional request from a stored response it may use. */
-export function notModified (req: IncomingMessage, o: CachedObject): boolean {
+export function notModified (req: RequestView, o: CachedObject): boolean {
   if (o.status !== 200) return false
   const inm = req.headers['if-none-match']
   if (inm !== undefined) return o.etag !== undefined && etagMatches(inm, o.etag)
@@ -44,7 +46,7 @@ export function notModified (req: IncomingMessage, o: CachedObject): boolean {
  * is (its Age and Cache-Status values are refreshed at most once a second);
  * other outcomes get a copy with their own status values.
  */
-export function deliverObject (req: IncomingMessage, res: ServerResponse, o: CachedObject, now: number, outcome: CacheOutcome, status: string | undefined): void {
+export function deliverObject (req: RequestView, res: HeadWriter, o: CachedObject, now: number, outcome: CacheOutcome, status: string | undefined): void {
   if ((req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) && notModified(req, o)) {
     res.writeHead(304, notModifiedHead(o, now, outcome, status ?? cacheStatus('hit')))
     res.end()
@@ -89,7 +91,7 @@ function ifRangeHolds (value: string, o: CachedObject): boolean {
  * If-Range that does not hold, or several ranges (a server may ignore Range,
  * §14.2, and one full answer is cheaper than multipart/byteranges).
  */
-function selectRange (req: IncomingMessage, o: CachedObject): Range | null {
+function selectRange (req: RequestView, o: CachedObject): Range | null {
   const ifRange = req.headers['if-range']
   if (ifRange !== undefined && (typeof ifRange !== 'string' || !ifRangeHolds(ifRange, o))) return null
   const m = /^bytes[ \t]*=[ \t]*(\d*)-(\d*)[ \t]*$/i.exec(req.headers.range!)
@@ -109,7 +111,7 @@ function selectRange (req: IncomingMessage, o: CachedObject): Range | null {
 }
 
 /** 206 with the selected bytes of the identity body (ranges address one coding's bytes; ours is identity), or 416. */
-function deliverRange (res: ServerResponse, o: CachedObject, range: Range, now: number, outcome: CacheOutcome, status: string | undefined): void {
+function deliverRange (res: HeadWriter, o: CachedObject, range: Range, now: number, outcome: CacheOutcome, status: string | undefined): void {
   const length = o.bodies.identity.length
   const st = status ?? cacheStatus('hit; ttl=' + Math.round((o.freshUntil - now) / 1000))
   if (range === 'unsatisfiable') {

@@ -19,6 +19,9 @@
  *   evicting the stored page (`requestCaused`).
  */
 import type { IncomingMessage } from 'node:http'
+
+/** What the policy reads of a request: node's IncomingMessage, or the hit front's parse of one (hit-front.ts). */
+export type RequestView = Pick<IncomingMessage, 'method' | 'url' | 'headers'>
 import type { Freshness } from './freshness.js'
 
 const KEEP_MS = 120_000
@@ -27,7 +30,7 @@ export type RecvAction = 'lookup' | 'pass' | 'purge' | 'internal' | 'reject'
 
 export const policy = {
   /** vcl_recv: what to do with a request that passed the framing checks. */
-  recv (req: IncomingMessage): RecvAction {
+  recv (req: RequestView): RecvAction {
     const m = req.method
     if (m === 'GET' || m === 'HEAD') {
       // Our own endpoints (health, metrics) are answered here, never cached or forwarded.
@@ -43,7 +46,7 @@ export const policy = {
   },
 
   /** Requests with credentials: personal unless the origin said otherwise, so never coalesced. */
-  credentialed (req: IncomingMessage): boolean {
+  credentialed (req: RequestView): boolean {
     return req.headers.authorization !== undefined || req.headers.cookie !== undefined
   },
 

@@ -34,6 +34,7 @@ import { markRejected } from './client-errors.js'
 import { tooManyFields } from './request-head.js'
 import { readRequestBody } from './request-body.js'
 import { healthAnswer } from './health.js'
+import type { FrontRequest, HeadWriter } from './hit-front.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -167,6 +168,48 @@ function countHostHeaders (raw: string[]): number {
   return n
 }
 
+/**
+ * The stored object for `key` that this request may be given at all: within
+ * its keep window (an expired one is dropped) and allowed for its
+ * credentials. `count`: the read counts towards admission (store.ts).
+ */
+function usableStored (e: Engine, key: string, credentialed: boolean, now: number, count: boolean): CachedObject | undefined {
+  const o = count ? e.store.lookup(key) : e.store.get(key)
+  if (o === undefined) return undefined
+  if (now >= o.freshUntil + policy.keepMs(o)) {
+    e.store.delete(key)
+    return undefined
+  }
+  return policy.hitAllowed(credentialed, o.explicitlyShared) ? o : undefined
+}
+
+/**
+ * The hit front's question (hit-front.ts): is this request, already parsed
+ * in the narrow form the front accepts (origin-form GET/HEAD, no body, no
+ * duplicate fields), a plain HIT — the same outcome recv → lookup → hit
+ * would reach? If so it is delivered through `res` and counted as a hit;
+ * otherwise nothing is changed (not even the admission count) and the
+ * request goes through the steps. Requests with Cache-Control or Pragma
+ * always go through the steps, which alone judge request directives.
+ */
+export function plainHit (e: Engine, req: FrontRequest, res: HeadWriter): boolean {
+  if (req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined) return false
+  if (policy.recv(req) !== 'lookup') return false
+  const host = normalizeAuthority(req.headers.host!, 80)
+  if (host === null) return false
+  const primary = primaryKey(host, req.url)
+  e.store.refresh?.()
+  const key = variantKey(primary, e.store.varyOf(primary), req.headers)
+  const now = e.clock.now()
+  const o = usableStored(e, key, policy.credentialed(req), now, false)
+  // RFC 9111 §4.2: fresh → reuse without contacting the origin.
+  if (o === undefined || now >= o.freshUntil) return false
+  e.store.lookup(key) // served: the client's read counts now
+  e.metrics.counters.hits++
+  deliverObject(req, res, o, now, 'HIT', undefined)
+  return true
+}
+
 export const steps: Record<StepName, Step> = {
   /** vcl_recv: framing and size checks the parser leaves to us, then the policy. */
   recv (ctx) {
@@ -257,14 +300,9 @@ export const steps: Record<StepName, Step> = {
     // A store shared by the node's workers: what a sibling stored or purged until now counts.
     e.store.refresh?.()
     ctx.key = variantKey(ctx.primary, e.store.varyOf(ctx.primary), req.headers)
-    // A client's read: it counts towards admission (store.ts).
-    let o = e.store.lookup(ctx.key)
     const now = ctx.now
-    if (o !== undefined && now >= o.freshUntil + policy.keepMs(o)) {
-      e.store.delete(ctx.key)
-      o = undefined
-    }
-    if (o !== undefined && !policy.hitAllowed(ctx.credentialed, o.explicitlyShared)) o = undefined
+    // A client's read: it counts towards admission (store.ts).
+    const o = usableStored(e, ctx.key, ctx.credentialed, now, true)
     if (o === undefined) {
       if (e.coalescer.isUncacheable(ctx.key)) ctx.uncoalesced = true
       return 'miss'
