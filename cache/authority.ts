@@ -26,6 +26,18 @@ const PORT = /^[0-9]*$/
  * The empty string (no authority: HTTP/1.0 without Host) stays empty.
  */
 export function normalizeAuthority (value: string, defaultPort = 80): string | null {
+  // Nearly every request of a site names the same authority: the last answer is kept.
+  if (value === last.value && defaultPort === last.defaultPort) return last.result
+  const result = normalize(value, defaultPort)
+  last.value = value
+  last.defaultPort = defaultPort
+  last.result = result
+  return result
+}
+
+const last: { value: string, defaultPort: number, result: string | null } = { value: '', defaultPort: 80, result: '' }
+
+function normalize (value: string, defaultPort: number): string | null {
   if (value === '') return ''
   const v = value.toLowerCase()
   let host: string

@@ -63,45 +63,76 @@ export interface HitFront {
 }
 
 const CRLF2 = Buffer.from('\r\n\r\n', 'latin1')
-// RFC 9110 §5.6.2 token characters, §5.5 field-value characters (no obs-text: node's turn).
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-const FIELD_VALUE = /^[\t\x20-\x7e]*$/
-// RFC 9112 §3.2.1 origin-form, printable ASCII only (node's strict parser accepts no more).
-const ORIGIN_FORM = /^\/[\x21-\x7e]*$/
-/** Fields that change framing or the connection: a request carrying one is node's. */
-// (Set-Cookie: node keeps it as a list; in a request it means nothing to a cache.)
+
+/** RFC 9110 §5.6.2 token characters, as a table by char code. */
+const TCHAR = new Uint8Array(128)
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1
+
+function isToken (s: string, from: number, to: number): boolean {
+  if (from >= to) return false
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i)
+    if (c > 127 || TCHAR[c] === 0) return false
+  }
+  return true
+}
+
+/** RFC 9110 §5.5 field-value characters, VCHAR SP HTAB (no obs-text: node's turn). */
+function isFieldValue (s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i)
+    if ((c < 0x20 && c !== 9) || c > 0x7e) return false
+  }
+  return true
+}
+
+/** RFC 9112 §3.2.1 origin-form, printable ASCII only (node's strict parser accepts no more). */
+function isOriginForm (s: string, from: number, to: number): boolean {
+  if (to <= from || s.charCodeAt(from) !== 47 /* / */) return false
+  for (let i = from + 1; i < to; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x21 || c > 0x7e) return false
+  }
+  return true
+}
+
+/**
+ * Fields that change framing or the connection: a request carrying one is
+ * node's. (Set-Cookie: node keeps it as a list; in a request it means nothing to a cache.)
+ */
 const NOT_HERE = new Set(['content-length', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings', 'set-cookie'])
 
 /**
  * Parses `head` (latin1, ending with CRLF CRLF and holding no other blank
  * line) when it is in the narrow form the front answers; null otherwise.
- * Linear in the head's length.
+ * Linear in the head's length: one pass of char-code checks per line.
  */
 export function parseFrontHead (head: string, maxFields: number, maxUrlBytes: number): FrontRequest | null {
   const lineEnd = head.indexOf('\r\n')
-  const line = head.slice(0, lineEnd)
   let method: 'GET' | 'HEAD'
-  let rest: string
-  if (line.startsWith('GET ')) { method = 'GET'; rest = line.slice(4) } else if (line.startsWith('HEAD ')) { method = 'HEAD'; rest = line.slice(5) } else return null
-  if (!rest.endsWith(' HTTP/1.1')) return null
-  const url = rest.slice(0, -9)
-  if (url.length > maxUrlBytes || !ORIGIN_FORM.test(url)) return null
-  const headers: Record<string, string> = Object.create(null)
+  let urlStart: number
+  if (head.startsWith('GET ')) { method = 'GET'; urlStart = 4 } else if (head.startsWith('HEAD ')) { method = 'HEAD'; urlStart = 5 } else return null
+  const urlEnd = lineEnd - 9
+  if (urlEnd - urlStart > maxUrlBytes || !head.startsWith(' HTTP/1.1', urlEnd) || !isOriginForm(head, urlStart, urlEnd)) return null
+  // A plain object for speed; a name that collides with one of its inherited
+  // members (constructor, __proto__, …) reads as a duplicate below, so node's server takes it.
+  const headers: Record<string, string> = {}
   let fields = 0
   let at = lineEnd + 2
   const end = head.length - 2 // the final CRLF
   while (at < end) {
     const next = head.indexOf('\r\n', at)
-    const field = head.slice(at, next)
+    const colon = head.indexOf(':', at)
+    // A name ending in whitespace, obs-fold (a line starting with SP/HTAB), a line without a colon: not a token.
+    if (colon === -1 || colon > next || !isToken(head, at, colon)) return null
+    let from = colon + 1
+    let to = next
+    while (from < to && (head.charCodeAt(from) === 32 || head.charCodeAt(from) === 9)) from++
+    while (to > from && (head.charCodeAt(to - 1) === 32 || head.charCodeAt(to - 1) === 9)) to--
+    if (!isFieldValue(head, from, to)) return null
+    const lower = head.slice(at, colon).toLowerCase()
+    const value = head.slice(from, to)
     at = next + 2
-    const colon = field.indexOf(':')
-    if (colon <= 0) return null
-    const name = field.slice(0, colon)
-    // A name ending in whitespace, obs-fold (a line starting with SP/HTAB) and the like fail here.
-    if (!TOKEN.test(name)) return null
-    const value = field.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '')
-    if (!FIELD_VALUE.test(value)) return null
-    const lower = name.toLowerCase()
     if (NOT_HERE.has(lower)) return null
     if (lower === 'connection' && value.toLowerCase() !== 'keep-alive') return null
     // Node joins or drops duplicates by rules of its own: its server decides.
@@ -111,7 +142,7 @@ export function parseFrontHead (head: string, maxFields: number, maxUrlBytes: nu
   }
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is node's to refuse.
   if (headers.host === undefined) return null
-  return { method, url, headers }
+  return { method, url: head.slice(urlStart, urlEnd), headers }
 }
 
 /** node's Date value, recomputed once a second. */
@@ -164,7 +195,7 @@ function serialize (status: number, head: string[], keepAlive: string, now: numb
   for (let i = 0; i < head.length; i += 2) {
     const name = head[i]
     const value = head[i + 1]
-    if (!TOKEN.test(name) || /[\r\n\0]/.test(value)) return undefined
+    if (!isToken(name, 0, name.length) || /[\r\n\0]/.test(value)) return undefined
     if (name === 'date') hasDate = true
     else if (name === 'content-length') hasLength = true
     s += name + ': ' + value + '\r\n'
