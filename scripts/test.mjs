@@ -3,6 +3,7 @@
 // Extra arguments go to tap (e.g. `npm test -- test/backend`).
 import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
 
 const tapBin = fileURLToPath(new URL('../node_modules/tap/dist/esm/run.mjs', import.meta.url))
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -28,9 +29,9 @@ function counts (tail) {
 }
 
 /** Runs a command; resolves with its exit code and the end of its output (streamed when `echo`, else kept whole). */
-function run (args, echo, timeoutMs) {
+function run (args, echo, timeoutMs, env = process.env) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', echo ? 'inherit' : 'pipe'] })
+    const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', echo ? 'inherit' : 'pipe'] })
     let tail = ''
     let all = ''
     child.stdout.on('data', (chunk) => {
@@ -49,8 +50,10 @@ function run (args, echo, timeoutMs) {
 
 const args = process.argv.slice(2)
 const whole = args.length === 0
+// Outside tap's runner a test file takes its per-test timeout from TAP_TIMEOUT (else 30 s): the suite's setting.
+const tapTimeout = String(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).tap?.timeout ?? 30)
 const side = whole
-  ? BESIDE.map((file) => run(['--import=tsx', '--import=./test/helpers/exit-when-done.mjs', file], false, SIDE_TIMEOUT_MS).then((r) => ({ file, ...r })))
+  ? BESIDE.map((file) => run(['--import=tsx', '--import=./test/helpers/exit-when-done.mjs', file], false, SIDE_TIMEOUT_MS, { ...process.env, TAP_TIMEOUT: tapTimeout }).then((r) => ({ file, ...r })))
   : []
 const main = await run([tapBin, ...(whole ? BESIDE.map((f) => `--exclude=${f}`) : args)], true)
 let { passed, failed, skipped } = counts(main.tail)
