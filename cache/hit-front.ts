@@ -251,18 +251,23 @@ export function createHitFront (o: HitFrontOptions): HitFront {
       const res = new FrontResponse(prepared, keepAlive, req.method === 'HEAD')
       if (!o.serve(req, res) || res.bytes === undefined) return false
       const body = req.method === 'HEAD' ? undefined : res.body
-      let flushed: boolean
-      if (body === undefined || body.length === 0) flushed = socket.write(res.bytes)
-      else if (body.length < JOIN_BELOW) flushed = socket.write(Buffer.concat([res.bytes, body], res.bytes.length + body.length))
+      if (body === undefined || body.length === 0) socket.write(res.bytes)
+      else if (body.length < JOIN_BELOW) socket.write(Buffer.concat([res.bytes, body], res.bytes.length + body.length))
       else {
         socket.cork()
         socket.write(res.bytes)
-        flushed = socket.write(body)
+        socket.write(body)
         socket.uncork()
       }
-      if (flushed) expireAfter(o.keepAliveTimeoutMs)
+      // Whether the kernel took the whole answer. (write()'s return value
+      // compares with the stream's 16 KB mark before writing: false for any
+      // larger answer even when nothing is left queued.)
+      const flushed = socket.writableLength === 0
+      if (flushed || !socket.writableNeedDrain) expireAfter(flushed ? o.keepAliveTimeoutMs : o.idleTimeoutMs)
       else {
-        // A client that does not read: read nothing more from it until it has (node's server does the same).
+        // A client that does not read: past the stream's mark, read nothing
+        // more from it until it has (node's server does the same); 'drain'
+        // is due because the mark was passed.
         socket.pause()
         expireAfter(o.idleTimeoutMs)
         socket.once('drain', () => {
