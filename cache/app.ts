@@ -59,9 +59,6 @@ export interface CacheApp {
   url (): string
 }
 
-/** Requests node's server answers on a connection the hit front handed to it before closing it (see buildApp). */
-export const HANDED_OVER_REQUESTS = 100
-
 export function buildApp (deps: CacheDeps): CacheApp {
   const { config } = deps
   const clock = deps.clock ?? systemClock
@@ -150,7 +147,6 @@ export function buildApp (deps: CacheDeps): CacheApp {
     }
   })
 
-  const handedOver = new WeakMap<object, number>()
   const server = http.createServer({
     // What the upstream accepts, minus the room for the fields the cache adds (request-head.ts).
     maxHeaderSize: clientHeadLimit(config),
@@ -165,17 +161,6 @@ export function buildApp (deps: CacheDeps): CacheApp {
     // Requests parsed behind one we rejected for its framing are not the client's to send.
     if (isRejected(req.socket)) { res.destroy(); return }
     trackResponse(req.socket, res)
-    // A connection handed to node's server stays there (hit-front.ts). A load
-    // balancer reuses its connections to the cache for everyone's requests, so
-    // each would move over at its first miss and the front would end up
-    // serving nothing: such a connection is closed after HANDED_OVER_REQUESTS
-    // answers (Connection: close on the last; node then ends it), and the
-    // balancer's next connection starts at the front again.
-    if (config.CACHE_HIT_FRONT) {
-      const n = (handedOver.get(req.socket) ?? 0) + 1
-      handedOver.set(req.socket, n)
-      if (n >= HANDED_OVER_REQUESTS) res.setHeader('connection', 'close')
-    }
     drive(new Ctx(engine, req, res), 'recv')
   })
   // One field more than allowed reaches recv, which refuses it (request-head.ts).
