@@ -161,6 +161,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
     // Requests parsed behind one we rejected for its framing are not the client's to send.
     if (isRejected(req.socket)) { res.destroy(); return }
     trackResponse(req.socket, res)
+    // A request the hit front passed on: its connection goes back to the front once this answer is written.
+    if (front !== undefined) res.once('close', () => { front!.released(req.socket, res.writableFinished) })
     drive(new Ctx(engine, req, res), 'recv')
   })
   // One field more than allowed reaches recv, which refuses it (request-head.ts).

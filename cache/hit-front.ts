@@ -23,6 +23,7 @@
  * refuses anything: every 4xx comes from the one place that makes them.
  */
 import net from 'node:net'
+import { Duplex } from 'node:stream'
 import http, { type IncomingHttpHeaders } from 'node:http'
 import type { RequestView } from './policy.js'
 
@@ -60,6 +61,55 @@ export interface HitFront {
   closeConnections (): void
   /** Closes every connection still in the front, written or not (the end of a shutdown's grace). */
   destroyConnections (): void
+  /**
+   * node's server closed the response to a request the front passed on
+   * (`socket` is the stream it was given); `complete`: the whole answer was
+   * written, so the connection comes back to the front.
+   */
+  released (socket: unknown, complete: boolean): void
+}
+
+/**
+ * node's server's side of one request the front passes on without handing
+ * the connection over: a stream that takes the request's bytes from the front
+ * and writes node's answer to the real connection, with the real peer's
+ * addresses (X-Forwarded-For, trusted proxies). The front keeps the
+ * connection's timers. node ending the stream (an answer with Connection:
+ * close, a refused request) ends the connection; destroying it before the
+ * answer was complete destroys the connection, so a cut answer is never
+ * followed by another.
+ */
+class NodeSide extends Duplex {
+  #settled = false
+  constructor (private readonly real: net.Socket, private readonly onReleased: () => void) { super({ allowHalfOpen: true }) }
+  get remoteAddress (): string | undefined { return this.real.remoteAddress }
+  get remotePort (): number | undefined { return this.real.remotePort }
+  get remoteFamily (): string | undefined { return this.real.remoteFamily }
+  get localAddress (): string | undefined { return this.real.localAddress }
+  get localPort (): number | undefined { return this.real.localPort }
+  setTimeout (): this { return this }
+  setNoDelay (): this { return this }
+  setKeepAlive (): this { return this }
+  override _read (): void {}
+  override _write (chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void { this.real.write(chunk, done) }
+  override _final (done: (err?: Error | null) => void): void {
+    this.#settled = true
+    this.real.end()
+    done()
+  }
+
+  override _destroy (err: Error | null, done: (err?: Error | null) => void): void {
+    if (!this.#settled) { this.#settled = true; this.real.destroy() }
+    done(err)
+  }
+
+  release (complete: boolean): void {
+    if (this.#settled || this.destroyed || this.writableEnded) return
+    if (!complete) { this.destroy(); return }
+    this.#settled = true
+    this.destroy()
+    this.onReleased()
+  }
 }
 
 const CRLF2 = Buffer.from('\r\n\r\n', 'latin1')
@@ -218,9 +268,15 @@ export function createHitFront (o: HitFrontOptions): HitFront {
   const here = new Set<net.Socket>()
   let closing = false
 
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  // Half-open like node's server: a client may end its side after a request and still read the answer.
+  const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     here.add(socket)
-    socket.on('close', () => { here.delete(socket) })
+    // A request node's server is answering for the front (see throughNode).
+    let side: NodeSide | undefined
+    socket.on('close', () => {
+      here.delete(socket)
+      side?.destroy()
+    })
     // Until a first request arrives: node's head timeout; between requests:
     // its keep-alive timeout. Set only when it changes (each call makes a new
     // timer); reads and writes restart it by themselves.
@@ -229,8 +285,34 @@ export function createHitFront (o: HitFrontOptions): HitFront {
     const expireAfter = (ms: number): void => { if (ms !== timeout) { timeout = ms; socket.setTimeout(ms) } }
     const onTimeout = (): void => { socket.destroy() }
     const onError = (): void => { /* a reset by the client; 'close' follows */ }
+    // The client is done sending: nothing more to answer here once node's answer (if any) is written.
+    const onEnd = (): void => {
+      if (side !== undefined) side.push(null)
+      else socket.end()
+    }
     socket.on('timeout', onTimeout)
     socket.on('error', onError)
+    socket.on('end', onEnd)
+    /**
+     * A whole request in the narrow form that is not a plain hit (a miss, a
+     * reload, a purge, …): node's server answers it over a stream of its own
+     * while the connection waits, then the connection is the front's again —
+     * so a load balancer's reused connections stay here through misses.
+     */
+    const throughNode = (chunk: Buffer): void => {
+      socket.pause()
+      expireAfter(o.idleTimeoutMs)
+      const s = new NodeSide(socket, () => {
+        side = undefined
+        // Closing down, or the client ended its side while node answered: the connection ends here.
+        if (closing || socket.readableEnded) { socket.end(); return }
+        expireAfter(o.keepAliveTimeoutMs)
+        socket.resume()
+      })
+      side = s
+      o.http.emit('connection', s)
+      s.push(chunk)
+    }
     const onData = (chunk: Buffer): void => {
       if (!closing && answer(chunk)) return
       // Node's from here on: the bytes go back in front of whatever follows.
@@ -238,6 +320,7 @@ export function createHitFront (o: HitFrontOptions): HitFront {
       socket.removeListener('data', onData)
       socket.removeListener('timeout', onTimeout)
       socket.removeListener('error', onError)
+      socket.removeListener('end', onEnd)
       socket.setTimeout(0)
       socket.unshift(chunk)
       o.http.emit('connection', socket)
@@ -249,7 +332,10 @@ export function createHitFront (o: HitFrontOptions): HitFront {
       const req = parseFrontHead(chunk.toString('latin1'), o.maxFields, o.maxUrlBytes)
       if (req === null) return false
       const res = new FrontResponse(prepared, keepAlive, req.method === 'HEAD')
-      if (!o.serve(req, res) || res.bytes === undefined) return false
+      if (!o.serve(req, res) || res.bytes === undefined) {
+        throughNode(chunk)
+        return true
+      }
       const body = req.method === 'HEAD' ? undefined : res.body
       if (body === undefined || body.length === 0) socket.write(res.bytes)
       else if (body.length < JOIN_BELOW) socket.write(Buffer.concat([res.bytes, body], res.bytes.length + body.length))
@@ -291,6 +377,9 @@ export function createHitFront (o: HitFrontOptions): HitFront {
     },
     destroyConnections () {
       for (const socket of here) socket.destroy()
+    },
+    released (socket, complete) {
+      if (socket instanceof NodeSide) socket.release(complete)
     }
   }
 }

@@ -82,16 +82,48 @@ t.test('plain hits are answered by the front, with the fields node\'s server wou
   t.equal(front.cache.app.engine.metrics.counters.hits, 3, 'counted as hits')
 })
 
-t.test('the first request that is not a plain hit hands the connection to node\'s server for good', async (t) => {
-  const { origin, cache, handoffs } = await pair(t)
+/** Who wrote an answer: the front writes its fields in lower case, node's server its own as `Connection: keep-alive`. */
+const byFront = (answer: string) => answer.includes('\r\nconnection: keep-alive\r\n')
+
+t.test('a miss, a reload or a purge in the narrow form is answered by node\'s server, and the connection stays at the front', async (t) => {
+  const { origin, cache } = await pair(t)
+  await sequence(cache.url, [get('/page')])
+  // A load balancer's reused connection: everyone's requests, hits and misses.
+  const answers = await sequence(cache.url, [get('/page'), get('/other'), get('/page'), get('/page', 'Cache-Control: no-cache\r\n'), get('/page'), get('/private'), get('/page')])
+  t.same(answers.map((a) => statusLines(a)[0]), [200, 200, 200, 200, 200, 200, 200])
+  t.same(answers.map((a) => /\r\nx-cache: (\w+)/i.exec(a)?.[1]), ['HIT', 'MISS', 'HIT', 'MISS', 'HIT', 'MISS', 'HIT'])
+  t.same(answers.map(byFront), [true, false, true, false, true, false, true], 'hits at the front, the others by node\'s server, on one connection')
+  t.equal(origin.count('/other'), 1)
+  t.equal(origin.count('/page'), 2, 'the warm-up and the reload')
+  t.same(origin.requests.map((r) => r.headers['x-forwarded-for']), ['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1'], 'node\'s server saw the real peer')
+})
+
+t.test('anything else hands the connection to node\'s server for good', async (t) => {
+  const { cache, handoffs } = await pair(t)
   await sequence(cache.url, [get('/page')])
   const before = handoffs()
-  const answers = await sequence(cache.url, [get('/page'), get('/other'), get('/page'), get('/page')])
+  const answers = await sequence(cache.url, [get('/page'), 'POST /form HTTP/1.1\r\nHost: site.test\r\nContent-Length: 2\r\n\r\nok', get('/page'), get('/page')])
   t.same(answers.map((a) => statusLines(a)[0]), [200, 200, 200, 200])
-  t.same(answers.map((a) => /\r\nx-cache: (\w+)/i.exec(a)?.[1]), ['HIT', 'MISS', 'HIT', 'HIT'])
-  t.equal(handoffs() - before, 1, 'one hand-over, at the miss')
-  t.equal(origin.count('/other'), 1)
-  t.equal(origin.count('/page'), 1, 'the page was fetched once, at the warm-up')
+  t.same(answers.map(byFront), [true, false, false, false], 'after the POST, node\'s server answers everything')
+  t.equal(handoffs() - before, 1, 'one hand-over')
+})
+
+t.test('a client that ends its side after a request for a stored page still gets the whole answer', async (t) => {
+  const { cache } = await pair(t)
+  await sequence(cache.url, [get('/page')])
+  // (A miss is node's server's: like it, the front aborts a request whose client ended its side.)
+  for (const path of ['/page']) {
+    const socket = net.connect(Number(new URL(cache.url).port), '127.0.0.1')
+    socket.setEncoding('latin1')
+    let data = ''
+    socket.on('data', (d: string) => { data += d })
+    const closed = new Promise((resolve) => socket.once('close', resolve))
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.end(get(path))
+    await closed
+    t.same(statusLines(data), [200], `${path}: one answer`)
+    t.ok(data.endsWith(BODY), `${path}: the whole body, then the cache closed`)
+  }
 })
 
 t.test('odd, hostile and ordinary request forms are answered exactly as without the front', async (t) => {
