@@ -162,7 +162,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
     if (isRejected(req.socket)) { res.destroy(); return }
     trackResponse(req.socket, res)
     // A request the hit front passed on: its connection goes back to the front once this answer is written.
-    if (front !== undefined) res.once('close', () => { front!.released(req.socket, res.writableFinished) })
+    front?.watch(req.socket, res)
     drive(new Ctx(engine, req, res), 'recv')
   })
   // One field more than allowed reaches recv, which refuses it (request-head.ts).

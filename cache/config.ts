@@ -43,7 +43,7 @@ export const CacheEnv = Type.Object({
   CACHE_IDLE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 30_000, description: 'A socket with no progress for this long (e.g. a client that stops reading) is closed.' }),
   CACHE_SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000, description: 'A streamed (not stored) answer whose client accepts no bytes for this long is abandoned and its upstream connection released.' }),
   CACHE_KEEPALIVE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000, description: 'Idle keep-alive client connections are closed after this.' }),
-  CACHE_HIT_FRONT: Type.Boolean({ default: true, description: 'Answer plain hits (a fresh stored page for a simple GET/HEAD) straight from the listening socket, before node\'s HTTP server (hit-front.ts); everything else, and every connection after its first other request, goes through node\'s server. false: every request does.' })
+  CACHE_HIT_FRONT: Type.Boolean({ default: true, description: 'Answer plain hits (a fresh stored page for a simple GET/HEAD) straight from the listening socket, before node\'s HTTP server (hit-front.ts); other requests go through node\'s server (a connection that sends one outside the simple form stays there). false: every request does.' })
 })
 
 export type CacheConfig = Static<typeof CacheEnv>

@@ -14,13 +14,16 @@
  * strict field syntax, no body fields, no duplicate fields, no Connection
  * option but keep-alive, within the cache's head limits — and that the
  * state machine's lookup finds a fresh stored answer for (`plainHit`), is
- * answered here from bytes prepared once per object and second. Anything
- * else — a partial head, pipelined requests, a miss, a purge, a body, an
- * HTTP/1.0 client, a byte this parser does not accept — hands the
- * connection, with the bytes read, to node's HTTP server for good, which
- * parses them from the start with its strict parser as if the front were not
- * there. The front never answers what it did not fully understand, and never
- * refuses anything: every 4xx comes from the one place that makes them.
+ * answered here from bytes prepared once per object and second. A request
+ * in that form that is not a plain hit (a miss, a reload, a purge) is
+ * answered by node's HTTP server over a stream of its own (NodeSide), and the
+ * connection stays here. Anything outside the form — a partial head,
+ * pipelined requests, a body, an HTTP/1.0 client, a byte this parser does not
+ * accept — hands the connection, with the bytes read, to node's HTTP server
+ * for good, which parses them from the start with its strict parser as if the
+ * front were not there. The front never answers what it did not fully
+ * understand, and never refuses anything: every 4xx comes from the one place
+ * that makes them.
  */
 import net from 'node:net'
 import { Duplex } from 'node:stream'
@@ -43,7 +46,7 @@ export interface HeadWriter {
 export interface HitFrontOptions {
   /** Where a connection goes once a request is not answered here. */
   http: http.Server
-  /** Answers the request through `res` when it is a plain hit; false leaves it (and the connection) to node's server. */
+  /** Answers the request through `res` when it is a plain hit; false passes it to node's server (NodeSide). */
   serve (req: FrontRequest, res: HeadWriter): boolean
   /** The parser limits node's server applies (request-head.ts); a head beyond them is node's to refuse. */
   maxHeadBytes: number
@@ -62,11 +65,11 @@ export interface HitFront {
   /** Closes every connection still in the front, written or not (the end of a shutdown's grace). */
   destroyConnections (): void
   /**
-   * node's server closed the response to a request the front passed on
-   * (`socket` is the stream it was given); `complete`: the whole answer was
-   * written, so the connection comes back to the front.
+   * Called by node's server's request handler: when `socket` is the stream
+   * of a request the front passed on, the connection comes back to the front
+   * once `res` is written whole (and is destroyed if it closes cut short).
    */
-  released (socket: unknown, complete: boolean): void
+  watch (socket: unknown, res: http.ServerResponse): void
 }
 
 /**
@@ -378,8 +381,9 @@ export function createHitFront (o: HitFrontOptions): HitFront {
     destroyConnections () {
       for (const socket of here) socket.destroy()
     },
-    released (socket, complete) {
-      if (socket instanceof NodeSide) socket.release(complete)
+    watch (socket, res) {
+      // Only passed-on requests: node's own connections pay for no listener.
+      if (socket instanceof NodeSide) res.once('close', () => { socket.release(res.writableFinished) })
     }
   }
 }
