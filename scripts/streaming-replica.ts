@@ -14,7 +14,28 @@ import { spawnSync, type SpawnOptions } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs'
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import pg from 'pg'
 import { processStartedAt, stopProcess, waitGone } from './pid-record.js'
+
+/**
+ * Settings a hot standby must hold at least as high as its primary, or it
+ * refuses to start ("recovery aborted because of insufficient parameter
+ * settings"): the standby copies the primary's values instead of writing
+ * PostgreSQL's defaults.
+ */
+export const STANDBY_MINIMUMS = ['max_connections', 'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions', 'max_locks_per_transaction'] as const
+
+/** The primary's values of STANDBY_MINIMUMS, as `name = value` lines of postgresql.conf. */
+export async function standbyMinimums (primaryUrl: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: primaryUrl, connectionTimeoutMillis: 10_000 })
+  await client.connect()
+  try {
+    const { rows } = await client.query<{ name: string, setting: string }>('select name, setting from pg_settings where name = any($1::text[]) order by name', [[...STANDBY_MINIMUMS]])
+    return rows.map((r) => `${r.name} = ${Number(r.setting)}`)
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
 
 /** Folder of the newest PostgreSQL server binaries (Debian layout), if installed. */
 export function pgBinDir (): string | undefined {
@@ -80,7 +101,9 @@ export async function prepareStreamingReplica (options: ReplicaOptions): Promise
       return `pg_basebackup was refused (${reason}); allow it with "host replication all 127.0.0.1/32 trust" in pg_hba.conf`
     }
   }
-  // The copy's own configuration (the primary's may live outside its data folder).
+  // The copy's own configuration (the primary's may live outside its data folder),
+  // with the primary's values of the settings a standby may not hold lower.
+  const minimums = await standbyMinimums(options.primaryUrl)
   const files: Record<string, string> = {
     'postgresql.conf': [
       '# written by flashcrowd: a local streaming replica',
@@ -96,6 +119,7 @@ export async function prepareStreamingReplica (options: ReplicaOptions): Promise
       'fsync = off',
       'logging_collector = off',
       "log_min_messages = 'warning'",
+      ...minimums,
       ''
     ].join('\n'),
     'pg_hba.conf': 'local all all trust\nhost all all 127.0.0.1/32 trust\n',

@@ -54,7 +54,8 @@ async function waitReady (url: string, ms: number): Promise<void> {
   }
 }
 
-export async function startPrivatePostgres (): Promise<PrivatePostgres & { remove: () => Promise<void> }> {
+/** `settings`: server settings given on the command line (`-c name=value`), over the defaults below. */
+export async function startPrivatePostgres (settings: Record<string, string | number> = {}): Promise<PrivatePostgres & { remove: () => Promise<void> }> {
   const bin = binaries()!
   const dir = await mkdtemp(path.join(tmpdir(), 'fc-pg-'))
   const data = path.join(dir, 'data')
@@ -70,8 +71,9 @@ export async function startPrivatePostgres (): Promise<PrivatePostgres & { remov
     pid: () => pid,
     async start () {
       // Durable as production is: fsync and synchronous_commit on (the defaults, stated).
+      const all = { listen_addresses: '127.0.0.1', fsync: 'on', synchronous_commit: 'on', max_connections: 50, ...settings }
       const child = spawn('runuser', ['-u', 'postgres', '--', path.join(bin, 'postgres'), '-D', data, '-p', String(port), '-k', dir,
-        '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=on', '-c', 'synchronous_commit=on', '-c', 'max_connections=50'], { stdio: 'ignore', detached: false })
+        ...Object.entries(all).flatMap(([name, value]) => ['-c', `${name}=${value}`])], { stdio: 'ignore', detached: false })
       child.unref()
       await waitReady(url(), 30_000)
       pid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0])

@@ -18,6 +18,7 @@ import { Supervisor } from '../../scripts/supervisor.js'
 import { clearPostmaster, postmasterPid, prepareStreamingReplica, processesIn, serverUser, type PreparedReplica } from '../../scripts/streaming-replica.js'
 import { processStartedAt } from '../../scripts/pid-record.js'
 import { portRefused } from '../helpers/spawn.js'
+import { privatePostgresUnavailable, startPrivatePostgres } from '../helpers/private-postgres.js'
 
 const skip = process.env.DATABASE_URL ? false : 'needs DATABASE_URL (a real PostgreSQL server to replicate)'
 
@@ -99,4 +100,36 @@ t.test('the replica under the supervisor: orphans, a killed postmaster, a stale 
   t.not(processStartedAt(process.pid), undefined, 'and the process that held the number was left alone')
   await again.stop([])
   t.ok(await portRefused(port), 'port closed')
+})
+
+// A standby holding any of these lower than its primary refuses to start
+// ("recovery aborted because of insufficient parameter settings").
+t.test('the replica copies the settings a standby may not hold lower than its primary (max_connections = 200)', { skip: privatePostgresUnavailable() ?? false, timeout: 180_000 }, async (t) => {
+  const raised = { max_connections: 200, max_worker_processes: 12, max_wal_senders: 14, max_prepared_transactions: 7, max_locks_per_transaction: 96 }
+  const primary = await startPrivatePostgres(raised)
+  t.teardown(primary.remove)
+  const base = await mkdtemp(path.join(tmpdir(), 'fc-replica-'))
+  const user = serverUser()
+  if (user) await chown(base, user.uid, user.gid)
+  t.teardown(() => rm(base, { recursive: true, force: true }))
+  const port = await freePort()
+  const prepared = await prepareStreamingReplica({ primaryUrl: primary.url(), dir: path.join(base, 'data'), port })
+  if (typeof prepared === 'string') throw new Error(prepared)
+  const child = spawn(prepared.command[0], prepared.command.slice(1), { ...prepared.spawnOptions, stdio: ['ignore', 'ignore', 'pipe'] })
+  let out = ''
+  child.stderr!.on('data', (d) => { out = (out + d).slice(-5000) })
+  t.teardown(async () => {
+    for (const pid of processesIn(prepared.dir)) { try { process.kill(pid, 'SIGKILL') } catch {} }
+  })
+  const url = Object.assign(new URL(prepared.url), { pathname: '/postgres' }).toString()
+  await until('the standby answers in recovery', async () => {
+    if (child.exitCode !== null) throw new Error(`the standby exited: ${out}`)
+    return answers(url)
+  })
+  const c = new pg.Client({ connectionString: url })
+  await c.connect()
+  const { rows } = await c.query<{ name: string, setting: string }>('select name, setting from pg_settings where name = any($1::text[])', [Object.keys(raised)])
+  await c.end()
+  t.same(Object.fromEntries(rows.map((r) => [r.name, Number(r.setting)])), raised, 'the standby runs with the primary\'s values')
+  child.kill('SIGINT')
 })
