@@ -7,6 +7,12 @@
  * binaries are present and the primary allows replication connections
  * (otherwise the primary doubles as the read pool, and it says so).
  *
+ * With a `database` section in cluster.json (`postgres`, `patroni`, `etcd`,
+ * `write`, `read` ports) it runs its own database instead: two PostgreSQL
+ * servers under Patroni over a one-node etcd, HAProxy routing writes to the
+ * leader and reads to the replica (scripts/database-cluster.ts); the roles
+ * connect through those routers and ride through a failover.
+ *
  * Ports come from cluster.json (or CLUSTER_CONFIG). The PIDs of every process
  * are kept in .flashcrowd/cluster/<front port>/pids.json (scripts/pid-record.ts)
  * for fault tests and for `npm run cluster -- stop`, which stops every
@@ -27,6 +33,7 @@ import { haproxyConfig } from './haproxy-config.js'
 import { PidRecorder, isRecordedProcess, processStartedAt, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
 import { clearPostmaster, postmasterPid, prepareStreamingReplica, serverUser } from './streaming-replica.js'
 import { MailerEnv } from '../mailer/config.js'
+import { clearDatabaseCluster, databasePortNames, databasePortsProblem, databaseUnavailable, databaseUrls, prepareDatabaseCluster, waitWritable, type DatabasePorts } from './database-cluster.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -42,10 +49,18 @@ const ClusterEnv = Type.Object({
   SMTP_URL: MailerEnv.properties.SMTP_URL
 })
 
-interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], replica: number, haproxyStats: number }
+interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], replica: number, haproxyStats: number, database?: DatabasePorts }
 
 const config = loadConfigOrExit(ClusterEnv, 'cluster')
 const ports = JSON.parse(await readFile(path.resolve(ROOT, config.CLUSTER_CONFIG), 'utf8')) as Ports
+if (ports.database !== undefined) {
+  const problem = databasePortsProblem(ports.database)
+  if (problem) {
+    console.error(`cluster: ${config.CLUSTER_CONFIG}: ${problem}`)
+    process.exit(2)
+  }
+}
+const database = ports.database
 const stateDir = path.resolve(ROOT, config.FLASHCROWD_STATE_DIR, 'cluster', String(ports.front))
 await mkdir(stateDir, { recursive: true })
 const log = await createLogWriter(Boolean(process.stdout.isTTY))
@@ -56,7 +71,8 @@ const pidFile = path.join(stateDir, 'pids.json')
 const replicaDir = path.join(stateDir, 'replica')
 const recorder = new PidRecorder(pidFile)
 // Every node cluster.json names, in stop order; the bound of a whole stop follows from it.
-const nodes = ['front', ...ports.caches.map((_, i) => `cache${i + 1}`), ...ports.frontends.map((_, i) => `frontend${i + 1}`), ...ports.backends.map((_, i) => `backend${i + 1}`), 'replica']
+const nodes = ['front', ...ports.caches.map((_, i) => `cache${i + 1}`), ...ports.frontends.map((_, i) => `frontend${i + 1}`), ...ports.backends.map((_, i) => `backend${i + 1}`), 'replica',
+  ...(database ? ['database-router', ...database.patroni.map((_, i) => `patroni${i + 1}`), 'etcd'] : [])]
 const STOP_BOUND_MS = stopGroups(nodes).length * STOP_GRACE_MS + 5000
 /** postgres stops at once on SIGINT (fast shutdown); on SIGTERM it would wait for every client session. */
 const signalOf = (name: string): NodeJS.Signals => name === 'replica' ? 'SIGINT' : 'SIGTERM'
@@ -85,6 +101,13 @@ async function stopRecordedCluster (): Promise<string[]> {
   if (replica) {
     say(replica)
     if (!done.includes('replica')) done.push('replica')
+  }
+  // Patroni detaches its postmasters: one still running outlived a Patroni that was killed.
+  if (database) {
+    for (const what of await clearDatabaseCluster(stateDir, database)) {
+      say(what)
+      if (!done.includes('postgres')) done.push('postgres')
+    }
   }
   return done
 }
@@ -116,8 +139,16 @@ const planned: Array<[string, number]> = [
   ...ports.frontends.map((p, i): [string, number] => [`frontend${i + 1}`, p]),
   ...ports.backends.map((p, i): [string, number] => [`backend${i + 1}`, p]),
   ...(haproxy ? [['HAProxy stats', ports.haproxyStats] as [string, number]] : []),
-  ...(config.CLUSTER_REPLICA === 'auto' && !config.DATABASE_READ_URL ? [['replica', ports.replica] as [string, number]] : [])
+  ...(config.CLUSTER_REPLICA === 'auto' && !config.DATABASE_READ_URL && !database ? [['replica', ports.replica] as [string, number]] : []),
+  ...(database ? databasePortNames(database) : [])
 ]
+if (database) {
+  const missing = databaseUnavailable()
+  if (missing) {
+    console.error(`cluster: the database section needs Patroni, etcd and HAProxy: ${missing}`)
+    process.exit(1)
+  }
+}
 const taken = await portsInUse(planned.map(([, p]) => p))
 if (taken.length > 0) {
   const names = planned.filter(([, p]) => taken.includes(p)).map(([n, p]) => `${p} (${n})`)
@@ -170,15 +201,24 @@ function stop (): Promise<void> {
 }
 gracefulShutdown({ delayMs: STOP_BOUND_MS, log: shutdownLog(log, 'cluster') }, stop)
 
-const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(config.DATABASE_URL).pathname.slice(1).replace(/[^A-Za-z0-9_.-]/g, '_')}`
+/** The primary: the cluster's own leader through HAProxy, or DATABASE_URL. */
+const primaryUrl = database ? databaseUrls(database).write : config.DATABASE_URL
+const redisPrefix = config.REDIS_PREFIX ?? `flashcrowd:${new URL(primaryUrl).pathname.slice(1).replace(/[^A-Za-z0-9_.-]/g, '_')}`
 try {
-  await ensureDatabase(config.DATABASE_URL)
-  await prepareDatabase(config.DATABASE_URL, say)
+  if (database) {
+    for (const spec of await prepareDatabaseCluster(stateDir, database, say)) await supervisor.start(spec)
+    await waitWritable(primaryUrl, 180_000)
+    say(`Patroni leads PostgreSQL on ports ${database.postgres.join(', ')} (etcd on ${database.etcd}); writes through ${database.write}, reads through ${database.read}`)
+  }
+  await ensureDatabase(primaryUrl)
+  await prepareDatabase(primaryUrl, say)
   const token = await adminToken(config.ADMIN_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
   const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
-  let readUrl = config.DATABASE_URL
-  const replica = config.DATABASE_READ_URL ? 'DATABASE_READ_URL names one' : await prepareReplica(config.DATABASE_URL)
-  if (config.DATABASE_READ_URL) {
+  let readUrl = primaryUrl
+  const replica = database ? 'the database section has its own' : config.DATABASE_READ_URL ? 'DATABASE_READ_URL names one' : await prepareReplica(config.DATABASE_URL)
+  if (database) {
+    readUrl = databaseUrls(database).read
+  } else if (config.DATABASE_READ_URL) {
     readUrl = config.DATABASE_READ_URL
     say('the frontends read from the replica at DATABASE_READ_URL')
   } else if (typeof replica === 'string') {
@@ -209,13 +249,13 @@ try {
   const backendUrls = ports.backends.map((p) => `http://127.0.0.1:${p}`)
   await Promise.all(ports.backends.map((p, i) => supervisor.start({
     name: `backend${i + 1}`, script: 'backend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
-    env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL }
+    env: { ...common, PORT: String(p), DATABASE_URL: primaryUrl }
   })))
   // Two mailers share the queue (claims skip each other's rows) and one quota (the mail_rate row).
   await Promise.all((ports.mailers ?? []).map((p, i) => supervisor.start({
     name: `mailer${i + 1}`, script: 'mailer/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
     env: {
-      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(p), DATABASE_URL: config.DATABASE_URL,
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(p), DATABASE_URL: primaryUrl,
       FLASHCROWD_STATE_DIR: stateDir, MAILER_SITE_URL: `http://127.0.0.1:${ports.front}`,
       ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
     }
@@ -226,7 +266,7 @@ try {
   // balancer cannot, so without HAProxy the caches trust nobody and every visitor is 127.0.0.1.
   await Promise.all(ports.frontends.map((p, i) => supervisor.start({
     name: `frontend${i + 1}`, script: 'frontend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
-    env: { ...common, PORT: String(p), DATABASE_URL: config.DATABASE_URL, DATABASE_READ_URL: readUrl, BACKEND_URL: backendUrls.join(',') }
+    env: { ...common, PORT: String(p), DATABASE_URL: primaryUrl, DATABASE_READ_URL: readUrl, BACKEND_URL: backendUrls.join(',') }
   })))
   await Promise.all(ports.caches.map((p, i) => supervisor.start({
     name: `cache${i + 1}`, script: 'cache/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
