@@ -163,6 +163,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
 
   const batchSizes = new Histogram({ name: 'flashcrowd_write_batch_size', help: 'Writes committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [metrics.registry] })
   const batchSplits = new Counter({ name: 'flashcrowd_write_batch_splits_total', help: 'Batches split in halves to find the one write that failed them', registers: [metrics.registry] })
+  const writeRetries = new Counter({ name: 'flashcrowd_write_failover_retries_total', help: 'Writes run again after their batch met a failover (connection lost, refused or read-only)', registers: [metrics.registry] })
   await app.register(writerPlugin, {
     database,
     publisher,
@@ -171,7 +172,9 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     batchMax: config.BACKEND_WRITE_BATCH_MAX,
     batchWaitMs: config.BACKEND_WRITE_BATCH_WAIT_MS,
     concurrency: config.BACKEND_WRITE_CONCURRENCY,
+    retryMs: config.BACKEND_DB_RETRY_MS,
     onBatch: (size) => batchSizes.observe(size),
+    onRetry: () => writeRetries.inc(),
     onSplit: () => batchSplits.inc()
   })
   await app.register(commentRoutes)

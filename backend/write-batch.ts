@@ -36,9 +36,11 @@ import type { BatchContext, ExecuteKind, KindStatement, StatementKind, WriteAnsw
 export interface PendingWrite {
   kind: WriteKind<any>
   input: unknown
-  /** Idempotency-Key and request hash, when the client sent a key. */
+  /** Idempotency-Key and request hash (the client's key, or one of the writer's own: write.ts). */
   key?: string
   hash?: string
+  /** How long the key is remembered, when not the configured TTL (the writer's own keys live only as long as its retries). */
+  ttlSeconds?: number
 }
 
 export interface WriteOutcome {
@@ -119,7 +121,7 @@ export async function runWriteBatch (items: PendingWrite[], options: WriteBatchO
 
     const statements = statementKinds.map(([kind, indexes]) => {
       const keys = indexes.map((i) => items[i].key)
-      const statement = batchStatement(kind.statement(indexes.map((i) => items[i].input), context), keys, indexes.map((i) => items[i].hash), options.idempotencyTtlSeconds)
+      const statement = batchStatement(kind.statement(indexes.map((i) => items[i].input), context), keys, indexes.map((i) => items[i].hash), indexes.map((i) => items[i].ttlSeconds ?? options.idempotencyTtlSeconds))
       return { ...statement, name: statementName(client, kind, statement.keyed) }
     })
     const answers = await commitWith(client, begun, statements, options.wal)
@@ -276,7 +278,7 @@ function corked<T> (client: pg.PoolClient, send: () => T): T {
  * answer already), `go` (what this batch stores), the kind's `store`, one
  * outbox row, and per input: its answer, and whether it was stored.
  */
-export function batchStatement (kind: KindStatement, keys: Array<string | undefined>, hashes: Array<string | undefined>, ttlSeconds: number): { text: string, values: unknown[], keyed: boolean } {
+export function batchStatement (kind: KindStatement, keys: Array<string | undefined>, hashes: Array<string | undefined>, ttlSeconds: number[]): { text: string, values: unknown[], keyed: boolean } {
   const outbox = `outboxed as (
     insert into outbox (keys) select array(select distinct k from go, unnest(go.keys) as k)
     where exists (select 1 from go)
@@ -295,10 +297,10 @@ export function batchStatement (kind: KindStatement, keys: Array<string | undefi
   const n = kind.values.length
   return {
     text: `with ${kind.input},
-  idem as (select * from unnest($${n + 1}::text[], $${n + 2}::text[]) with ordinality as x(key, hash, ord)),
+  idem as (select * from unnest($${n + 1}::text[], $${n + 2}::text[], $${n + 3}::int[]) with ordinality as x(key, hash, ttl, ord)),
   claimed as (
     insert into idempotency_keys (key, request_hash, status, response, expires_at)
-    select x.key, x.hash, i.status, i.response, now() + make_interval(secs => $${n + 3}::int)
+    select x.key, x.hash, i.status, i.response, now() + make_interval(secs => x.ttl)
     from input i join idem x on x.ord = i.ord
     where i.ok and x.key is not null
     order by x.key

@@ -50,12 +50,32 @@ export function isDatabaseUnavailable (err: unknown): boolean {
 }
 
 /**
- * An error without a SQLSTATE: the connection failed (reset, timed out,
- * closed), not a statement. Such a connection is not given back to its pool.
+ * Errors after which a connection is not given back to its pool: the
+ * connection failed (no SQLSTATE: reset, timed out, closed), the server is
+ * shutting down or ended the session (class 08, 57P01-57P03), or it answered
+ * that it cannot write (25006: a primary demoted to a standby during a
+ * failover; a fresh connection through the router reaches the new leader).
  */
 export function isConnectionError (err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code
-  return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)
+  return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || /^(08|57P0[1-3])/.test(code) || code === READ_ONLY
+}
+
+/** 25006 read_only_sql_transaction: the server this connection reaches is (now) a standby. */
+const READ_ONLY = '25006'
+
+/**
+ * A write that failed this way has an unknown outcome and the database is
+ * probably changing hands (a failover): the connection died or was refused
+ * mid-flight, the server shut down, or it turned read-only. The same write
+ * may be run again on a fresh connection, by its idempotency key.
+ */
+export function isFailover (err: unknown): boolean {
+  if (isDatabaseUnavailable(err)) return true
+  const e = err as { code?: unknown, message?: unknown } | null
+  if (e?.code === READ_ONLY) return true
+  // pg's client-side query_timeout: the server stopped answering mid-statement.
+  return typeof e?.message === 'string' && /Query read timeout/i.test(e.message)
 }
 
 export function isStatementTimeout (err: unknown): boolean {
@@ -72,7 +92,7 @@ export interface HttpFailure {
 
 /** Maps anything thrown in a request to what the client may see. */
 export function classifyError (err: unknown, retryAfterSeconds = 5): HttpFailure {
-  if (isDatabaseUnavailable(err) || isStatementTimeout(err)) {
+  if (isFailover(err) || isStatementTimeout(err)) {
     return { status: 503, code: 'unavailable', message: 'the database is unavailable; retry shortly', retryAfter: retryAfterSeconds }
   }
   const e = err as { statusCode?: number, code?: string, message?: string, validation?: unknown, retryAfter?: number }

@@ -25,6 +25,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
+import { isConnectionError } from '../common/errors.js'
 import { GroupCommit } from '../common/group-commit.js'
 import { consume, grant, type QuotaLimits } from './quota.js'
 import { renderMessage, TemplateError, type SiteLinks } from './templates.js'
@@ -368,9 +369,4 @@ export class Sender {
       this.#wake = () => { this.#wake = undefined; done() }
     })
   }
-}
-
-function isConnectionError (err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)
 }

@@ -88,7 +88,7 @@ eachDatabase(t, 'mail queue', async (t, database) => {
       await client.query('begin')
       let n = 0
       // The batch's own statement for one unkeyed sign-up, run by hand so the transaction can be rolled back.
-      const statement = batchStatement(eventWrites.statement!([signup(3)], { counterShard: 'participants:0', messageId: () => `<rolled-back-${n++}@flashcrowd.localhost>` }), [undefined], [undefined], 3600)
+      const statement = batchStatement(eventWrites.statement!([signup(3)], { counterShard: 'participants:0', messageId: () => `<rolled-back-${n++}@flashcrowd.localhost>` }), [undefined], [undefined], [3600])
       await client.query(statement.text, statement.values)
       t.equal((await client.query('select count(*)::int as n from mail_messages')).rows[0].n, 1, 'inside the transaction the message exists')
       await client.query('rollback')
