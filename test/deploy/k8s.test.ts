@@ -4,12 +4,16 @@
  * object validates against the Kubernetes schemas (kubernetes-models), every
  * environment variable belongs to its role's schema and passes its
  * validation, every command exists, and ports, probes and selectors line up.
+ * The database (a CloudNativePG Cluster) validates against the operator's
+ * own CRD schema, kept in deploy/k8s/crds.
  */
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import YAML from 'yaml'
+import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
 import { Type, type TObject } from '@sinclair/typebox'
 import { ROOT } from '../helpers/spawn.js'
 import { productionCommand } from '../helpers/production-command.js'
@@ -37,8 +41,11 @@ if (kubectl.error) {
     t.equal(find('Service', 'frontend')!.spec.clusterIP, 'None', 'frontends behind a headless Service (the cache director resolves every pod)')
   })
 
+  /** Kinds of an operator's API group, validated against its CRD below (kubernetes-models knows only Kubernetes' own). */
+  const custom = (o: Obj) => o.apiVersion.startsWith('postgresql.cnpg.io/')
+
   t.test('every object validates against the Kubernetes schemas', async (t) => {
-    for (const o of objects) {
+    for (const o of objects.filter((x) => !custom(x))) {
       const [group, version] = o.apiVersion.includes('/') ? o.apiVersion.split('/') : ['', o.apiVersion]
       const modulePath = `kubernetes-models/${group ? `${group}/` : ''}${version}/${o.kind}`
       const mod = await import(modulePath) as Record<string, new (data: unknown) => { validate (): void }>
@@ -126,5 +133,66 @@ if (kubectl.error) {
     writeFileSync(file, find('ConfigMap', 'haproxy')!.data!['haproxy.cfg'])
     const check = spawnSync('haproxy', ['-c', '-f', file], { encoding: 'utf8' })
     t.equal(check.status, 0, check.stdout + check.stderr)
+  })
+}
+
+if (!kubectl.error) {
+  const objects = YAML.parseAllDocuments(kubectl.stdout).map((d) => d.toJS() as Obj).filter(Boolean)
+  const crd = YAML.parse(readFileSync(path.join(ROOT, 'deploy/k8s/crds/postgresql.cnpg.io_clusters.yaml'), 'utf8'))
+  const version = crd.spec.versions.find((v: { name: string }) => v.name === 'v1')
+  // The CRD's structural schema: x-kubernetes-* extensions are Kubernetes' own keywords (strict off lets them be).
+  const ajv = new Ajv({ strict: false, allErrors: true })
+  addFormats.default(ajv)
+  const validate = ajv.compile(version.schema.openAPIV3Schema)
+  const errors = () => ajv.errorsText(validate.errors, { separator: '; ' })
+
+  t.test('the database: a CloudNativePG Cluster valid by the operator\'s own CRD, wired into the roles', async (t) => {
+    t.equal(crd.spec.names.kind, 'Cluster')
+    t.equal(crd.spec.group, 'postgresql.cnpg.io')
+    const clusters = objects.filter((o) => o.kind === 'Cluster')
+    t.equal(clusters.length, 1, 'one Cluster')
+    const cluster = clusters[0]
+    t.equal(cluster.apiVersion, `${crd.spec.group}/${version.name}`)
+    t.ok(validate(cluster), `Cluster/${cluster.metadata.name} validates: ${errors()}`)
+    t.equal(cluster.spec.instances, 3, 'three instances')
+    t.ok(cluster.spec.postgresql.synchronous.number >= 1, 'a synchronous replica')
+    t.equal(cluster.spec.postgresql.synchronous.dataDurability, 'required', 'commits wait for it')
+    // Every Secret the Cluster names is rendered too.
+    for (const name of [cluster.spec.bootstrap.initdb.secret.name, ...cluster.spec.managed.roles.map((r: { passwordSecret: { name: string } }) => r.passwordSecret.name)]) {
+      t.ok(objects.find((o) => o.kind === 'Secret' && o.metadata.name === name), `Secret/${name}`)
+    }
+    // The roles reach the Services the operator keeps pointed: -rw at the primary, -ro at the standbys.
+    const secrets = objects.find((o) => o.kind === 'Secret' && o.metadata.name === 'flashcrowd-secrets')!.stringData!
+    const ns = cluster.metadata.namespace
+    const write = new URL(secrets.DATABASE_URL)
+    const read = new URL(secrets.DATABASE_READ_URL)
+    t.equal(write.hostname, `${cluster.metadata.name}-rw.${ns}.svc`, 'DATABASE_URL is the Cluster\'s -rw Service')
+    t.equal(read.hostname, `${cluster.metadata.name}-ro.${ns}.svc`, 'DATABASE_READ_URL is the Cluster\'s -ro Service')
+    t.equal(write.pathname.slice(1), cluster.spec.bootstrap.initdb.database, 'the database the Cluster creates')
+    t.equal(read.pathname.slice(1), cluster.spec.bootstrap.initdb.database)
+    const owner = objects.find((o) => o.metadata.name === cluster.spec.bootstrap.initdb.secret.name)!.stringData!
+    t.equal(write.username, owner.username, 'DATABASE_URL logs in as the owner the Cluster creates')
+    t.equal(write.username, cluster.spec.bootstrap.initdb.owner)
+    const reader = cluster.spec.managed.roles.find((r: { name: string }) => r.name === read.username)
+    t.ok(reader?.login, 'DATABASE_READ_URL logs in as a role the Cluster manages')
+    for (const deployment of ['backend', 'mailer']) {
+      const env = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === deployment)!.spec.template.spec.containers[0].env as Array<{ name: string, valueFrom?: { secretKeyRef?: { key: string } } }>
+      t.equal(env.find((e) => e.name === 'DATABASE_URL')?.valueFrom?.secretKeyRef?.key, 'DATABASE_URL', `${deployment} writes through the -rw Service`)
+    }
+    const frontend = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'frontend')!.spec.template.spec.containers[0].env as Array<{ name: string, valueFrom?: { secretKeyRef?: { key: string } } }>
+    t.equal(frontend.find((e) => e.name === 'DATABASE_READ_URL')?.valueFrom?.secretKeyRef?.key, 'DATABASE_READ_URL', 'the frontends read through the -ro Service')
+  })
+
+  t.test('the CRD check can fail: a wrong type, an unknown value and a missing field are refused', async (t) => {
+    const cluster = objects.find((o) => o.kind === 'Cluster')!
+    const wrongType = structuredClone(cluster)
+    wrongType.spec.instances = '3'
+    t.notOk(validate(wrongType), 'instances as a string')
+    const badEnum = structuredClone(cluster)
+    badEnum.spec.postgresql.synchronous.method = 'all'
+    t.notOk(validate(badEnum), 'an unknown synchronous method')
+    const missing = structuredClone(cluster)
+    delete missing.spec.postgresql.synchronous.method
+    t.notOk(validate(missing), 'a synchronous section without its method')
   })
 }

@@ -32,7 +32,7 @@ const PLAN: Array<{ fault: Fault, limitMs: number }> = [
 ]
 const ROLES = /^(front|cache|frontend|backend|mailer)\d*$/
 
-t.test('the database leader dies, is lost and is switched over under visitors', { skip, timeout: 420_000 }, async (t) => {
+t.test('the database leader dies, is lost and is switched over under visitors', { skip, timeout: 280_000 }, async (t) => {
   const drill = await startDrill()
   t.teardown(drill.remove)
   const rolePids = Object.fromEntries(Object.entries(await drill.pids()).filter(([name]) => ROLES.test(name)))
