@@ -86,6 +86,10 @@ t.test('writes ride through session kills, a read-only primary, a network cut an
   const phase = async (name: string) => { const now = await retries(); retried[name] = now - lastRetries; lastRetries = now }
   const moreAcks = async (what: string, count = 20) => { const from = acked(); await until(what, async () => acked() >= from + count) }
   await moreAcks('writes flow')
+  // A load balancer's health checks, from the start: the backend has seen its database up.
+  const checks = setInterval(() => { fetch(`${be.url}/-/health`).then((r) => r.body?.cancel(), () => {}) }, 250)
+  t.teardown(() => clearInterval(checks))
+  t.match(await (await fetch(`${be.url}/-/health`)).json(), { status: 'ok', database: 'up' })
 
   // 57P01: the writer's sessions are ended by the server (as at a restart or pg_terminate_backend).
   for (let k = 0; k < 3; k++) {
@@ -98,7 +102,10 @@ t.test('writes ride through session kills, a read-only primary, a network cut an
   // 25006: the server turns read-only under the open sessions (a primary being demoted).
   await sql(primary.url(), 'alter system set default_transaction_read_only = on')
   await sql(primary.url(), 'select pg_reload_conf()')
-  await new Promise((resolve) => setTimeout(resolve, 800))
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  const readOnlyHealth = await fetch(`${be.url}/-/health`)
+  t.match({ status: readOnlyHealth.status, body: await readOnlyHealth.json() }, { status: 200, body: { database: 'failing-over' } }, 'a read-only primary is reported as failing over, and the backend stays in its load balancer')
+  await new Promise((resolve) => setTimeout(resolve, 400))
   await sql(primary.url(), 'alter system reset default_transaction_read_only')
   await sql(primary.url(), 'select pg_reload_conf()')
   await moreAcks('writes after the read-only spell')
@@ -115,7 +122,8 @@ t.test('writes ride through session kills, a read-only primary, a network cut an
   const beforeKill = answers.length
   await primary.kill()
   const killedAt = Date.now()
-  await new Promise((resolve) => setTimeout(resolve, 500))
+  const killedHealth = await fetch(`${be.url}/-/health`)
+  t.match({ status: killedHealth.status, body: await killedHealth.json() }, { status: 200, body: { status: 'degraded', database: 'failing-over' } }, 'health says the database is failing over, without a 503')
   await standby.promote()
   router.retarget(standby.port)
   await moreAcks('writes on the new primary')
