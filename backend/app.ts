@@ -8,7 +8,8 @@ import type { Redis } from 'ioredis'
 import { Errors, classifyError } from '../common/errors.js'
 import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metrics.js'
 import { gracefulClose } from '../common/graceful-close.js'
-import { ping, type DatabaseHandle } from '../common/db.js'
+import type { DatabaseHandle } from '../common/db.js'
+import { DatabaseHealth, healthStatus } from '../common/database-health.js'
 import type { Bus } from '../common/bus.js'
 import { trustedProxyList } from '../common/trusted-proxies.js'
 import type { BackendConfig } from './config.js'
@@ -154,11 +155,14 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   // Per-address bucket and identical-content limit (limits.ts); routes name what makes two writes the same.
   await app.register(limitsPlugin, { config, redis: deps.redis, now })
 
+  // Failing over is reported, not fatal: writes meanwhile are held and retried (write.ts).
+  const databaseHealth = new DatabaseHealth({ database, failoverMs: config.DATABASE_FAILOVER_MS, writable: true, now })
   app.get('/-/health', { logLevel: 'warn' }, async (_request, reply) => {
-    const ok = await ping(database, 1000)
+    const report = await databaseHealth.check()
+    const { code, status } = healthStatus(report)
     reply.header('cache-control', 'no-store')
-    if (!ok) reply.code(503).header('retry-after', String(config.BACKEND_RETRY_AFTER_S))
-    return { status: ok ? 'ok' : 'unavailable', database: ok ? 'up' : 'down', bus: bus.name }
+    if (code !== 200) reply.code(code).header('retry-after', String(config.BACKEND_RETRY_AFTER_S))
+    return { status, database: report.state, ...(report.since ? { databaseSince: report.since } : {}), bus: bus.name }
   })
 
   const batchSizes = new Histogram({ name: 'flashcrowd_write_batch_size', help: 'Writes committed together in one transaction (group commit)', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [metrics.registry] })

@@ -57,6 +57,7 @@ export const DatabaseEnv = {
   FLASHCROWD_STATE_DIR: Type.String({ minLength: 1, default: '.flashcrowd', description: 'Folder of the embedded database (pgdata/), its owner record and the generated admin token.' }),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Connections in the pool.' }),
   DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000, description: 'Statement timeout; a stuck query fails instead of holding a connection.' }),
+  DATABASE_FAILOVER_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 30_000, description: 'How long after its last answer a database that stopped answering (or turned read-only under a writer) is reported as failing over: /-/health stays 200 with `database: "failing-over"`, so load balancers keep the role while pages come from caches and writes are retried; after that it is reported down (503).' }),
   DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000, description: 'How long a request waits for a pooled connection before it fails with 503.' })
 }
 

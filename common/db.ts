@@ -140,13 +140,18 @@ function readOnlyPerTransaction (client: QueryClient): QueryClient {
   return wrapped as unknown as QueryClient
 }
 
-/** `select 1` with a deadline: the readiness probe of every role that has a database. */
-export async function ping (handle: DatabaseHandle, timeoutMs = 1000): Promise<boolean> {
+/**
+ * `select 1` with a deadline: the readiness probe of every role that has a
+ * database. With `primary`, the server must also accept writes (not a
+ * standby, as a demoted primary is during a failover, nor read-only).
+ */
+export async function ping (handle: DatabaseHandle, timeoutMs = 1000, options: { primary?: boolean } = {}): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined
   try {
     const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('timeout')), timeoutMs) })
-    await Promise.race([handle.pool.query('select 1'), deadline])
-    return true
+    if (!options.primary) { await Promise.race([handle.pool.query('select 1'), deadline]); return true }
+    const res = await Promise.race([handle.pool.query<{ writable: boolean }>("select not pg_is_in_recovery() and current_setting('transaction_read_only') = 'off' as writable"), deadline])
+    return res.rows[0]?.writable === true
   } catch {
     return false
   } finally {

@@ -13,7 +13,7 @@ import type { Redis } from 'ioredis'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { classifyError } from '../common/errors.js'
 import { createMetrics, metricsPlugin, registerPoolGauges, type Metrics } from '../common/metrics.js'
-import { ping, type DatabaseHandle } from '../common/db.js'
+import type { DatabaseHandle } from '../common/db.js'
 import type { Bus } from '../common/bus.js'
 import { BusPosition } from '../common/bus-position.js'
 import { SurrogateKeys } from '../common/surrogate-keys.js'
@@ -233,7 +233,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
   await app.register(eventRoutes)
   await app.register(certificateRoutes)
   await app.register(sitemapRoutes)
-  await app.register(healthRoutes, { db: deps.db })
+  await app.register(healthRoutes, { db: deps.db, failoverMs: deps.config.DATABASE_FAILOVER_MS, now })
 
 }, { name: 'flashcrowd-frontend', fastify: '5.x' })
 

@@ -16,7 +16,7 @@ export const FrontendEnv = Type.Object({
   })),
   DATABASE_PRIMARY_READ_URL: Type.Optional(Type.String({
     pattern: '^postgres(ql)?://',
-    description: 'Where an author\'s page is read when the read pool has not replayed their write within FRONTEND_RYW_WAIT_MS: the primary (a SELECT-only role is enough), opened read-only. Defaults to DATABASE_URL; unused when the read pool is the primary.'
+    description: 'Where an author\'s page is read when the read pool has not replayed their write yet: the primary (a SELECT-only role is enough), opened read-only. Defaults to DATABASE_URL; unused when the read pool is the primary.'
   })),
   FRONTEND_PRIMARY_POOL_MAX: Type.Integer({ minimum: 0, maximum: 100, default: 2, description: 'Connections (and concurrent author renders) on the primary for read-your-writes when the replica lags; 0: never read the primary (authors then get the replica\'s page).' }),
   FRONTEND_PRIMARY_QUEUE_MAX: Type.Integer({ minimum: 0, maximum: 100_000, default: 100, description: 'Authors waiting (up to DATABASE_CONNECT_TIMEOUT_MS) for a primary render at most; beyond that they get the replica\'s page instead of piling onto the primary.' }),
@@ -26,7 +26,7 @@ export const FrontendEnv = Type.Object({
   FRONTEND_SHARED_RENDER_CACHE: Type.Boolean({ default: true, description: 'Use Redis (REDIS_URL) as a shared second-level render cache across frontends.' }),
   FRONTEND_TRUSTED_PROXIES: TrustedProxies('Addresses or CIDRs (comma-separated) whose X-Forwarded-For is believed: the cache nodes and the load balancer in front of them. `none`: trust nobody.', '127.0.0.1,::1'),
   FRONTEND_PUBLIC_ORIGINS: Type.Optional(Type.String({ description: 'Extra origins (comma-separated, e.g. https://hour.example.org) whose form posts are accepted besides the request\'s own host.' })),
-  FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long a page requested with ?rev= waits for the read pool to replay the author\'s write before it is read from the primary.' }),
+  FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long an author\'s page (?rev=) waits for the read pool to replay their write when the primary cannot serve it (no primary pool, its queue is full, or it is failing over). Otherwise an author never waits: a replica behind the write sends the page to the primary at once.' }),
   FRONTEND_DNS_REFRESH_MS: Type.Integer({ minimum: 0, default: 5000, description: 'How often backend host names are re-resolved; each address becomes its own pool (scale-out without a restart). 0 disables.' }),
   FRONTEND_BACKEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Deadline of one request to a backend (headers and body).' })
 })

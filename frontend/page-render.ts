@@ -2,7 +2,7 @@
  * How every cacheable answer is produced and sent: one pipeline, so cache
  * headers, validators, tags and the render cache cannot differ between pages.
  *
- *   ?rev present → wait for the replica (or read the primary), render, `private, no-store`
+ *   ?rev present → the replica if it replayed the write, else the primary at once, render, `private, no-store`
  *   X-Invalidated-After from the cache → wait until this frontend applied that bus event
  *   render cache hit → send (with Age)
  *   miss → one render per key at a time → store if safe → send
@@ -119,34 +119,47 @@ export function createPageServer (options: PageServerOptions) {
 
   /**
    * The author's own view after a write: never shared, never from the render
-   * cache, always showing the write — from the read pool once it replayed
-   * it, else from the primary (bounded, primary-reads.ts).
+   * cache, always showing the write. Authors never wait for the replica: when
+   * the read pool has not replayed the write yet (one probe of its replay
+   * position, as GitLab's database load balancer asks its replicas), the page
+   * is read from the primary at once, within its bounded pool
+   * (primary-reads.ts). Only when the primary cannot take it (no primary
+   * pool, its queue full, or the primary failing over) does the author wait,
+   * bounded, for the replica.
    */
   async function authorView (request: FastifyRequest, reply: FastifyReply, spec: PageSpec, lsn: bigint) {
     let view: AuthorView = 'replayed'
     let page: RenderedPage | undefined
-    if (!await ryw.waitFor(lsn)) {
-      view = 'timeout'
-      if (options.primary) {
-        const primary = options.primary
-        try {
-          // Only for a real commit (a bus event named it, or the primary has
-          // written that far): a made-up rev buys no render on the primary.
-          const read = await primary.read(async (primaryRepos) => ryw.knowsCommit(lsn) || await primary.committed(lsn)
-            ? await renderOnce(spec, primaryRepos, NO_STORE)
-            : undefined)
-          if (!read.ok) options.log?.('primary reads are saturated: the author gets the replica\'s page', { reason: read.reason })
-          else if (read.value) { page = read.value; view = 'primary' }
-        } catch (err) {
-          options.log?.('reading the author\'s page from the primary failed: the author gets the replica\'s page', { err })
-        }
+    if (!await ryw.replayedNow(lsn)) {
+      page = await fromPrimary(spec, lsn)
+      if (page) view = 'primary'
+      else if (!await ryw.waitFor(lsn)) {
+        view = 'timeout'
+        options.log?.('read pool did not replay the write in time', { rev: formatLsn(lsn) })
       }
-      if (view === 'timeout') options.log?.('read pool did not replay the write in time', { rev: formatLsn(lsn) })
     }
     page ??= await renderOnce(spec, repos, NO_STORE)
     options.onAuthorView?.(view)
     reply.header('x-read-your-writes', view)
     return send(request, reply, page, 'bypass')
+  }
+
+  /** The author's page from the primary; undefined when there is none, it is saturated or failing, or `lsn` names no commit. */
+  async function fromPrimary (spec: PageSpec, lsn: bigint): Promise<RenderedPage | undefined> {
+    const primary = options.primary
+    if (!primary) return undefined
+    try {
+      // Only for a real commit (a bus event named it, or the primary has
+      // written that far): a made-up rev buys no render on the primary.
+      const read = await primary.read(async (primaryRepos) => ryw.knowsCommit(lsn) || await primary.committed(lsn)
+        ? await renderOnce(spec, primaryRepos, NO_STORE)
+        : undefined)
+      if (!read.ok) options.log?.('primary reads are saturated: the author waits for the replica', { reason: read.reason })
+      else return read.value
+    } catch (err) {
+      options.log?.('reading the author\'s page from the primary failed: the author waits for the replica', { err })
+    }
+    return undefined
   }
 
   /** The bus event a trusted cache node says this fetch follows; undefined when none (or not believed). */

@@ -1,15 +1,15 @@
 /**
- * The author's page from the primary, when the replica lags too far
- * (design §2.4 "even when the replica lags", issue 11 finding 5).
+ * The author's page from the primary, when the replica has not replayed
+ * their write (design §2.4 "even when the replica lags", issue 11 finding 5).
  *
- * After a write the author is redirected to `?rev=<lsn>`; the frontend waits
- * up to FRONTEND_RYW_WAIT_MS for the read pool to replay it. When it has not,
- * the page is read here instead: a small pool on the primary, opened
+ * After a write the author is redirected to `?rev=<lsn>`; when the read pool
+ * has not replayed it yet, the page is read here at once (authors never wait
+ * for the replica, issue 21): a small pool on the primary, opened
  * read-only like every frontend connection (design §2.1), behind a gate that
  * admits a few renders at a time and queues a bounded number of others for a
- * bounded time. Under overload authors wait in that queue; beyond it they get
- * the replica's page — the primary never sees more than `maxConcurrent`
- * frontend renders at once, however many authors arrive.
+ * bounded time. Under overload authors wait in that queue; beyond it they
+ * wait (FRONTEND_RYW_WAIT_MS) for the replica — the primary never sees more
+ * than `maxConcurrent` frontend renders at once, however many authors arrive.
  */
 import { sql, type Kysely } from 'kysely'
 import type { DatabaseHandle } from '../common/db.js'

@@ -3,13 +3,14 @@
  *
  * Two halves:
  * 1. The author. The backend answers every write with `X-Commit-LSN`; the
- *    frontend's 303 carries it as `?rev=<lsn>`. A request with `rev` waits
- *    (bounded) until the read pool has replayed that position, bypasses the
- *    render cache and is answered `private, no-store`, so it is never stored
- *    by a shared cache and cannot be used to replace what the crowd sees.
- *    When the wait runs out, the page is read from the primary instead
- *    (primary-reads.ts), so the author sees the write however far the
- *    replica lags.
+ *    frontend's 303 carries it as `?rev=<lsn>`. A request with `rev`
+ *    bypasses the render cache and is answered `private, no-store`, so it is
+ *    never stored by a shared cache and cannot be used to replace what the
+ *    crowd sees. It is read from the read pool when that has replayed the
+ *    position (`replayedNow`: one probe, no waiting), else from the primary
+ *    at once (primary-reads.ts), so the author sees the write however far
+ *    the replica lags, without waiting for it; only when the primary cannot
+ *    take it does the author wait, bounded (`waitFor`).
  * 2. Everybody else. A key event from the bus carries the commit's LSN. Until
  *    the read pool has replayed it, a page tagged with one of its keys may
  *    still show the old data: such a page is neither kept in the render cache
@@ -190,6 +191,21 @@ export class ReadYourWrites {
       }
     } finally {
       this.#waiting--
+    }
+  }
+
+  /**
+   * Whether the read pool has replayed `lsn`, asking it once (single-flight)
+   * when the last known position is short of it: the author's question is
+   * answered at once, never by waiting (a failed probe answers no).
+   */
+  async replayedNow (lsn: bigint): Promise<boolean> {
+    if (hasReplayed(this.#known, lsn)) return true
+    try {
+      return hasReplayed(await this.probe(), lsn)
+    } catch (err) {
+      this.#onProbeError(err)
+      return false
     }
   }
 

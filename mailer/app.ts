@@ -8,7 +8,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metrics.js'
 import { gracefulClose } from '../common/graceful-close.js'
-import { ping, type DatabaseHandle } from '../common/db.js'
+import type { DatabaseHandle } from '../common/db.js'
+import { DatabaseHealth, healthStatus } from '../common/database-health.js'
 import type { MailerConfig } from './config.js'
 import { Sender } from './sender.js'
 import type { MailTransport } from './transport.js'
@@ -117,15 +118,19 @@ export async function buildApp (deps: MailerDeps): Promise<FastifyInstance> {
 
   // Ready means "can take messages from the queue". An SMTP server that is
   // away is reported but keeps the mailer up: it retries, and restarting it would not help.
+  // A failover is reported, not fatal: the loop resumes by itself once the new primary answers.
+  const databaseHealth = new DatabaseHealth({ database, failoverMs: config.DATABASE_FAILOVER_MS, writable: true, now })
   app.get('/-/health', { logLevel: 'warn' }, async (_request, reply) => {
-    const ok = await ping(database, 1000)
+    const report = await databaseHealth.check()
+    const { code, status } = healthStatus(report)
     reply.header('cache-control', 'no-store')
-    if (!ok) reply.code(503).header('retry-after', '5')
+    if (code !== 200) reply.code(code).header('retry-after', '5')
     const since = sender.unreachableSince
     return {
-      status: ok ? 'ok' : 'unavailable',
+      status,
       role: 'mailer',
-      database: ok ? 'up' : 'down',
+      database: report.state,
+      ...(report.since ? { databaseSince: report.since } : {}),
       transport: transport.kind,
       smtp: since === undefined ? 'ok' : 'unreachable',
       ...(since !== undefined ? { unreachableSince: new Date(since).toISOString(), lastError: sender.lastError } : {})

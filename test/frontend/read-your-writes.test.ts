@@ -215,8 +215,9 @@ for (const kind of databaseKinds()) {
     }
     const bus = new MemoryBus()
     const backend = await startBackend(t, primary.url, bus, IN_PROCESS_SERVER)
-    // The author's wait is long: it ends when the replica catches up, which this test controls.
-    const { app } = await startFrontend(t, primary.url, { readUrl: replica.url, backendUrls: [backend.url], bus, replayProbe: async () => replayed, env: { FRONTEND_RYW_WAIT_MS: '30000', ...IN_PROCESS_SERVER } })
+    // No primary pool (FRONTEND_PRIMARY_POOL_MAX=0): the author waits for the replica, and the
+    // wait is long: it ends when the replica catches up, which this test controls.
+    const { app } = await startFrontend(t, primary.url, { readUrl: replica.url, backendUrls: [backend.url], bus, replayProbe: async () => replayed, env: { FRONTEND_RYW_WAIT_MS: '30000', FRONTEND_PRIMARY_POOL_MAX: '0', ...IN_PROCESS_SERVER } })
     const article = await p.db.selectFrom('news').select(['id', 'slug']).orderBy('published_at', 'desc').executeTakeFirstOrThrow()
     const url = `/news/${article.slug}`
     await app.inject({ url })
@@ -237,7 +238,7 @@ for (const kind of databaseKinds()) {
     t.equal(stale.headers['cache-control'], 'no-store', 'not shareable while the replica lags')
     t.equal((await app.inject({ url })).headers['x-render-cache'], 'miss', 'and not kept in the render cache')
 
-    // The author: their page waits for the replica; the replica catches up once they are seen waiting.
+    // The author (no primary to read): their page waits for the replica; the replica catches up once they are seen waiting.
     let answeredBeforeReplication = false
     const ownAnswer = app.inject({ url: location }).then((res) => { answeredBeforeReplication = !replicated; return res })
     await eventually(() => app.ryw.waiting > 0, 10_000)

@@ -11,15 +11,25 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { freePort } from '../../common/free-port.js'
+import { postmasterPid, prepareStreamingReplica, serverUser } from '../../scripts/streaming-replica.js'
 
 export interface PrivatePostgres {
   url: (database?: string) => string
+  port: number
   /** The postmaster's PID while it runs. */
   pid: () => number | undefined
   /** Immediate shutdown (SIGQUIT to the postmaster): no checkpoint, crash recovery at the next start. */
   crash: () => Promise<void>
+  /** SIGKILL to the postmaster, as `kill -9` does: its sessions die as they notice. */
+  kill: () => Promise<void>
   start: () => Promise<void>
   stop: () => Promise<void>
+}
+
+export interface PrivateStandby extends PrivatePostgres {
+  /** Ends recovery: the standby becomes a primary on a new timeline (resolves once it accepts writes). */
+  promote: () => Promise<void>
+  remove: () => Promise<void>
 }
 
 function binaries (): string | undefined {
@@ -54,8 +64,7 @@ async function waitReady (url: string, ms: number): Promise<void> {
   }
 }
 
-/** `settings`: server settings given on the command line (`-c name=value`), over the defaults below. */
-export async function startPrivatePostgres (settings: Record<string, string | number> = {}): Promise<PrivatePostgres & { remove: () => Promise<void> }> {
+export async function startPrivatePostgres (options: { settings?: Record<string, string> } = {}): Promise<PrivatePostgres & { remove: () => Promise<void> }> {
   const bin = binaries()!
   const dir = await mkdtemp(path.join(tmpdir(), 'fc-pg-'))
   const data = path.join(dir, 'data')
@@ -68,17 +77,19 @@ export async function startPrivatePostgres (settings: Record<string, string | nu
 
   const server: PrivatePostgres & { remove: () => Promise<void> } = {
     url,
+    port,
     pid: () => pid,
     async start () {
       // Durable as production is: fsync and synchronous_commit on (the defaults, stated).
-      const all = { listen_addresses: '127.0.0.1', fsync: 'on', synchronous_commit: 'on', max_connections: 50, ...settings }
       const child = spawn('runuser', ['-u', 'postgres', '--', path.join(bin, 'postgres'), '-D', data, '-p', String(port), '-k', dir,
-        ...Object.entries(all).flatMap(([name, value]) => ['-c', `${name}=${value}`])], { stdio: 'ignore', detached: false })
+        '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=on', '-c', 'synchronous_commit=on', '-c', 'max_connections=50',
+        ...Object.entries(options.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`])], { stdio: 'ignore', detached: false })
       child.unref()
       await waitReady(url(), 30_000)
       pid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
     },
     async crash () { await signal('SIGQUIT') },
+    async kill () { await signal('SIGKILL') },
     async stop () { await signal('SIGINT') }, // fast shutdown
     async remove () {
       if (pid !== undefined) await signal('SIGQUIT').catch(() => {})
@@ -100,4 +111,60 @@ export async function startPrivatePostgres (settings: Record<string, string | nu
 
   await server.start()
   return server
+}
+
+/**
+ * A hot standby of `primary` streaming from it (pg_basebackup, as the
+ * cluster's replica is made: scripts/streaming-replica.ts), on a free port,
+ * for tests that promote it as a failover manager would.
+ */
+export async function startPrivateStandby (primary: PrivatePostgres): Promise<PrivateStandby> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-standby-'))
+  const user = serverUser()
+  if (user) await chown(dir, user.uid, user.gid)
+  const port = await freePort()
+  const prepared = await prepareStreamingReplica({ primaryUrl: primary.url(), dir: path.join(dir, 'data'), port })
+  if (typeof prepared === 'string') { await rm(dir, { recursive: true, force: true }); throw new Error(prepared) }
+  const url = (database = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${database}`
+  let pid: number | undefined
+  async function signal (name: NodeJS.Signals): Promise<void> {
+    if (pid === undefined) return
+    const target = pid
+    try { process.kill(target, name) } catch { pid = undefined; return }
+    const deadline = Date.now() + 30_000
+    while (Date.now() < deadline) {
+      try { process.kill(target, 0) } catch { break }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    pid = undefined
+  }
+  const standby: PrivateStandby = {
+    url,
+    port,
+    pid: () => pid,
+    async start () {
+      const child = spawn(prepared.command[0], prepared.command.slice(1), { ...prepared.spawnOptions, stdio: 'ignore' })
+      child.unref()
+      await waitReady(url(), 60_000)
+      pid = postmasterPid(prepared.dir)
+    },
+    async promote () {
+      const c = new pg.Client({ connectionString: url(), connectionTimeoutMillis: 5000 })
+      await c.connect()
+      try {
+        await c.query('select pg_promote(true, 60)')
+      } finally {
+        await c.end().catch(() => {})
+      }
+    },
+    crash: () => signal('SIGQUIT'),
+    kill: () => signal('SIGKILL'),
+    stop: () => signal('SIGINT'),
+    async remove () {
+      await signal('SIGQUIT').catch(() => {})
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+  await standby.start()
+  return standby
 }

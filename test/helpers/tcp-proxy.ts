@@ -16,12 +16,19 @@ export interface TcpProxy {
   thaw: () => void
   /** After cut(): accept connections again. */
   restore: () => Promise<void>
+  /**
+   * Sends new connections to another server and resets the open ones, as a
+   * router (HAProxy with `on-marked-down shutdown-sessions`) does when the
+   * leader changes.
+   */
+  retarget: (port: number, host?: string) => void
   close: () => Promise<void>
 }
 
 interface Pair { client: net.Socket, upstream: net.Socket }
 
 export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+  let target = { port: targetPort, host: targetHost }
   const pairs = new Set<Pair>()
   let port = 0
   let frozen = false
@@ -31,7 +38,7 @@ export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1
     pair.client.resume(); pair.upstream.resume()
   }
   const handler = (client: net.Socket) => {
-    const pair: Pair = { client, upstream: net.connect(targetPort, targetHost) }
+    const pair: Pair = { client, upstream: net.connect(target.port, target.host) }
     pairs.add(pair)
     const done = () => { client.destroy(); pair.upstream.end(); pairs.delete(pair) }
     client.on('error', done); pair.upstream.on('error', done); client.on('close', done); pair.upstream.on('close', done)
@@ -64,6 +71,11 @@ export async function startTcpProxy (targetPort: number, targetHost = '127.0.0.1
       for (const pair of pairs) flow(pair)
     },
     async restore () { server = net.createServer(handler); await listen(port) },
+    retarget (nextPort, nextHost = '127.0.0.1') {
+      target = { port: nextPort, host: nextHost }
+      for (const { client, upstream } of pairs) { client.destroy(); upstream.destroy() }
+      pairs.clear()
+    },
     close: stop
   }
 }

@@ -106,7 +106,7 @@ t.test('the replica under the supervisor: orphans, a killed postmaster, a stale 
 // ("recovery aborted because of insufficient parameter settings").
 t.test('the replica copies the settings a standby may not hold lower than its primary (max_connections = 200)', { skip: privatePostgresUnavailable() ?? false, timeout: 180_000 }, async (t) => {
   const raised = { max_connections: 200, max_worker_processes: 12, max_wal_senders: 14, max_prepared_transactions: 7, max_locks_per_transaction: 96 }
-  const primary = await startPrivatePostgres(raised)
+  const primary = await startPrivatePostgres({ settings: Object.fromEntries(Object.entries(raised).map(([k, v]) => [k, String(v)])) })
   t.teardown(primary.remove)
   const base = await mkdtemp(path.join(tmpdir(), 'fc-replica-'))
   const user = serverUser()
