@@ -33,8 +33,10 @@ const PLAN: Array<{ fault: Fault, limitMs: number }> = [
 const ROLES = /^(front|cache|frontend|backend|mailer)\d*$/
 
 t.test('the database leader dies, is lost and is switched over under visitors', { skip, timeout: 280_000 }, async (t) => {
+  const began = Date.now()
   const drill = await startDrill()
   t.teardown(drill.remove)
+  t.comment(`the cluster came up in ${((Date.now() - began) / 1000).toFixed(1)} s`)
   const rolePids = Object.fromEntries(Object.entries(await drill.pids()).filter(([name]) => ROLES.test(name)))
   t.ok(Object.keys(rolePids).length >= 7, `the roles are recorded: ${Object.keys(rolePids).join(', ')}`)
   await drill.whole(120_000)
@@ -54,6 +56,7 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
       const now = await drill.whole((PATRONI_TIMING.ttl * 3 + 60) * 1000, leader)
       t.pass(`${fault}: the leader moved from ${leader} to ${now}, and ${leader} rejoined as a synchronous standby`)
       results.push({ fault, leader, at, settledAt: Date.now(), limitMs })
+      t.comment(`${fault}: whole again after ${((Date.now() - at) / 1000).toFixed(1)} s`)
     }
     // A last stretch of traffic after the last fault.
     await new Promise((resolve) => setTimeout(resolve, 1000))
@@ -85,7 +88,9 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
   const changed = Object.entries(rolePids).filter(([name, pid]) => after[name] !== pid || processStartedAt(pid) === undefined).map(([name]) => name)
   t.same(changed, [], 'no role process exited or was restarted')
 
+  const stopping = Date.now()
   t.equal(await drill.stop(), 0, 'the cluster stopped cleanly')
+  t.comment(`stopped in ${((Date.now() - stopping) / 1000).toFixed(1)} s`)
   t.same(drill.layout.dataDirs.flatMap((dir) => processesIn(dir)), [], 'no postgres left running on the data folders')
   for (const port of [...drill.ports.postgres, ...drill.ports.patroni, drill.ports.etcd, drill.ports.write, drill.ports.read]) {
     t.ok(await portRefused(port), `port ${port} released`)
