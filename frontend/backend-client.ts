@@ -93,11 +93,11 @@ export function createBackendClient (options: BackendClientOptions): BackendClie
   if ((options.dnsRefreshMs ?? 0) > 0) dns.start()
   let next = 0
 
-  async function once (backend: typeof backends[number], path: string, payload: string, opts: PostOptions): Promise<BackendResponse> {
+  async function once (backend: typeof backends[number], path: string, payload: string, opts: PostOptions, timeoutMs: number): Promise<BackendResponse> {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
     if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey
     if (opts.clientIp) headers['x-forwarded-for'] = opts.clientIp
-    const res = await backend.pool.request({ method: 'POST', path, headers, body: payload, signal: AbortSignal.timeout(options.timeoutMs) })
+    const res = await backend.pool.request({ method: 'POST', path, headers, body: payload, signal: AbortSignal.timeout(timeoutMs) })
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of res.body) {
@@ -119,12 +119,17 @@ export function createBackendClient (options: BackendClientOptions): BackendClie
       const maxAttempts = Math.max(1, Math.min(options.maxAttempts ?? 3, backends.length))
       const attempts = opts.idempotencyKey ? maxAttempts : 1
       const start = next++ % backends.length
+      // One deadline for all attempts: the visitor's wait is bounded by timeoutMs, however
+      // many backends are tried (the cache in front gives up after its own upstream timeout).
+      const deadline = Date.now() + options.timeoutMs
       let lastError: unknown
       for (let i = 0; i < attempts; i++) {
+        const left = deadline - Date.now()
+        if (left <= 0) break
         const backend = backends[(start + i) % backends.length]
         try {
-          const res = await once(backend, path, payload, opts)
-          if (RETRYABLE_STATUS.has(res.status) && i + 1 < attempts) { lastError = new Error(`backend ${backend.origin} answered ${res.status}`); continue }
+          const res = await once(backend, path, payload, opts, left)
+          if (RETRYABLE_STATUS.has(res.status) && i + 1 < attempts && deadline - Date.now() > 0) { lastError = new Error(`backend ${backend.origin} answered ${res.status}`); continue }
           return res
         } catch (err) {
           lastError = err

@@ -28,7 +28,7 @@ export const FrontendEnv = Type.Object({
   FRONTEND_PUBLIC_ORIGINS: Type.Optional(Type.String({ description: 'Extra origins (comma-separated, e.g. https://hour.example.org) whose form posts are accepted besides the request\'s own host.' })),
   FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long an author\'s page (?rev=) waits for the read pool to replay their write when the primary cannot serve it (no primary pool, its queue is full, or it is failing over). Otherwise an author never waits: a replica behind the write sends the page to the primary at once.' }),
   FRONTEND_DNS_REFRESH_MS: Type.Integer({ minimum: 0, default: 5000, description: 'How often backend host names are re-resolved; each address becomes its own pool (scale-out without a restart). 0 disables.' }),
-  FRONTEND_BACKEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Deadline of one request to a backend (headers and body).' })
+  FRONTEND_BACKEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 9000, description: 'Deadline of a form post\'s write at the backends (all attempts together; then the visitor gets their form back with 503 + Retry-After). Keep it above BACKEND_DB_RETRY_MS (the backends hold writes through a database failover that long) and below the cache\'s CACHE_UPSTREAM_TIMEOUT_MS.' })
 })
 
 export type FrontendConfig = Static<typeof FrontendEnv>

@@ -69,6 +69,13 @@ export const EVENT_RULES: FormRules = {
   eventDate: { label: 'Date', min: 10, max: 10, check: (v) => isIsoDate(v) ? undefined : 'Enter a date (YYYY-MM-DD).' }
 }
 
+/**
+ * A write that got no answer, or a 503 (its database went away mid-commit
+ * and stayed away past the backend's retries), may or may not be stored: the
+ * form keeps its identity, so sending it again stores it once, or finds it.
+ */
+const UNCONFIRMED = 'We could not confirm that this was saved; sending it again saves it once, never twice.'
+
 export interface ParsedForm { values: Record<string, string>, errors: FieldErrors, unknown: string[] }
 
 /** Trims every known field and checks lengths and formats; unknown fields are reported, not forwarded. */
@@ -180,7 +187,7 @@ export async function forwardForm (request: FastifyRequest, reply: FastifyReply,
     if (!(err instanceof BackendUnavailableError)) throw err
     request.log.error({ err: err.cause ?? err }, 'no backend acknowledged a form post')
     reply.header('retry-after', String(err.retryAfter))
-    return reshowOr404(reply, opts, 503, { values: form.values, nonce, message: `We could not save this right now, so nothing was saved. Your text is still below: please try again in ${err.retryAfter} seconds.` })
+    return reshowOr404(reply, opts, 503, { values: form.values, nonce, message: `${UNCONFIRMED} Your text is still below: please send it again in ${err.retryAfter} seconds.` })
   }
   const answer = (res.body !== null && typeof res.body === 'object' ? res.body : {}) as Record<string, unknown>
   if (res.status === 201 || res.status === 200) {
@@ -205,7 +212,7 @@ export async function forwardForm (request: FastifyRequest, reply: FastifyReply,
   if (res.status === 429 || res.status === 503) {
     if (typeof retryAfter === 'string') reply.header('retry-after', retryAfter)
     const wait = typeof retryAfter === 'string' ? `${retryAfter} seconds` : 'a minute'
-    const why = res.status === 429 ? 'You have sent a lot in a short time.' : 'We could not save this right now, so nothing was saved.'
+    const why = res.status === 429 ? 'You have sent a lot in a short time.' : UNCONFIRMED
     return reshowOr404(reply, opts, res.status, { values: form.values, nonce, message: `${why} Your text is still below: please try again in ${wait}.` })
   }
   if (res.status === 409) {

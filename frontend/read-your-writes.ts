@@ -125,6 +125,8 @@ export class ReadYourWrites {
   #closed = false
   /** Newest commit position any bus event carried. */
   #newestWrite = 0n
+  /** After the read pool moved to a server that is behind (a failover): renders from below this are not shared. */
+  #floor = 0n
 
   constructor (options: ReadYourWritesOptions) {
     if (typeof options.probe !== 'function') throw new TypeError('ReadYourWrites: probe must be a function returning the replay position')
@@ -160,12 +162,27 @@ export class ReadYourWrites {
     return this.#probing
   }
 
+  /**
+   * The newest answer is the truth, even when it is lower than the last: a
+   * replay position only grows on one server, so a lower one (or a replica
+   * after PRIMARY) means the read pool now reaches another server — after a
+   * failover, a standby that rejoined (rewound onto the new timeline) or
+   * another replica. WAL positions stay comparable across the promotion: the
+   * new timeline forks from the old at the switch point and numbers on from
+   * there, so a write before the failover is below every one after it. What
+   * the old server had replayed is no longer known here: until the new one
+   * reaches the newest commit this frontend heard of (`#floor`), no render
+   * from it is cached for sharing — write entries already swept as replayed
+   * there may not be replayed here.
+   */
   async #probeOnce (): Promise<ReplayPosition> {
     const position = await this.#probe()
-    if (position === PRIMARY || this.#known === PRIMARY || position > this.#known) {
-      // A pool that answers PRIMARY once may later be a replica again only after a failover; take the newest answer.
-      this.#known = position
+    if (position !== PRIMARY && (this.#known === PRIMARY || position < this.#known)) {
+      const before = this.#known === PRIMARY ? 0n : this.#known
+      const floor = before > this.#newestWrite ? before : this.#newestWrite
+      if (floor > this.#floor) this.#floor = floor
     }
+    this.#known = position
     this.#sweep()
     return this.#known
   }
@@ -289,6 +306,7 @@ export class ReadYourWrites {
   }
 
   #cacheableFrom (position: ReplayPosition, tags: readonly string[]): boolean {
+    if (position !== PRIMARY && position < this.#floor) return false
     if (this.#writes.size === 0) return true
     const now = this.#now()
     for (const tag of tags) {

@@ -13,53 +13,20 @@
  * nothing half-written. Real servers only: a private PostgreSQL pair.
  */
 import t from 'tap'
-import pg from 'pg'
 import { startBackend } from '../helpers/backend.js'
-import { privatePostgresUnavailable, startPrivatePostgres, startPrivateStandby } from '../helpers/private-postgres.js'
-import { startTcpProxy } from '../helpers/tcp-proxy.js'
-import { createDatabase } from '../../common/db.js'
-import { migrateToLatest } from '../../migrations/migrator.js'
-import { seed } from '../../common/seed.js'
+import { privatePostgresUnavailable } from '../helpers/private-postgres.js'
+import { startFailoverPair, sql, until } from '../helpers/failover-pair.js'
 import { parseLsn } from '../../frontend/read-your-writes.js'
 
 interface Answer { body: string, keyed: boolean, status: number, retryAfter: string | null, lsn: bigint | undefined, id?: string, at: number }
 
-async function sql<T extends pg.QueryResultRow> (url: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 })
-  await c.connect()
-  try { return (await c.query<T>(text, values)).rows } finally { await c.end().catch(() => {}) }
-}
-
-async function until (what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!await check().catch(() => false)) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
-
 const unavailable = privatePostgresUnavailable()
 
 t.test('writes ride through session kills, a read-only primary, a network cut and a promotion', { skip: unavailable, timeout: 180_000 }, async (t) => {
-  const primary = await startPrivatePostgres({ settings: { wal_level: 'replica', max_wal_senders: '5' } })
-  t.teardown(primary.remove)
-  await sql(primary.url(), 'create database flashcrowd')
-  const setup = createDatabase({ url: primary.url('flashcrowd'), max: 2, statementTimeoutMs: 60_000 })
-  await migrateToLatest(setup.db)
-  await seed(setup.db, { sizes: { tutorials: 1, news: 1, comments: 0, events: 0, completions: 0 } })
-  const slug = (await setup.db.selectFrom('news').select('slug').executeTakeFirstOrThrow()).slug
-  await setup.close()
-
-  // A synchronous standby, as Patroni's synchronous_mode keeps: an acknowledged commit is on both.
-  const standby = await startPrivateStandby(primary)
-  t.teardown(standby.remove)
-  await sql(primary.url(), "alter system set synchronous_standby_names = '*'")
-  await sql(primary.url(), 'select pg_reload_conf()')
-  await until('the standby is synchronous', async () => (await sql<{ s: string }>(primary.url(), 'select sync_state as s from pg_stat_replication'))[0]?.s === 'sync')
-
-  const router = await startTcpProxy(primary.port)
-  t.teardown(router.close)
-  const be = await startBackend(t, router.url(primary.url('flashcrowd')), {
+  const pair = await startFailoverPair(t, {})
+  const { primary, standby, router } = pair
+  const slug = (await sql<{ slug: string }>(primary.url('flashcrowd'), 'select slug from news limit 1'))[0].slug
+  const be = await startBackend(t, pair.url, {
     BACKEND_DB_RETRY_MS: '30000', DATABASE_CONNECT_TIMEOUT_MS: '1000', BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0', BACKEND_WRITE_CONCURRENCY: '2'
   })
 
@@ -120,12 +87,12 @@ t.test('writes ride through session kills, a read-only primary, a network cut an
 
   // The failover: kill -9 of the primary, the synchronous standby promoted, the router switched.
   const beforeKill = answers.length
-  await primary.kill()
-  const killedAt = Date.now()
-  const killedHealth = await fetch(`${be.url}/-/health`)
-  t.match({ status: killedHealth.status, body: await killedHealth.json() }, { status: 200, body: { status: 'degraded', database: 'failing-over' } }, 'health says the database is failing over, without a 503')
-  await standby.promote()
-  router.retarget(standby.port)
+  let killedAt = 0
+  await pair.failover(async () => {
+    killedAt = Date.now()
+    const killedHealth = await fetch(`${be.url}/-/health`)
+    t.match({ status: killedHealth.status, body: await killedHealth.json() }, { status: 200, body: { status: 'degraded', database: 'failing-over' } }, 'health says the database is failing over, without a 503')
+  })
   await moreAcks('writes on the new primary')
   await phase('promotion')
   const firstAfter = answers.find((a, i) => i >= beforeKill && a.status === 201 && a.at > killedAt)

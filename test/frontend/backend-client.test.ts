@@ -75,3 +75,14 @@ t.test('submission keys: one per form instance', async (t) => {
   t.not(submissionKey(base), submissionKey({ ...base, action: 'comment:b' }))
   t.not(submissionKey(base), submissionKey({ ...base, fields: { author: 'A', body: 'C' } }), 'the same form with other words is another submission')
 })
+
+t.test('one deadline for all attempts: a backend holding a write through a failover uses it up, nobody else is asked', async (t) => {
+  // The first backend holds the write (retrying its database) past the deadline.
+  const holding = await origin(t, () => {})
+  const other = await origin(t, ok)
+  const client = createBackendClient({ urls: [holding.url, other.url], timeoutMs: 300 })
+  t.teardown(() => client.close())
+  await t.rejects(client.post('/v1/comments', { a: 1 }, { idempotencyKey: 'fe-held' }), BackendUnavailableError, 'the visitor gets their form back with 503 + Retry-After')
+  t.equal(holding.hits(), 1)
+  t.equal(other.hits(), 0, 'no second attempt after the deadline: the visitor\'s wait stays below the cache\'s upstream timeout')
+})

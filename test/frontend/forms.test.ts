@@ -257,7 +257,7 @@ eachDatabase(t, 'backend unavailable or refusing: 503/429 with Retry-After, the 
   t.equal(res.statusCode, 503)
   t.equal(res.headers['retry-after'], '10')
   t.equal(res.headers['cache-control'], 'private, no-store')
-  t.match(res.body, /nothing was saved/)
+  t.match(res.body, /could not confirm that this was saved; sending it again saves it once/)
   t.ok(res.body.includes('Keep this text safe</textarea>'), 'the text is still there')
   t.ok(res.body.includes('value="Katherine J."'))
 

@@ -54,6 +54,34 @@ t.test('waitFor is bounded and polls the probe; pending keys clear once replayed
   t.throws(() => new ReadYourWrites({ probe: async () => 0n, maxWaitMs: -1 }), /maxWaitMs must be an integer >= 0/)
 })
 
+// Issue 21: after a failover the read pool may reach another server, one that is behind
+// (a standby that rejoined on the new timeline): its lower position is the truth, and nothing
+// rendered from it is shared until it reaches what this frontend knew was committed.
+t.test('a read pool that moves to a server behind (a failover) is believed, and not shared from until it catches up', async (t) => {
+  let position: ReplayPosition = 1000n
+  const ryw = new ReadYourWrites({ probe: async () => position, maxWaitMs: 0, sleep: async () => {} })
+  t.equal(await ryw.probe(), 1000n)
+  ryw.noteWrite(['news:1'], formatLsn(900n))
+  t.ok(await ryw.replayedNow(900n), 'replayed on the old replica')
+  position = 700n // the read pool now reaches a rejoined standby
+  t.equal(await ryw.probe(), 700n, 'the lower position replaces the higher one')
+  t.notOk(await ryw.replayedNow(900n), 'a write before the failover is not taken as replayed there: its author reads the primary')
+  t.notOk(ryw.endRender(ryw.beginRender(), ['news:2']), 'no page rendered from the server behind is shared')
+  position = 950n
+  await ryw.probe()
+  t.notOk(ryw.endRender(ryw.beginRender(), ['news:2']), 'not before it reaches the newest position known before the move')
+  position = 1000n
+  await ryw.probe()
+  t.ok(ryw.endRender(ryw.beginRender(), ['news:2']), 'shared again once it did')
+  position = PRIMARY
+  await ryw.probe()
+  position = 1200n // a replica again after answering as the primary
+  ryw.noteWrite(['news:3'], formatLsn(1500n))
+  await ryw.probe()
+  t.notOk(ryw.endRender(ryw.beginRender(), ['news:2']), 'behind the newest commit heard of: not shared')
+  await ryw.close()
+})
+
 // Issue 11, finding 4: cacheable() looked at the pending list when the render
 // ended; a render that started before the replica replayed a write and ended
 // after the mark was cleared was published as shareable without the write.

@@ -8,8 +8,9 @@
  * - Every author sees their comment on the page they are redirected to.
  * - No page that showed a comment to anyone later shows it without.
  * - Every other visitor sees it within 6 s (at 500 ms and 2 s of lag).
- * - At 5 s of lag (beyond FRONTEND_RYW_WAIT_MS) every author still sees it:
- *   the frontend reads their page from the primary.
+ * - Authors never wait for the replica (issue 21): at every lag their landing
+ *   page comes at once, from the primary while the replica is behind
+ *   (landing p50/p95 per lag are printed).
  *
  * Needs DATABASE_URL and REDIS_URL, and a PostgreSQL that allows replication
  * from 127.0.0.1 (.ci/run sets that up); skipped with the reason otherwise.
@@ -34,7 +35,7 @@ const skip = !process.env.DATABASE_URL || !process.env.REDIS_URL
 /** One crowd read: which of this test's comments the page showed, and when. */
 interface Read { page: number, started: number, ended: number, shown: Set<string>, how: string }
 /** One author's write: when it was acknowledged (303), and what their landing page showed. */
-interface Write { page: number, text: string, phase: string, acked: number, landed: boolean, view: string, landing: string }
+interface Write { page: number, text: string, phase: string, acked: number, landed: boolean, view: string, landing: string, landingMs: number, postMs: number }
 
 const PROBE = /probe-[a-z0-9]+-\d+/g
 const VISIBLE_WITHIN_MS = 6000
@@ -131,6 +132,7 @@ t.test('authors see their writes and purges are never undone, at 500 ms, 2 s and
       if (n >= count) return
       const page = written++ % slugs.length
       const text = `probe-${phase}-${n}`
+      const sent = Date.now()
       const posted = await request(`${base}/news/${slugs[page]}/comments`, {
         method: 'POST',
         dispatcher: agent,
@@ -141,10 +143,11 @@ t.test('authors see their writes and purges are never undone, at 500 ms, 2 s and
       const answer = await posted.body.text()
       const location = posted.headers.location
       if (posted.statusCode !== 303 || typeof location !== 'string') { t.fail(`${text}: the post was answered ${posted.statusCode} (${String(posted.headers['cache-status'])}): ${answer.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').slice(0, 300)}`); continue }
-      const write: Write = { page, text, phase, acked: Date.now(), landed: false, view: '', landing: '' }
+      const write: Write = { page, text, phase, acked: Date.now(), landed: false, view: '', landing: '', landingMs: 0, postMs: Date.now() - sent }
       writes.push(write)
       writeOf.set(text, write)
       const landing = await get(location.split('#')[0])
+      write.landingMs = Date.now() - write.acked
       write.landed = landing.status === 200 && landing.body.includes(text)
       write.view = String(landing.headers['x-read-your-writes'])
       write.landing = `${landing.status} ${String(landing.headers['x-cache'])} ${String(landing.headers['cache-status'])}`
@@ -165,23 +168,40 @@ t.test('authors see their writes and purges are never undone, at 500 ms, 2 s and
     }
   }
 
-  await runAuthors('lag500ms', 100, 20)
+  await runAuthors('lag500ms', 60, 20)
   await replica.setApplyDelay(2000)
-  await runAuthors('lag2s', 100, 20)
+  await runAuthors('lag2s', 60, 20)
   await settle('lag500ms')
   await settle('lag2s')
   await replica.setApplyDelay(5000)
-  await runAuthors('lag5s', 12, 12)
+  await runAuthors('lag5s', 60, 20)
   crowdRunning = false
   await Promise.all(crowd)
 
   // Every author saw their comment where they landed.
   const missed = writes.filter((w) => !w.landed)
-  t.equal(writes.length, 212, 'every post was acknowledged')
+  t.equal(writes.length, 180, 'every post was acknowledged')
   t.same(missed.map((w) => `${w.text} (${w.view}; ${w.landing})`), [], 'every author sees their write on the page they land on')
   const views = (phase: string) => writes.filter((w) => w.phase === phase).reduce<Record<string, number>>((acc, w) => { acc[w.view] = (acc[w.view] ?? 0) + 1; return acc }, {})
   t.comment(`author views: 500 ms ${JSON.stringify(views('lag500ms'))}, 2 s ${JSON.stringify(views('lag2s'))}, 5 s ${JSON.stringify(views('lag5s'))}`)
   t.same(Object.keys(views('lag5s')), ['primary'], 'at 5 s of lag the authors\' pages came from the primary')
+
+  // Authors never wait for the replica (issue 21): the landing page after the 303 is read from
+  // the primary at once when the replica is behind. Timings are reported, not asserted to the
+  // millisecond (a shared machine); what is asserted is that nobody waited out the lag.
+  const percentiles = (values: number[]) => {
+    const ms = [...values].sort((a, b) => a - b)
+    return { p50: ms[Math.floor(ms.length * 0.5)], p95: ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.95))], max: ms.at(-1)! }
+  }
+  for (const [phase, lag] of [['lag500ms', 500], ['lag2s', 2000], ['lag5s', 5000]] as const) {
+    const l = percentiles(writes.filter((w) => w.phase === phase).map((w) => w.landingMs))
+    // The post itself (cache → frontend → backend → commit → 303), same run: what this machine gives now.
+    const p = percentiles(writes.filter((w) => w.phase === phase).map((w) => w.postMs))
+    t.comment(`landing after a post at ${lag} ms of lag: p50 ${l.p50} ms, p95 ${l.p95} ms, max ${l.max} ms (the post itself: p50 ${p.p50} ms, p95 ${p.p95} ms)`)
+    // Waiting for the replica would put most landings at the lag (the old p50 was 2.0 s at 2 s and 5 s).
+    if (lag >= 2000) t.ok(l.p50 < lag * 0.75, `at ${lag} ms of lag the authors did not wait for the replica (landing p50 ${l.p50} ms)`)
+  }
+  t.same(writes.filter((w) => w.view === 'timeout').map((w) => w.text), [], 'no author waited out FRONTEND_RYW_WAIT_MS')
 
   // No page that showed a comment later lost it.
   const regressions: string[] = []
