@@ -13,11 +13,15 @@
  */
 import t from 'tap'
 import pg from 'pg'
-import { databaseUnavailable, PATRONI_TIMING } from '../../scripts/database-cluster.js'
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { databaseHaproxyConfig, databaseUnavailable, PATRONI_TIMING } from '../../scripts/database-cluster.js'
 import { processStartedAt } from '../../scripts/pid-record.js'
 import { processesIn } from '../../scripts/streaming-replica.js'
 import { drillDatabaseUrl, startDrill, startVisitors, writeOutage, type Fault } from '../helpers/failover-drill.js'
-import { portRefused } from '../helpers/spawn.js'
+import { portRefused, spawnScript } from '../helpers/spawn.js'
 
 const skip = databaseUnavailable() ?? false
 if (skip) t.comment(`skipped: ${skip} (CI installs patroni, etcd-server and haproxy)`)
@@ -95,4 +99,29 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
   for (const port of [...drill.ports.postgres, ...drill.ports.patroni, drill.ports.etcd, drill.ports.write, drill.ports.read]) {
     t.ok(await portRefused(port), `port ${port} released`)
   }
+})
+
+t.test('HAProxy accepts the database routers\' configuration', { skip: spawnSync('haproxy', ['-v']).error ? 'haproxy is not installed' : false }, async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-dbrouter-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'haproxy.cfg')
+  const text = databaseHaproxyConfig({ postgres: [15501, 15502], patroni: [18008, 18009], etcd: 12379, write: 15000, read: 15001 })
+  await writeFile(file, text)
+  const check = spawnSync('haproxy', ['-c', '-f', file], { encoding: 'utf8' })
+  t.equal(check.status, 0, check.stdout + check.stderr)
+  t.match(text, /option httpchk OPTIONS \/primary/, 'writes go to the server whose Patroni says it leads')
+  t.match(text, /option httpchk OPTIONS \/replica/, 'reads to the replicas')
+  t.match(text, /timeout connect 250ms/)
+  t.match(text, /inter 500ms fall 2/)
+})
+
+t.test('a database section that is not whole stops the cluster before anything starts, saying why', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const configFile = path.join(dir, 'cluster.json')
+  await writeFile(configFile, JSON.stringify({ front: 1, caches: [2], frontends: [3], backends: [4], replica: 5, haproxyStats: 6, database: { postgres: [7, 8], patroni: [9], etcd: 10, write: 11, read: 12 } }))
+  const run = spawnScript('scripts/cluster.ts', { CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, LOG_LEVEL: 'warn' })
+  t.teardown(() => { run.child.kill('SIGKILL') })
+  t.equal(await run.exited, 2, 'exit code 2')
+  t.match(run.output(), /database\.patroni must list one port per database\.postgres port/)
 })
