@@ -253,9 +253,12 @@ export function healthy (members: Member[] | undefined, count: number): boolean 
   return leaders.length === 1 && standbys.length === count - 1
 }
 
-async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs: number, intervalMs = 200): Promise<void> {
+/** Asks `probe` until it answers something other than undefined or false (a throw counts as no); rejects after `timeoutMs`, naming `what`. */
+export async function until<T> (what: string, probe: () => Promise<T | undefined | false>, timeoutMs: number, intervalMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs
-  while (!await check().catch(() => false)) {
+  for (;;) {
+    const value = await probe().catch(() => undefined)
+    if (value !== undefined && value !== false) return value
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`)
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
   }
@@ -264,18 +267,13 @@ async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs: 
 /** Waits until `url` reaches a server that takes writes (not in recovery). */
 export async function waitWritable (url: string, timeoutMs: number): Promise<void> {
   const admin = Object.assign(new URL(url), { pathname: '/postgres' }).toString()
-  await waitFor(`no writable leader at ${new URL(url).host}`, async () => {
+  await until(`no writable leader at ${new URL(url).host}`, async () => {
     const c = new pg.Client({ connectionString: admin, connectionTimeoutMillis: 2000 })
     try {
       await c.connect()
       return (await c.query<{ r: boolean }>('select pg_is_in_recovery() as r')).rows[0].r === false
     } finally { await c.end().catch(() => {}) }
   }, timeoutMs)
-}
-
-/** Waits until one leader and a streaming synchronous standby for every other member. */
-export async function waitHealthyCluster (ports: DatabasePorts, timeoutMs: number): Promise<void> {
-  await waitFor('the database cluster did not become whole (a leader and synchronous standbys)', async () => healthy(await anyMembers(ports), ports.postgres.length), timeoutMs)
 }
 
 async function ownedByServer (dir: string, user: { uid: number, gid: number } | undefined): Promise<void> {
@@ -334,7 +332,7 @@ export async function prepareDatabaseCluster (stateDir: string, ports: DatabaseP
         }
         // A node that was lost rejoins once its leader key has expired or moved, as a
         // standby of whichever node leads then (pg_rewind), rather than racing the failover.
-        await waitFor(`${memberName(i)}'s leader key`, async () => {
+        await until(`${memberName(i)}'s leader key`, async () => {
           const members = await anyMembers(ports)
           return members !== undefined && !members.some((m) => m.name === memberName(i) && m.role === 'leader')
         }, (PATRONI_TIMING.ttl + PATRONI_TIMING.loop_wait * 2) * 1000, 500).catch(() => {})

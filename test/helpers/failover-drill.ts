@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { freePorts } from '../../common/free-port.js'
-import { anyMembers, databaseLayout, databaseUrls, healthy, memberName, type DatabaseLayout, type DatabasePorts } from '../../scripts/database-cluster.js'
+import { anyMembers, databaseLayout, databaseUrls, healthy, memberName, until, type DatabaseLayout, type DatabasePorts } from '../../scripts/database-cluster.js'
 import { postmasterPid } from '../../scripts/streaming-replica.js'
 import { requestFrom } from './source-address.js'
 import { spawnScript, waitForLine, type Spawned } from './spawn.js'
@@ -44,16 +44,6 @@ export interface Drill {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function until<T> (what: string, probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe().catch(() => undefined)
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`)
-    await sleep(intervalMs)
-  }
-}
 
 /** Starts the cluster (one cache, one frontend, two backends, one mailer: every role, few processes) on its own Patroni pair. */
 export async function startDrill (env: Record<string, string | undefined> = {}): Promise<Drill> {
