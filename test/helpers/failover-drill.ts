@@ -73,7 +73,7 @@ export async function startDrill (env: Record<string, string | undefined> = {}):
     }
     await rm(dir, { recursive: true, force: true })
   }
-  const base = await waitForLine(run, /FLASHCROWD_URL=(\S+)/, 240_000)
+  const base = await waitForLine(run, /FLASHCROWD_URL=(\S+)/, 150_000)
   if (!base) {
     await remove()
     throw new Error(`the cluster did not come up:\n${run.output().slice(-5000)}`)

@@ -36,7 +36,7 @@ const PLAN: Array<{ fault: Fault, limitMs: number }> = [
 ]
 const ROLES = /^(front|cache|frontend|backend|mailer)\d*$/
 
-t.test('the database leader dies, is lost and is switched over under visitors', { skip, timeout: 280_000 }, async (t) => {
+t.test('the database leader dies, is lost and is switched over under visitors', { skip, timeout: 260_000 }, async (t) => {
   const began = Date.now()
   const drill = await startDrill()
   t.teardown(drill.remove)
