@@ -192,7 +192,8 @@ defaults
   timeout server 30m
   timeout check 2s
   retries 2
-  default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+  # A server that is down is checked twice as often: a new leader takes writes sooner.
+  default-server inter 500ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions
 listen database-write
   bind ${host}:${ports.write}
   option httpchk OPTIONS /primary

@@ -23,6 +23,8 @@ import { processesIn } from '../../scripts/streaming-replica.js'
 import { drillDatabaseUrl, startDrill, startVisitors, writeOutage, type Fault } from '../helpers/failover-drill.js'
 import { portRefused, spawnScript } from '../helpers/spawn.js'
 
+// Beyond the suite's per-file timeout (TAP_TIMEOUT): it waits on Patroni's timers five times over.
+t.setTimeout(290_000)
 const skip = databaseUnavailable() ?? false
 if (skip) t.comment(`skipped: ${skip} (CI installs patroni, etcd-server and haproxy)`)
 
