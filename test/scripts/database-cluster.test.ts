@@ -114,7 +114,7 @@ t.test('HAProxy accepts the database routers\' configuration', { skip: spawnSync
   t.match(text, /option httpchk OPTIONS \/primary/, 'writes go to the server whose Patroni says it leads')
   t.match(text, /option httpchk OPTIONS \/replica/, 'reads to the replicas')
   t.match(text, /timeout connect 250ms/)
-  t.match(text, /inter 500ms fall 2/)
+  t.match(text, /inter 500ms downinter 250ms fall 2/)
 })
 
 t.test('a database section that is not whole stops the cluster before anything starts, saying why', async (t) => {
