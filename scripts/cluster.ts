@@ -209,6 +209,7 @@ try {
     for (const spec of await prepareDatabaseCluster(stateDir, database, say)) await supervisor.start(spec)
     await waitWritable(primaryUrl, 180_000)
     say(`Patroni leads PostgreSQL on ports ${database.postgres.join(', ')} (etcd on ${database.etcd}); writes through ${database.write}, reads through ${database.read}`)
+    if (process.env.DATABASE_URL || process.env.DATABASE_READ_URL) say('DATABASE_URL and DATABASE_READ_URL are not used: the database section runs its own')
   }
   await ensureDatabase(primaryUrl)
   await prepareDatabase(primaryUrl, say)
