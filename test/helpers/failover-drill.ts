@@ -193,7 +193,7 @@ export async function startVisitors (base: string, options: { writers: number, a
         }
         break
       }
-      await sleep(30)
+      await sleep(50)
     }
   }
   const reader = async (source: string, uncached: boolean) => {
@@ -210,7 +210,7 @@ export async function startVisitors (base: string, options: { writers: number, a
       } catch (err) {
         tally.failed.push(`${page} → ${(err as Error).message}`)
       }
-      await sleep(uncached ? 50 : 10)
+      await sleep(uncached ? 80 : 20)
     }
   }
   const loops = [
