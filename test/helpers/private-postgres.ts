@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { chown, mkdtemp, rm } from 'node:fs/promises'
+import { appendFile, chown, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -125,6 +125,8 @@ export async function startPrivateStandby (primary: PrivatePostgres): Promise<Pr
   const port = await freePort()
   const prepared = await prepareStreamingReplica({ primaryUrl: primary.url(), dir: path.join(dir, 'data'), port })
   if (typeof prepared === 'string') { await rm(dir, { recursive: true, force: true }); throw new Error(prepared) }
+  // Once promoted it is a primary a standby of its own may copy (a rejoining node).
+  await appendFile(path.join(prepared.dir, 'pg_hba.conf'), 'host replication all 127.0.0.1/32 trust\n')
   const url = (database = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${database}`
   let pid: number | undefined
   async function signal (name: NodeJS.Signals): Promise<void> {
