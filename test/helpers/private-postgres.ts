@@ -64,6 +64,16 @@ async function waitReady (url: string, ms: number): Promise<void> {
   }
 }
 
+/** Sends `name` to the postmaster `pid` and waits (at most 30 s) until it is gone. */
+async function signalAndWait (pid: number, name: NodeJS.Signals): Promise<void> {
+  try { process.kill(pid, name) } catch { return }
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    try { process.kill(pid, 0) } catch { return }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 export async function startPrivatePostgres (options: { settings?: Record<string, string> } = {}): Promise<PrivatePostgres & { remove: () => Promise<void> }> {
   const bin = binaries()!
   const dir = await mkdtemp(path.join(tmpdir(), 'fc-pg-'))
@@ -100,13 +110,8 @@ export async function startPrivatePostgres (options: { settings?: Record<string,
   async function signal (name: NodeJS.Signals): Promise<void> {
     if (pid === undefined) return
     const target = pid
-    try { process.kill(target, name) } catch { pid = undefined; return }
-    const deadline = Date.now() + 30_000
-    while (Date.now() < deadline) {
-      try { process.kill(target, 0) } catch { break }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
     pid = undefined
+    await signalAndWait(target, name)
   }
 
   await server.start()
@@ -132,13 +137,8 @@ export async function startPrivateStandby (primary: PrivatePostgres): Promise<Pr
   async function signal (name: NodeJS.Signals): Promise<void> {
     if (pid === undefined) return
     const target = pid
-    try { process.kill(target, name) } catch { pid = undefined; return }
-    const deadline = Date.now() + 30_000
-    while (Date.now() < deadline) {
-      try { process.kill(target, 0) } catch { break }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
     pid = undefined
+    await signalAndWait(target, name)
   }
   const standby: PrivateStandby = {
     url,
