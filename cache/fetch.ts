@@ -28,6 +28,8 @@ export interface FetchInfo {
   /** X-Forwarded-For for the upstream: the verified hops, the visitor first (forwarded.ts). */
   forwardedFor: string
   credentialed: boolean
+  /** Keep Surrogate-Key in the delivered fields (a CDN in front purges by it). */
+  deliverTags?: boolean
   /** A stored object being revalidated (RFC 9111 §4.3.1). */
   stale: CachedObject | undefined
   /** Passes interim responses (103 Early Hints) to the client this fetch answers; never stored. */
@@ -245,7 +247,7 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
 }
 
 export function freshnessOptions (e: Engine) {
-  return { graceSeconds: e.config.CACHE_GRACE_SECONDS, defaultTtlSeconds: e.config.CACHE_DEFAULT_TTL_SECONDS }
+  return { graceSeconds: e.config.CACHE_GRACE_SECONDS, defaultTtlSeconds: e.config.CACHE_DEFAULT_TTL_SECONDS, targets: e.targets }
 }
 
 /**
