@@ -18,7 +18,9 @@ if (build.status !== 0) process.exit(build.status ?? 1)
 // load stages at a few hundred requests a second, 67 s of wall time for 14 s
 // of CPU — runs beside the rest instead, as a plain node process (two tap
 // runners would share tap's state directory); its TAP is printed after the rest.
-const BESIDE = ['test/loadtest/knee.test.ts']
+// So does the two-tier CDN test (200 writes watched at two edges while a paced
+// crowd reads: mostly polling and a 5 s lifetime running out; it asserts no speed).
+const BESIDE = ['test/loadtest/knee.test.ts', 'test/purger/two-tier.test.ts']
 const SIDE_TIMEOUT_MS = 300_000
 
 /** `# { total: 15, pass: 14, fail: 1, skip: 0 }`: tap's closing summary, from a runner or a single file. */
