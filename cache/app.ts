@@ -15,7 +15,7 @@ import { Coalescer, systemTimers, type Timers } from './coalesce.js'
 import { Director } from './director.js'
 import { createCacheMetrics } from './metrics.js'
 import { InvalidationLog } from './ban.js'
-import { policyClassFor, systemClock, type Clock } from './freshness.js'
+import { policyClassFor, systemClock, targetedFields, type Clock } from './freshness.js'
 import { subscribeInvalidations } from './invalidation.js'
 import { parseRawBanHead } from './raw-ban.js'
 import { answerInvalidation } from './purge.js'
@@ -27,6 +27,7 @@ import { BodyBudget } from './request-body.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
 import { list } from '../common/config.js'
 import { compileTrust } from '../common/trusted-proxies.js'
+import { cdnIdentity } from '../common/cdn.js'
 import { policy } from './policy.js'
 import { Reclaimer } from './reclaim.js'
 import { SharedStore } from './shared-store.js'
@@ -122,7 +123,13 @@ export function buildApp (deps: CacheDeps): CacheApp {
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
   const position = createBusPosition()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy, logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position }
+  const engine: Engine = {
+    config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy, logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position,
+    cdn: cdnIdentity(config),
+    targets: targetedFields(config.CACHE_EDGE),
+    // Fastly and a flashcrowd edge purge by Surrogate-Key, so they must see it (and remove it before the visitor does).
+    deliverTags: config.CACHE_DELIVER_SURROGATE_KEY || config.CDN_PROVIDER === 'fastly' || config.CDN_PROVIDER === 'flashcrowd'
+  }
   const applyDeps = { store, log, now: () => clock.now() }
 
   engine.nodeLock = deps.shared?.lock

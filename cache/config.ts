@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { CommonEnv, ConfigError, Port, UrlList, loadConfig } from '../common/config.js'
 import { TrustedProxies } from '../common/trusted-proxies.js'
 import { forwardReserve } from './request-head.js'
+import { CdnIdentityEnv, cdnIdentity } from '../common/cdn.js'
 
 export const CacheEnv = Type.Object({
   ...CommonEnv,
@@ -43,6 +44,9 @@ export const CacheEnv = Type.Object({
   CACHE_IDLE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 30_000, description: 'A socket with no progress for this long (e.g. a client that stops reading) is closed.' }),
   CACHE_SEND_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 10_000, description: 'A streamed (not stored) answer whose client accepts no bytes for this long is abandoned and its upstream connection released.' }),
   CACHE_KEEPALIVE_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5000, description: 'Idle keep-alive client connections are closed after this.' }),
+  ...CdnIdentityEnv,
+  CACHE_EDGE: Type.Boolean({ default: false, description: 'This node is a CDN edge in front of a tier (its UPSTREAMS are the tier\'s caches): it obeys CDN-Cache-Control (RFC 9213 §3) instead of Cache-Control. false: it obeys Flashcrowd-Cache-Control (aimed at this project\'s caches) and passes CDN-Cache-Control on untouched.' }),
+  CACHE_DELIVER_SURROGATE_KEY: Type.Boolean({ default: false, description: 'Pass each page\'s Surrogate-Key on to the client, for a CDN in front that purges by it (it removes the field before the visitor). Always on with CDN_PROVIDER=fastly or flashcrowd.' }),
   CACHE_HIT_FRONT: Type.Boolean({ default: true, description: 'Answer plain hits (a fresh stored page for a simple GET/HEAD) straight from the listening socket, before node\'s HTTP server (hit-front.ts); other requests go through node\'s server (a connection that sends one outside the simple form stays there). false: every request does.' })
 })
 
@@ -62,6 +66,7 @@ export function checkCacheConfig (config: CacheConfig): CacheConfig {
   if (config.CACHE_MAX_INFLIGHT_BODY_BYTES < config.CACHE_MAX_BODY_BYTES) {
     problems.push(`CACHE_MAX_INFLIGHT_BODY_BYTES: must be at least CACHE_MAX_BODY_BYTES (${config.CACHE_MAX_BODY_BYTES}), or the largest allowed body could never pass (got ${config.CACHE_MAX_INFLIGHT_BODY_BYTES})`)
   }
+  try { cdnIdentity(config) } catch (err) { problems.push((err as Error).message) }
   if (problems.length > 0) throw new ConfigError(problems)
   return config
 }

@@ -14,6 +14,7 @@ import type { Trust } from '../common/trusted-proxies.js'
 import type { BodyBudget } from './request-body.js'
 import type { BusPosition } from '../common/bus-position.js'
 import type { NodeLock } from './node-lock.js'
+import type { CdnIdentity } from '../common/cdn.js'
 
 export interface Logger {
   debug (obj: object | string, msg?: string): void
@@ -38,6 +39,12 @@ export interface Engine {
   logger: Logger
   /** Hops whose X-Forwarded-For is believed (CACHE_TRUSTED_PROXIES; forwarded.ts). */
   trustProxy: Trust
+  /** The CDN in front, whose client field names the visitor from its addresses (common/cdn.ts); absent without one. */
+  cdn?: CdnIdentity
+  /** Targeted cache-control fields this node obeys, in order (RFC 9213 §2.1; freshness.ts `targetedFields`). */
+  targets: readonly string[]
+  /** Deliver Surrogate-Key to the CDN in front (CACHE_DELIVER_SURROGATE_KEY). */
+  deliverTags: boolean
   /** Request body bytes held by passed requests (request-body.ts). */
   bodies: BodyBudget
   /** The node-wide fetch lock when several workers share one store (node-lock.ts); absent in single-process mode. */

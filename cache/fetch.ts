@@ -28,6 +28,8 @@ export interface FetchInfo {
   /** X-Forwarded-For for the upstream: the verified hops, the visitor first (forwarded.ts). */
   forwardedFor: string
   credentialed: boolean
+  /** Keep Surrogate-Key in the delivered fields (a CDN in front purges by it). */
+  deliverTags?: boolean
   /** A stored object being revalidated (RFC 9111 §4.3.1). */
   stale: CachedObject | undefined
   /** Passes interim responses (103 Early Hints) to the client this fetch answers; never stored. */
@@ -240,12 +242,30 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   const notStored = store(e, o, requestTime)
   // Not admitted: the object answers this request only (it is complete and prepared).
   if (notStored === 'not-admitted') return { kind: 'object', object: o, revalidated: false, upstreamStatus: up.status, stored: false }
-  if (notStored !== null) return { kind: 'answer', answer, chunks: [body], rest: undefined, reason: notStored }
+  if (notStored !== null) return { kind: 'answer', answer: notStored === 'invalidated-in-flight' ? unshareable(answer) : answer, chunks: [body], rest: undefined, reason: notStored }
   return { kind: 'object', object: o, revalidated: false, upstreamStatus: up.status, stored: true }
 }
 
+/**
+ * An answer fetched before an invalidation that arrived while it was in
+ * flight: its requester may have it (they asked before the purge), but no
+ * cache behind us may keep it (design §2.3: a purge is never undone by
+ * re-caching) — an edge in front (CACHE_EDGE, a CDN) would otherwise store
+ * the old page for its whole CDN-Cache-Control lifetime, where no purge
+ * reaches it any more (RFC 9111 §5.2.2.5 no-store; RFC 9213 §2.1: the
+ * targeted fields are dropped so they cannot override it).
+ */
+function unshareable (answer: UpstreamAnswer): UpstreamAnswer {
+  const headers: Record<string, string> = { ...answer.headers, 'cache-control': 'no-store' }
+  delete headers['cdn-cache-control']
+  delete headers['flashcrowd-cache-control']
+  delete headers['surrogate-control']
+  delete headers.expires
+  return { ...answer, headers }
+}
+
 export function freshnessOptions (e: Engine) {
-  return { graceSeconds: e.config.CACHE_GRACE_SECONDS, defaultTtlSeconds: e.config.CACHE_DEFAULT_TTL_SECONDS }
+  return { graceSeconds: e.config.CACHE_GRACE_SECONDS, defaultTtlSeconds: e.config.CACHE_DEFAULT_TTL_SECONDS, targets: e.targets }
 }
 
 /**

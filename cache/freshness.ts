@@ -31,6 +31,8 @@ export interface FreshnessOptions {
   graceSeconds: number
   /** Used only when the response is storable but gives no lifetime at all. */
   defaultTtlSeconds: number
+  /** Targeted fields this cache obeys, in order (`targetedFields`); default: the tier's. */
+  targets?: readonly string[]
 }
 
 export interface Freshness {
@@ -53,17 +55,45 @@ function seconds (v: string | true | undefined): number {
   return deltaSeconds(v) ?? 0
 }
 
+/** RFC 9213 §2: the field aimed at this project's caches (the tier's own). */
+export const OWN_TARGETED_FIELD = 'flashcrowd-cache-control'
+/** RFC 9213 §3: the field aimed at CDN caches. */
+export const CDN_TARGETED_FIELD = 'cdn-cache-control'
+
 /**
- * RFC 9213 §2.1: a cache that recognises a targeted field (CDN-Cache-Control,
- * or the older Surrogate-Control aimed at surrogates) uses it *instead of*
- * Cache-Control and Expires. The library only knows Cache-Control, so we hand
- * it a copy where the targeted field sits in that place.
+ * RFC 9213 §2.1: each cache has a target list, most specific first, and uses
+ * the first field of the list with a valid value. A node of the tier obeys
+ * Flashcrowd-Cache-Control and passes CDN-Cache-Control on untouched (it is
+ * not a CDN: RFC 9213 §3 aims that field at the edge in front of us, and a
+ * cache ignores targeted fields not on its list, §2.1). A node that is the
+ * edge (CACHE_EDGE) obeys CDN-Cache-Control. Both fall back on
+ * Surrogate-Control (Edge Architecture 1.0), then Cache-Control.
  */
-export function effectiveHeaders (headers: Headers, now: number = Date.now()): Headers {
+export function targetedFields (edge: boolean): readonly string[] {
+  return edge ? [CDN_TARGETED_FIELD, 'surrogate-control'] : [OWN_TARGETED_FIELD, 'surrogate-control']
+}
+const TIER_TARGETS = targetedFields(false)
+
+/** The first field of the target list with a valid value, as Cache-Control directives (RFC 9213 §2.1). */
+function targetedValue (headers: Headers, targets: readonly string[]): string | undefined {
+  for (const name of targets) {
+    const value = headers[name]
+    if (value === undefined) continue
+    // RFC 9213 §2.1: an invalid targeted field is ignored, as if absent.
+    const parsed = name === 'surrogate-control' ? surrogateControl(value) : targetedCacheControl(value)
+    if (parsed !== undefined) return parsed
+  }
+  return undefined
+}
+
+/**
+ * RFC 9213 §2.1: a cache that recognises a targeted field uses it *instead
+ * of* Cache-Control and Expires. The library only knows Cache-Control, so we
+ * hand it a copy where the targeted field sits in that place.
+ */
+export function effectiveHeaders (headers: Headers, now: number = Date.now(), targets: readonly string[] = TIER_TARGETS): Headers {
   const copy: Headers = { ...headers }
-  // RFC 9213 §2.1: an invalid targeted field is ignored, as if absent.
-  const cdn = headers['cdn-cache-control'] !== undefined ? targetedCacheControl(headers['cdn-cache-control']) : undefined
-  const targeted = cdn ?? surrogateControl(headers['surrogate-control'])
+  const targeted = targetedValue(headers, targets)
   if (targeted !== undefined) {
     copy['cache-control'] = canonicalCacheControl(targeted)!
     delete copy.expires
@@ -104,7 +134,7 @@ export function evaluateResponse (
   Policy: PolicyClass, req: PolicyRequest, res: PolicyResponse,
   requestTime: number, responseTime: number, opts: FreshnessOptions, credentialed: boolean
 ): Freshness {
-  const headers = effectiveHeaders(res.headers, responseTime)
+  const headers = effectiveHeaders(res.headers, responseTime, opts.targets)
   // The library evaluates GET semantics; a HEAD miss is fetched as GET anyway.
   const policy = new Policy({ method: 'GET', url: req.url, headers: req.headers }, { status: res.status, headers }, { shared: true, cacheHeuristic: 0.1 })
   const cc = parseCacheControl(headers['cache-control'])

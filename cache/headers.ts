@@ -208,7 +208,7 @@ export function buildHead (o: CachedObject, encoding: Encoding): string[] {
   const head: string[] = []
   let vary = o.headers.vary
   for (const name in o.headers) {
-    if (NOT_DELIVERED.has(name) || name === 'vary' || name === 'content-encoding') continue
+    if ((NOT_DELIVERED.has(name) && !(name === 'surrogate-key' && o.deliverTags === true)) || name === 'vary' || name === 'content-encoding') continue
     head.push(name, o.headers[name])
   }
   if (o.compressible && !(vary && /accept-encoding/i.test(vary))) vary = vary ? vary + ', Accept-Encoding' : 'Accept-Encoding'

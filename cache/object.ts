@@ -18,6 +18,8 @@ export interface ObjectSource {
   url: string
   primary: string
   headers: Record<string, string | string[] | undefined>
+  /** Keep Surrogate-Key in the delivered fields (a CDN in front purges by it). */
+  deliverTags?: boolean
 }
 
 /** A body read in chunks, as one Buffer that owns its memory (no view pinning a larger slab). */
@@ -71,6 +73,7 @@ export function makeObject (info: ObjectSource, status: number, headers: Record<
     etag: headers.etag,
     lastModified: Number.isFinite(lm) ? lm : undefined,
     tags,
+    ...(info.deliverTags === true ? { deliverTags: true } : {}),
     responseTime,
     fetchStarted: requestTime,
     fetchSequence,
@@ -106,6 +109,7 @@ export function serializeObject (o: CachedObject): SharedObject {
     etag: o.etag,
     lastModified: o.lastModified,
     tags: o.tags,
+    ...(o.deliverTags === true ? { deliverTags: true } : {}),
     responseTime: o.responseTime,
     fetchStarted: o.fetchStarted,
     initialAge: o.initialAge,

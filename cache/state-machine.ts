@@ -83,10 +83,10 @@ export class Ctx {
 
   #forwardedFor: string | undefined = undefined
   /** Computed on the way upstream only: a hit never pays for it. */
-  forwardedFor (): string { return (this.#forwardedFor ??= forwardedFor(this.req, this.e.trustProxy)) }
+  forwardedFor (): string { return (this.#forwardedFor ??= forwardedFor(this.req, this.e.trustProxy, this.e.cdn)) }
 
   fetchInfo (): FetchInfo {
-    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
+    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), deliverTags: this.e.deliverTags, credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
   }
 
   /**

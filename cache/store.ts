@@ -34,6 +34,8 @@ export interface CachedObject {
   etag: string | undefined
   lastModified: number | undefined
   tags: string[]
+  /** Surrogate-Key is delivered too, for a CDN in front that purges by it (CACHE_DELIVER_SURROGATE_KEY). */
+  deliverTags?: true
   /** Clock time the response arrived (RFC 9111 §4.2.3 response_time). */
   responseTime: number
   /**

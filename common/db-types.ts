@@ -79,6 +79,25 @@ export interface OutboxTable {
   keys: string[]
   created_at: Timestamp
   published_at: Timestamp | null
+  /** When the CDN purger turned the row into jobs (cdn_purges); null: not yet. */
+  cdn_queued_at: ColumnType<Date | null, never, Date | null>
+}
+
+export type CdnPurgeStatus = 'queued' | 'sending' | 'done'
+
+/** One CDN's purge job: the keys of one or more writes (purger/queue.ts). */
+export interface CdnPurgesTable {
+  id: Generated<string>
+  cdn: string
+  keys: string[]
+  committed_at: Timestamp
+  status: ColumnType<CdnPurgeStatus, CdnPurgeStatus | undefined, CdnPurgeStatus>
+  attempts: Generated<number>
+  next_attempt_at: Generated<Date>
+  claim_token: string | null
+  last_error: string | null
+  done_at: Date | null
+  created_at: Generated<Date>
 }
 
 export type MailKind = 'event-confirmation' | 'certificate'
@@ -120,6 +139,7 @@ export interface Database {
   outbox: OutboxTable
   mail_messages: MailMessagesTable
   mail_rate: MailRateTable
+  cdn_purges: CdnPurgesTable
 }
 
 export type Tutorial = Selectable<TutorialsTable>

@@ -18,7 +18,7 @@ import type { Bus } from '../common/bus.js'
 import { BusPosition } from '../common/bus-position.js'
 import { SurrogateKeys } from '../common/surrogate-keys.js'
 import { list } from '../common/config.js'
-import { trustedProxies, type FrontendConfig } from './config.js'
+import { cdnTagField, trustedProxies, type FrontendConfig } from './config.js'
 import { compileTrust } from '../common/trusted-proxies.js'
 import { createContentRepository } from './repositories.js'
 import { RenderCache } from './render-cache.js'
@@ -135,6 +135,8 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
     primary,
     bus: busPosition,
     busWaitMs: deps.config.FRONTEND_BUS_WAIT_MS,
+    cdnMaxAge: deps.config.FRONTEND_CDN_MAX_AGE,
+    cdnTagField: cdnTagField(deps.config),
     trustedPeer: (request) => trusted(request.socket.remoteAddress ?? '', 0),
     now,
     onRender: (_key, ms, outcome) => renders.observe({ kind: outcome }, ms / 1000),

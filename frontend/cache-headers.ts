@@ -14,6 +14,13 @@
  *   down, the cache keeps serving what it has for a day (design §2.6).
  * Non-2xx answers that depend on content (404 of an unknown slug) get short
  * lifetimes and the key of the list that a later publish would purge.
+ *
+ * The CDN in front gets its own lifetime, `CDN-Cache-Control` (RFC 9213 §3):
+ * our caches are purged after every write, a CDN only when the purger reaches
+ * it. Without a purger it gets a few seconds (FRONTEND_CDN_MAX_AGE: micro-
+ * caching that absorbs a crowd and hides a write no longer than that); with
+ * one, as long as our caches. Never stale-while-revalidate there: a page the
+ * CDN serves stale while it refreshes would outlive its lifetime.
  */
 import { createHash } from 'node:crypto'
 
@@ -24,6 +31,8 @@ export interface CachePolicy {
   maxAge: number
   staleWhileRevalidate: number
   staleIfError: number
+  /** The content never changes once served (no write purges it): a CDN may keep it as long as we do. */
+  immutable?: true
 }
 
 export const POLICIES = {
@@ -32,7 +41,7 @@ export const POLICIES = {
   /** The sitemap: read by crawlers and `warm`, large, changes only on publish. */
   sitemap: { maxAge: 0, sMaxAge: 3600, staleWhileRevalidate: 600, staleIfError: 86_400 },
   /** A certificate never changes once issued. */
-  certificate: { maxAge: 0, sMaxAge: 86_400, staleWhileRevalidate: 3600, staleIfError: 604_800 },
+  certificate: { maxAge: 0, sMaxAge: 86_400, staleWhileRevalidate: 3600, staleIfError: 604_800, immutable: true },
   /**
    * The participants counter, polled by every open home page: a few seconds
    * in the browser and the cache absorb the polling; it is also purged on
@@ -50,6 +59,17 @@ export function cacheControl (policy: CachePolicy): string {
   if (policy.staleWhileRevalidate > 0) parts.push(`stale-while-revalidate=${policy.staleWhileRevalidate}`)
   if (policy.staleIfError > 0) parts.push(`stale-if-error=${policy.staleIfError}`)
   return parts.join(', ')
+}
+
+/**
+ * The CDN's lifetime of a shareable answer (RFC 9213 §3): at most
+ * `cdnMaxAge` seconds for anything a write can change, since the CDN is
+ * purged only when a purger reaches it; stale-if-error as for us (RFC 5861
+ * §4), so an outage of the whole tier still shows pages.
+ */
+export function cdnCacheControl (policy: CachePolicy, cdnMaxAge: number): string {
+  const maxAge = policy.immutable ? policy.sMaxAge : Math.min(policy.sMaxAge, cdnMaxAge)
+  return policy.staleIfError > 0 ? `max-age=${maxAge}, stale-if-error=${policy.staleIfError}` : `max-age=${maxAge}`
 }
 
 /** The author's own view after a write, error pages, form answers: never stored (RFC 9111 §5.2.2.3, §5.2.2.7). */

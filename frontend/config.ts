@@ -5,6 +5,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, Port, UrlList, loadConfig, list } from '../common/config.js'
 import { TrustedProxies, trustedProxyList } from '../common/trusted-proxies.js'
+import { CdnIdentityEnv, TAG_FIELDS } from '../common/cdn.js'
 
 export const FrontendEnv = Type.Object({
   ...CommonEnv,
@@ -28,6 +29,8 @@ export const FrontendEnv = Type.Object({
   FRONTEND_PUBLIC_ORIGINS: Type.Optional(Type.String({ description: 'Extra origins (comma-separated, e.g. https://hour.example.org) whose form posts are accepted besides the request\'s own host.' })),
   FRONTEND_RYW_WAIT_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 2000, description: 'How long an author\'s page (?rev=) waits for the read pool to replay their write when the primary cannot serve it (no primary pool, its queue is full, or it is failing over). Otherwise an author never waits: a replica behind the write sends the page to the primary at once.' }),
   FRONTEND_DNS_REFRESH_MS: Type.Integer({ minimum: 0, default: 5000, description: 'How often backend host names are re-resolved; each address becomes its own pool (scale-out without a restart). 0 disables.' }),
+  CDN_PROVIDER: CdnIdentityEnv.CDN_PROVIDER,
+  FRONTEND_CDN_MAX_AGE: Type.Integer({ minimum: 0, maximum: 86_400, default: 5, description: 'CDN-Cache-Control max-age of pages a write can change (RFC 9213): the CDN in front keeps them this long. Keep it a few seconds unless a purger reaches the CDN (CDN_FLASHCROWD_URLS or the purger\'s provider credentials); then it may be as long as the pages\' s-maxage (300), as npm start and npm run cluster set it.' }),
   FRONTEND_BACKEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 9000, description: 'Deadline of a form post\'s write at the backends (all attempts together; then the visitor gets their form back with 503 + Retry-After). Keep it above BACKEND_DB_RETRY_MS (the backends hold writes through a database failover that long) and below the cache\'s CACHE_UPSTREAM_TIMEOUT_MS.' })
 })
 
@@ -35,6 +38,11 @@ export type FrontendConfig = Static<typeof FrontendEnv>
 
 export function loadFrontendConfig (env: NodeJS.ProcessEnv = process.env): FrontendConfig {
   return loadConfig(FrontendEnv, env)
+}
+
+/** The CDN's tag field where it differs from Surrogate-Key (Cloudflare: Cache-Tag). */
+export function cdnTagField (config: Pick<FrontendConfig, 'CDN_PROVIDER'>): string | undefined {
+  return config.CDN_PROVIDER === undefined ? undefined : TAG_FIELDS[config.CDN_PROVIDER]
 }
 
 export function backendUrls (config: Pick<FrontendConfig, 'BACKEND_URL'>): string[] {

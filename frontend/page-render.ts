@@ -12,7 +12,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { formatSurrogateKeys } from '../common/surrogate-keys.js'
 import { parseBusId, type BusPosition } from '../common/bus-position.js'
 import { SafeHtml } from './html.js'
-import { NO_STORE, NOT_YET_SHAREABLE, POLICIES, cacheControl, ifNoneMatchHits, strongEtag, type PolicyName } from './cache-headers.js'
+import { NO_STORE, NOT_YET_SHAREABLE, POLICIES, cacheControl, cdnCacheControl, ifNoneMatchHits, strongEtag, type PolicyName } from './cache-headers.js'
 import type { RenderCache, RenderedPage } from './render-cache.js'
 import { formatLsn, parseLsn, type ReadYourWrites } from './read-your-writes.js'
 import type { ContentRepository } from './repositories.js'
@@ -60,6 +60,10 @@ export interface PageServerOptions {
   /** A fetch named a bus event this frontend had not applied within busWaitMs. */
   onBehindBus?: (wanted: string, have: string | undefined) => void
   log?: (msg: string, extra?: Record<string, unknown>) => void
+  /** The CDN's lifetime of pages a write can change, seconds (FRONTEND_CDN_MAX_AGE); undefined: no CDN-Cache-Control. */
+  cdnMaxAge?: number
+  /** The CDN's own tag field where it is not Surrogate-Key (Cloudflare: Cache-Tag, comma-separated). */
+  cdnTagField?: string
 }
 
 const HTML = 'text/html; charset=utf-8'
@@ -74,6 +78,7 @@ export function createPageServer (options: PageServerOptions) {
   let busWaits = 0
 
   function toPage (result: PageResult, cc: string): RenderedPage {
+    const shared = cc !== NO_STORE && cc !== NOT_YET_SHAREABLE
     const body = Buffer.from(result.body instanceof SafeHtml ? result.body.value : result.body, 'utf8')
     return {
       status: result.status ?? 200,
@@ -82,6 +87,7 @@ export function createPageServer (options: PageServerOptions) {
       etag: strongEtag(body),
       tags: result.tags,
       cacheControl: cc,
+      ...(shared && options.cdnMaxAge !== undefined ? { cdnCacheControl: cdnCacheControl(POLICIES[result.policy], options.cdnMaxAge) } : {}),
       renderedAt: now(),
       ttlMs: POLICIES[result.policy].sMaxAge * 1000
     }
@@ -175,6 +181,8 @@ export function createPageServer (options: PageServerOptions) {
     reply.header('cache-control', privateOnly ? NO_STORE : page.cacheControl)
     reply.header('etag', page.etag)
     if (page.tags.length > 0) reply.header('surrogate-key', formatSurrogateKeys(page.tags))
+    if (page.cdnCacheControl !== undefined && !privateOnly) reply.header('cdn-cache-control', page.cdnCacheControl)
+    if (options.cdnTagField !== undefined && page.tags.length > 0) reply.header(options.cdnTagField, [...new Set(page.tags)].join(','))
     reply.header('x-render-cache', outcome)
     if (outcome === 'hit' || outcome === 'shared-hit') {
       // The stored copy has aged; caches downstream must not count its lifetime from now (RFC 9111 §4.2.3).

@@ -41,6 +41,8 @@ export interface RenderedPage {
   /** Surrogate keys the page shows. */
   tags: string[]
   cacheControl: string
+  /** The CDN's lifetime (RFC 9213 §3), on shareable pages only. */
+  cdnCacheControl?: string
   /** Clock time of the render (ms). */
   renderedAt: number
   /** How long the render cache may keep it (ms). */

@@ -15,4 +15,6 @@ rmSync(dist, { recursive: true, force: true })
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
 const res = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
 if (res.status !== 0) process.exit(res.status ?? 1)
+// The CDN ranges common/cdn.ts reads beside itself.
+cpSync(fileURLToPath(new URL('../common/cdn-ranges', import.meta.url)), fileURLToPath(new URL('../dist/common/cdn-ranges', import.meta.url)), { recursive: true })
 cpSync(fileURLToPath(new URL('../frontend/assets', import.meta.url)), fileURLToPath(new URL('../dist/frontend/assets', import.meta.url)), { recursive: true })

@@ -34,6 +34,9 @@ import { PidRecorder, isRecordedProcess, processStartedAt, readPidRecord, stopGr
 import { clearPostmaster, postmasterPid, prepareStreamingReplica, serverUser } from './streaming-replica.js'
 import { MailerEnv } from '../mailer/config.js'
 import { clearDatabaseCluster, databasePortNames, databasePortsProblem, databaseUnavailable, databaseUrls, prepareDatabaseCluster, waitWritable, type DatabasePorts } from './database-cluster.js'
+import { CdnIdentityEnv, CdnPurgeEnv } from '../common/cdn.js'
+import { freePort } from '../common/free-port.js'
+import { cdnEnv } from './cdn-env.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -46,10 +49,12 @@ const ClusterEnv = Type.Object({
   CLUSTER_REPLICA: Type.Union([Type.Literal('auto'), Type.Literal('off')], { default: 'auto', description: 'Start a streaming replica for the frontends when possible.' }),
   CLUSTER_REPLICA_DELAY_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 0, description: 'recovery_min_apply_delay of the cluster\'s replica: rehearse a lagging replica (e.g. 500 or 2000).' }),
   DATABASE_READ_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'An existing replica for the frontends\' reads; the cluster then starts none.' })),
-  SMTP_URL: MailerEnv.properties.SMTP_URL
+  SMTP_URL: MailerEnv.properties.SMTP_URL,
+  ...CdnIdentityEnv,
+  ...CdnPurgeEnv
 })
 
-interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], replica: number, haproxyStats: number, database?: DatabasePorts }
+interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], purger?: number, replica: number, haproxyStats: number, database?: DatabasePorts }
 
 const config = loadConfigOrExit(ClusterEnv, 'cluster')
 const ports = JSON.parse(await readFile(path.resolve(ROOT, config.CLUSTER_CONFIG), 'utf8')) as Ports
@@ -71,7 +76,7 @@ const pidFile = path.join(stateDir, 'pids.json')
 const replicaDir = path.join(stateDir, 'replica')
 const recorder = new PidRecorder(pidFile)
 // Every node cluster.json names, in stop order; the bound of a whole stop follows from it.
-const nodes = ['front', ...ports.caches.map((_, i) => `cache${i + 1}`), ...ports.frontends.map((_, i) => `frontend${i + 1}`), ...ports.backends.map((_, i) => `backend${i + 1}`), 'replica',
+const nodes = ['front', ...ports.caches.map((_, i) => `cache${i + 1}`), ...ports.frontends.map((_, i) => `frontend${i + 1}`), ...ports.backends.map((_, i) => `backend${i + 1}`), ...(cdnEnv(config).purger ? ['purger'] : []), 'replica',
   ...(database ? ['database-router', ...database.patroni.map((_, i) => `patroni${i + 1}`), 'etcd'] : [])]
 const STOP_BOUND_MS = stopGroups(nodes).length * STOP_GRACE_MS + 5000
 /** postgres stops at once on SIGINT (fast shutdown); on SIGTERM it would wait for every client session. */
@@ -261,17 +266,27 @@ try {
       ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
     }
   })))
+  // A CDN in front (docs/cdn.md): one purger pushes the outbox's purges to it.
+  const cdn = cdnEnv(config)
+  if (cdn.purger) {
+    const purgerPort = ports.purger ?? await freePort()
+    await supervisor.start({
+      name: 'purger', script: 'purger/server.ts', healthUrl: `http://127.0.0.1:${purgerPort}/-/health`,
+      env: { LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(purgerPort), DATABASE_URL: primaryUrl, ADMIN_TOKEN: token, FLASHCROWD_STATE_DIR: stateDir, ...cdn.purger }
+    })
+  }
+  if (cdn.summary) say(`CDN: ${cdn.summary}`)
   if (ports.mailers?.length) say(config.SMTP_URL ? `mailers send through ${new URL(config.SMTP_URL).host}` : `no SMTP_URL: the mailers keep messages as .eml files in ${path.join(stateDir, 'mail')}`)
   const frontendUrls = ports.frontends.map((p) => `http://127.0.0.1:${p}`)
   // HAProxy appends the visitor's address and the caches believe it (design §2.10); the TCP
   // balancer cannot, so without HAProxy the caches trust nobody and every visitor is 127.0.0.1.
   await Promise.all(ports.frontends.map((p, i) => supervisor.start({
     name: `frontend${i + 1}`, script: 'frontend/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
-    env: { ...common, PORT: String(p), DATABASE_URL: primaryUrl, DATABASE_READ_URL: readUrl, BACKEND_URL: backendUrls.join(',') }
+    env: { ...common, PORT: String(p), DATABASE_URL: primaryUrl, DATABASE_READ_URL: readUrl, BACKEND_URL: backendUrls.join(','), ...cdn.frontend }
   })))
   await Promise.all(ports.caches.map((p, i) => supervisor.start({
     name: `cache${i + 1}`, script: 'cache/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
-    env: { ...common, PORT: String(p), UPSTREAMS: frontendUrls.join(','), CACHE_WORKERS: '1', CACHE_TRUSTED_PROXIES: haproxy ? '127.0.0.1' : 'none' }
+    env: { ...common, PORT: String(p), UPSTREAMS: frontendUrls.join(','), CACHE_WORKERS: '1', CACHE_TRUSTED_PROXIES: haproxy ? '127.0.0.1' : 'none', ...cdn.cache }
   })))
 
   if (haproxy) {

@@ -9,8 +9,9 @@ import { FrontendEnv } from '../frontend/config.js'
 import { CacheEnv } from '../cache/config.js'
 import { LoadtestEnv } from '../loadtest/config.js'
 import { MailerEnv } from '../mailer/config.js'
+import { PurgerEnv } from '../purger/config.js'
 
-export const ROLE_SCHEMAS: Record<string, TObject> = { backend: BackendEnv, frontend: FrontendEnv, cache: CacheEnv, mailer: MailerEnv, loadtest: LoadtestEnv }
+export const ROLE_SCHEMAS: Record<string, TObject> = { backend: BackendEnv, frontend: FrontendEnv, cache: CacheEnv, mailer: MailerEnv, purger: PurgerEnv, loadtest: LoadtestEnv }
 
 export interface EnvVar { name: string, roles: string[], description: string, defaults: Record<string, unknown> }
 

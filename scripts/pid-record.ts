@@ -17,7 +17,7 @@ import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 export type PidRecord = Record<string, number>
 
 /** The roles in the order they stop: the front door first, the database (replica, or routers, Patroni and etcd) last. */
-const ROLE_ORDER = ['front', 'cache', 'frontend', 'backend', 'mailer', 'replica', 'database-router', 'patroni', 'etcd']
+const ROLE_ORDER = ['front', 'cache', 'frontend', 'backend', 'mailer', 'purger', 'replica', 'database-router', 'patroni', 'etcd']
 
 /**
  * Names grouped in stop order (`cache3` is a cache, `backend12` a backend),

@@ -16,6 +16,8 @@ import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, shutdownLog } f
 import { gracefulShutdown } from '../common/shutdown.js'
 import { freePort, portsInUse } from '../common/free-port.js'
 import { MailerEnv } from '../mailer/config.js'
+import { CdnIdentityEnv, CdnPurgeEnv } from '../common/cdn.js'
+import { cdnEnv } from './cdn-env.js'
 
 export const StartEnv = Type.Object({
   HOST: CommonEnv.HOST,
@@ -30,7 +32,9 @@ export const StartEnv = Type.Object({
   CACHE_MAX_BYTES: Type.Optional(Type.Integer({ minimum: 1024 * 1024, description: 'Memory budget of the cache layer in bytes.' })),
   // One machine runs every role on the same cores: one cache worker, so one
   // store (every worker would otherwise fetch and keep its own copy).
-  CACHE_WORKERS: Type.Integer({ minimum: 0, maximum: 256, default: 1, description: 'Cache worker processes on the one-machine tier (0: one per core).' })
+  CACHE_WORKERS: Type.Integer({ minimum: 0, maximum: 256, default: 1, description: 'Cache worker processes on the one-machine tier (0: one per core).' }),
+  ...CdnIdentityEnv,
+  ...CdnPurgeEnv
 })
 
 const config = loadConfigOrExit(StartEnv, 'flashcrowd')
@@ -64,7 +68,9 @@ try {
 const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
 const token = await adminToken(config.ADMIN_TOKEN, config.FLASHCROWD_STATE_DIR)
-const [backendPort, frontendPort, mailerPort] = [await freePort(), await freePort(), await freePort()]
+const [backendPort, frontendPort, mailerPort, purgerPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
+// A CDN in front (docs/cdn.md): what each role needs of it, and whether a purger runs.
+const cdn = cdnEnv(config)
 const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, HOST: '127.0.0.1' }
 const backendUrl = `http://127.0.0.1:${backendPort}`
 const frontendUrl = `http://127.0.0.1:${frontendPort}`
@@ -72,12 +78,12 @@ const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : con
 
 // The front door closes first; then the backend, so in-flight writes finish and its outbox drains;
 // the mailer last, so the messages of those writes may still go out.
-const STOP_ORDER = ['cache', 'frontend', 'backend', 'mailer']
+const STOP_ORDER = ['cache', 'frontend', 'backend', 'mailer', 'purger']
 let stopped: Promise<void> | undefined
 /** Stops every role, the bus and the database (once, however many ask). */
 function stop (): Promise<void> {
   stopped ??= (async () => {
-    say('stopping (cache → frontend → backend → mailer, then the database)')
+    say('stopping (cache → frontend → backend → mailer → purger, then the database)')
     await supervisor.stop(STOP_ORDER)
     await bus.close()
     await embedded?.close()
@@ -90,7 +96,7 @@ gracefulShutdown({ delayMs: STOP_ORDER.length * STOP_GRACE_MS + 5000, log: shutd
 
 try {
   await supervisor.start({ name: 'backend', script: 'backend/server.ts', env: { ...common, PORT: String(backendPort), DATABASE_URL: databaseUrl }, healthUrl: `${backendUrl}/-/health` })
-  await supervisor.start({ name: 'frontend', script: 'frontend/server.ts', env: { ...common, PORT: String(frontendPort), DATABASE_URL: databaseUrl, DATABASE_READ_URL: databaseUrl, BACKEND_URL: backendUrl }, healthUrl: `${frontendUrl}/-/health` })
+  await supervisor.start({ name: 'frontend', script: 'frontend/server.ts', env: { ...common, PORT: String(frontendPort), DATABASE_URL: databaseUrl, DATABASE_READ_URL: databaseUrl, BACKEND_URL: backendUrl, ...cdn.frontend }, healthUrl: `${frontendUrl}/-/health` })
   // Messages go through SMTP_URL, or into the state folder (nothing outside needed).
   await supervisor.start({
     name: 'mailer',
@@ -102,6 +108,14 @@ try {
     },
     healthUrl: `http://127.0.0.1:${mailerPort}/-/health`
   })
+  if (cdn.purger) {
+    await supervisor.start({
+      name: 'purger',
+      script: 'purger/server.ts',
+      env: { LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(purgerPort), DATABASE_URL: databaseUrl, ADMIN_TOKEN: token, FLASHCROWD_STATE_DIR: config.FLASHCROWD_STATE_DIR, ...cdn.purger },
+      healthUrl: `http://127.0.0.1:${purgerPort}/-/health`
+    })
+  }
   await supervisor.start({
     name: 'cache',
     script: 'cache/server.ts',
@@ -111,6 +125,7 @@ try {
       PORT: String(config.PORT),
       UPSTREAMS: frontendUrl,
       CACHE_WORKERS: String(config.CACHE_WORKERS),
+      ...cdn.cache,
       ...(config.CACHE_MAX_BYTES ? { CACHE_MAX_BYTES: String(config.CACHE_MAX_BYTES) } : {})
     },
     healthUrl: `http://127.0.0.1:${config.PORT}/-/health`
@@ -125,6 +140,7 @@ say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publ
 say(config.SMTP_URL
   ? `  e-mail: sent through ${new URL(config.SMTP_URL).host} by the mailer (metrics on http://127.0.0.1:${mailerPort}/-/metrics)`
   : `  e-mail: no SMTP_URL, so messages are kept as .eml files in ${path.resolve(config.FLASHCROWD_STATE_DIR, 'mail')} (open them with any mail program)`)
+if (cdn.summary) say(`  CDN: ${cdn.summary}${cdn.purger ? ` (purger metrics on http://127.0.0.1:${purgerPort}/-/metrics)` : ''}`)
 say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
 // Machine-readable line for scripts and tests.
 console.log(`FLASHCROWD_URL=${publicUrl}`)

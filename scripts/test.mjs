@@ -19,7 +19,9 @@ if (build.status !== 0) process.exit(build.status ?? 1)
 // of CPU — runs beside the rest instead, as a plain node process (two tap
 // runners would share tap's state directory); its TAP is printed after the rest.
 // The failover test (real Patroni, etcd and HAProxy) mostly waits on Patroni's timers, so it runs beside the rest as well.
-const BESIDE = ['test/loadtest/knee.test.ts', 'test/scripts/database-cluster.test.ts']
+// So does the two-tier CDN test (200 writes watched at two edges while a paced
+// crowd reads: mostly polling and a 5 s lifetime running out; it asserts no speed).
+const BESIDE = ['test/loadtest/knee.test.ts', 'test/scripts/database-cluster.test.ts', 'test/purger/two-tier.test.ts']
 const SIDE_TIMEOUT_MS = 300_000
 
 /** `# { total: 15, pass: 14, fail: 1, skip: 0 }`: tap's closing summary, from a runner or a single file. */

@@ -72,3 +72,37 @@ t.test('trust lists are validated', async (t) => {
   t.notOk(trust('11.0.0.1', 0))
   t.notOk(compileTrust('none')('127.0.0.1', 0))
 })
+
+t.test('behind a CDN: its client field names the visitor, believed only from its ranges (issue 24)', async (t) => {
+  const origin = await echoOrigin(t)
+  const cloudflare = await startCache(origin.url, { CDN_PROVIDER: 'cloudflare', CDN_TRUSTED_RANGES: '127.0.0.2/32' })
+  t.teardown(cloudflare.close)
+  const viaCdn = await from('127.0.0.2', cloudflare.url + '/api', { headers: { 'cf-connecting-ip': '198.51.100.7', 'x-forwarded-for': '6.6.6.6' } })
+  t.equal(viaCdn.body, 'xff=198.51.100.7', 'the visitor the CDN names takes the edge\'s place')
+  const forged = await from('127.0.0.9', cloudflare.url + '/api', { headers: { 'cf-connecting-ip': '198.51.100.7' } })
+  t.equal(forged.body, 'xff=127.0.0.9', 'the same field from an address outside the ranges is ignored')
+  const junk = await from('127.0.0.2', cloudflare.url + '/api', { headers: { 'cf-connecting-ip': 'not-an-address' } })
+  t.equal(junk.body, 'xff=127.0.0.2', 'a field that names nobody leaves the edge as the visitor')
+  const twice = await from('127.0.0.2', cloudflare.url + '/api', { headers: { 'cf-connecting-ip': ['198.51.100.7', '198.51.100.8'] } })
+  t.equal(twice.body, 'xff=127.0.0.2', 'two copies of the field: neither is believed')
+
+  const fastly = await startCache(origin.url, { CDN_PROVIDER: 'fastly', CDN_TRUSTED_RANGES: '127.0.0.2', CACHE_TRUSTED_PROXIES: '127.0.0.1' })
+  t.teardown(fastly.close)
+  // CDN → our load balancer (127.0.0.1, appending the edge it saw) → the cache.
+  const behindLb = await from('127.0.0.1', fastly.url + '/api', { headers: { 'fastly-client-ip': '2001:db8::5', 'x-forwarded-for': '127.0.0.2' } })
+  t.equal(behindLb.body, 'xff=2001:db8::5, 127.0.0.1', 'through a trusted balancer: the CDN hop is found behind it')
+
+  const cloudfront = await startCache(origin.url, { CDN_PROVIDER: 'cloudfront', CDN_TRUSTED_RANGES: '127.0.0.2' })
+  t.teardown(cloudfront.close)
+  t.equal((await from('127.0.0.2', cloudfront.url + '/api', { headers: { 'cloudfront-viewer-address': '203.0.113.4:51234' } })).body, 'xff=203.0.113.4')
+  t.equal((await from('127.0.0.2', cloudfront.url + '/api', { headers: { 'cloudfront-viewer-address': '2001:db8::9:443' } })).body, 'xff=2001:db8::9', 'IPv6 without brackets: the port follows the last colon')
+
+  const edge = await startCache(origin.url, { CDN_PROVIDER: 'flashcrowd', CDN_TRUSTED_RANGES: '127.0.0.2' })
+  t.teardown(edge.close)
+  t.equal((await from('127.0.0.2', edge.url + '/api', { headers: { 'x-forwarded-for': '6.6.6.6, 198.51.100.20' } })).body, 'xff=198.51.100.20', 'a flashcrowd edge\'s own X-Forwarded-For entry names the visitor')
+  t.equal((await from('127.0.0.9', edge.url + '/api', { headers: { 'x-forwarded-for': '198.51.100.20' } })).body, 'xff=127.0.0.9')
+
+  t.throws(() => loadCacheConfig({ UPSTREAMS: 'http://127.0.0.1:1', CDN_PROVIDER: 'flashcrowd' }), { message: /CDN_TRUSTED_RANGES: required/ })
+  t.throws(() => loadCacheConfig({ UPSTREAMS: 'http://127.0.0.1:1', CDN_PROVIDER: 'fastly', CDN_TRUSTED_RANGES: '10.0.0.0/40' }), { message: /CDN_TRUSTED_RANGES/ })
+  t.throws(() => loadCacheConfig({ UPSTREAMS: 'http://127.0.0.1:1', CDN_PROVIDER: 'akamai' }), { message: /CDN_PROVIDER/ })
+})

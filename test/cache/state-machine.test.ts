@@ -157,20 +157,47 @@ t.test('Vary: variants keyed by normalized values; Vary: * never stored', async 
   t.equal(origin.count('/star'), 2)
 })
 
-t.test('targeted fields: CDN-Cache-Control and Surrogate-Control override Cache-Control for us', async (t) => {
+t.test('targeted fields (RFC 9213): Flashcrowd-Cache-Control and Surrogate-Control are for us, CDN-Cache-Control passes untouched', async (t) => {
   const { origin, cache } = await setup(t, (req, res) => {
-    if (req.url === '/cdn') { res.setHeader('cache-control', 'no-store'); res.setHeader('cdn-cache-control', 'max-age=60') }
+    if (req.url === '/own') { res.setHeader('cache-control', 'no-store'); res.setHeader('flashcrowd-cache-control', 'max-age=60') }
     if (req.url === '/surrogate') { res.setHeader('cache-control', 'max-age=0'); res.setHeader('surrogate-control', 'max-age=60') }
-    if (req.url === '/cdn-nostore') { res.setHeader('cache-control', 'max-age=60'); res.setHeader('cdn-cache-control', 'no-store') }
+    if (req.url === '/own-nostore') { res.setHeader('cache-control', 'max-age=60'); res.setHeader('flashcrowd-cache-control', 'no-store') }
+    if (req.url === '/cdn') { res.setHeader('cache-control', 'no-store'); res.setHeader('cdn-cache-control', 'max-age=60') }
+    if (req.url === '/cdn-nostore') { res.setHeader('cache-control', 'public, s-maxage=60'); res.setHeader('cdn-cache-control', 'no-store') }
     res.end('x')
   })
-  for (const p of ['/cdn', '/surrogate', '/cdn-nostore']) { await send(cache.url + p); await send(cache.url + p) }
-  t.equal(origin.count('/cdn'), 1)
+  for (const p of ['/own', '/surrogate', '/own-nostore', '/cdn', '/cdn-nostore']) { await send(cache.url + p); await send(cache.url + p) }
+  t.equal(origin.count('/own'), 1)
   t.equal(origin.count('/surrogate'), 1)
-  t.equal(origin.count('/cdn-nostore'), 2)
+  t.equal(origin.count('/own-nostore'), 2)
+  t.equal(origin.count('/cdn'), 2, 'CDN-Cache-Control is not aimed at the tier: Cache-Control no-store rules')
+  t.equal(origin.count('/cdn-nostore'), 1, 'nor is its no-store')
+  const cdn = await send(cache.url + '/cdn-nostore')
+  t.equal(cdn.headers['cdn-cache-control'], 'no-store', 'CDN-Cache-Control is passed on untouched, for the CDN in front')
   const r = await send(cache.url + '/surrogate')
   t.equal(r.headers['surrogate-control'], undefined, 'Surrogate-Control is for us, not passed on')
   t.equal(r.headers['cache-control'], 'max-age=0', 'Cache-Control is passed on for browsers')
+})
+
+t.test('an edge node (CACHE_EDGE) obeys CDN-Cache-Control; Surrogate-Key is delivered for a CDN that purges by it', async (t) => {
+  const { origin, cache } = await setup(t, (req, res) => {
+    res.setHeader('cache-control', 'public, max-age=0, s-maxage=300')
+    res.setHeader('surrogate-key', 'news:1 site')
+    if (req.url === '/short') res.setHeader('cdn-cache-control', 'max-age=2')
+    res.end('x')
+  }, { CACHE_EDGE: 'true' })
+  await send(cache.url + '/short')
+  t.equal((await send(cache.url + '/short')).headers['x-cache'], 'HIT')
+  cache.clock.advance(2500)
+  t.equal((await send(cache.url + '/short')).headers['x-cache'], 'MISS', 'the edge keeps the page its CDN-Cache-Control lifetime, not s-maxage')
+  t.equal(origin.count('/short'), 2)
+  t.equal((await send(cache.url + '/short')).headers['surrogate-key'], undefined, 'tags are internal by default')
+
+  const tier = await setup(t, (_req, res) => { res.setHeader('cache-control', 'public, s-maxage=60'); res.setHeader('surrogate-key', 'news:1 site'); res.end('y') }, { CDN_PROVIDER: 'flashcrowd', CDN_TRUSTED_RANGES: '127.0.0.9' })
+  await send(tier.cache.url + '/p')
+  const hit = await send(tier.cache.url + '/p')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(hit.headers['surrogate-key'], 'news:1 site', 'behind a flashcrowd edge the tier hands its tags on')
 })
 
 t.test('HEAD is answered from a GET object; a HEAD miss stores it for GET', async (t) => {

@@ -1,0 +1,47 @@
+/**
+ * `npm run purger`: reads config, builds the app, listens (health and
+ * metrics), and closes gracefully (stop claiming → finish the requests in
+ * flight → close the database pool). Jobs not acknowledged stay queued.
+ */
+import { PurgerEnv, checkPurgerConfig } from './config.js'
+import { buildApp } from './app.js'
+import { createDatabase } from '../common/db.js'
+import { resolveDatabaseUrl } from '../common/database-url.js'
+import { ConfigError, loadConfigOrExit } from '../common/config.js'
+import { gracefulShutdown } from '../common/shutdown.js'
+
+const loaded = loadConfigOrExit(PurgerEnv, 'purger')
+try {
+  checkPurgerConfig(loaded)
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err
+  console.error(`purger: ${err.message}`)
+  process.exit(2)
+}
+const config = loaded
+
+// The purger never opens the embedded database itself: it joins the tier's (the backend owns it).
+const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`purger: ${msg}`), config.FLASHCROWD_STATE_DIR, { joinOnly: true })
+const database = createDatabase({
+  url: target.url,
+  max: config.DATABASE_POOL_MAX,
+  statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+  connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+  applicationName: 'flashcrowd-purger'
+})
+
+const app = await buildApp({ config, database })
+app.log.info({ cdns: app.purger.cdns }, `purging ${app.purger.cdns.join(' and ')} after every write`)
+
+gracefulShutdown({ delayMs: config.PURGER_SHUTDOWN_TIMEOUT_MS + 5000, log: app.log }, async () => {
+  await app.close()
+  await database.close()
+  await target.close()
+})
+
+try {
+  await app.listen({ host: config.HOST, port: config.PORT })
+} catch (err) {
+  app.log.error({ err }, 'could not listen')
+  process.exit(1)
+}
