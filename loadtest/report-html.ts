@@ -182,7 +182,8 @@ function statsCells (s: Stats): string {
 
 const STATS_HEAD = ['req', 'req/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'errors', 'hit'].map(h => `<th class="num">${h}</th>`).join('')
 
-const CSS = `
+/** The report's style sheet, shared by the comparison page (compare-html.ts). */
+export const CSS = `
 :root { color-scheme: light; --fg:#1d2330; --muted:#5d6677; --line:#dde2ea; --ok:#1c7c43; --bad:#b42318; --accent:#2f5bd3; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: #f6f7f9; }
