@@ -3,23 +3,22 @@
 // run b, the change, and whether it is beyond the runs' own noise. The noise
 // is each run's second-to-second spread: the per-second values of the
 // timeline (all requests) and of each endpoint's `seconds` columns go through
-// Welch's t-test (noise.ts). A change is flagged when the test rejects
-// "same mean" at --alpha AND the change of the whole-run figure is at least
-// --min-change: a long run makes a 0.5 % drift significant, and nobody
-// should act on it. The page of both runs' curves is compare-html.ts.
+// the Mann–Whitney U test (noise.ts). A change is flagged when the test
+// rejects "the same distribution" at --alpha AND the change of the whole-run
+// figure is at least --min-change: a long run makes a 0.5 % drift
+// significant, and nobody should act on it. The page of both runs' curves is compare-html.ts.
 import { readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Value } from '@sinclair/typebox/value'
 import { renderCompareHtml } from './compare-html.js'
 import { fmtMs, fmtPct, fmtRps, textTable } from './format.js'
-import { round } from './group.js'
-import { welch } from './noise.js'
+import { mannWhitney } from './noise.js'
 import { SCHEMA_ID, SummarySchema, type Summary } from './report-json.js'
 
 export const COMPARE_USAGE = `usage: npm run loadtest -- compare <a/summary.json> <b/summary.json> [options]
   the change from run a to run b, per endpoint and for all requests, in throughput (req/s), p50 and p99,
-  and whether it is beyond the runs' own noise (Welch's t-test on their per-second values)
+  and whether it is beyond the runs' own noise (Mann–Whitney U test on their per-second values)
 
   --html <file>         the page of both runs' curves (default: compare.html beside b's summary)
   --json                the comparison as JSON on stdout instead of the table
@@ -138,9 +137,9 @@ export interface Row {
   b: number | null
   /** (b − a) / a of the whole-run figures; null when either is missing or a is 0 */
   change: number | null
-  /** the test on per-second values; null when it could not run (a run without the endpoint, fewer than 2 seconds) */
-  test: { t: number, df: number, p: number, nA: number, nB: number, effA: number, effB: number } | null
-  /** the test rejected equal means at alpha and |change| ≥ min-change */
+  /** the rank test on per-second values; null when it could not run (a run without the endpoint, fewer than 2 seconds) */
+  test: { u: number, p: number, nA: number, nB: number, exact: boolean } | null
+  /** the test rejected the same distribution at alpha and |change| ≥ min-change */
   beyondNoise: boolean
   verdict: Verdict
   note: string | null
@@ -157,7 +156,7 @@ export interface Comparison extends CompareOptions {
 
 export interface RunInfo { file: string, url: string, scenario: string, model: string, startedAt: string, duration: number }
 
-const METHOD = 'Welch\'s t-test on per-second values, sample sizes corrected for lag-1 autocorrelation; flagged when p < alpha and |change| ≥ min-change'
+const METHOD = 'Mann–Whitney U test on per-second values (two-sided); flagged when p < alpha and |change| ≥ min-change'
 
 function values (xs: ReadonlyArray<number | null>): number[] {
   return xs.filter((x): x is number => x !== null && Number.isFinite(x))
@@ -182,8 +181,8 @@ export function compareScope (endpoint: string, metric: Metric, a: Scope | undef
     row.note = 'fewer than 2 seconds with responses in a run: noise not estimated'
     return row
   }
-  const w = welch(sa, sb)
-  row.test = { t: round(w.t, 3), df: round(w.df, 1), p: w.p, nA: w.nA, nB: w.nB, effA: round(w.effA, 1), effB: round(w.effB, 1) }
+  const w = mannWhitney(sa, sb)
+  row.test = { u: w.u, p: w.p, nA: w.nA, nB: w.nB, exact: w.exact }
   const significant = w.p < o.alpha
   row.beyondNoise = significant && change !== null && Math.abs(change) >= o.minChange
   // more throughput is better; more latency is worse

@@ -1,129 +1,94 @@
-// Is a difference between two runs beyond their own noise? Welch's t-test
-// on per-second values (two samples, unequal variances), with each sample's
-// size cut to its effective size under lag-1 autocorrelation: seconds of a
-// load test are not independent (a slow second is often followed by another),
-// and counting them as independent would call drift significant.
-//   n_eff = n · (1 − ρ₁) / (1 + ρ₁), ρ₁ ≥ 0 the lag-1 autocorrelation
-//   t = (mean_b − mean_a) / √(s_a²/n_eff,a + s_b²/n_eff,b)
-//   df by Welch–Satterthwaite over the effective sizes; p two-sided from Student's t.
+// Is a difference between two runs beyond their own noise? The
+// Mann–Whitney U test (Wilcoxon rank-sum) on per-second values, as Go's
+// benchstat compares benchmark samples: it asks whether a second of run b
+// tends to be higher than a second of run a, from ranks only, so one
+// stalled second (a paused VM, a GC, a neighbour's burst — per-second values
+// of a load test are heavy-tailed) weighs as one rank, not as its size.
+// Exact p-value for small samples without ties; the normal approximation
+// with tie and continuity corrections otherwise (an open-model run at a
+// fixed rate repeats the same req/s second after second).
+// Like any two-sample test it takes the seconds as independent: a drift
+// within a run is not modelled, which is why compare.ts also asks for a
+// minimum change before it flags one.
 
-export interface WelchResult {
-  meanA: number
-  meanB: number
-  /** samples (seconds) and their effective sizes */
+export interface RankTest {
   nA: number
   nB: number
-  effA: number
-  effB: number
-  t: number
-  df: number
-  /** two-sided p-value; 1 when the means are equal, 0 when both samples are constant and differ */
+  /** U of sample b: the pairs (a second of a, a second of b) where b's is higher, ties counting one half */
+  u: number
+  /** two-sided p-value */
   p: number
+  exact: boolean
 }
 
-export function mean (xs: readonly number[]): number {
-  let s = 0
-  for (const x of xs) s += x
-  return xs.length > 0 ? s / xs.length : NaN
-}
-
-/** Sample variance (n − 1). */
-export function variance (xs: readonly number[]): number {
-  const m = mean(xs)
-  let s = 0
-  for (const x of xs) s += (x - m) ** 2
-  return xs.length > 1 ? s / (xs.length - 1) : 0
-}
-
-/** Lag-1 autocorrelation, 0 for a constant or too short series. */
-export function lag1 (xs: readonly number[]): number {
-  if (xs.length < 3) return 0
-  const m = mean(xs)
-  let num = 0
-  let den = 0
-  for (let i = 0; i < xs.length; i++) {
-    den += (xs[i] - m) ** 2
-    if (i > 0) num += (xs[i] - m) * (xs[i - 1] - m)
+/** Ranks 1..n of the values of a and b together, tied values sharing their mean rank; also Σ(t³ − t) over the tie groups. */
+function ranks (a: readonly number[], b: readonly number[]): { rankSumB: number, ties: number } {
+  const all = [...a.map(v => ({ v, b: false })), ...b.map(v => ({ v, b: true }))].sort((x, y) => x.v - y.v)
+  let rankSumB = 0
+  let ties = 0
+  for (let i = 0; i < all.length;) {
+    let j = i
+    while (j + 1 < all.length && all[j + 1].v === all[i].v) j++
+    const rank = (i + j + 2) / 2
+    const t = j - i + 1
+    if (t > 1) ties += t ** 3 - t
+    for (let k = i; k <= j; k++) if (all[k].b) rankSumB += rank
+    i = j + 1
   }
-  return den > 0 ? num / den : 0
+  return { rankSumB, ties }
 }
 
-/** Effective sample size of a series under its lag-1 autocorrelation (negative correlation is not credited), at least 2 when n is. */
-export function effectiveSize (xs: readonly number[]): number {
-  const n = xs.length
-  if (n < 2) return n
-  const r = Math.min(Math.max(lag1(xs), 0), 0.95)
-  return Math.max(2, (n * (1 - r)) / (1 + r))
-}
-
-/** Welch's t-test of b against a (both with at least two values). */
-export function welch (a: readonly number[], b: readonly number[]): WelchResult {
-  if (a.length < 2 || b.length < 2) throw new RangeError('Welch\'s t-test needs two values or more in each sample')
-  const meanA = mean(a)
-  const meanB = mean(b)
-  const effA = effectiveSize(a)
-  const effB = effectiveSize(b)
-  const va = variance(a) / effA
-  const vb = variance(b) / effB
-  const se = Math.sqrt(va + vb)
-  const diff = meanB - meanA
-  if (se === 0) {
-    return { meanA, meanB, nA: a.length, nB: b.length, effA, effB, t: diff === 0 ? 0 : Math.sign(diff) * Infinity, df: effA + effB - 2, p: diff === 0 ? 1 : 0 }
+/** Exact P(U ≤ u) for samples of nA and nB without ties: the share of rank subsets of b whose U is at most u. */
+function exactCdf (nA: number, nB: number, u: number): number {
+  // ways[k][s]: subsets of k ranks out of those seen so far with rank sum s
+  const n = nA + nB
+  const maxSum = (n * (n + 1)) / 2
+  let ways: Float64Array[] = Array.from({ length: nB + 1 }, () => new Float64Array(maxSum + 1))
+  ways[0][0] = 1
+  for (let r = 1; r <= n; r++) {
+    const next = ways.map(w => w.slice())
+    for (let k = 1; k <= Math.min(r, nB); k++) {
+      const prev = ways[k - 1]
+      const row = next[k]
+      for (let s = r; s <= maxSum; s++) row[s] += prev[s - r]
+    }
+    ways = next
   }
-  const t = diff / se
-  const df = (va + vb) ** 2 / ((va * va) / (effA - 1) + (vb * vb) / (effB - 1))
-  return { meanA, meanB, nA: a.length, nB: b.length, effA, effB, t, df, p: studentTwoSided(t, df) }
-}
-
-/** P(|T| ≥ |t|) for Student's t with df degrees of freedom. */
-export function studentTwoSided (t: number, df: number): number {
-  if (!Number.isFinite(t)) return 0
-  return regularizedBeta(df / (df + t * t), df / 2, 0.5)
-}
-
-/** ln Γ(x), Lanczos approximation (g = 7, n = 9), x > 0. */
-function lnGamma (x: number): number {
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
-    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7]
-  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - lnGamma(1 - x)
-  x -= 1
-  let a = c[0]
-  const t = x + 7.5
-  for (let i = 1; i < 9; i++) a += c[i] / (x + i)
-  return 0.5 * Math.log(2 * Math.PI) + (x + 0.5) * Math.log(t) - t + Math.log(a)
-}
-
-/** I_x(a, b), the regularized incomplete beta function (continued fraction, modified Lentz). */
-export function regularizedBeta (x: number, a: number, b: number): number {
-  if (x <= 0) return 0
-  if (x >= 1) return 1
-  const front = Math.exp(lnGamma(a + b) - lnGamma(a) - lnGamma(b) + a * Math.log(x) + b * Math.log(1 - x))
-  // the continued fraction converges fast for x below (a + 1) / (a + b + 2); use the symmetry otherwise
-  if (x > (a + 1) / (a + b + 2)) return 1 - regularizedBeta(1 - x, b, a)
-  const TINY = 1e-300
-  let c = 1
-  let d = 1 - ((a + b) * x) / (a + 1)
-  if (Math.abs(d) < TINY) d = TINY
-  d = 1 / d
-  let f = d
-  for (let m = 1; m <= 300; m++) {
-    const m2 = 2 * m
-    let num = (m * (b - m) * x) / ((a + m2 - 1) * (a + m2))
-    d = 1 + num * d
-    if (Math.abs(d) < TINY) d = TINY
-    c = 1 + num / c
-    if (Math.abs(c) < TINY) c = TINY
-    d = 1 / d
-    f *= d * c
-    num = (-(a + m) * (a + b + m) * x) / ((a + m2) * (a + m2 + 1))
-    d = 1 + num * d
-    if (Math.abs(d) < TINY) d = TINY
-    c = 1 + num / c
-    if (Math.abs(c) < TINY) c = TINY
-    d = 1 / d
-    const delta = d * c
-    f *= delta
-    if (Math.abs(delta - 1) < 1e-12) break
+  const base = (nB * (nB + 1)) / 2
+  let below = 0
+  let total = 0
+  for (let s = base; s <= maxSum; s++) {
+    total += ways[nB][s]
+    if (s - base <= u + 1e-9) below += ways[nB][s]
   }
-  return (front * f) / a
+  return below / total
+}
+
+/** The Mann–Whitney U test of b against a (each with at least one value). */
+export function mannWhitney (a: readonly number[], b: readonly number[]): RankTest {
+  const nA = a.length
+  const nB = b.length
+  if (nA < 1 || nB < 1) throw new RangeError('the rank test needs a value in each sample')
+  const { rankSumB, ties } = ranks(a, b)
+  const u = rankSumB - (nB * (nB + 1)) / 2
+  const mu = (nA * nB) / 2
+  if (ties === 0 && nA + nB <= 60) {
+    // the distribution of U is symmetric about its mean
+    const p = Math.min(1, 2 * exactCdf(nA, nB, Math.min(u, nA * nB - u)))
+    return { nA, nB, u, p, exact: true }
+  }
+  const n = nA + nB
+  const variance = ((nA * nB) / 12) * ((n + 1) - ties / (n * (n - 1)))
+  if (!(variance > 0)) return { nA, nB, u, p: 1, exact: false }
+  const z = Math.max(0, Math.abs(u - mu) - 0.5) / Math.sqrt(variance)
+  return { nA, nB, u, p: Math.min(1, erfc(z / Math.SQRT2)), exact: false }
+}
+
+/** The complementary error function (Numerical Recipes' erfcc, relative error below 1.2e-7). */
+export function erfc (x: number): number {
+  const z = Math.abs(x)
+  const t = 1 / (1 + 0.5 * z)
+  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+  return x >= 0 ? r : 2 - r
 }
