@@ -180,6 +180,8 @@ export type Command =
   | CompareCommand
 
 export async function parseCommand (argv: string[], io: Io): Promise<Command> {
+  // help whatever else the line holds (the autocannon and compare forms have no -h of their own)
+  if (argv.includes('-h') || argv.includes('--help')) return { kind: 'help' }
   if (argv[0] === 'compare') return parseCompareCommand(argv.slice(1))
   if (isAutocannonCommand(argv)) return parseAutocannonCommand(argv, { parseDuration, stderr: io.stderr, signal: io.signal })
   let opts: RunOptions
