@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { main } from '../../loadtest/cli.js'
 import { startCli, stop } from './cli-process.js'
 
 const ROOT = join(import.meta.dirname, '../..')
@@ -23,6 +25,7 @@ function autocannon (args: string[]): Promise<{ code: number | null, stdout: str
   })
 }
 
+/** As `npm run loadtest` runs it: a process of its own. */
 async function ours (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
   const p = startCli(args, 60_000)
   try {
@@ -31,6 +34,18 @@ async function ours (args: string[]): Promise<{ code: number | null, stdout: str
   } finally {
     stop(p)
   }
+}
+
+/** The same command in this process (no TypeScript start to wait for). */
+async function oursHere (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const out = new PassThrough()
+  const err = new PassThrough()
+  let stdout = ''
+  let stderr = ''
+  out.on('data', (d: Buffer) => { stdout += d })
+  err.on('data', (d: Buffer) => { stderr += d })
+  const code = await main(args, { stdout: out, stderr: err })
+  return { code, stdout, stderr }
 }
 
 /** The shape of a JSON value: objects by key (sorted), arrays by their first element, scalars by type. */
@@ -72,13 +87,13 @@ t.test('a one-line run has autocannon\'s result fields, figures and tables', asy
   t.teardown(() => { server.closeAllConnections(); server.close() })
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 
-  // all at once: the wall time is one TypeScript start and two seconds of load
+  // all at once: the wall time is one process start and two seconds of load
   const [theirJson, ourJson, theirText, ourAmount, ourText] = await Promise.all([
     autocannon(['-c', '4', '-d', '2', '-j', `${base}/ok`]),
     ours(['-c', '4', '-d', '2', '-j', `${base}/ok`]),
     autocannon(['-c', '2', '-a', '40', '--renderStatusCodes', '-l', `${base}/missing`]),
-    ours(['-c', '2', '-a', '50', '-w', '2', '-m', 'put', '-H', 'x-a=1', '-H', 'X-B: two', '-b', 'payload', '-T', 'amount run', '-j', `${base}/missing`]),
-    ours(['-c', '2', '-a', '30', '--renderStatusCodes', '-l', `${base}/ok`])
+    oursHere(['-c', '2', '-a', '50', '-w', '2', '-m', 'put', '-H', 'x-a=1', '-H', 'X-B: two', '-b', 'payload', '-T', 'amount run', '-j', `${base}/missing`]),
+    oursHere(['-c', '2', '-a', '30', '--renderStatusCodes', '-l', `${base}/ok`])
   ])
   t.equal(theirJson.code, 0, theirJson.stderr)
   t.equal(ourJson.code, 0, ourJson.stderr)
