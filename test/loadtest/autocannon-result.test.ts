@@ -6,9 +6,7 @@ import { spawn } from 'node:child_process'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
-import { main } from '../../loadtest/cli.js'
-import { startCli, stop } from './cli-process.js'
+import { runCliHere as oursHere, startCli, stop } from './cli-process.js'
 
 const ROOT = join(import.meta.dirname, '../..')
 
@@ -36,17 +34,6 @@ async function ours (args: string[]): Promise<{ code: number | null, stdout: str
   }
 }
 
-/** The same command in this process (no TypeScript start to wait for). */
-async function oursHere (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const out = new PassThrough()
-  const err = new PassThrough()
-  let stdout = ''
-  let stderr = ''
-  out.on('data', (d: Buffer) => { stdout += d })
-  err.on('data', (d: Buffer) => { stderr += d })
-  const code = await main(args, { stdout: out, stderr: err })
-  return { code, stdout, stderr }
-}
 
 /** The shape of a JSON value: objects by key (sorted), arrays by their first element, scalars by type. */
 function shape (v: unknown): unknown {

@@ -10,8 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
-import { main } from '../../loadtest/cli.js'
+import { runCliHere as cli } from './cli-process.js'
 import type { Comparison } from '../../loadtest/compare.js'
 import { compareScope } from '../../loadtest/compare.js'
 import { createRng } from '../../loadtest/random.js'
@@ -24,16 +23,6 @@ async function origin (delayMs: number): Promise<{ url: string, close: () => voi
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/page`, close: () => { server.closeAllConnections(); server.close() } }
 }
 
-async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  const out = new PassThrough()
-  const err = new PassThrough()
-  let stdout = ''
-  let stderr = ''
-  out.on('data', (d: Buffer) => { stdout += d })
-  err.on('data', (d: Buffer) => { stderr += d })
-  const code = await main(args, { stdout: out, stderr: err })
-  return { code, stdout, stderr }
-}
 
 /**
  * A summary like `template` whose every second is drawn anew: throughput
