@@ -1,6 +1,8 @@
 // npm run loadtest -- <scenario> --url <base> [flags]
 //   … --agents <n> --listen <host:port>   coordinate n agents (coordinator.ts)
 // npm run loadtest -- agent --join <coordinator-url>   be one (agent.ts)
+// npm run loadtest -- [autocannon flags] <url>   one URL, autocannon's habits (autocannon-args.ts)
+// npm run loadtest -- compare a/summary.json b/summary.json   (compare.ts)
 // Exit codes: 0 run passed · 1 a threshold failed, an agent was lost or
 // refused, or the run could not be carried out · 2 bad usage (unknown
 // scenario, bad flag) · 130 interrupted.
@@ -8,6 +10,9 @@ import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import { runAgent, type AgentOptions } from './agent.js'
+import { AUTOCANNON_USAGE, AutocannonUsageError, isAutocannonCommand, parseAutocannonCommand, runningBanner, type AutocannonCommand } from './autocannon-args.js'
+import { autocannonResult, autocannonTables } from './autocannon-result.js'
+import { COMPARE_USAGE, CompareUsageError, parseCompareCommand, runCompare, type CompareCommand } from './compare.js'
 import { parseTier } from './capacity.js'
 import { ConfigError } from '../common/config.js'
 import { loadLoadtestConfig } from './config.js'
@@ -22,6 +27,8 @@ import { parseThreshold, ThresholdError } from './thresholds.js'
 export const USAGE = `usage: npm run loadtest -- <scenario> --url <base> [options]
        npm run loadtest -- <scenario> --url <base> --agents <n> --listen <host:port> [options]
        npm run loadtest -- agent --join <coordinator-url> [--token t] [--workers n] [--out dir]
+       npm run loadtest -- [autocannon flags] <url>          (below)
+       npm run loadtest -- compare a/summary.json b/summary.json [options]   (below)
 
 scenarios:
 ${Object.values(BUILTIN_SCENARIOS).map(s => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}
@@ -74,7 +81,9 @@ options:
   -h, --help            this help
 
 exit codes: 0 pass · 1 threshold failed, agent lost or refused, or run error · 2 usage error
-`
+
+${AUTOCANNON_USAGE}
+${COMPARE_USAGE}`
 
 export class UsageError extends Error {
   constructor (message: string) {
@@ -167,8 +176,14 @@ export type Command =
   | { kind: 'help' }
   | { kind: 'agent', agent: AgentOptions }
   | { kind: 'run', opts: RunOptions, knee?: KneeSearchOptions, frontendUrl?: string, backendUrl?: string, coordinator?: { agents: number, host: string, port: number } }
+  | AutocannonCommand
+  | CompareCommand
 
 export async function parseCommand (argv: string[], io: Io): Promise<Command> {
+  // help whatever else the line holds (the autocannon and compare forms have no -h of their own)
+  if (argv.includes('-h') || argv.includes('--help')) return { kind: 'help' }
+  if (argv[0] === 'compare') return parseCompareCommand(argv.slice(1))
+  if (isAutocannonCommand(argv)) return parseAutocannonCommand(argv, { parseDuration, stderr: io.stderr, signal: io.signal })
   let opts: RunOptions
   let knee: KneeSearchOptions | undefined
   let frontendUrl: string | undefined
@@ -354,9 +369,12 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
   } catch (err) {
     const e = err as Error & { code?: string }
     const usage = err instanceof UsageError || err instanceof ThresholdError || err instanceof ScenarioError ||
+      err instanceof AutocannonUsageError || err instanceof CompareUsageError ||
       e.code?.startsWith('ERR_PARSE_ARGS') || /^bad --tier/.test(e.message)
     if (!usage) throw err
-    io.stderr.write(`error: ${e.message}\n\n${USAGE}`)
+    // the usage of the form that was tried
+    const text = argv[0] === 'compare' ? COMPARE_USAGE : isAutocannonCommand(argv) ? AUTOCANNON_USAGE : USAGE
+    io.stderr.write(`error: ${e.message}\n\n${text}`)
     return 2
   }
 
@@ -366,6 +384,8 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
   }
   // an agent's own failures are reported by runAgent, with its exit code
   if (cmd.kind === 'agent') return runAgent(cmd.agent)
+  if (cmd.kind === 'autocannon') return runAutocannon(cmd, io)
+  if (cmd.kind === 'compare') return runCompare(cmd, io)
   const { opts, knee, frontendUrl, backendUrl } = cmd
   let outcome
   try {
@@ -402,6 +422,23 @@ export async function main (argv: string[], io: Io = { stdout: process.stdout, s
     return 1
   }
   return 0
+}
+
+/** autocannon's habits: its banner and tables on stderr, or only its result object on stdout with --json. */
+async function runAutocannon ({ opts, view }: AutocannonCommand, io: Io): Promise<number> {
+  if (!view.json) io.stderr.write(runningBanner(view))
+  let outcome
+  try {
+    outcome = await runLoadTest(opts)
+  } catch (err) {
+    io.stderr.write(`error: ${(err as Error).message}\n`)
+    return 1
+  }
+  const result = autocannonResult(outcome, view)
+  if (view.json) io.stdout.write(JSON.stringify(result) + '\n')
+  else io.stderr.write(await autocannonTables(result, { outputStream: io.stderr, latencyTable: view.latencyTable, statusCodes: view.statusCodes }))
+  for (const f of outcome.files) io.stderr.write(`wrote ${f}\n`)
+  return outcome.summary.aborted ? 130 : 0
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -31,11 +31,24 @@ export interface TimelineEntry {
   errors: number
   errorRate: number
   rps: number
+  /** response bytes (head and body) read in this entry */
+  bytes: number
   p50: number | null
   p90: number | null
   p99: number | null
   max: number | null
   hitRatio: number | null
+}
+
+/**
+ * One endpoint's part of each timeline entry, column by column: index i
+ * belongs to timeline[i] (0 requests and null latencies where it had none).
+ * What `compare` estimates a run's own noise from, endpoint by endpoint.
+ */
+export interface EndpointSeconds {
+  requests: number[]
+  p50: Array<number | null>
+  p99: Array<number | null>
 }
 
 export interface StageTiming { name: string, index: number, start: number, end: number }
@@ -91,10 +104,13 @@ export class Collector {
   readonly endpoints = new Map<string, Group>()
   readonly stageTimings: StageTiming[] = []
   readonly timeline: TimelineEntry[] = []
+  /** endpoint → its part of each timeline entry */
+  readonly endpointSeconds = new Map<string, EndpointSeconds>()
   readonly sources = new Map<string, SourceInfo>()
   readonly bucket: number
   readonly #plan: readonly PlannedStage[]
-  readonly #open = new Map<number, Group>()
+  /** open buckets: all of it, and per endpoint */
+  readonly #open = new Map<number, { all: Group, byEndpoint: Map<string, Group> }>()
   readonly #onSeal: ((e: TimelineEntry) => void) | undefined
   /** buckets below this index are sealed */
   #sealed = 0
@@ -123,10 +139,10 @@ export class Collector {
     if (!src) throw new Error(`unknown source ${sourceId}`)
     if (src.lostAt !== null) return
     const b = Math.floor(r.t / this.bucket)
-    let bucket: Group | undefined
+    let bucket: { all: Group, byEndpoint: Map<string, Group> } | undefined
     if (b >= this.#sealed) {
       bucket = this.#open.get(b)
-      if (!bucket) this.#open.set(b, (bucket = new Group('cell')))
+      if (!bucket) this.#open.set(b, (bucket = { all: new Group('cell'), byEndpoint: new Map() }))
     }
     for (const c of r.cells) {
       const d = c.data
@@ -139,8 +155,12 @@ export class Collector {
       this.total.addData(d, hist)
       sg.addData(d, hist)
       eg.addData(d, hist)
-      if (bucket) bucket.addData(d, hist)
-      else this.late += d.requests + d.transportErrors
+      if (bucket) {
+        bucket.all.addData(d, hist)
+        let be = bucket.byEndpoint.get(c.endpoint)
+        if (!be) bucket.byEndpoint.set(c.endpoint, (be = new Group('cell')))
+        be.addData(d, hist)
+      } else this.late += d.requests + d.transportErrors
       src.requests += d.requests
       src.errors += d.errors
       src.transportErrors += d.transportErrors
@@ -193,7 +213,8 @@ export class Collector {
   }
 
   #sealBucket (b: number, span: number): void {
-    const g = this.#open.get(b) ?? new Group('cell')
+    const open = this.#open.get(b)
+    const g = open?.all ?? new Group('cell')
     this.#open.delete(b)
     this.#sealed = b + 1
     const t = b * this.bucket
@@ -209,14 +230,38 @@ export class Collector {
       errors: st.errors,
       errorRate: st.errorRate,
       rps: st.rps,
+      bytes: st.bytes,
       p50: st.latency.p50,
       p90: st.latency.p90,
       p99: st.latency.p99,
       max: st.latency.max,
       hitRatio: st.cache.hitRatio
     }
+    this.#sealEndpoints(open?.byEndpoint, span)
     this.timeline.push(e)
     this.#onSeal?.(e)
+  }
+
+  #sealEndpoints (byEndpoint: Map<string, Group> | undefined, span: number): void {
+    const i = this.timeline.length
+    for (const [endpoint, g] of byEndpoint ?? []) {
+      let col = this.endpointSeconds.get(endpoint)
+      if (!col) {
+        // an endpoint first seen now had nothing in the entries before
+        col = { requests: new Array<number>(i).fill(0), p50: new Array<number | null>(i).fill(null), p99: new Array<number | null>(i).fill(null) }
+        this.endpointSeconds.set(endpoint, col)
+      }
+      const st = g.stats(span)
+      col.requests.push(st.requests)
+      col.p50.push(st.latency.p50)
+      col.p99.push(st.latency.p99)
+    }
+    for (const col of this.endpointSeconds.values()) {
+      if (col.requests.length > i) continue
+      col.requests.push(0)
+      col.p50.push(null)
+      col.p99.push(null)
+    }
   }
 
   /**

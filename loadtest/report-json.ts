@@ -60,7 +60,12 @@ export const StageSummarySchema = Type.Object({
 export const EndpointSummarySchema = Type.Object({
   endpoint: Type.String(),
   share: Type.Number({ minimum: 0, maximum: 1 }),
-  stats: StatsSchema
+  stats: StatsSchema,
+  seconds: Type.Optional(Type.Object({
+    requests: Type.Array(Count),
+    p50: Type.Array(Ms),
+    p99: Type.Array(Ms)
+  }, { description: 'the endpoint\'s part of each timeline entry, column by column: index i belongs to timeline[i] (absent in summaries written before it was added)' }))
 })
 
 export const SecondSchema = Type.Object({
@@ -73,6 +78,7 @@ export const SecondSchema = Type.Object({
   errors: Count,
   errorRate: Type.Number({ minimum: 0, maximum: 1 }),
   rps: Type.Number({ minimum: 0 }),
+  bytes: Type.Optional(Type.Integer({ minimum: 0, description: 'response bytes read in this entry (absent in summaries written before it was added)' })),
   p50: Ms,
   p90: Ms,
   p99: Ms,
@@ -272,13 +278,27 @@ export function buildSummary (i: SummaryInput): Summary {
     }
   })
   const endpoints: EndpointSummary[] = [...c.endpoints.entries()]
-    .map(([endpoint, g]) => ({ endpoint, share: totals.requests > 0 ? r3(g.requests / totals.requests) : 0, stats: g.stats(duration) }))
+    .map(([endpoint, g]) => {
+      const col = c.endpointSeconds.get(endpoint)
+      return {
+        endpoint,
+        share: totals.requests > 0 ? r3(g.requests / totals.requests) : 0,
+        stats: g.stats(duration),
+        seconds: { requests: col?.requests.slice() ?? [], p50: col?.p50.slice() ?? [], p99: col?.p99.slice() ?? [] }
+      }
+    })
     .sort((a, b) => b.stats.requests - a.stats.requests || a.endpoint.localeCompare(b.endpoint))
   const timeline: SecondSummary[] = c.timeline.map(e => ({ ...e }))
   const agents = agentSummaries(c, i.plan, i.model, i.workers)
   return {
     schema: SCHEMA_ID,
-    scenario: { name: i.scenario.name, description: i.scenario.description, zipf: i.scenario.zipf, mix: i.scenario.mix.map(m => ({ ...m })) },
+    scenario: {
+      name: i.scenario.name,
+      description: i.scenario.description,
+      zipf: i.scenario.zipf,
+      // a fixed request's headers and body stay out of the report (an Authorization header is a secret)
+      mix: i.scenario.mix.map(m => m.action === 'request' ? { action: m.action, weight: m.weight, path: m.path, method: m.method } : { ...m })
+    },
     url: i.url,
     model: i.model,
     seed: i.seed,

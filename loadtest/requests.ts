@@ -16,7 +16,7 @@ import { ZipfSampler } from './zipf.js'
 import type { RequestMeta } from './group.js'
 
 export interface GeneratedRequest {
-  method: 'GET' | 'POST'
+  method: string
   path: string
   headers: Record<string, string>
   body?: string
@@ -125,6 +125,7 @@ export class RequestGenerator {
   readonly #host: string
   readonly #metas = new Map<string, RequestMeta>()
   readonly #wireCache = new Map<string, WireRequest>()
+  readonly #fixedCache = new Map<MixItem, WireRequest>()
   #writes = 0
 
   constructor (o: GeneratorOptions) {
@@ -225,6 +226,7 @@ export class RequestGenerator {
       }
     }
     switch (item.action) {
+      case 'request': return this.#fixed(item)
       case 'browse': return this.#get(this.pages[this.#zipf.next()])
       case 'page': return this.#get(this.#prefix + item.path)
       case 'comment': {
@@ -240,12 +242,23 @@ export class RequestGenerator {
     }
   }
 
+  /** A fixed request of the mix, as given: its headers replace the defaults of the same name (Host, Connection, Content-Length). */
+  #fixed (item: Extract<MixItem, { action: 'request' }>): GeneratedRequest {
+    const method = item.method.toUpperCase()
+    const path = this.#prefix + item.path
+    return { method, path, headers: { ...item.headers }, body: item.body === '' ? undefined : item.body, meta: this.#meta(method, path) }
+  }
+
   /** HTTP/1.1 request bytes: keep-alive, Host of the base URL, then the request's own headers. */
   #wire (r: GeneratedRequest): Buffer {
-    let head = `${r.method} ${r.path} HTTP/1.1\r\nHost: ${this.#host}\r\nConnection: keep-alive\r\n`
+    const given = new Set(Object.keys(r.headers).map(k => k.toLowerCase()))
+    let head = `${r.method} ${r.path} HTTP/1.1\r\n`
+    if (!given.has('host')) head += `Host: ${this.#host}\r\n`
+    if (!given.has('connection')) head += 'Connection: keep-alive\r\n'
     for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
     if (r.body === undefined) return Buffer.from(head + '\r\n', 'latin1')
     const body = Buffer.from(r.body, 'utf8')
+    if (given.has('content-length')) return Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), body])
     return Buffer.concat([Buffer.from(`${head}Content-Length: ${body.length}\r\n\r\n`, 'latin1'), body])
   }
 
@@ -258,6 +271,15 @@ export class RequestGenerator {
   nextWire (): WireRequest {
     const item = this.#mix[this.#mixSampler.next()]
     if (this.target === 'site') {
+      if (item.action === 'request') {
+        // the same bytes every time: built on the first draw
+        let w = this.#fixedCache.get(item)
+        if (w === undefined) {
+          const r = this.#fixed(item)
+          this.#fixedCache.set(item, (w = { buffer: this.#wire(r), meta: r.meta }))
+        }
+        return w
+      }
       if (item.action === 'browse') return this.#pageWire(this.pages[this.#zipf.next()])
       if (item.action === 'page') return this.#pageWire(this.#prefix + item.path)
     }

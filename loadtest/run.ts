@@ -31,6 +31,8 @@ export interface RunOptions {
   seed: number
   /** per-request timeout, seconds */
   timeout: number
+  /** closed model: stop once this many requests are answered (autocannon's --amount); `duration` is then the longest it may take */
+  amount?: number
   thresholds: Threshold[]
   /** checked once per second over the merged stream so far; the first to fail stops every generator (and fails the run) */
   abortOn?: Threshold[]
@@ -108,7 +110,7 @@ export async function runLoadTest (o: RunOptions): Promise<RunOutcome> {
   try {
     result = await driver.run({
       collector,
-      base: { url: o.url, scenario: o.scenario, pages, plan, seed: o.seed, runId, timeout: o.timeout, target },
+      base: { url: o.url, scenario: o.scenario, pages, plan, seed: o.seed, runId, timeout: o.timeout, target, amount: o.amount },
       signal: ac.signal,
       log
     })

@@ -26,7 +26,16 @@ export const MixItemSchema = Type.Union([
   Type.Object({ action: Type.Literal('page'), path: Type.String({ pattern: '^/' }), weight: Weight }, { additionalProperties: false }),
   Type.Object({ action: Type.Literal('comment'), weight: Weight }, { additionalProperties: false }),
   Type.Object({ action: Type.Literal('signup'), weight: Weight }, { additionalProperties: false }),
-  Type.Object({ action: Type.Literal('completion'), weight: Weight }, { additionalProperties: false })
+  Type.Object({ action: Type.Literal('completion'), weight: Weight }, { additionalProperties: false }),
+  // one fixed request, the same bytes every time (autocannon's one-URL run: -m, -H, -b)
+  Type.Object({
+    action: Type.Literal('request'),
+    method: Type.String({ pattern: '^[A-Za-z]+$', maxLength: 20 }),
+    path: Type.String({ pattern: '^/' }),
+    headers: Type.Optional(Type.Record(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), Type.String({ pattern: '^[^\\r\\n]*$' }))),
+    body: Type.Optional(Type.String()),
+    weight: Weight
+  }, { additionalProperties: false })
 ])
 
 export const ScenarioFileSchema = Type.Object({
@@ -157,9 +166,15 @@ export async function loadScenario (arg: string): Promise<Scenario> {
   return validateScenario(doc, basename(arg, '.json'))
 }
 
+/** Whether an item of the mix writes: a form post, or a fixed request with a method other than GET/HEAD. */
+export function isWrite (m: MixItem): boolean {
+  if (m.action === 'request') return !/^(GET|HEAD)$/i.test(m.method)
+  return WRITE_ACTIONS.has(m.action)
+}
+
 /** Share of requests that are writes (0..1). */
 export function writeShare (mix: readonly MixItem[]): number {
   const total = mix.reduce((s, m) => s + m.weight, 0)
-  const writes = mix.filter(m => WRITE_ACTIONS.has(m.action)).reduce((s, m) => s + m.weight, 0)
+  const writes = mix.filter(isWrite).reduce((s, m) => s + m.weight, 0)
   return total > 0 ? writes / total : 0
 }

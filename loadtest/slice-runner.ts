@@ -5,7 +5,7 @@
 import { Recorder, epochNow, type SecondReport } from './recorder.js'
 import { RequestGenerator, type Target } from './requests.js'
 import type { Scenario } from './scenarios.js'
-import { runSlice, type PlannedStage, type Slice } from './stages.js'
+import { runSlice, splitAmount, type PlannedStage, type Slice } from './stages.js'
 
 export interface SliceAssignment {
   url: string
@@ -21,6 +21,8 @@ export interface SliceAssignment {
   /** per-request timeout, seconds */
   timeout: number
   target: Target
+  /** closed model: requests over every source together (autocannon's --amount), split like the connections */
+  amount?: number
 }
 
 export type SliceEvent =
@@ -71,6 +73,7 @@ export async function runSliceHere (a: SliceAssignment, emit: (e: SliceEvent) =>
       source: generator,
       recorder,
       signal,
+      amount: a.amount === undefined ? undefined : splitAmount(a.amount, a.slices),
       onStep: (step, start, end) => emit({ type: 'step', stage: step.stageIndex, start: Math.max(0, start), end })
     })
   } finally {

@@ -194,6 +194,12 @@ export interface RunSliceOptions {
   /** a step ran from `start` to `end`, seconds since the common start */
   onStep?: (step: PlannedStep, start: number, end: number) => void
   now?: () => number
+  /**
+   * Closed model: requests this slice sends in all (autocannon's --amount),
+   * split between the connections of each step; a step whose connections
+   * all sent their part ends when the last answer arrives.
+   */
+  amount?: number
 }
 
 function sleep (ms: number, signal?: AbortSignal): Promise<void> {
@@ -221,7 +227,7 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
       const part = sliceStep(step, o.slices)
       o.recorder.setStep(step.stageIndex, part?.rate ? (1e6 * part.connections) / part.rate : 0)
       if (part === null) await sleep(remaining * 1000, o.signal)
-      else if (step.rate === null) await runInstance(remaining, part.connections, o)
+      else if (step.rate === null) await (o.amount === undefined ? runInstance(remaining, part.connections, o) : runAmount(remaining, part.connections, o.amount, o))
       else {
         // the arrivals of the planned step, even when it began a little late:
         // chunks keep to the planned clock
@@ -277,6 +283,22 @@ function runRate (duration: number, connections: number, rate: number, o: RunSli
   const runs: Array<Promise<void>> = []
   if (rem > 0) runs.push(runInstance(duration, rem, o, { connectionRate: q + 1, maxConnectionRequests: (q + 1) * seconds }))
   if (q > 0) runs.push(runInstance(duration, connections - rem, o, { connectionRate: q, maxConnectionRequests: q * seconds }))
+  return Promise.all(runs).then(() => {})
+}
+
+/**
+ * `amount` requests over `connections`, split as autocannon splits --amount:
+ * each connection sends its part (the first `amount % connections` one more)
+ * and stops once answered.
+ */
+function runAmount (duration: number, connections: number, amount: number, o: RunSliceOptions): Promise<void> {
+  const c = Math.min(connections, amount)
+  if (c === 0) return Promise.resolve()
+  const q = Math.floor(amount / c)
+  const rem = amount % c
+  const runs: Array<Promise<void>> = []
+  if (rem > 0) runs.push(runInstance(duration, rem, o, { connectionRate: 0, maxConnectionRequests: q + 1 }))
+  runs.push(runInstance(duration, c - rem, o, { connectionRate: 0, maxConnectionRequests: q }))
   return Promise.all(runs).then(() => {})
 }
 

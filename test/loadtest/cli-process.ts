@@ -2,6 +2,8 @@
 // a coordinator and its agents are separate processes in these tests.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { main } from '../../loadtest/cli.js'
 
 const ROOT = join(import.meta.dirname, '../..')
 
@@ -46,4 +48,16 @@ export function startCli (args: string[], killAfterMs = 100_000): CliProcess {
 
 export function stop (p: CliProcess): void {
   if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL')
+}
+
+/** The same command line in this process (no TypeScript start to wait for): its exit code and what it wrote. */
+export async function runCliHere (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  const out = new PassThrough()
+  const err = new PassThrough()
+  let stdout = ''
+  let stderr = ''
+  out.on('data', (d: Buffer) => { stdout += d })
+  err.on('data', (d: Buffer) => { stderr += d })
+  const code = await main(args, { stdout: out, stderr: err })
+  return { code, stdout, stderr }
 }

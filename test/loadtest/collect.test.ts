@@ -127,6 +127,33 @@ t.test('the collector adds sources up exactly: counts, and percentiles of all sa
   t.equal(c.openBuckets, 0)
 })
 
+t.test('each endpoint\'s part of every timeline entry, and the bytes of each', async t => {
+  const plan = planSchedule([{ name: 'a', duration: 3, to: 1 }], { duration: 3, model: 'closed', target: 1, pool: 1, step: 1 })
+  const c = new Collector({ plan })
+  c.addSource('x/0', { agent: 'x', host: 'hx', slices: [{ index: 0, count: 1 }] })
+  let now = 0
+  const rec = new Recorder(0, () => now)
+  rec.setStep(0, 0)
+  // second 0: only /; second 1: nothing; second 2: / and /news (first seen)
+  now = 100
+  rec.response(GET_HOME, 200, 100, 2, null, false)
+  rec.response(GET_HOME, 200, 100, 4, null, false)
+  now = 2100
+  rec.response(GET_HOME, 200, 100, 6, null, false)
+  rec.response(GET_NEWS, 200, 300, 8, null, false)
+  now = 3000
+  for (const r of rec.flush()) c.add('x/0', r)
+  c.finish(3)
+  t.same(c.timeline.map(e => [e.requests, e.bytes]), [[2, 200], [0, 0], [2, 400]])
+  const home = c.endpointSeconds.get('/')!
+  const news = c.endpointSeconds.get('/news')!
+  t.same(home.requests, [2, 0, 1])
+  t.same(news.requests, [0, 0, 1], 'an endpoint first seen later has zeros before')
+  t.same(news.p50.map(v => v === null ? null : Math.round(v)), [null, null, 8], 'within the histogram\'s 3 digits')
+  t.equal(Math.round(home.p99[0]!), 4)
+  t.equal(home.p50[1], null, 'no answer that second: no latency')
+})
+
 t.test('a lost source is not waited for, and what it sends afterwards is dropped', async t => {
   const plan = planSchedule([{ name: 'a', duration: 5, to: 2 }], { duration: 5, model: 'closed', target: 2, pool: 2, step: 1 })
   const sealed: number[] = []

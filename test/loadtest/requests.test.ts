@@ -130,3 +130,19 @@ t.test('the bytes on the wire follow the same seeded sequence as next(); a page 
   }
   t.ok(reused > 350, `page reads reuse their request bytes (${reused} of 500)`)
 })
+
+t.test('a fixed request (autocannon\'s one URL): the same bytes every time, its headers replacing the defaults', async t => {
+  const scenario = {
+    ...BUILTIN_SCENARIOS.browse,
+    mix: [{ action: 'request' as const, method: 'put', path: '/api/items?x=1', headers: { Host: 'example.org', 'X-A': '1' }, body: 'hé', weight: 1 }]
+  }
+  const g = new RequestGenerator({ scenario, pages: ['/api/items?x=1'], base: 'http://127.0.0.1:9/', seed: 1 })
+  const w = g.nextWire()
+  t.equal(w.buffer.toString('utf8'), 'PUT /api/items?x=1 HTTP/1.1\r\nConnection: keep-alive\r\nHost: example.org\r\nX-A: 1\r\nContent-Length: 3\r\n\r\nhé', 'one Host (the one given), the body\'s length in bytes')
+  t.equal(g.nextWire(), w, 'built once')
+  t.same(w.meta, { method: 'PUT', endpoint: 'PUT /api/*', read: false })
+  const r = g.next()
+  t.same([r.method, r.path, r.body], ['PUT', '/api/items?x=1', 'hé'])
+  const get = new RequestGenerator({ scenario: { ...scenario, mix: [{ action: 'request' as const, method: 'GET', path: '/', headers: { 'content-length': '0' }, weight: 1 }] }, pages: ['/'], base: 'http://127.0.0.1:9/', seed: 1 })
+  t.equal(get.nextWire().buffer.toString(), 'GET / HTTP/1.1\r\nHost: 127.0.0.1:9\r\nConnection: keep-alive\r\ncontent-length: 0\r\n\r\n', 'no body: no Content-Length of ours')
+})
