@@ -21,7 +21,7 @@ import { parseRawBanHead } from './raw-ban.js'
 import { answerInvalidation } from './purge.js'
 import { Ctx, drive, plainHit, purgeDeps } from './state-machine.js'
 import { createHitFront } from './hit-front.js'
-import { isRejected, onClientError, rawAnswer, trackResponse } from './client-errors.js'
+import { inTurn, isRejected, onClientError, rawAnswer, refuseExpectation } from './client-errors.js'
 import { clientHeadLimit, parserFieldCount } from './request-head.js'
 import { BodyBudget } from './request-body.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
@@ -156,14 +156,21 @@ export function buildApp (deps: CacheDeps): CacheApp {
     // How often node enforces the two timeouts above (its default, 30 s, would let a slowloris linger).
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.CACHE_HEADERS_TIMEOUT_MS / 2))),
     // Never the lenient parser: it is what lets smuggled requests through.
-    insecureHTTPParser: false
+    insecureHTTPParser: false,
+    // recv refuses an HTTP/1.1 request without Host itself, closing the
+    // connection like every refusal (node's own 400 would let the requests
+    // pipelined behind it through: issue 23).
+    requireHostHeader: false
   }, (req, res) => {
     // Requests parsed behind one we rejected for its framing are not the client's to send.
     if (isRejected(req.socket)) { res.destroy(); return }
-    trackResponse(req.socket, res)
     // A request the hit front passed on: its connection goes back to the front once this answer is written.
     front?.watch(req.socket, res)
-    drive(new Ctx(engine, req, res), 'recv')
+    inTurn(req.socket, res, () => { drive(new Ctx(engine, req, res), 'recv') })
+  })
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (isRejected(req.socket)) { res.destroy(); return }
+    inTurn(req.socket, res, () => { refuseExpectation(req.socket, res) })
   })
   // One field more than allowed reaches recv, which refuses it (request-head.ts).
   server.maxHeadersCount = parserFieldCount(config.CACHE_MAX_HEADER_FIELDS)

@@ -16,6 +16,7 @@ import { policy } from './policy.js'
 import type { UpstreamAnswer } from './deliver.js'
 import { MAX_VALIDATOR_BYTES } from './request-head.js'
 import { markFetch } from './invalidated-after.js'
+import { DONE, type FlightOutcome } from './coalesce.js'
 
 export interface FetchInfo {
   host: string
@@ -244,6 +245,24 @@ export async function fetchForCache (e: Engine, info: FetchInfo): Promise<FetchR
   return { kind: 'object', object: o, revalidated: false, upstreamStatus: up.status, stored: true }
 }
 
+/**
+ * What the requests waiting on this fetch get (coalesce.ts): a failure —
+ * no answer, a timeout, a 5xx — is theirs too (the origin's own answer when
+ * its body was read whole); a complete object that could not be stored is
+ * handed over as is; anything else sends them to look again.
+ */
+export function flightOutcome (r: FetchResult): FlightOutcome {
+  if (r.kind === 'error') {
+    const whole = r.answer !== undefined && r.answer.rest === undefined ? { answer: r.answer.answer, chunks: r.answer.chunks } : undefined
+    return { kind: 'failed', error: r.error, upstreamStatus: r.upstreamStatus, answer: whole }
+  }
+  if (r.kind === 'answer' && r.answer.status >= 500) {
+    return { kind: 'failed', error: new Error(`upstream answered ${r.answer.status}`), upstreamStatus: r.answer.status, answer: r.rest === undefined ? { answer: r.answer, chunks: r.chunks } : undefined }
+  }
+  if (r.kind === 'object' && !r.stored) return { kind: 'object', object: r.object }
+  return DONE
+}
+
 export function freshnessOptions (e: Engine) {
   return { graceSeconds: e.config.CACHE_GRACE_SECONDS, defaultTtlSeconds: e.config.CACHE_DEFAULT_TTL_SECONDS }
 }
@@ -271,9 +290,12 @@ function backgroundFetch (e: Engine, info: FetchInfo, key: string, done: () => v
   // the client who triggered it (that client gets the stale object), so the
   // client's request directives (a no-store, RFC 9111 §5.2.1.5) do not apply to it.
   if (info.headers['cache-control'] !== undefined) info = { ...info, headers: { ...info.headers, 'cache-control': undefined } }
+  let outcome: FlightOutcome = DONE
   fetchForCache(e, info).then((r) => {
+    outcome = flightOutcome(r)
     if (r.kind === 'answer') r.rest?.destroy()
   }, (err: Error) => {
+    outcome = { kind: 'failed', error: err }
     e.logger.warn({ err: err.message, url: info.url }, 'background refresh failed')
-  }).finally(() => { done(); e.coalescer.finish(key) })
+  }).finally(() => { done(); e.coalescer.finish(key, outcome) })
 }

@@ -23,14 +23,16 @@ import { primaryKey, variantKey } from './vary.js'
 import { requestAcceptsStale, requestForbidsStored, requestNoStore } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
-import { nextSequence, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { nextSequence, fetchForCache, flightOutcome, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { DONE, type FlightOutcome, type WakeReason } from './coalesce.js'
+import { varyNamesOf } from './store.js'
 import { applyEvent } from './invalidation.js'
 import { answerInvalidation, type PurgeDeps } from './purge.js'
 import { unsafeInvalidationTargets } from './unsafe-invalidation.js'
 import { NoUpstreamError } from './director.js'
 import { normalizeAuthority } from './authority.js'
 import { forwardedFor } from './forwarded.js'
-import { markRejected } from './client-errors.js'
+import { refuse } from './client-errors.js'
 import { tooManyFields } from './request-head.js'
 import { readRequestBody } from './request-body.js'
 import { healthAnswer } from './health.js'
@@ -60,6 +62,8 @@ export class Ctx {
   nodeLocked = false
   isPass = false
   restarts = 0
+  /** When waiting on other requests' fetches ends for this request (set at its first wait). */
+  waitUntil: number | undefined = undefined
   /** The object to deliver. */
   obj: CachedObject | undefined = undefined
   /** A stored object that could not be used as is: revalidate it, or fall back to it on error. */
@@ -102,7 +106,7 @@ export class Ctx {
 
 /** Refuses a request and closes its connection: requests already parsed behind it are dropped, never forwarded (client-errors.ts). */
 function reject (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
-  markRejected(ctx.req.socket)
+  refuse(ctx.req.socket, ctx.res)
   return synth(ctx, status, body, { ...headers, connection: 'close' })
 }
 
@@ -129,34 +133,40 @@ function isDisconnection (err: Error, upstreamStatus: number | undefined): boole
   return upstreamStatus === undefined && (err instanceof NoUpstreamError || /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR_(SOCKET|CONNECT_TIMEOUT|HEADERS_TIMEOUT|BODY_TIMEOUT|CLOSED))$/.test((err as { code?: string }).code ?? ''))
 }
 
-function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number): StepName {
+function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number, collapsed = false): StepName {
   ctx.obj = ctx.stale
   ctx.outcome = 'STALE'
   const ttl = Math.round((ctx.stale!.freshUntil - ctx.e.clock.now()) / 1000)
-  ctx.status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}; ttl=${ttl}; detail=${detail}`)
+  ctx.status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}${collapsed ? '; collapsed' : ''}; ttl=${ttl}; detail=${detail}`)
   return 'deliver'
 }
 
-function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer']): StepName {
+/**
+ * The fetch failed (`collapsed`: the fetch this request waited on): the
+ * stale copy where one may stand in, the origin's own 5xx, or ours.
+ */
+function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer'], collapsed = false): StepName {
   const now = ctx.e.clock.now()
   if (usableOnError(ctx.stale, now)) {
-    answer?.rest?.destroy()
-    return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus)
+    if (!collapsed) answer?.rest?.destroy()
+    return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus, collapsed)
   }
-  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected')
+  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected', undefined, collapsed)
+  const via = collapsed ? '; collapsed' : ''
   // The origin answered 5xx and nothing stored may stand in: its own answer
   // goes on as it came (not a synthetic 502 that hides what it said).
   if (answer !== undefined) {
     ctx.fetched = { kind: 'answer', ...answer, reason: 'upstream-error' }
     ctx.outcome = 'MISS'
-    ctx.status = cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}; detail=upstream-error`)
+    ctx.status = cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}${via}; detail=upstream-error`)
     return 'deliver'
   }
   const code = (err as { code?: string }).code ?? ''
   const status = err instanceof NoUpstreamError ? 503 : /TIMEOUT/.test(code) ? 504 : 502
   const message = status === 503 ? 'no healthy upstream' : status === 504 ? 'upstream timed out' : 'upstream unreachable'
-  ctx.e.logger.warn({ err: err.message, code, url: ctx.url }, 'fetch failed')
-  return synth(ctx, status, message + '\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus(`fwd=miss; detail=${status === 503 ? 'no-upstream' : 'upstream-error'}`), age: '0' })
+  // Once per failed fetch, not once per waiter.
+  if (!collapsed) ctx.e.logger.warn({ err: err.message, code, url: ctx.url }, 'fetch failed')
+  return synth(ctx, status, message + '\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus(`fwd=miss${via}; detail=${status === 503 ? 'no-upstream' : 'upstream-error'}`), age: '0' })
 }
 
 function countHostHeaders (raw: string[]): number {
@@ -222,8 +232,10 @@ export const steps: Record<StepName, Step> = {
     if (te !== undefined && (req.headers['content-length'] !== undefined || te.trim().toLowerCase() !== 'chunked')) {
       return reject(ctx, 400, 'ambiguous message framing\n')
     }
-    // RFC 9112 §3.2: more than one Host is a 400.
-    if (countHostHeaders(req.rawHeaders) > 1) return reject(ctx, 400, 'more than one Host header\n')
+    // RFC 9112 §3.2: more than one Host is a 400, and so is an HTTP/1.1 request without one.
+    const hosts = countHostHeaders(req.rawHeaders)
+    if (hosts > 1) return reject(ctx, 400, 'more than one Host header\n')
+    if (hosts === 0 && req.httpVersionMinor !== 0) return reject(ctx, 400, 'missing Host header\n')
     let url = req.url!
     if (url.length > e.config.CACHE_MAX_URL_BYTES) return synth(ctx, 414, 'request target too long\n')
     let host: string | null = req.headers.host ?? ''
@@ -351,7 +363,7 @@ export const steps: Record<StepName, Step> = {
   miss (ctx) {
     const { e, req } = ctx
     ctx.outcome = 'MISS'
-    if (ctx.uncoalesced || ctx.restarts > 3) return 'fetch'
+    if (ctx.uncoalesced) return 'fetch'
     // RFC 9111 §5.2.1.5: a no-store request's answer is for it alone, so it
     // never leads the queue (the waiters would find nothing stored); it may
     // still wait on someone else's fetch and be served what that stores.
@@ -362,20 +374,15 @@ export const steps: Record<StepName, Step> = {
       ctx.leader = true
       return e.nodeLock === undefined ? 'fetch' : leadAcrossWorkers(ctx)
     }
+    // One wait in all, however many fetches it takes (issue 23: a waiter
+    // never leaves the queue to fetch on its own, so a key is fetched once at a time).
+    ctx.waitUntil ??= ctx.now + e.coalescer.timeoutMs
     let resume!: (next: StepName) => void
     const woken = new Promise<StepName>((resolve) => { resume = resolve })
     const queued = e.coalescer.wait(ctx.key, (reason) => {
       ctx.now = e.clock.now()
-      if (reason === 'done') {
-        // Look again: the fetch we waited on has most likely stored the object.
-        ctx.restarts++
-        ctx.stale = undefined
-        resume('lookup')
-        return
-      }
-      if (usableOnError(ctx.stale, ctx.now)) { resume(serveStaleOnError(ctx, 'coalesce-timeout')); return }
-      resume(synth(ctx, 504, 'timed out waiting for the upstream\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; collapsed; detail=coalesce-timeout') }))
-    })
+      resume(afterWait(ctx, reason))
+    }, ctx.waitUntil - ctx.now)
     if (queued === 'full') {
       if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-full')
       return synth(ctx, 503, 'too many requests waiting for this page\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; detail=coalesce-full') })
@@ -388,7 +395,9 @@ export const steps: Record<StepName, Step> = {
   fetch (ctx) {
     if (ctx.isPass) return fetchPass(ctx)
     const { e } = ctx
+    let outcome: FlightOutcome = DONE
     return fetchForCache(e, ctx.fetchInfo()).then((r) => {
+      outcome = flightOutcome(r)
       ctx.fetched = r
       ctx.now = e.clock.now()
       if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus, r.answer)
@@ -402,13 +411,16 @@ export const steps: Record<StepName, Step> = {
       ctx.outcome = 'MISS'
       ctx.status = cacheStatus(`fwd=miss; fwd-status=${r.answer.status}; detail=${r.reason}`)
       return 'deliver'
+    }, (err: Error) => {
+      outcome = { kind: 'failed', error: err }
+      throw err
     }).finally(() => {
       if (ctx.nodeLocked) {
         ctx.nodeLocked = false
         // An answer that could not be stored marks the key hit-for-miss for the whole node.
         e.nodeLock!.release(ctx.key, e.coalescer.isUncacheable(ctx.key))
       }
-      if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key) }
+      if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key, outcome) }
     })
   },
 
@@ -439,6 +451,39 @@ export const steps: Record<StepName, Step> = {
     ctx.e.metrics.counters.synth++
     deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
     return null
+  }
+}
+
+/**
+ * Where a request that waited on another's fetch goes once woken: to look
+ * again (something may be stored), to the object the fetch could not store
+ * (when it is this request's variant), or to the fetch's failure — the stale
+ * copy where one may stand in, else the failure itself (RFC 9211 collapsed).
+ */
+function afterWait (ctx: Ctx, reason: WakeReason): StepName {
+  switch (reason.kind) {
+    case 'done':
+      ctx.restarts++
+      ctx.stale = undefined
+      return 'lookup'
+    case 'object': {
+      const o = reason.object
+      // The waiters coalesced on the key they looked up; the object may vary on fields they differ in.
+      if (variantKey(ctx.primary, varyNamesOf(o), ctx.req.headers) !== o.key) {
+        ctx.restarts++
+        ctx.stale = undefined
+        return 'lookup'
+      }
+      ctx.obj = o
+      ctx.outcome = 'MISS'
+      ctx.status = cacheStatus('fwd=miss; collapsed; detail=not-stored')
+      return 'deliver'
+    }
+    case 'failed':
+      return upstreamFailure(ctx, reason.error, reason.upstreamStatus, reason.answer && { ...reason.answer, rest: undefined }, true)
+    case 'timeout':
+      if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-timeout')
+      return synth(ctx, 504, 'timed out waiting for the upstream\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; collapsed; detail=coalesce-timeout') })
   }
 }
 
