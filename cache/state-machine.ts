@@ -20,7 +20,7 @@ import type { Engine } from './engine.js'
 import type { CachedObject } from './store.js'
 import { policy } from './policy.js'
 import { primaryKey, variantKey } from './vary.js'
-import { requestAcceptsStale, requestForbidsStored, requestNoStore } from './freshness.js'
+import { requestNoStore, reuse, type Reuse } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
 import { nextSequence, fetchForCache, flightOutcome, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
@@ -62,6 +62,8 @@ export class Ctx {
   nodeLocked = false
   isPass = false
   restarts = 0
+  /** The window lookup found a stale object in (its Cache-Status detail). */
+  staleWindow: Exclude<Reuse, 'fresh' | 'revalidate'> = 'stale-while-revalidate'
   /** When waiting on other requests' fetches ends for this request (set at its first wait). */
   waitUntil: number | undefined = undefined
   /** The object to deliver. */
@@ -122,10 +124,11 @@ function synth (ctx: Ctx, status: number, body: string, headers?: Record<string,
  * stale-if-error window (RFC 5861 §4) or the opt-in grace, or — when no
  * upstream could answer at all — for as long as it is stored (RFC 9111
  * §4.2.4: a disconnected cache may serve stale). Never when the origin said
- * must-revalidate or no-cache (§5.2.2.2: a 504 instead).
+ * must-revalidate or no-cache (§5.2.2.2: a 504 instead), and never beyond
+ * stale-if-error when it said s-maxage (§5.2.2.10).
  */
 function usableOnError (o: CachedObject | undefined, now: number, disconnected = false): o is CachedObject {
-  return o !== undefined && !o.mustRevalidate && (disconnected || now < o.freshUntil + Math.max(o.sieMs, o.graceMs))
+  return o !== undefined && (now < o.freshUntil + Math.max(o.sieMs, o.graceMs) || (disconnected && !o.mustRevalidate))
 }
 
 /** No upstream answered at all (none healthy, connection refused or reset, timed out): the cache is disconnected. */
@@ -169,6 +172,23 @@ function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?
   return synth(ctx, status, message + '\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus(`fwd=miss${via}; detail=${status === 503 ? 'no-upstream' : 'upstream-error'}`), age: '0' })
 }
 
+/**
+ * RFC 9110 §4.2.5: a fragment is for the user agent; one sent anyway names
+ * the same resource, so it is neither keyed nor forwarded.
+ */
+function withoutFragment (url: string): string {
+  const hash = url.indexOf('#')
+  return hash === -1 ? url : url.slice(0, hash)
+}
+
+/** Whether an absolute-form target has a non-empty authority after `scheme://`. */
+function hasAuthority (url: string): boolean {
+  const at = url.indexOf('://')
+  if (at === -1) return false
+  const c = url.charCodeAt(at + 3)
+  return !Number.isNaN(c) && c !== 47 /* / */ && c !== 63 /* ? */ && c !== 35 /* # */
+}
+
 function countHostHeaders (raw: string[]): number {
   let n = 0
   for (let i = 0; i < raw.length; i += 2) {
@@ -199,21 +219,20 @@ function usableStored (e: Engine, key: string, credentialed: boolean, now: numbe
  * duplicate fields), a plain HIT — the same outcome recv → lookup → hit
  * would reach? If so it is delivered through `res` and counted as a hit;
  * otherwise nothing is changed (not even the admission count) and the
- * request goes through the steps. Requests with Cache-Control or Pragma
- * always go through the steps, which alone judge request directives.
+ * request goes through the steps. The target, key and freshness decision
+ * are lookup's own (`withoutFragment`, `variantKey`, freshness.ts `reuse`).
  */
 export function plainHit (e: Engine, req: FrontRequest, res: HeadWriter): boolean {
-  if (req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined) return false
   if (policy.recv(req) !== 'lookup') return false
   const host = normalizeAuthority(req.headers.host!, 80)
   if (host === null) return false
-  const primary = primaryKey(host, req.url)
+  const primary = primaryKey(host, withoutFragment(req.url))
   e.store.refresh?.()
   const key = variantKey(primary, e.store.varyOf(primary), req.headers)
   const now = e.clock.now()
   const o = usableStored(e, key, policy.credentialed(req), now, false)
-  // RFC 9111 §4.2: fresh → reuse without contacting the origin.
-  if (o === undefined || now >= o.freshUntil) return false
+  // The same freshness decision as lookup's: only 'fresh' is a plain hit.
+  if (o === undefined || reuse(o, now, req.headers['cache-control'], req.headers.pragma, nextSequence()) !== 'fresh') return false
   e.store.lookup(key) // served: the client's read counts now
   e.metrics.counters.hits++
   deliverObject(req, res, o, now, 'HIT', undefined)
@@ -244,6 +263,9 @@ export const steps: Record<StepName, Step> = {
       // RFC 9112 §3.2.2: absolute-form carries the authority; it replaces Host
       // ("MUST ignore the received Host header field"). The key is built from
       // it, and fetch forwards this host, never the client's Host field.
+      // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid (WHATWG
+      // URL parsing would read `http:///m/x` as host `m`).
+      if (!hasAuthority(url)) return synth(ctx, 400, 'bad request target\n')
       let parsed: URL
       try { parsed = new URL(url) } catch { return synth(ctx, 400, 'bad request target\n') }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return synth(ctx, 400, 'bad request target\n')
@@ -258,7 +280,7 @@ export const steps: Record<StepName, Step> = {
     // otherwise name another page's key.
     host = normalizeAuthority(host, defaultPort)
     if (host === null) return synth(ctx, 400, 'invalid Host\n')
-    ctx.url = url
+    ctx.url = withoutFragment(url)
     ctx.host = host
     switch (policy.recv(req)) {
       case 'internal': return 'internal'
@@ -319,28 +341,16 @@ export const steps: Record<StepName, Step> = {
       if (e.coalescer.isUncacheable(ctx.key)) ctx.uncoalesced = true
       return 'miss'
     }
-    const directives = req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined
-    // RFC 9111 §5.2.1: request directives may demand a fresher or validated
-    // response (a browser reload sends max-age=0 or no-cache). Such requests
-    // still coalesce (policy.ts, reload storms): a waiter woken by another
-    // request's fetch takes its object only when that fetch started after the
-    // waiter arrived — a response validated after the request was made.
-    if (directives && o.fetchSequence < ctx.arrived &&
-      requestForbidsStored(req.headers['cache-control'], req.headers.pragma as string | undefined, (now - o.responseTime) / 1000 + o.initialAge, (o.freshUntil - now) / 1000)) {
+    const verdict = reuse(o, now, req.headers['cache-control'], req.headers.pragma as string | undefined, ctx.arrived)
+    if (verdict === 'fresh') { ctx.obj = o; return 'hit' }
+    if (verdict === 'revalidate') {
+      // Revalidate (RFC 9111 §4.3); keep it for stale-if-error.
       ctx.stale = o
       return 'miss'
     }
-    // RFC 9111 §4.2: fresh → reuse without contacting the origin.
-    if (now < o.freshUntil) { ctx.obj = o; return 'hit' }
-    if (!o.mustRevalidate) {
-      // RFC 5861 §3 stale-while-revalidate, or the opt-in grace (RFC 9111 §4.2.4: only where configured).
-      if (now < o.freshUntil + (o.swrMs > o.graceMs ? o.swrMs : o.graceMs)) { ctx.obj = o; return 'stale' }
-      // RFC 9111 §5.2.1.2: the client accepts a response this stale.
-      if (directives && requestAcceptsStale(req.headers['cache-control'], (now - o.freshUntil) / 1000)) { ctx.obj = o; return 'stale' }
-    }
-    // Stale beyond its windows: revalidate (RFC 9111 §4.3), keep it for stale-if-error.
-    ctx.stale = o
-    return 'miss'
+    ctx.obj = o
+    ctx.staleWindow = verdict
+    return 'stale'
   },
 
   hit (ctx) {
@@ -354,8 +364,7 @@ export const steps: Record<StepName, Step> = {
     ctx.stale = o
     refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.key)
     ctx.outcome = 'STALE'
-    const window = ctx.now < o.freshUntil + o.swrMs ? 'stale-while-revalidate' : ctx.now < o.freshUntil + o.graceMs ? 'grace' : 'max-stale'
-    ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${window}`)
+    ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${ctx.staleWindow}`)
     return 'deliver'
   },
 
