@@ -17,7 +17,7 @@ import { createCacheMetrics } from './metrics.js'
 import { InvalidationLog } from './ban.js'
 import { policyClassFor, systemClock, type Clock } from './freshness.js'
 import { subscribeInvalidations } from './invalidation.js'
-import { parseRawBanHead } from './raw-ban.js'
+import { parseStrictHead } from './head-parser.js'
 import { answerInvalidation } from './purge.js'
 import { Ctx, drive, plainHit, purgeDeps } from './state-machine.js'
 import { createHitFront } from './hit-front.js'
@@ -115,14 +115,16 @@ export function buildApp (deps: CacheDeps): CacheApp {
     clock,
     onFetch: (u, seconds) => observe(u.url, seconds)
   })
-  const bodies = new BodyBudget(config.CACHE_MAX_INFLIGHT_BODY_BYTES)
-  const metrics = createCacheMetrics({ store, director, coalescer, bodies, defaults: deps.defaultMetrics })
+  // Bodies read and let go are garbage outside the V8 heap, like evicted objects: the reclaimer collects them.
+  const bodies = new BodyBudget(config.CACHE_MAX_INFLIGHT_BODY_BYTES, (n) => { reclaimer.evicted(n) })
+  const fetchBuffers = new BodyBudget(config.CACHE_MAX_FETCH_BUFFER_BYTES, (n) => { reclaimer.evicted(n) })
+  const metrics = createCacheMetrics({ store, director, coalescer, bodies, fetchBuffers, defaults: deps.defaultMetrics })
   onEvict = () => { metrics.counters.evictions++ }
   onReject = () => { metrics.counters.notAdmitted++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
   const position = createBusPosition()
-  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy, logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position }
+  const engine: Engine = { config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy, logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, fetchBuffers, position }
   const applyDeps = { store, log, now: () => clock.now() }
 
   engine.nodeLock = deps.shared?.lock
@@ -178,6 +180,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
   server.timeout = config.CACHE_IDLE_TIMEOUT_MS
 
   server.on('clientError', (err: Error, socket: Duplex) => { onClientError(err, socket, { ban: rawBan }) })
+  const BAN_RULES = { methods: ['BAN'], versions: ['HTTP/1.1', 'HTTP/1.0'], maxFields: config.CACHE_MAX_HEADER_FIELDS, maxUrlBytes: config.CACHE_MAX_URL_BYTES, maxHeadBytes: config.CACHE_MAX_HEADER_BYTES } as const
 
   /**
    * node's parser does not know the BAN method, so a BAN arrives here as a
@@ -185,10 +188,10 @@ export function buildApp (deps: CacheDeps): CacheApp {
    * only, no folding) and answered with Connection: close.
    */
   function rawBan (raw: Buffer, socket: Duplex): void {
-    // Linear-time parse (raw-ban.ts); purge.ts authenticates before anything else is read.
-    const head = parseRawBanHead(raw.toString('latin1'), config.CACHE_MAX_HEADER_BYTES)
-    if (!head.ok) { rawAnswer(socket, head.status, head.message); return }
-    answerInvalidation(purgeDeps(engine), 'BAN', head.target, head.headers).then((a) => {
+    // The cache's one strict parser (head-parser.ts), linear time; purge.ts authenticates before anything else is read.
+    const head = parseStrictHead(raw.toString('latin1'), BAN_RULES)
+    if (typeof head === 'string') { rawAnswer(socket, 400, head); return }
+    answerInvalidation(purgeDeps(engine), 'BAN', head.url, head.headers).then((a) => {
       let extra = ''
       for (const k in a.headers) extra += `${k}: ${a.headers[k]}\r\n`
       rawAnswer(socket, a.status, a.body, extra, a.type)

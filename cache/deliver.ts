@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { HeadWriter } from './hit-front.js'
 import type { RequestView } from './policy.js'
 import { pipeline, type Readable } from 'node:stream'
+import type { PassedAnswer } from './fetch.js'
 import type { CachedObject, Encoding } from './store.js'
 import { normalizeAcceptEncoding } from './compress.js'
 import { buildHead, refreshHeads, headWith, notModifiedHead, currentAge, type CacheOutcome, cacheStatus } from './headers.js'
@@ -154,10 +155,14 @@ export function passHead (a: UpstreamAnswer, outcome: CacheOutcome, status: stri
 
 /**
  * Writes an upstream answer whose body is (partly) buffered and may continue
- * as a stream. `sendTimeoutMs` bounds how long a client may stall the stream
- * (see `watchStall`).
+ * as a stream, read from the upstream only as fast as this client takes it
+ * (pipeline's backpressure: per connection, at most the stream buffers on
+ * each side). `sendTimeoutMs` bounds how long a client may stall the stream
+ * (see `watchStall`); the buffered part is released once the answer is done.
  */
-export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: UpstreamAnswer, outcome: CacheOutcome, status: string, chunks: Buffer[], rest: Readable | undefined, sendTimeoutMs = 0): void {
+export function deliverUpstream (req: IncomingMessage, res: ServerResponse, passed: PassedAnswer, outcome: CacheOutcome, status: string, sendTimeoutMs = 0): void {
+  const { answer: a, chunks, rest } = passed
+  res.once('close', passed.release)
   const noBody = req.method === 'HEAD' || a.status === 204 || a.status === 304
   let length: number | undefined
   if (!rest) length = chunks.reduce((n, c) => n + c.length, 0)

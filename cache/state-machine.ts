@@ -151,7 +151,7 @@ function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number, c
 function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer'], collapsed = false): StepName {
   const now = ctx.e.clock.now()
   if (usableOnError(ctx.stale, now)) {
-    if (!collapsed) answer?.rest?.destroy()
+    if (!collapsed) { answer?.rest?.destroy(); answer?.release() }
     return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus, collapsed)
   }
   if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected', undefined, collapsed)
@@ -450,7 +450,7 @@ export const steps: Record<StepName, Step> = {
     }
     const r = ctx.fetched
     if (r !== undefined && r.kind === 'answer') {
-      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest, e.config.CACHE_SEND_TIMEOUT_MS)
+      deliverUpstream(req, res, r, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), e.config.CACHE_SEND_TIMEOUT_MS)
       return null
     }
     return synth(ctx, 500, 'internal error\n')
@@ -489,7 +489,8 @@ function afterWait (ctx: Ctx, reason: WakeReason): StepName {
       return 'deliver'
     }
     case 'failed':
-      return upstreamFailure(ctx, reason.error, reason.upstreamStatus, reason.answer && { ...reason.answer, rest: undefined }, true)
+      // The answer's bytes are the leader's to release, once its own client has them.
+      return upstreamFailure(ctx, reason.error, reason.upstreamStatus, reason.answer && { ...reason.answer, rest: undefined, release: () => {} }, true)
     case 'timeout':
       if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-timeout')
       return synth(ctx, 504, 'timed out waiting for the upstream\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; collapsed; detail=coalesce-timeout') })
@@ -548,7 +549,7 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
     const targets = unsafeInvalidationTargets(ctx.host, ctx.url, up.status, resHeaders.location, resHeaders['content-location'])
     for (const path of targets) applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, { kind: 'url', path, host: ctx.host })
   }
-  ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, reason: 'pass' }
+  ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, release: () => {}, reason: 'pass' }
   ctx.status = cacheStatus(`fwd=${req.method === 'GET' || req.method === 'HEAD' ? 'bypass' : 'method'}; fwd-status=${up.status}`)
   return 'deliver'
 }
