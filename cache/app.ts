@@ -1,8 +1,11 @@
 /**
  * The cache as an app: `buildApp(deps)` wires the store, coalescer, director,
- * metrics and invalidation bus around one raw node:http server (Fastify's
- * per-request cost would dominate a cache hit; see issue 5). server.ts only
- * reads config, builds, listens and closes.
+ * metrics and invalidation bus around two listeners in series: the hit front
+ * (hit-front.ts, a plain net.Server answering plain hits from prepared bytes)
+ * and behind it a raw node:http server for everything else (Fastify's
+ * per-request cost would dominate a cache hit; see issue 5). With
+ * CACHE_HIT_FRONT=false node's server listens alone. server.ts only reads
+ * config, builds, listens and closes.
  */
 import http from 'node:http'
 import type net from 'node:net'

@@ -30,6 +30,8 @@ import { Duplex } from 'node:stream'
 import http, { type IncomingHttpHeaders } from 'node:http'
 import type { RequestView } from './policy.js'
 import { isToken, parseStrictHead } from './head-parser.js'
+import type { HeadWriter } from './deliver.js'
+import { ageOf, cacheStatusOf, type PreparedHead } from './headers.js'
 
 /** What the front hands to the cache for a request it parsed: the fields node would show (lower-case names). */
 export interface FrontRequest extends RequestView {
@@ -38,11 +40,6 @@ export interface FrontRequest extends RequestView {
   headers: IncomingHttpHeaders
 }
 
-/** The subset of ServerResponse a stored-object delivery uses (deliver.ts). */
-export interface HeadWriter {
-  writeHead (status: number, head: string[]): unknown
-  end (body?: Buffer): unknown
-}
 
 export interface HitFrontOptions {
   /** Where a connection goes once a request is not answered here. */
@@ -155,7 +152,7 @@ function utcDate (now: number): string {
   return dateValue
 }
 
-/** A serialized head, reused while the array's per-second slots hold the same strings (headers.ts refreshHeads). */
+/** A serialized head, reused while the PreparedHead's per-second values are the same strings (headers.ts). */
 interface Prepared { status: number, age: string, cacheStatus: string, date: string | undefined, bytes: Buffer }
 
 /**
@@ -166,22 +163,23 @@ interface Prepared { status: number, age: string, cacheStatus: string, date: str
  */
 class FrontResponse implements HeadWriter {
   status = 0
-  head: string[] = []
+  head: PreparedHead = []
   bytes: Buffer | undefined = undefined
   body: Buffer | undefined = undefined
-  constructor (private readonly prepared: WeakMap<string[], Prepared>, private readonly keepAlive: string, private readonly headOnly: boolean) {}
+  constructor (private readonly prepared: WeakMap<PreparedHead, Prepared>, private readonly keepAlive: string, private readonly headOnly: boolean) {}
 
-  writeHead (status: number, head: string[]): void { this.status = status; this.head = head }
+  writeHead (status: number, head: PreparedHead): void { this.status = status; this.head = head }
 
   end (body?: Buffer): void {
     const head = this.head
-    const n = head.length
     const now = Date.now()
+    const age = ageOf(head)
+    const cacheStatus = cacheStatusOf(head)
     let p = this.prepared.get(head)
-    if (p === undefined || p.status !== this.status || p.age !== head[n - 5] || p.cacheStatus !== head[n - 1] || (p.date !== undefined && p.date !== utcDate(now))) {
+    if (p === undefined || p.status !== this.status || p.age !== age || p.cacheStatus !== cacheStatus || (p.date !== undefined && p.date !== utcDate(now))) {
       const bytes = serialize(this.status, head, this.keepAlive, now, body === undefined && !this.headOnly)
       if (bytes === undefined) return
-      p = { status: this.status, age: head[n - 5], cacheStatus: head[n - 1], date: bytes.date, bytes: bytes.head }
+      p = { status: this.status, age, cacheStatus, date: bytes.date, bytes: bytes.head }
       this.prepared.set(head, p)
     }
     this.bytes = p.bytes
@@ -214,7 +212,7 @@ function serialize (status: number, head: string[], keepAlive: string, now: numb
 const JOIN_BELOW = 16 * 1024
 
 export function createHitFront (o: HitFrontOptions): HitFront {
-  const prepared = new WeakMap<string[], Prepared>()
+  const prepared = new WeakMap<PreparedHead, Prepared>()
   const keepAlive = `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(o.keepAliveTimeoutMs / 1000)}\r\n`
   const here = new Set<net.Socket>()
   let closing = false

@@ -2,13 +2,19 @@
  * The request state machine, Varnish-style: one table of steps, one function
  * per step, one driver loop.
  *
+ *   hit front (hit-front.ts: narrow-form GET/HEAD, `plainHit`)
+ *     ├─ fresh (freshness.ts `reuse`, as lookup decides) ── deliver (prepared bytes)
+ *     └─ anything else ── node's server ── recv
+ *
  *   recv ─┬─ internal ─────────────────────────────┐
  *         ├─ purge ──────────────────────────────── synth
  *         ├─ pass ── fetch ───────────────────────── deliver
  *         └─ lookup ─┬─ hit ──────────────────────── deliver
  *                    ├─ stale (refresh in background) deliver
  *                    └─ miss ─┬─ fetch ──────────── deliver | synth
- *                             └─ wait ── lookup (again)
+ *                             └─ wait ─┬─ lookup (again: the fetch may have stored it)
+ *                                      ├─ deliver (its unstored object, its stale fallback)
+ *                                      └─ synth (its failure, or the wait timed out)
  *
  * A step returns the next step's name, null when the answer is written, or a
  * promise of the next step when it has to wait. A hit never leaves the first
@@ -36,7 +42,8 @@ import { refuse } from './client-errors.js'
 import { tooManyFields } from './request-head.js'
 import { readRequestBody } from './request-body.js'
 import { healthAnswer } from './health.js'
-import type { FrontRequest, HeadWriter } from './hit-front.js'
+import type { HeadWriter } from './deliver.js'
+import type { RequestView } from './policy.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -222,9 +229,9 @@ function usableStored (e: Engine, key: string, credentialed: boolean, now: numbe
  * request goes through the steps. The target, key and freshness decision
  * are lookup's own (`withoutFragment`, `variantKey`, freshness.ts `reuse`).
  */
-export function plainHit (e: Engine, req: FrontRequest, res: HeadWriter): boolean {
+export function plainHit (e: Engine, req: RequestView & { url: string }, res: HeadWriter): boolean {
   if (policy.recv(req) !== 'lookup') return false
-  const host = normalizeAuthority(req.headers.host!, 80)
+  const host = normalizeAuthority(req.headers.host ?? '', 80)
   if (host === null) return false
   const primary = primaryKey(host, withoutFragment(req.url))
   e.store.refresh?.()
