@@ -1,8 +1,11 @@
 /**
  * The cache as an app: `buildApp(deps)` wires the store, coalescer, director,
- * metrics and invalidation bus around one raw node:http server (Fastify's
- * per-request cost would dominate a cache hit; see issue 5). server.ts only
- * reads config, builds, listens and closes.
+ * metrics and invalidation bus around two listeners in series: the hit front
+ * (hit-front.ts, a plain net.Server answering plain hits from prepared bytes)
+ * and behind it a raw node:http server for everything else (Fastify's
+ * per-request cost would dominate a cache hit; see issue 5). With
+ * CACHE_HIT_FRONT=false node's server listens alone. server.ts only reads
+ * config, builds, listens and closes.
  */
 import http from 'node:http'
 import type net from 'node:net'
@@ -17,11 +20,11 @@ import { createCacheMetrics } from './metrics.js'
 import { InvalidationLog } from './ban.js'
 import { policyClassFor, systemClock, targetedFields, type Clock } from './freshness.js'
 import { subscribeInvalidations } from './invalidation.js'
-import { parseRawBanHead } from './raw-ban.js'
+import { parseStrictHead } from './head-parser.js'
 import { answerInvalidation } from './purge.js'
 import { Ctx, drive, plainHit, purgeDeps } from './state-machine.js'
 import { createHitFront } from './hit-front.js'
-import { isRejected, onClientError, rawAnswer, trackResponse } from './client-errors.js'
+import { inTurn, isRejected, onClientError, rawAnswer, refuseExpectation } from './client-errors.js'
 import { clientHeadLimit, parserFieldCount } from './request-head.js'
 import { BodyBudget } from './request-body.js'
 import { silentLogger, type Engine, type Logger } from './engine.js'
@@ -116,15 +119,17 @@ export function buildApp (deps: CacheDeps): CacheApp {
     clock,
     onFetch: (u, seconds) => observe(u.url, seconds)
   })
-  const bodies = new BodyBudget(config.CACHE_MAX_INFLIGHT_BODY_BYTES)
-  const metrics = createCacheMetrics({ store, director, coalescer, bodies, defaults: deps.defaultMetrics })
+  // Bodies read and let go are garbage outside the V8 heap, like evicted objects: the reclaimer collects them.
+  const bodies = new BodyBudget(config.CACHE_MAX_INFLIGHT_BODY_BYTES, (n) => { reclaimer.evicted(n) })
+  const fetchBuffers = new BodyBudget(config.CACHE_MAX_FETCH_BUFFER_BYTES, (n) => { reclaimer.evicted(n) })
+  const metrics = createCacheMetrics({ store, director, coalescer, bodies, fetchBuffers, defaults: deps.defaultMetrics })
   onEvict = () => { metrics.counters.evictions++ }
   onReject = () => { metrics.counters.notAdmitted++ }
   observe = (u, s) => metrics.upstreamLatency.observe({ upstream: u }, s)
   const log = new InvalidationLog()
   const position = createBusPosition()
   const engine: Engine = {
-    config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy, logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, position,
+    config, store, coalescer, director, metrics, log, bus: deps.bus, clock, timers, Policy, logger, trustProxy: compileTrust(config.CACHE_TRUSTED_PROXIES), bodies, fetchBuffers, position,
     cdn: cdnIdentity(config),
     targets: targetedFields(config.CACHE_EDGE),
     // Fastly and a flashcrowd edge purge by Surrogate-Key, so they must see it (and remove it before the visitor does).
@@ -163,14 +168,21 @@ export function buildApp (deps: CacheDeps): CacheApp {
     // How often node enforces the two timeouts above (its default, 30 s, would let a slowloris linger).
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.CACHE_HEADERS_TIMEOUT_MS / 2))),
     // Never the lenient parser: it is what lets smuggled requests through.
-    insecureHTTPParser: false
+    insecureHTTPParser: false,
+    // recv refuses an HTTP/1.1 request without Host itself, closing the
+    // connection like every refusal (node's own 400 would let the requests
+    // pipelined behind it through: issue 23).
+    requireHostHeader: false
   }, (req, res) => {
     // Requests parsed behind one we rejected for its framing are not the client's to send.
     if (isRejected(req.socket)) { res.destroy(); return }
-    trackResponse(req.socket, res)
     // A request the hit front passed on: its connection goes back to the front once this answer is written.
     front?.watch(req.socket, res)
-    drive(new Ctx(engine, req, res), 'recv')
+    inTurn(req.socket, res, () => { drive(new Ctx(engine, req, res), 'recv') })
+  })
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (isRejected(req.socket)) { res.destroy(); return }
+    inTurn(req.socket, res, () => { refuseExpectation(req.socket, res) })
   })
   // One field more than allowed reaches recv, which refuses it (request-head.ts).
   server.maxHeadersCount = parserFieldCount(config.CACHE_MAX_HEADER_FIELDS)
@@ -178,6 +190,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
   server.timeout = config.CACHE_IDLE_TIMEOUT_MS
 
   server.on('clientError', (err: Error, socket: Duplex) => { onClientError(err, socket, { ban: rawBan }) })
+  const BAN_RULES = { methods: ['BAN'], versions: ['HTTP/1.1', 'HTTP/1.0'], maxFields: config.CACHE_MAX_HEADER_FIELDS, maxUrlBytes: config.CACHE_MAX_URL_BYTES, maxHeadBytes: config.CACHE_MAX_HEADER_BYTES } as const
 
   /**
    * node's parser does not know the BAN method, so a BAN arrives here as a
@@ -185,10 +198,10 @@ export function buildApp (deps: CacheDeps): CacheApp {
    * only, no folding) and answered with Connection: close.
    */
   function rawBan (raw: Buffer, socket: Duplex): void {
-    // Linear-time parse (raw-ban.ts); purge.ts authenticates before anything else is read.
-    const head = parseRawBanHead(raw.toString('latin1'), config.CACHE_MAX_HEADER_BYTES)
-    if (!head.ok) { rawAnswer(socket, head.status, head.message); return }
-    answerInvalidation(purgeDeps(engine), 'BAN', head.target, head.headers).then((a) => {
+    // The cache's one strict parser (head-parser.ts), linear time; purge.ts authenticates before anything else is read.
+    const head = parseStrictHead(raw.toString('latin1'), BAN_RULES)
+    if (typeof head === 'string') { rawAnswer(socket, 400, head); return }
+    answerInvalidation(purgeDeps(engine), 'BAN', head.url, head.headers).then((a) => {
       let extra = ''
       for (const k in a.headers) extra += `${k}: ${a.headers[k]}\r\n`
       rawAnswer(socket, a.status, a.body, extra, a.type)

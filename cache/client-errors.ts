@@ -22,14 +22,67 @@ import type { Duplex } from 'node:stream'
 export const REJECTED = Symbol('flashcrowd.rejected')
 /** The response of the last request parsed on a connection. */
 const LAST = Symbol('flashcrowd.lastResponse')
+/** Marks a response that closes its connection (a refusal). */
+const CLOSES = Symbol('flashcrowd.closes')
 
 type Marked = Record<symbol, unknown>
 
 export function markRejected (socket: Socket | Duplex): void { (socket as unknown as Marked)[REJECTED] = true }
+/** Whether requests parsed after this point on `socket` are dropped (a refusal was decided). */
+
+/** The answer `res` refuses its request and closes the connection: nothing after it on the connection is processed. */
+export function refuse (socket: Socket | Duplex, res: ServerResponse): void {
+  markRejected(socket)
+  ;(res as unknown as Marked)[CLOSES] = true
+}
+
+/** Whether `res` ends its connection: a refusal, or a client that asked for it (Connection: close, HTTP/1.0). */
+function closesConnection (res: ServerResponse): boolean {
+  return (res as unknown as Marked)[CLOSES] === true || !res.shouldKeepAlive
+}
 export function isRejected (socket: Socket | Duplex): boolean { return (socket as unknown as Marked)[REJECTED] === true }
 
-/** Called for each request as node hands it over (one property write). */
-export function trackResponse (socket: Socket, res: ServerResponse): void { (socket as unknown as Marked)[LAST] = res }
+/**
+ * Runs `start` for a request once every answer before it on its connection
+ * is written, and never when one of them closed the connection. node's
+ * server hands over pipelined requests as soon as it parses them; answering
+ * them in order (RFC 9112 §9.3.2) is not enough: a request behind an answer
+ * that closes the connection (a refusal, node's 400 for a missing Host, a
+ * 417, a client's own Connection: close) must not be processed at all — not
+ * even fetched (RFC 9112 §9.6, issue 23 finding 3). Requests on one
+ * connection are therefore processed one at a time, as Varnish does.
+ */
+export function inTurn (socket: Socket | Duplex, res: ServerResponse, start: () => void): void {
+  const marked = socket as unknown as Marked
+  const previous = marked[LAST] as ServerResponse | undefined
+  marked[LAST] = res
+  if (previous === undefined) { start(); return }
+  const next = (): void => {
+    // The connection ends with that answer: this request is dropped unseen (node closes the socket).
+    if (closesConnection(previous)) return
+    start()
+  }
+  if (previous.writableFinished) { next(); return }
+  previous.once('finish', next)
+}
+
+/** The answer to the last request handed over on `socket`, if any. */
+function lastResponse (socket: Socket | Duplex): ServerResponse | undefined {
+  return (socket as unknown as Marked)[LAST] as ServerResponse | undefined
+}
+
+/**
+ * node's server answers an Expect it does not know (anything but
+ * 100-continue) with a 417 and keeps reading the connection, whose body it
+ * has not framed: the request is refused here instead, and the connection
+ * closes (RFC 9110 §10.1.1).
+ */
+export function refuseExpectation (socket: Socket | Duplex, res: ServerResponse): void {
+  refuse(socket, res)
+  const text = 'expectation not supported\n'
+  res.writeHead(417, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store', connection: 'close' })
+  res.end(text)
+}
 
 const REASONS: Record<number, string> = { 200: 'OK', 500: 'Internal Server Error', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }
 
@@ -54,11 +107,14 @@ function statusOf (err: ParserError): { status: number, text: string } {
 
 export function onClientError (err: ParserError, socket: Duplex, opts: ClientErrorOptions): void {
   if (err.code === 'ECONNRESET') { socket.destroy(); return }
+  // An answer already closes this connection (a refusal): nothing after it
+  // is answered either (RFC 9112 §9.6); that answer ends the connection.
+  if (isRejected(socket)) return
   const { status, text } = statusOf(err)
-  const last = (socket as unknown as Marked)[LAST] as ServerResponse | undefined
+  const last = lastResponse(socket)
   if (last !== undefined && !last.req.complete) {
     // Inside the last request's body: it is that request's answer.
-    markRejected(socket)
+    refuse(socket, last)
     if (last.headersSent) { socket.destroy(); return }
     last.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store', connection: 'close' })
     last.end(text)

@@ -8,6 +8,8 @@
  */
 import { LRUCache } from 'lru-cache'
 import type { Clock } from './freshness.js'
+import type { CachedObject } from './store.js'
+import type { UpstreamAnswer } from './deliver.js'
 
 export interface Timers {
   setTimeout (fn: () => void, ms: number): unknown
@@ -23,8 +25,25 @@ export const systemTimers: Timers = {
 function markerBytes (_until: number, key: string): number { return key.length + MARKER_OVERHEAD }
 const MARKER_OVERHEAD = 96
 
-export type WakeReason = 'done' | 'timeout'
+/**
+ * How a fetch ended, for the requests that waited on it (issue 23, finding
+ * 1). A failure is handed to every waiter — they take the stale copy where
+ * one may stand in, or the failure — so a failing or timing-out origin sees
+ * one request per attempt, not one per waiter.
+ */
+export type FlightOutcome =
+  /** Something may have been stored: look again. */
+  | { kind: 'done' }
+  /** A complete object that could not be stored (admission): the waiters whose variant it is take it as is. */
+  | { kind: 'object', object: CachedObject }
+  /** The fetch failed: no answer, a timeout, or a 5xx (`answer` when its body was read whole, to pass on). */
+  | { kind: 'failed', error: Error, upstreamStatus?: number, answer?: { answer: UpstreamAnswer, chunks: Buffer[] } }
+
+export const DONE: FlightOutcome = { kind: 'done' }
+
+export type WakeReason = FlightOutcome | { kind: 'timeout' }
 type Waiter = (reason: WakeReason) => void
+const TIMEOUT: WakeReason = { kind: 'timeout' }
 
 interface Flight { waiters: Set<Waiter> }
 
@@ -70,32 +89,35 @@ export class Coalescer {
   }
 
   /**
-   * Waits for the current fetch of `key`. Returns false when nobody is
-   * fetching (the caller should lead) or the queue is full ('full').
+   * Waits for the current fetch of `key`, for `ms` at most (default: the
+   * coalesce timeout). Returns false when nobody is fetching (the caller
+   * should lead) or the queue is full ('full').
    */
-  wait (key: string, wake: Waiter): boolean | 'full' {
+  wait (key: string, wake: Waiter, ms = this.#o.timeoutMs): boolean | 'full' {
     const flight = this.#flights.get(key)
     if (!flight) return false
     if (flight.waiters.size >= this.#o.maxWaiters) return 'full'
     let timer: unknown
     const waiter: Waiter = (reason) => {
       flight.waiters.delete(waiter)
-      if (reason === 'done') this.#o.timers.clearTimeout(timer)
+      if (reason !== TIMEOUT) this.#o.timers.clearTimeout(timer)
       wake(reason)
     }
-    timer = this.#o.timers.setTimeout(() => { if (flight.waiters.has(waiter)) waiter('timeout') }, this.#o.timeoutMs)
+    timer = this.#o.timers.setTimeout(() => { if (flight.waiters.has(waiter)) waiter(TIMEOUT) }, Math.max(1, ms))
     flight.waiters.add(waiter)
     this.waits++
     return true
   }
 
-  /** Ends the fetch of `key` and wakes everyone who waited on it. */
-  finish (key: string): void {
+  /** Ends the fetch of `key` and wakes everyone who waited on it with how it ended. */
+  finish (key: string, outcome: FlightOutcome = DONE): void {
     const flight = this.#flights.get(key)
     if (!flight) return
     this.#flights.delete(key)
-    for (const waiter of [...flight.waiters]) waiter('done')
+    for (const waiter of [...flight.waiters]) waiter(outcome)
   }
+
+  get timeoutMs (): number { return this.#o.timeoutMs }
 
   /** Marks `key` as hit-for-miss: its last answer could not be stored. */
   markUncacheable (key: string): void {

@@ -36,6 +36,7 @@ export const CacheEnv = Type.Object({
   CACHE_TRUSTED_PROXIES: TrustedProxies('Load balancers (addresses or CIDRs, comma-separated) whose X-Forwarded-For is believed; `none`: the cache is the edge and its socket peer is the visitor.', 'none'),
   CACHE_MAX_BODY_BYTES: Type.Integer({ minimum: 0, default: 1024 * 1024, description: 'Largest request body forwarded upstream (413 beyond).' }),
   CACHE_MAX_INFLIGHT_BODY_BYTES: Type.Integer({ minimum: 0, default: 32 * 1024 * 1024, description: 'Request body bytes all passed requests together may hold in memory per worker (at least CACHE_MAX_BODY_BYTES); a body that would go beyond is answered 503 with Retry-After, unread, and the connection closed.' }),
+  CACHE_MAX_FETCH_BUFFER_BYTES: Type.Integer({ minimum: 0, default: 16 * 1024 * 1024, description: 'Bytes of upstream answers all fetches together may hold in memory per worker while reading them (a body read to be stored, the first part of one passed on) until it is stored or its client has it (at least CACHE_MAX_OBJECT_BYTES). An answer that would go beyond is passed through at its client\'s pace, not stored.' }),
   CACHE_MAX_HEADER_BYTES: Type.Integer({ minimum: 4096, default: 16 * 1024, description: 'Largest request head the upstreams accept (node counts the target, field names and values; its default is 16 KiB). The cache accepts heads up to this minus the room its own fields take (1 KiB plus 4 bytes per field allowed), so what it forwards always fits; larger gets 431.' }),
   CACHE_MAX_HEADER_FIELDS: Type.Integer({ minimum: 8, maximum: 1000, default: 100, description: 'Most header fields a request may carry; more gets 431 before anything is forwarded (node frames a message with all its fields but shows only the first 2,000).' }),
   CACHE_MAX_URL_BYTES: Type.Integer({ minimum: 64, default: 8192, description: 'Longest request target; longer gets 414.' }),
@@ -67,6 +68,9 @@ export function checkCacheConfig (config: CacheConfig): CacheConfig {
     problems.push(`CACHE_MAX_INFLIGHT_BODY_BYTES: must be at least CACHE_MAX_BODY_BYTES (${config.CACHE_MAX_BODY_BYTES}), or the largest allowed body could never pass (got ${config.CACHE_MAX_INFLIGHT_BODY_BYTES})`)
   }
   try { cdnIdentity(config) } catch (err) { problems.push((err as Error).message) }
+  if (config.CACHE_MAX_FETCH_BUFFER_BYTES < config.CACHE_MAX_OBJECT_BYTES) {
+    problems.push(`CACHE_MAX_FETCH_BUFFER_BYTES: must be at least CACHE_MAX_OBJECT_BYTES (${config.CACHE_MAX_OBJECT_BYTES}), or the largest storable answer could never be stored (got ${config.CACHE_MAX_FETCH_BUFFER_BYTES})`)
+  }
   if (problems.length > 0) throw new ConfigError(problems)
   return config
 }

@@ -4,12 +4,21 @@
  * synthetic answers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { HeadWriter } from './hit-front.js'
 import type { RequestView } from './policy.js'
 import { pipeline, type Readable } from 'node:stream'
+import type { PassedAnswer } from './fetch.js'
 import type { CachedObject, Encoding } from './store.js'
 import { normalizeAcceptEncoding } from './compress.js'
-import { buildHead, refreshHeads, headWith, notModifiedHead, currentAge, type CacheOutcome, cacheStatus } from './headers.js'
+import { buildHead, refreshHeads, headWith, notModifiedHead, currentAge, forRange, type CacheOutcome, type PreparedHead, cacheStatus } from './headers.js'
+
+/**
+ * What delivering a stored object needs of a response: node's
+ * ServerResponse, or the hit front's writer of prepared bytes (hit-front.ts).
+ */
+export interface HeadWriter {
+  writeHead (status: number, head: PreparedHead): unknown
+  end (body?: Buffer): unknown
+}
 
 /** Chooses the stored coding this request gets (RFC 9110 §12.5.3, normalized by compress.ts). */
 export function pickEncoding (req: RequestView, o: CachedObject): Encoding {
@@ -58,7 +67,7 @@ export function deliverObject (req: RequestView, res: HeadWriter, o: CachedObjec
     if (range !== null) { deliverRange(res, o, range, now, outcome, status); return }
   }
   const enc = pickEncoding(req, o)
-  let head: string[]
+  let head: PreparedHead
   if (status === undefined) {
     const second = Math.floor(now / 1000)
     head = o.heads[enc]!
@@ -119,11 +128,7 @@ function deliverRange (res: HeadWriter, o: CachedObject, range: Range, now: numb
     res.end()
     return
   }
-  const head = headWith(o, 'identity', now, outcome, st)
-  const n = head.length
-  // buildHead keeps content-length just before the age / x-cache / cache-status slots.
-  head[n - 7] = String(range.end - range.start + 1)
-  head.push('content-range', `bytes ${range.start}-${range.end}/${length}`)
+  const head = forRange(headWith(o, 'identity', now, outcome, st), range.end - range.start + 1, `bytes ${range.start}-${range.end}/${length}`)
   res.writeHead(206, head)
   res.end(o.bodies.identity.subarray(range.start, range.end + 1))
 }
@@ -154,10 +159,14 @@ export function passHead (a: UpstreamAnswer, outcome: CacheOutcome, status: stri
 
 /**
  * Writes an upstream answer whose body is (partly) buffered and may continue
- * as a stream. `sendTimeoutMs` bounds how long a client may stall the stream
- * (see `watchStall`).
+ * as a stream, read from the upstream only as fast as this client takes it
+ * (pipeline's backpressure: per connection, at most the stream buffers on
+ * each side). `sendTimeoutMs` bounds how long a client may stall the stream
+ * (see `watchStall`); the buffered part is released once the answer is done.
  */
-export function deliverUpstream (req: IncomingMessage, res: ServerResponse, a: UpstreamAnswer, outcome: CacheOutcome, status: string, chunks: Buffer[], rest: Readable | undefined, sendTimeoutMs = 0): void {
+export function deliverUpstream (req: IncomingMessage, res: ServerResponse, passed: PassedAnswer, outcome: CacheOutcome, status: string, sendTimeoutMs = 0): void {
+  const { answer: a, chunks, rest } = passed
+  res.once('close', passed.release)
   const noBody = req.method === 'HEAD' || a.status === 204 || a.status === 304
   let length: number | undefined
   if (!rest) length = chunks.reduce((n, c) => n + c.length, 0)

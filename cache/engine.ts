@@ -47,6 +47,8 @@ export interface Engine {
   deliverTags: boolean
   /** Request body bytes held by passed requests (request-body.ts). */
   bodies: BodyBudget
+  /** Upstream answer bytes held by fetches until stored or delivered (fetch.ts `collect`). */
+  fetchBuffers: BodyBudget
   /** The node-wide fetch lock when several workers share one store (node-lock.ts); absent in single-process mode. */
   nodeLock?: NodeLock
   /** Newest bus event this node applied; named on every fetch for the store (invalidated-after.ts). */

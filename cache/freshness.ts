@@ -110,8 +110,15 @@ export function effectiveHeaders (headers: Headers, now: number = Date.now(), ta
     const t = parseHttpDate(copy.expires, now)
     copy.expires = Number.isNaN(t) ? EXPIRED : new Date(t).toUTCString()
   }
-  // RFC 9111 §5.1: Age is delta-seconds; `7200.0` or a list is not an Age and is ignored.
-  if (copy.age !== undefined && deltaSeconds(copy.age) === undefined) delete copy.age
+  // RFC 9111 §5.1: a list-based Age (one line `7200, 0`, or several lines
+  // joined) counts by its first member; a first member that is not
+  // delta-seconds (`7200.0`, `abc`) makes the field ignored.
+  if (copy.age !== undefined) {
+    const comma = copy.age.indexOf(',')
+    const first = (comma === -1 ? copy.age : copy.age.slice(0, comma)).trim()
+    if (deltaSeconds(first) === undefined) delete copy.age
+    else copy.age = first
+  }
   return copy
 }
 
@@ -169,14 +176,17 @@ export function evaluateResponse (
 
   // RFC 9111 §5.2.2.2/§5.2.2.4/§5.2.2.8: must-revalidate, no-cache and
   // proxy-revalidate forbid serving the response stale at all.
-  const mustRevalidate = noCache || cc.has('must-revalidate') || cc.has('proxy-revalidate')
+  const forbidsStale = noCache || cc.has('must-revalidate') || cc.has('proxy-revalidate')
+  // RFC 9111 §5.2.2.10: in a shared cache s-maxage incorporates
+  // proxy-revalidate: no stale copy without revalidation — not for a
+  // client's max-stale, not when disconnected, not as our grace.
+  const mustRevalidate = forbidsStale || cc.has('s-maxage')
   // RFC 5861 §3/§4: explicit stale windows are the origin's own permission,
-  // honoured even with s-maxage (which otherwise implies proxy-revalidate).
-  const swrMs = mustRevalidate ? 0 : seconds(cc.get('stale-while-revalidate')) * 1000
-  const sieMs = mustRevalidate ? 0 : seconds(cc.get('stale-if-error')) * 1000
-  // RFC 9111 §4.2.4: our own grace (stale without the origin's word) only when
-  // no directive forbids it; s-maxage carries proxy-revalidate (§5.2.2.10).
-  const graceMs = mustRevalidate || cc.has('s-maxage') ? 0 : opts.graceSeconds * 1000
+  // honoured even with s-maxage.
+  const swrMs = forbidsStale ? 0 : seconds(cc.get('stale-while-revalidate')) * 1000
+  const sieMs = forbidsStale ? 0 : seconds(cc.get('stale-if-error')) * 1000
+  // RFC 9111 §4.2.4: our own grace (stale without the origin's word) only when no directive forbids it.
+  const graceMs = mustRevalidate ? 0 : opts.graceSeconds * 1000
 
   return {
     policy,
@@ -189,6 +199,48 @@ export function evaluateResponse (
     mustRevalidate,
     explicitlyShared
   }
+}
+
+/** The times of a stored response that decide its reuse (store.ts CachedObject carries them). */
+export interface StoredTimes {
+  responseTime: number
+  initialAge: number
+  freshUntil: number
+  swrMs: number
+  graceMs: number
+  mustRevalidate: boolean
+  /** When its fetch started, in fetch.ts `nextSequence` order. */
+  fetchSequence: number
+}
+
+/**
+ * How a stored response may answer a request: fresh, stale within one of
+ * its windows (served while one background fetch refreshes it), or only
+ * after revalidation. The one freshness decision: the state machine's
+ * lookup and the hit front (state-machine.ts `plainHit`) both ask it.
+ * `arrived`: the request's arrival in `nextSequence` order.
+ */
+export type Reuse = 'fresh' | 'stale-while-revalidate' | 'grace' | 'max-stale' | 'revalidate'
+
+export function reuse (o: StoredTimes, now: number, cacheControl: string | undefined, pragma: string | undefined, arrived: number): Reuse {
+  const directives = cacheControl !== undefined || pragma !== undefined
+  // RFC 9111 §5.2.1: request directives may demand a fresher or validated
+  // response (a browser reload sends max-age=0 or no-cache). Such requests
+  // still coalesce (policy.ts, reload storms): a waiter woken by another
+  // request's fetch takes its object only when that fetch started after the
+  // waiter arrived — a response validated after the request was made.
+  if (directives && o.fetchSequence < arrived &&
+    requestForbidsStored(cacheControl, pragma, (now - o.responseTime) / 1000 + o.initialAge, (o.freshUntil - now) / 1000)) return 'revalidate'
+  // RFC 9111 §4.2: fresh → reuse without contacting the origin.
+  if (now < o.freshUntil) return 'fresh'
+  // RFC 5861 §3 stale-while-revalidate (none under must-revalidate or no-cache).
+  if (now < o.freshUntil + o.swrMs) return 'stale-while-revalidate'
+  // The opt-in grace (RFC 9111 §4.2.4: only where configured; none under s-maxage).
+  if (now < o.freshUntil + o.graceMs) return 'grace'
+  // RFC 9111 §5.2.1.2: the client accepts a response this stale, unless the response requires revalidation.
+  if (directives && !o.mustRevalidate && requestAcceptsStale(cacheControl, (now - o.freshUntil) / 1000)) return 'max-stale'
+  // Stale beyond its windows: revalidate (RFC 9111 §4.3).
+  return 'revalidate'
 }
 
 /**

@@ -200,11 +200,38 @@ export function currentAge (o: CachedObject, now: number): number {
 }
 
 /**
- * The stored fields as a flat [name, value, …] array, ready for
- * `writeHead`, for one content coding. Age, X-Cache and Cache-Status sit at
- * fixed slots at the end so `refreshHeads` can update them in place.
+ * A head delivery writes: flat [name, value, …] for `writeHead`, whose last
+ * three fields are always Age, X-Cache and Cache-Status, in that order
+ * (`buildHead`, `notModifiedHead`); a stored object's head for one coding
+ * has Content-Length just before them. Delivery updates those values in
+ * place; a writer that keeps serialized heads (hit-front.ts) may reuse its
+ * bytes while `perSecondValues` are unchanged. The positions are named here
+ * and nowhere else.
  */
-export function buildHead (o: CachedObject, encoding: Encoding): string[] {
+export type PreparedHead = string[]
+
+/** Value positions counted from the end of a PreparedHead. */
+const FROM_END = { contentLength: 7, age: 5, xCache: 3, cacheStatus: 1 } as const
+/** Fields that close every PreparedHead. */
+const TAIL_FIELDS = 3
+
+/** The values a delivered head changes from second to second: its Age and its Cache-Status. */
+export function ageOf (head: PreparedHead): string { return head[head.length - FROM_END.age] }
+export function cacheStatusOf (head: PreparedHead): string { return head[head.length - FROM_END.cacheStatus] }
+
+/** A copy of a stored object's head for a part of its body (RFC 9110 §14.4): its length and Content-Range. */
+export function forRange (head: PreparedHead, length: number, contentRange: string): PreparedHead {
+  const n = head.length
+  head[n - FROM_END.contentLength] = String(length)
+  head.splice(n - 2 * TAIL_FIELDS, 0, 'content-range', contentRange)
+  return head
+}
+
+/**
+ * The stored fields as a PreparedHead for one content coding. Age, X-Cache
+ * and Cache-Status close it so `refreshHeads` can update them in place.
+ */
+export function buildHead (o: CachedObject, encoding: Encoding): PreparedHead {
   const head: string[] = []
   let vary = o.headers.vary
   for (const name in o.headers) {
@@ -230,26 +257,26 @@ export function refreshHeads (o: CachedObject, now: number, second: number): voi
     const head = o.heads[enc]
     if (head === undefined) continue
     const n = head.length
-    head[n - 5] = age
-    head[n - 1] = status
+    head[n - FROM_END.age] = age
+    head[n - FROM_END.cacheStatus] = status
   }
   o.heads.second = second
 }
 
 /** A head for non-hit deliveries (MISS, STALE, collapsed waits): a fresh copy with its own status values. */
-export function headWith (o: CachedObject, encoding: Encoding, now: number, outcome: CacheOutcome, status: string): string[] {
+export function headWith (o: CachedObject, encoding: Encoding, now: number, outcome: CacheOutcome, status: string): PreparedHead {
   let head = o.heads[encoding]
   if (!head) head = o.heads[encoding] = buildHead(o, encoding)
   const copy = head.slice()
   const n = copy.length
-  copy[n - 5] = String(currentAge(o, now))
-  copy[n - 3] = outcome
-  copy[n - 1] = status
+  copy[n - FROM_END.age] = String(currentAge(o, now))
+  copy[n - FROM_END.xCache] = outcome
+  copy[n - FROM_END.cacheStatus] = status
   return copy
 }
 
 /** RFC 9110 §15.4.5: the fields a 304 carries. */
-export function notModifiedHead (o: CachedObject, now: number, outcome: CacheOutcome, status: string): string[] {
+export function notModifiedHead (o: CachedObject, now: number, outcome: CacheOutcome, status: string): PreparedHead {
   const head: string[] = []
   for (const name of ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']) {
     const v = o.headers[name]

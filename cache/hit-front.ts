@@ -29,6 +29,9 @@ import net from 'node:net'
 import { Duplex } from 'node:stream'
 import http, { type IncomingHttpHeaders } from 'node:http'
 import type { RequestView } from './policy.js'
+import { isToken, parseStrictHead } from './head-parser.js'
+import type { HeadWriter } from './deliver.js'
+import { ageOf, cacheStatusOf, type PreparedHead } from './headers.js'
 
 /** What the front hands to the cache for a request it parsed: the fields node would show (lower-case names). */
 export interface FrontRequest extends RequestView {
@@ -37,11 +40,6 @@ export interface FrontRequest extends RequestView {
   headers: IncomingHttpHeaders
 }
 
-/** The subset of ServerResponse a stored-object delivery uses (deliver.ts). */
-export interface HeadWriter {
-  writeHead (status: number, head: string[]): unknown
-  end (body?: Buffer): unknown
-}
 
 export interface HitFrontOptions {
   /** Where a connection goes once a request is not answered here. */
@@ -117,85 +115,32 @@ class NodeSide extends Duplex {
 
 const CRLF2 = Buffer.from('\r\n\r\n', 'latin1')
 
-/** RFC 9110 §5.6.2 token characters, as a table by char code. */
-const TCHAR = new Uint8Array(128)
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1
-
-function isToken (s: string, from: number, to: number): boolean {
-  if (from >= to) return false
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i)
-    if (c > 127 || TCHAR[c] === 0) return false
-  }
-  return true
-}
-
-/** RFC 9110 §5.5 field-value characters, VCHAR SP HTAB (no obs-text: node's turn). */
-function isFieldValue (s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i)
-    if ((c < 0x20 && c !== 9) || c > 0x7e) return false
-  }
-  return true
-}
-
-/** RFC 9112 §3.2.1 origin-form, printable ASCII only (node's strict parser accepts no more). */
-function isOriginForm (s: string, from: number, to: number): boolean {
-  if (to <= from || s.charCodeAt(from) !== 47 /* / */) return false
-  for (let i = from + 1; i < to; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 0x21 || c > 0x7e) return false
-  }
-  return true
-}
-
 /**
  * Fields that change framing or the connection: a request carrying one is
  * node's. (Set-Cookie: node keeps it as a list; in a request it means nothing to a cache.)
  */
 const NOT_HERE = new Set(['content-length', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings', 'set-cookie'])
 
+const FRONT_METHODS = ['GET', 'HEAD'] as const
+const FRONT_VERSIONS = ['HTTP/1.1']
+
 /**
  * Parses `head` (latin1, ending with CRLF CRLF and holding no other blank
  * line) when it is in the narrow form the front answers; null otherwise.
- * Linear in the head's length: one pass of char-code checks per line.
+ * The syntax is the cache's one strict parser's (head-parser.ts); the front
+ * adds what it leaves to node's server.
  */
 export function parseFrontHead (head: string, maxFields: number, maxUrlBytes: number): FrontRequest | null {
-  const lineEnd = head.indexOf('\r\n')
-  let method: 'GET' | 'HEAD'
-  let urlStart: number
-  if (head.startsWith('GET ')) { method = 'GET'; urlStart = 4 } else if (head.startsWith('HEAD ')) { method = 'HEAD'; urlStart = 5 } else return null
-  const urlEnd = lineEnd - 9
-  if (urlEnd - urlStart > maxUrlBytes || !head.startsWith(' HTTP/1.1', urlEnd) || !isOriginForm(head, urlStart, urlEnd)) return null
-  // A plain object for speed; a name that collides with one of its inherited
-  // members (constructor, __proto__, …) reads as a duplicate below, so node's server takes it.
-  const headers: Record<string, string> = {}
-  let fields = 0
-  let at = lineEnd + 2
-  const end = head.length - 2 // the final CRLF
-  while (at < end) {
-    const next = head.indexOf('\r\n', at)
-    const colon = head.indexOf(':', at)
-    // A name ending in whitespace, obs-fold (a line starting with SP/HTAB), a line without a colon: not a token.
-    if (colon === -1 || colon > next || !isToken(head, at, colon)) return null
-    let from = colon + 1
-    let to = next
-    while (from < to && (head.charCodeAt(from) === 32 || head.charCodeAt(from) === 9)) from++
-    while (to > from && (head.charCodeAt(to - 1) === 32 || head.charCodeAt(to - 1) === 9)) to--
-    if (!isFieldValue(head, from, to)) return null
-    const lower = head.slice(at, colon).toLowerCase()
-    const value = head.slice(from, to)
-    at = next + 2
-    if (NOT_HERE.has(lower)) return null
-    if (lower === 'connection' && value.toLowerCase() !== 'keep-alive') return null
-    // Node joins or drops duplicates by rules of its own: its server decides.
-    if (headers[lower] !== undefined) return null
-    if (++fields > maxFields) return null
-    headers[lower] = value
+  const parsed = parseStrictHead(head, { methods: FRONT_METHODS, versions: FRONT_VERSIONS, maxFields, maxUrlBytes, maxHeadBytes: head.length })
+  if (typeof parsed === 'string') return null
+  const headers = parsed.headers
+  for (const name in headers) {
+    if (NOT_HERE.has(name)) return null
+    if (name === 'connection' && headers[name].toLowerCase() !== 'keep-alive') return null
   }
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is node's to refuse.
   if (headers.host === undefined) return null
-  return { method, url: head.slice(urlStart, urlEnd), headers }
+  return { method: parsed.method, url: parsed.url, headers }
 }
 
 /** node's Date value, recomputed once a second. */
@@ -207,7 +152,7 @@ function utcDate (now: number): string {
   return dateValue
 }
 
-/** A serialized head, reused while the array's per-second slots hold the same strings (headers.ts refreshHeads). */
+/** A serialized head, reused while the PreparedHead's per-second values are the same strings (headers.ts). */
 interface Prepared { status: number, age: string, cacheStatus: string, date: string | undefined, bytes: Buffer }
 
 /**
@@ -218,22 +163,23 @@ interface Prepared { status: number, age: string, cacheStatus: string, date: str
  */
 class FrontResponse implements HeadWriter {
   status = 0
-  head: string[] = []
+  head: PreparedHead = []
   bytes: Buffer | undefined = undefined
   body: Buffer | undefined = undefined
-  constructor (private readonly prepared: WeakMap<string[], Prepared>, private readonly keepAlive: string, private readonly headOnly: boolean) {}
+  constructor (private readonly prepared: WeakMap<PreparedHead, Prepared>, private readonly keepAlive: string, private readonly headOnly: boolean) {}
 
-  writeHead (status: number, head: string[]): void { this.status = status; this.head = head }
+  writeHead (status: number, head: PreparedHead): void { this.status = status; this.head = head }
 
   end (body?: Buffer): void {
     const head = this.head
-    const n = head.length
     const now = Date.now()
+    const age = ageOf(head)
+    const cacheStatus = cacheStatusOf(head)
     let p = this.prepared.get(head)
-    if (p === undefined || p.status !== this.status || p.age !== head[n - 5] || p.cacheStatus !== head[n - 1] || (p.date !== undefined && p.date !== utcDate(now))) {
+    if (p === undefined || p.status !== this.status || p.age !== age || p.cacheStatus !== cacheStatus || (p.date !== undefined && p.date !== utcDate(now))) {
       const bytes = serialize(this.status, head, this.keepAlive, now, body === undefined && !this.headOnly)
       if (bytes === undefined) return
-      p = { status: this.status, age: head[n - 5], cacheStatus: head[n - 1], date: bytes.date, bytes: bytes.head }
+      p = { status: this.status, age, cacheStatus, date: bytes.date, bytes: bytes.head }
       this.prepared.set(head, p)
     }
     this.bytes = p.bytes
@@ -266,7 +212,7 @@ function serialize (status: number, head: string[], keepAlive: string, now: numb
 const JOIN_BELOW = 16 * 1024
 
 export function createHitFront (o: HitFrontOptions): HitFront {
-  const prepared = new WeakMap<string[], Prepared>()
+  const prepared = new WeakMap<PreparedHead, Prepared>()
   const keepAlive = `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(o.keepAliveTimeoutMs / 1000)}\r\n`
   const here = new Set<net.Socket>()
   let closing = false

@@ -33,7 +33,7 @@ export interface CacheMetrics {
   contentType: string
 }
 
-export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, bodies?: BodyBudget, defaults?: boolean }): CacheMetrics {
+export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, bodies?: BodyBudget, fetchBuffers?: BodyBudget, defaults?: boolean }): CacheMetrics {
   const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, notAdmitted: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 } }
   const metrics = createMetrics({ role: 'cache', defaults: deps.defaults })
   const registers = [metrics.registry]
@@ -103,6 +103,12 @@ export function createCacheMetrics (deps: { store: CacheStore, director: Directo
     help: 'Request body bytes held by passed requests (bounded by CACHE_MAX_INFLIGHT_BODY_BYTES)',
     registers,
     collect () { this.set(deps.bodies?.inflight ?? 0) }
+  })
+  new Gauge({
+    name: 'flashcrowd_cache_fetch_buffer_bytes',
+    help: 'Upstream answer bytes held by fetches until stored or taken by their client (bounded by CACHE_MAX_FETCH_BUFFER_BYTES)',
+    registers,
+    collect () { this.set(deps.fetchBuffers?.inflight ?? 0) }
   })
   new Gauge({
     name: 'flashcrowd_cache_upstream_healthy',

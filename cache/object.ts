@@ -38,8 +38,27 @@ function recordBytes (h: Record<string, string>): number {
   return n
 }
 
+/** What a stored object is made of. */
+export interface ObjectParts {
+  source: ObjectSource
+  status: number
+  headers: Record<string, string>
+  body: Buffer
+  fresh: Freshness
+  /** When its fetch started and its answer arrived (RFC 9111 §4.2.3). */
+  requestTime: number
+  responseTime: number
+  /** The request as the policy keeps it (fetch.ts policyRequest). */
+  policyReq: PolicyRequest
+  /** The bodies of the object a 304 revalidated: its compressed variants are kept. */
+  previous?: CachedObject['bodies']
+  /** When its fetch started, in fetch.ts `nextSequence` order. */
+  fetchSequence?: number
+}
+
 /** Builds the stored object from a storable response. */
-export function makeObject (info: ObjectSource, status: number, headers: Record<string, string>, body: Buffer, fresh: Freshness, requestTime: number, responseTime: number, policyReq: PolicyRequest, previous?: CachedObject['bodies'], fetchSequence = 0): CachedObject {
+export function makeObject (parts: ObjectParts): CachedObject {
+  const { source: info, status, headers, body, fresh, requestTime, responseTime, policyReq, previous, fetchSequence = 0 } = parts
   const varyNames = varyNamesOf({ headers })
   const compressible = isCompressible(headers['content-type'], headers['content-encoding'], body.length, 1024 * 1024)
   const bodies: CachedObject['bodies'] = { identity: body }

@@ -15,7 +15,9 @@ import type { IncomingMessage } from 'node:http'
 export class BodyBudget {
   readonly max: number
   #used = 0
-  constructor (max: number) { this.max = max }
+  readonly #onGiven: (bytes: number) => void
+  /** `onGiven`: bytes given back are garbage now (app.ts hands them to the reclaimer, reclaim.ts). */
+  constructor (max: number, onGiven: (bytes: number) => void = () => {}) { this.max = max; this.#onGiven = onGiven }
   get inflight (): number { return this.#used }
   /** Takes `n` bytes if they fit. */
   take (n: number): boolean {
@@ -24,7 +26,12 @@ export class BodyBudget {
     return true
   }
 
-  give (n: number): void { this.#used -= n }
+  give (n: number): void {
+    this.#used -= n
+    if (n > 0) this.#onGiven(n)
+  }
+  /** Counts `n` bytes already in memory, whether they fit or not (`inflight` may then pass `max`). */
+  charge (n: number): void { this.#used += n }
 }
 
 export type BodyRead =
@@ -60,18 +67,26 @@ export function readRequestBody (req: IncomingMessage, maxBytes: number, budget:
       if (r.kind !== 'body') { budget.give(reserved); reserved = 0 }
       resolve(r)
     }
+    // A declared length is read straight into one buffer of that size: the
+    // budget counts what is held, and chunks plus a joined copy would hold
+    // twice that until collected (issue 23: count bodies being read).
+    const whole = declared !== undefined ? Buffer.allocUnsafeSlow(declared) : undefined
     const onData = (c: Buffer): void => {
+      if (whole !== undefined) {
+        // node's parser never hands over more than Content-Length says.
+        c.copy(whole, size)
+        size += c.length
+        return
+      }
       size += c.length
       if (size > maxBytes) { req.pause(); finish({ kind: 'too-large' }); return }
       // Unknown length (chunked): taken as it arrives.
-      if (declared === undefined) {
-        if (!budget.take(c.length)) { req.pause(); finish({ kind: 'busy' }); return }
-        reserved += c.length
-      }
+      if (!budget.take(c.length)) { req.pause(); finish({ kind: 'busy' }); return }
+      reserved += c.length
       chunks.push(c)
     }
     const onEnd = (): void => {
-      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
+      const body = whole !== undefined ? whole.subarray(0, size) : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
       let held = reserved
       finish({ kind: 'body', body, release: () => { budget.give(held); held = 0 } })
     }

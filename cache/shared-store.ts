@@ -66,7 +66,49 @@ interface Memo { version: number, object: CachedObject, bodies: CachedObject['bo
 /** [id, size, dropAt] in the eviction queue. */
 type QueueEntry = [string, number, number]
 
-const HEADER = 24
+/**
+ * A record in the objects database: a fixed header, then the fields as JSON,
+ * then the bodies (identity, gzip, br) one after another. Byte offsets of
+ * the header's numbers.
+ */
+const RECORD = {
+  /** float64: the object's version (its store time and a random part). */
+  version: 0,
+  /** uint32: bytes of the JSON fields. */
+  metaLength: 8,
+  /** uint32 each: bytes of the identity, gzip and br bodies (0: none). */
+  bodyLengths: [12, 16, 20],
+  /** Where the JSON fields start. */
+  header: 24
+} as const
+const HEADER = RECORD.header
+
+/**
+ * The index database's key spaces, by their first character: one database,
+ * so that one write transaction covers an object and every entry naming it.
+ */
+const IX = {
+  /** → total bytes stored */
+  bytes: 'b',
+  /** → the last eviction-queue sequence number */
+  lastSeq: 'n',
+  /** + hex sequence → QueueEntry: the eviction queue, oldest first; `queueEnd` bounds its range. */
+  queue: 'q',
+  queueEnd: 'r',
+  /** + object id → its queue sequence */
+  seqOf: 's',
+  /** + primary key → { vary }: the Vary names of its variants */
+  primary: 'p',
+  /** + primary key + SEP + object id → variant key */
+  variant: 'k',
+  /** + URL + SEP + object id → [host, key] (PURGE by URL) */
+  url: 'u',
+  /** + tag + SEP + object id → key (purge by Surrogate-Key) */
+  tag: 't',
+  /** + hex time + random → [at, event]: recent invalidations; `invalidationEnd` bounds their range. */
+  invalidation: 'i',
+  invalidationEnd: 'j'
+} as const
 /** LMDB keys are at most ~2 KB: longer ones are stored under a hash (the full key is checked on read). */
 const MAX_PLAIN_KEY = 400
 
@@ -75,7 +117,7 @@ function shortId (s: string): string {
 }
 
 function hex (n: number, digits: number): string { return Math.max(0, Math.floor(n)).toString(16).padStart(digits, '0') }
-function seqKey (seq: number): string { return 'q' + hex(seq, 14) }
+function seqKey (seq: number): string { return IX.queue + hex(seq, 14) }
 /** How long invalidations are remembered for in-flight fetches (the InvalidationLog's window, ban.ts). */
 const INVALIDATION_KEEP_MS = 120_000
 
@@ -131,7 +173,7 @@ export class SharedStore implements CacheStore {
   #read (id: string, key: string): CachedObject | undefined {
     const buf = this.#objects.getBinaryFast(id)
     if (buf === undefined) { this.#memo.delete(id); return undefined }
-    const version = buf.readDoubleLE(0)
+    const version = buf.readDoubleLE(RECORD.version)
     let memo = this.#memo.get(id)
     if (memo === undefined || memo.version !== version) {
       memo = this.#memoize(buf, version)
@@ -148,10 +190,10 @@ export class SharedStore implements CacheStore {
   /** Decodes a record: its fields, and its bodies copied out of the map (a record's bytes are only valid until the next read). */
   #memoize (buf: Buffer, version: number): Memo {
     const object = this.#decode(buf)
-    const metaLen = buf.readUInt32LE(8)
+    const metaLen = buf.readUInt32LE(RECORD.metaLength)
     let off = HEADER + metaLen
     const bodies: CachedObject['bodies'] = { identity: EMPTY }
-    const lens = [buf.readUInt32LE(12), buf.readUInt32LE(16), buf.readUInt32LE(20)]
+    const lens = RECORD.bodyLengths.map((at) => buf.readUInt32LE(at))
     const names = ['identity', 'gzip', 'br'] as const
     for (let i = 0; i < 3; i++) {
       if (i > 0 && lens[i] === 0) continue
@@ -164,7 +206,7 @@ export class SharedStore implements CacheStore {
   }
 
   #decode (buf: Buffer): CachedObject {
-    const metaLen = buf.readUInt32LE(8)
+    const metaLen = buf.readUInt32LE(RECORD.metaLength)
     const meta = JSON.parse(buf.toString('utf8', HEADER, HEADER + metaLen)) as Meta
     const fromObject = (this.#o.Policy as unknown as { fromObject (obj: object): CachePolicy }).fromObject
     return {
@@ -183,11 +225,11 @@ export class SharedStore implements CacheStore {
     const json = Buffer.from(JSON.stringify(meta))
     const { identity, gzip, br } = o.bodies
     const out = Buffer.allocUnsafe(HEADER + json.length + identity.length + (gzip?.length ?? 0) + (br?.length ?? 0))
-    out.writeDoubleLE(version, 0)
-    out.writeUInt32LE(json.length, 8)
-    out.writeUInt32LE(identity.length, 12)
-    out.writeUInt32LE(gzip?.length ?? 0, 16)
-    out.writeUInt32LE(br?.length ?? 0, 20)
+    out.writeDoubleLE(version, RECORD.version)
+    out.writeUInt32LE(json.length, RECORD.metaLength)
+    out.writeUInt32LE(identity.length, RECORD.bodyLengths[0])
+    out.writeUInt32LE(gzip?.length ?? 0, RECORD.bodyLengths[1])
+    out.writeUInt32LE(br?.length ?? 0, RECORD.bodyLengths[2])
     let off = HEADER
     off += json.copy(out, off)
     off += identity.copy(out, off)
@@ -207,7 +249,7 @@ export class SharedStore implements CacheStore {
     this.#env.transactionSync(() => {
       if (options?.since !== undefined && this.#invalidatedSince(options.since, o)) { invalidated = true; return }
       const old = this.#objects.getBinaryFast(id) !== undefined
-      let bytes = (this.#index.get('b') as number | undefined) ?? 0
+      let bytes = (this.#index.get(IX.bytes) as number | undefined) ?? 0
       if (old) bytes -= this.#remove(id)
       let need = bytes + o.size - this.#maxSize
       if (need > 0) {
@@ -215,30 +257,31 @@ export class SharedStore implements CacheStore {
         // less often than any of them (TinyLFU; a new version of a stored key is not tested).
         const victims: QueueEntry[] = []
         const f = sketch !== undefined && !old && options?.skipAdmission !== true ? sketch.frequency(sketch.hash(id)) : -1
-        for (const { value } of this.#index.getRange({ start: 'q', end: 'r' })) {
-          const v = value as QueueEntry
-          if (f >= 0 && sketch!.frequency(sketch!.hash(v[0])) >= f) { rejected = true; break }
-          victims.push(v)
-          need -= v[1]
+        for (const { value } of this.#index.getRange({ start: IX.queue, end: IX.queueEnd })) {
+          const entry = value as QueueEntry
+          const [victim, victimSize] = entry
+          if (f >= 0 && sketch!.frequency(sketch!.hash(victim)) >= f) { rejected = true; break }
+          victims.push(entry)
+          need -= victimSize
           if (need <= 0) break
         }
         if (rejected) return
-        for (const v of victims) {
-          const size = this.#remove(v[0])
+        for (const [victim] of victims) {
+          const size = this.#remove(victim)
           bytes -= size
-          evicted.push({ key: v[0], size })
+          evicted.push({ key: victim, size })
         }
       }
-      const seq = ((this.#index.get('n') as number | undefined) ?? 0) + 1
-      this.#index.putSync('n', seq)
+      const seq = ((this.#index.get(IX.lastSeq) as number | undefined) ?? 0) + 1
+      this.#index.putSync(IX.lastSeq, seq)
       this.#objects.putSync(id, record)
       this.#index.putSync(seqKey(seq), [id, o.size, o.freshUntil + policy.keepMs(o)] satisfies QueueEntry)
-      this.#index.putSync('s' + id, seq)
-      this.#index.putSync('p' + shortId(o.primary), { vary: varyNamesOf(o) })
-      this.#index.putSync('k' + shortId(o.primary) + SEP + id, o.key)
-      this.#index.putSync('u' + shortId(o.url) + SEP + id, [o.host, o.key])
-      for (const tag of o.tags) this.#index.putSync('t' + shortId(tag) + SEP + id, o.key)
-      this.#index.putSync('b', bytes + o.size)
+      this.#index.putSync(IX.seqOf + id, seq)
+      this.#index.putSync(IX.primary + shortId(o.primary), { vary: varyNamesOf(o) })
+      this.#index.putSync(IX.variant + shortId(o.primary) + SEP + id, o.key)
+      this.#index.putSync(IX.url + shortId(o.url) + SEP + id, [o.host, o.key])
+      for (const tag of o.tags) this.#index.putSync(IX.tag + shortId(tag) + SEP + id, o.key)
+      this.#index.putSync(IX.bytes, bytes + o.size)
     })
     for (const v of evicted) this.#o.onEvict?.(v)
     // The caller's object and its encoding die once delivered; the store keeps the copy in the map.
@@ -251,7 +294,7 @@ export class SharedStore implements CacheStore {
 
   /** Whether an invalidation noted by any worker at or after `since` matches `o` (inside the put's transaction). */
   #invalidatedSince (since: number, o: CachedObject): boolean {
-    for (const { value } of this.#index.getRange({ start: 'i' + hex(since, 12), end: 'j' })) {
+    for (const { value } of this.#index.getRange({ start: IX.invalidation + hex(since, 12), end: IX.invalidationEnd })) {
       const [at, event] = value as [number, BusEvent]
       if (matcherFor(event, at)?.(o) === true) return true
     }
@@ -261,8 +304,8 @@ export class SharedStore implements CacheStore {
 
   noteInvalidation (at: number, event: BusEvent): void {
     this.#env.transactionSync(() => {
-      for (const key of this.#index.getKeys({ start: 'i', end: 'i' + hex(at - INVALIDATION_KEEP_MS, 12) })) this.#index.removeSync(key)
-      this.#index.putSync('i' + hex(at, 12) + hex(Math.floor(Math.random() * 0xffffffff), 8), [at, event])
+      for (const key of this.#index.getKeys({ start: IX.invalidation, end: IX.invalidation + hex(at - INVALIDATION_KEEP_MS, 12) })) this.#index.removeSync(key)
+      this.#index.putSync(IX.invalidation + hex(at, 12) + hex(Math.floor(Math.random() * 0xffffffff), 8), [at, event])
     })
   }
 
@@ -270,18 +313,18 @@ export class SharedStore implements CacheStore {
   #remove (id: string): number {
     const buf = this.#objects.getBinary(id)
     if (buf === undefined) return 0
-    const metaLen = buf.readUInt32LE(8)
+    const metaLen = buf.readUInt32LE(RECORD.metaLength)
     const meta = JSON.parse(buf.toString('utf8', HEADER, HEADER + metaLen)) as Meta
-    const seq = this.#index.get('s' + id) as number | undefined
+    const seq = this.#index.get(IX.seqOf + id) as number | undefined
     if (seq !== undefined) this.#index.removeSync(seqKey(seq))
-    this.#index.removeSync('s' + id)
+    this.#index.removeSync(IX.seqOf + id)
     const pid = shortId(meta.primary)
-    this.#index.removeSync('k' + pid + SEP + id)
+    this.#index.removeSync(IX.variant + pid + SEP + id)
     let variants = false
-    for (const _ of this.#index.getKeys({ start: 'k' + pid + SEP, end: 'k' + pid + SEP_END, limit: 1 })) variants = true
-    if (!variants) this.#index.removeSync('p' + pid)
-    this.#index.removeSync('u' + shortId(meta.url) + SEP + id)
-    for (const tag of meta.tags) this.#index.removeSync('t' + shortId(tag) + SEP + id)
+    for (const _ of this.#index.getKeys({ start: IX.variant + pid + SEP, end: IX.variant + pid + SEP_END, limit: 1 })) variants = true
+    if (!variants) this.#index.removeSync(IX.primary + pid)
+    this.#index.removeSync(IX.url + shortId(meta.url) + SEP + id)
+    for (const tag of meta.tags) this.#index.removeSync(IX.tag + shortId(tag) + SEP + id)
     this.#objects.removeSync(id)
     return meta.size
   }
@@ -291,7 +334,7 @@ export class SharedStore implements CacheStore {
     let size = 0
     this.#env.transactionSync(() => {
       size = this.#remove(id)
-      if (size > 0) this.#index.putSync('b', Math.max(0, ((this.#index.get('b') as number | undefined) ?? 0) - size))
+      if (size > 0) this.#index.putSync(IX.bytes, Math.max(0, ((this.#index.get(IX.bytes) as number | undefined) ?? 0) - size))
     })
     this.#memo.delete(id)
     return size > 0
@@ -316,14 +359,14 @@ export class SharedStore implements CacheStore {
   }
 
   varyOf (primary: string): string[] | null | undefined {
-    const entry = this.#index.get('p' + shortId(primary)) as { vary: string[] | null } | undefined
+    const entry = this.#index.get(IX.primary + shortId(primary)) as { vary: string[] | null } | undefined
     return entry?.vary
   }
 
   keysForUrl (url: string, host?: string): string[] {
     const out: string[] = []
-    const prefix = 'u' + shortId(url) + SEP
-    for (const { value } of this.#index.getRange({ start: prefix, end: 'u' + shortId(url) + SEP_END })) {
+    const prefix = IX.url + shortId(url) + SEP
+    for (const { value } of this.#index.getRange({ start: prefix, end: IX.url + shortId(url) + SEP_END })) {
       const [h, key] = value as [string, string]
       if (host === undefined || h === host) out.push(key)
     }
@@ -333,7 +376,7 @@ export class SharedStore implements CacheStore {
   keysForTag (tag: string): string[] {
     const out: string[] = []
     const t = shortId(tag)
-    for (const { value } of this.#index.getRange({ start: 't' + t + SEP, end: 't' + t + SEP_END })) out.push(value as string)
+    for (const { value } of this.#index.getRange({ start: IX.tag + t + SEP, end: IX.tag + t + SEP_END })) out.push(value as string)
     return out
   }
 
@@ -347,15 +390,15 @@ export class SharedStore implements CacheStore {
   sweep (now: number): number {
     const dead: string[] = []
     this.refresh()
-    for (const { value } of this.#index.getRange({ start: 'q', end: 'r' })) {
-      const v = value as QueueEntry
-      if (now >= v[2]) dead.push(v[0])
+    for (const { value } of this.#index.getRange({ start: IX.queue, end: IX.queueEnd })) {
+      const [id, , dropAt] = value as QueueEntry
+      if (now >= dropAt) dead.push(id)
     }
     if (dead.length === 0) return 0
     this.#env.transactionSync(() => {
       let freed = 0
       for (const id of dead) freed += this.#remove(id)
-      this.#index.putSync('b', Math.max(0, ((this.#index.get('b') as number | undefined) ?? 0) - freed))
+      this.#index.putSync(IX.bytes, Math.max(0, ((this.#index.get(IX.bytes) as number | undefined) ?? 0) - freed))
     })
     for (const id of dead) this.#memo.delete(id)
     return dead.length
@@ -367,22 +410,22 @@ export class SharedStore implements CacheStore {
     const ids = [...this.#touched]
     this.#touched.clear()
     this.#env.transactionSync(() => {
-      let seq = (this.#index.get('n') as number | undefined) ?? 0
+      let seq = (this.#index.get(IX.lastSeq) as number | undefined) ?? 0
       for (const id of ids) {
-        const old = this.#index.get('s' + id) as number | undefined
+        const old = this.#index.get(IX.seqOf + id) as number | undefined
         if (old === undefined) continue
         const entry = this.#index.get(seqKey(old))
         if (entry === undefined) continue
         this.#index.removeSync(seqKey(old))
         seq++
         this.#index.putSync(seqKey(seq), entry)
-        this.#index.putSync('s' + id, seq)
+        this.#index.putSync(IX.seqOf + id, seq)
       }
-      this.#index.putSync('n', seq)
+      this.#index.putSync(IX.lastSeq, seq)
     })
   }
 
-  get bytes (): number { this.refresh(); return (this.#index.get('b') as number | undefined) ?? 0 }
+  get bytes (): number { this.refresh(); return (this.#index.get(IX.bytes) as number | undefined) ?? 0 }
   get count (): number { this.refresh(); return (this.#objects.getStats() as { entryCount: number }).entryCount }
 
   clear (): void {

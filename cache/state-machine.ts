@@ -2,13 +2,19 @@
  * The request state machine, Varnish-style: one table of steps, one function
  * per step, one driver loop.
  *
+ *   hit front (hit-front.ts: narrow-form GET/HEAD, `plainHit`)
+ *     ├─ fresh (freshness.ts `reuse`, as lookup decides) ── deliver (prepared bytes)
+ *     └─ anything else ── node's server ── recv
+ *
  *   recv ─┬─ internal ─────────────────────────────┐
  *         ├─ purge ──────────────────────────────── synth
  *         ├─ pass ── fetch ───────────────────────── deliver
  *         └─ lookup ─┬─ hit ──────────────────────── deliver
  *                    ├─ stale (refresh in background) deliver
  *                    └─ miss ─┬─ fetch ──────────── deliver | synth
- *                             └─ wait ── lookup (again)
+ *                             └─ wait ─┬─ lookup (again: the fetch may have stored it)
+ *                                      ├─ deliver (its unstored object, its stale fallback)
+ *                                      └─ synth (its failure, or the wait timed out)
  *
  * A step returns the next step's name, null when the answer is written, or a
  * promise of the next step when it has to wait. A hit never leaves the first
@@ -20,21 +26,24 @@ import type { Engine } from './engine.js'
 import type { CachedObject } from './store.js'
 import { policy } from './policy.js'
 import { primaryKey, variantKey } from './vary.js'
-import { requestAcceptsStale, requestForbidsStored, requestNoStore } from './freshness.js'
+import { requestNoStore, reuse, type Reuse } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
-import { nextSequence, fetchForCache, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { nextSequence, fetchForCache, flightOutcome, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { DONE, type FlightOutcome, type WakeReason } from './coalesce.js'
+import { varyNamesOf } from './store.js'
 import { applyEvent } from './invalidation.js'
 import { answerInvalidation, type PurgeDeps } from './purge.js'
 import { unsafeInvalidationTargets } from './unsafe-invalidation.js'
 import { NoUpstreamError } from './director.js'
 import { normalizeAuthority } from './authority.js'
 import { forwardedFor } from './forwarded.js'
-import { markRejected } from './client-errors.js'
+import { refuse } from './client-errors.js'
 import { tooManyFields } from './request-head.js'
 import { readRequestBody } from './request-body.js'
 import { healthAnswer } from './health.js'
-import type { FrontRequest, HeadWriter } from './hit-front.js'
+import type { HeadWriter } from './deliver.js'
+import type { RequestView } from './policy.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -60,6 +69,10 @@ export class Ctx {
   nodeLocked = false
   isPass = false
   restarts = 0
+  /** The window lookup found a stale object in (its Cache-Status detail). */
+  staleWindow: Exclude<Reuse, 'fresh' | 'revalidate'> = 'stale-while-revalidate'
+  /** When waiting on other requests' fetches ends for this request (set at its first wait). */
+  waitUntil: number | undefined = undefined
   /** The object to deliver. */
   obj: CachedObject | undefined = undefined
   /** A stored object that could not be used as is: revalidate it, or fall back to it on error. */
@@ -102,7 +115,7 @@ export class Ctx {
 
 /** Refuses a request and closes its connection: requests already parsed behind it are dropped, never forwarded (client-errors.ts). */
 function reject (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
-  markRejected(ctx.req.socket)
+  refuse(ctx.req.socket, ctx.res)
   return synth(ctx, status, body, { ...headers, connection: 'close' })
 }
 
@@ -118,10 +131,11 @@ function synth (ctx: Ctx, status: number, body: string, headers?: Record<string,
  * stale-if-error window (RFC 5861 §4) or the opt-in grace, or — when no
  * upstream could answer at all — for as long as it is stored (RFC 9111
  * §4.2.4: a disconnected cache may serve stale). Never when the origin said
- * must-revalidate or no-cache (§5.2.2.2: a 504 instead).
+ * must-revalidate or no-cache (§5.2.2.2: a 504 instead), and never beyond
+ * stale-if-error when it said s-maxage (§5.2.2.10).
  */
 function usableOnError (o: CachedObject | undefined, now: number, disconnected = false): o is CachedObject {
-  return o !== undefined && !o.mustRevalidate && (disconnected || now < o.freshUntil + Math.max(o.sieMs, o.graceMs))
+  return o !== undefined && (now < o.freshUntil + Math.max(o.sieMs, o.graceMs) || (disconnected && !o.mustRevalidate))
 }
 
 /** No upstream answered at all (none healthy, connection refused or reset, timed out): the cache is disconnected. */
@@ -129,34 +143,57 @@ function isDisconnection (err: Error, upstreamStatus: number | undefined): boole
   return upstreamStatus === undefined && (err instanceof NoUpstreamError || /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR_(SOCKET|CONNECT_TIMEOUT|HEADERS_TIMEOUT|BODY_TIMEOUT|CLOSED))$/.test((err as { code?: string }).code ?? ''))
 }
 
-function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number): StepName {
+function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number, collapsed = false): StepName {
   ctx.obj = ctx.stale
   ctx.outcome = 'STALE'
   const ttl = Math.round((ctx.stale!.freshUntil - ctx.e.clock.now()) / 1000)
-  ctx.status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}; ttl=${ttl}; detail=${detail}`)
+  ctx.status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}${collapsed ? '; collapsed' : ''}; ttl=${ttl}; detail=${detail}`)
   return 'deliver'
 }
 
-function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer']): StepName {
+/**
+ * The fetch failed (`collapsed`: the fetch this request waited on): the
+ * stale copy where one may stand in, the origin's own 5xx, or ours.
+ */
+function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer'], collapsed = false): StepName {
   const now = ctx.e.clock.now()
   if (usableOnError(ctx.stale, now)) {
-    answer?.rest?.destroy()
-    return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus)
+    if (!collapsed) { answer?.rest?.destroy(); answer?.release() }
+    return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus, collapsed)
   }
-  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected')
+  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected', undefined, collapsed)
+  const via = collapsed ? '; collapsed' : ''
   // The origin answered 5xx and nothing stored may stand in: its own answer
   // goes on as it came (not a synthetic 502 that hides what it said).
   if (answer !== undefined) {
     ctx.fetched = { kind: 'answer', ...answer, reason: 'upstream-error' }
     ctx.outcome = 'MISS'
-    ctx.status = cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}; detail=upstream-error`)
+    ctx.status = cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}${via}; detail=upstream-error`)
     return 'deliver'
   }
   const code = (err as { code?: string }).code ?? ''
   const status = err instanceof NoUpstreamError ? 503 : /TIMEOUT/.test(code) ? 504 : 502
   const message = status === 503 ? 'no healthy upstream' : status === 504 ? 'upstream timed out' : 'upstream unreachable'
-  ctx.e.logger.warn({ err: err.message, code, url: ctx.url }, 'fetch failed')
-  return synth(ctx, status, message + '\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus(`fwd=miss; detail=${status === 503 ? 'no-upstream' : 'upstream-error'}`), age: '0' })
+  // Once per failed fetch, not once per waiter.
+  if (!collapsed) ctx.e.logger.warn({ err: err.message, code, url: ctx.url }, 'fetch failed')
+  return synth(ctx, status, message + '\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus(`fwd=miss${via}; detail=${status === 503 ? 'no-upstream' : 'upstream-error'}`), age: '0' })
+}
+
+/**
+ * RFC 9110 §4.2.5: a fragment is for the user agent; one sent anyway names
+ * the same resource, so it is neither keyed nor forwarded.
+ */
+function withoutFragment (url: string): string {
+  const hash = url.indexOf('#')
+  return hash === -1 ? url : url.slice(0, hash)
+}
+
+/** Whether an absolute-form target has a non-empty authority after `scheme://`. */
+function hasAuthority (url: string): boolean {
+  const at = url.indexOf('://')
+  if (at === -1) return false
+  const c = url.charCodeAt(at + 3)
+  return !Number.isNaN(c) && c !== 47 /* / */ && c !== 63 /* ? */ && c !== 35 /* # */
 }
 
 function countHostHeaders (raw: string[]): number {
@@ -189,21 +226,20 @@ function usableStored (e: Engine, key: string, credentialed: boolean, now: numbe
  * duplicate fields), a plain HIT — the same outcome recv → lookup → hit
  * would reach? If so it is delivered through `res` and counted as a hit;
  * otherwise nothing is changed (not even the admission count) and the
- * request goes through the steps. Requests with Cache-Control or Pragma
- * always go through the steps, which alone judge request directives.
+ * request goes through the steps. The target, key and freshness decision
+ * are lookup's own (`withoutFragment`, `variantKey`, freshness.ts `reuse`).
  */
-export function plainHit (e: Engine, req: FrontRequest, res: HeadWriter): boolean {
-  if (req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined) return false
+export function plainHit (e: Engine, req: RequestView & { url: string }, res: HeadWriter): boolean {
   if (policy.recv(req) !== 'lookup') return false
-  const host = normalizeAuthority(req.headers.host!, 80)
+  const host = normalizeAuthority(req.headers.host ?? '', 80)
   if (host === null) return false
-  const primary = primaryKey(host, req.url)
+  const primary = primaryKey(host, withoutFragment(req.url))
   e.store.refresh?.()
   const key = variantKey(primary, e.store.varyOf(primary), req.headers)
   const now = e.clock.now()
   const o = usableStored(e, key, policy.credentialed(req), now, false)
-  // RFC 9111 §4.2: fresh → reuse without contacting the origin.
-  if (o === undefined || now >= o.freshUntil) return false
+  // The same freshness decision as lookup's: only 'fresh' is a plain hit.
+  if (o === undefined || reuse(o, now, req.headers['cache-control'], req.headers.pragma, nextSequence()) !== 'fresh') return false
   e.store.lookup(key) // served: the client's read counts now
   e.metrics.counters.hits++
   deliverObject(req, res, o, now, 'HIT', undefined)
@@ -222,8 +258,10 @@ export const steps: Record<StepName, Step> = {
     if (te !== undefined && (req.headers['content-length'] !== undefined || te.trim().toLowerCase() !== 'chunked')) {
       return reject(ctx, 400, 'ambiguous message framing\n')
     }
-    // RFC 9112 §3.2: more than one Host is a 400.
-    if (countHostHeaders(req.rawHeaders) > 1) return reject(ctx, 400, 'more than one Host header\n')
+    // RFC 9112 §3.2: more than one Host is a 400, and so is an HTTP/1.1 request without one.
+    const hosts = countHostHeaders(req.rawHeaders)
+    if (hosts > 1) return reject(ctx, 400, 'more than one Host header\n')
+    if (hosts === 0 && req.httpVersionMinor !== 0) return reject(ctx, 400, 'missing Host header\n')
     let url = req.url!
     if (url.length > e.config.CACHE_MAX_URL_BYTES) return synth(ctx, 414, 'request target too long\n')
     let host: string | null = req.headers.host ?? ''
@@ -232,6 +270,9 @@ export const steps: Record<StepName, Step> = {
       // RFC 9112 §3.2.2: absolute-form carries the authority; it replaces Host
       // ("MUST ignore the received Host header field"). The key is built from
       // it, and fetch forwards this host, never the client's Host field.
+      // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid (WHATWG
+      // URL parsing would read `http:///m/x` as host `m`).
+      if (!hasAuthority(url)) return synth(ctx, 400, 'bad request target\n')
       let parsed: URL
       try { parsed = new URL(url) } catch { return synth(ctx, 400, 'bad request target\n') }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return synth(ctx, 400, 'bad request target\n')
@@ -246,7 +287,7 @@ export const steps: Record<StepName, Step> = {
     // otherwise name another page's key.
     host = normalizeAuthority(host, defaultPort)
     if (host === null) return synth(ctx, 400, 'invalid Host\n')
-    ctx.url = url
+    ctx.url = withoutFragment(url)
     ctx.host = host
     switch (policy.recv(req)) {
       case 'internal': return 'internal'
@@ -307,28 +348,16 @@ export const steps: Record<StepName, Step> = {
       if (e.coalescer.isUncacheable(ctx.key)) ctx.uncoalesced = true
       return 'miss'
     }
-    const directives = req.headers['cache-control'] !== undefined || req.headers.pragma !== undefined
-    // RFC 9111 §5.2.1: request directives may demand a fresher or validated
-    // response (a browser reload sends max-age=0 or no-cache). Such requests
-    // still coalesce (policy.ts, reload storms): a waiter woken by another
-    // request's fetch takes its object only when that fetch started after the
-    // waiter arrived — a response validated after the request was made.
-    if (directives && o.fetchSequence < ctx.arrived &&
-      requestForbidsStored(req.headers['cache-control'], req.headers.pragma as string | undefined, (now - o.responseTime) / 1000 + o.initialAge, (o.freshUntil - now) / 1000)) {
+    const verdict = reuse(o, now, req.headers['cache-control'], req.headers.pragma as string | undefined, ctx.arrived)
+    if (verdict === 'fresh') { ctx.obj = o; return 'hit' }
+    if (verdict === 'revalidate') {
+      // Revalidate (RFC 9111 §4.3); keep it for stale-if-error.
       ctx.stale = o
       return 'miss'
     }
-    // RFC 9111 §4.2: fresh → reuse without contacting the origin.
-    if (now < o.freshUntil) { ctx.obj = o; return 'hit' }
-    if (!o.mustRevalidate) {
-      // RFC 5861 §3 stale-while-revalidate, or the opt-in grace (RFC 9111 §4.2.4: only where configured).
-      if (now < o.freshUntil + (o.swrMs > o.graceMs ? o.swrMs : o.graceMs)) { ctx.obj = o; return 'stale' }
-      // RFC 9111 §5.2.1.2: the client accepts a response this stale.
-      if (directives && requestAcceptsStale(req.headers['cache-control'], (now - o.freshUntil) / 1000)) { ctx.obj = o; return 'stale' }
-    }
-    // Stale beyond its windows: revalidate (RFC 9111 §4.3), keep it for stale-if-error.
-    ctx.stale = o
-    return 'miss'
+    ctx.obj = o
+    ctx.staleWindow = verdict
+    return 'stale'
   },
 
   hit (ctx) {
@@ -342,8 +371,7 @@ export const steps: Record<StepName, Step> = {
     ctx.stale = o
     refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.key)
     ctx.outcome = 'STALE'
-    const window = ctx.now < o.freshUntil + o.swrMs ? 'stale-while-revalidate' : ctx.now < o.freshUntil + o.graceMs ? 'grace' : 'max-stale'
-    ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${window}`)
+    ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${ctx.staleWindow}`)
     return 'deliver'
   },
 
@@ -351,7 +379,7 @@ export const steps: Record<StepName, Step> = {
   miss (ctx) {
     const { e, req } = ctx
     ctx.outcome = 'MISS'
-    if (ctx.uncoalesced || ctx.restarts > 3) return 'fetch'
+    if (ctx.uncoalesced) return 'fetch'
     // RFC 9111 §5.2.1.5: a no-store request's answer is for it alone, so it
     // never leads the queue (the waiters would find nothing stored); it may
     // still wait on someone else's fetch and be served what that stores.
@@ -362,20 +390,15 @@ export const steps: Record<StepName, Step> = {
       ctx.leader = true
       return e.nodeLock === undefined ? 'fetch' : leadAcrossWorkers(ctx)
     }
+    // One wait in all, however many fetches it takes (issue 23: a waiter
+    // never leaves the queue to fetch on its own, so a key is fetched once at a time).
+    ctx.waitUntil ??= ctx.now + e.coalescer.timeoutMs
     let resume!: (next: StepName) => void
     const woken = new Promise<StepName>((resolve) => { resume = resolve })
     const queued = e.coalescer.wait(ctx.key, (reason) => {
       ctx.now = e.clock.now()
-      if (reason === 'done') {
-        // Look again: the fetch we waited on has most likely stored the object.
-        ctx.restarts++
-        ctx.stale = undefined
-        resume('lookup')
-        return
-      }
-      if (usableOnError(ctx.stale, ctx.now)) { resume(serveStaleOnError(ctx, 'coalesce-timeout')); return }
-      resume(synth(ctx, 504, 'timed out waiting for the upstream\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; collapsed; detail=coalesce-timeout') }))
-    })
+      resume(afterWait(ctx, reason))
+    }, ctx.waitUntil - ctx.now)
     if (queued === 'full') {
       if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-full')
       return synth(ctx, 503, 'too many requests waiting for this page\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; detail=coalesce-full') })
@@ -388,7 +411,9 @@ export const steps: Record<StepName, Step> = {
   fetch (ctx) {
     if (ctx.isPass) return fetchPass(ctx)
     const { e } = ctx
+    let outcome: FlightOutcome = DONE
     return fetchForCache(e, ctx.fetchInfo()).then((r) => {
+      outcome = flightOutcome(r)
       ctx.fetched = r
       ctx.now = e.clock.now()
       if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus, r.answer)
@@ -402,13 +427,16 @@ export const steps: Record<StepName, Step> = {
       ctx.outcome = 'MISS'
       ctx.status = cacheStatus(`fwd=miss; fwd-status=${r.answer.status}; detail=${r.reason}`)
       return 'deliver'
+    }, (err: Error) => {
+      outcome = { kind: 'failed', error: err }
+      throw err
     }).finally(() => {
       if (ctx.nodeLocked) {
         ctx.nodeLocked = false
         // An answer that could not be stored marks the key hit-for-miss for the whole node.
         e.nodeLock!.release(ctx.key, e.coalescer.isUncacheable(ctx.key))
       }
-      if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key) }
+      if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key, outcome) }
     })
   },
 
@@ -429,7 +457,7 @@ export const steps: Record<StepName, Step> = {
     }
     const r = ctx.fetched
     if (r !== undefined && r.kind === 'answer') {
-      deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest, e.config.CACHE_SEND_TIMEOUT_MS)
+      deliverUpstream(req, res, r, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), e.config.CACHE_SEND_TIMEOUT_MS)
       return null
     }
     return synth(ctx, 500, 'internal error\n')
@@ -439,6 +467,40 @@ export const steps: Record<StepName, Step> = {
     ctx.e.metrics.counters.synth++
     deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
     return null
+  }
+}
+
+/**
+ * Where a request that waited on another's fetch goes once woken: to look
+ * again (something may be stored), to the object the fetch could not store
+ * (when it is this request's variant), or to the fetch's failure — the stale
+ * copy where one may stand in, else the failure itself (RFC 9211 collapsed).
+ */
+function afterWait (ctx: Ctx, reason: WakeReason): StepName {
+  switch (reason.kind) {
+    case 'done':
+      ctx.restarts++
+      ctx.stale = undefined
+      return 'lookup'
+    case 'object': {
+      const o = reason.object
+      // The waiters coalesced on the key they looked up; the object may vary on fields they differ in.
+      if (variantKey(ctx.primary, varyNamesOf(o), ctx.req.headers) !== o.key) {
+        ctx.restarts++
+        ctx.stale = undefined
+        return 'lookup'
+      }
+      ctx.obj = o
+      ctx.outcome = 'MISS'
+      ctx.status = cacheStatus('fwd=miss; collapsed; detail=not-stored')
+      return 'deliver'
+    }
+    case 'failed':
+      // The answer's bytes are the leader's to release, once its own client has them.
+      return upstreamFailure(ctx, reason.error, reason.upstreamStatus, reason.answer && { ...reason.answer, rest: undefined, release: () => {} }, true)
+    case 'timeout':
+      if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-timeout')
+      return synth(ctx, 504, 'timed out waiting for the upstream\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; collapsed; detail=coalesce-timeout') })
   }
 }
 
@@ -494,7 +556,7 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
     const targets = unsafeInvalidationTargets(ctx.host, ctx.url, up.status, resHeaders.location, resHeaders['content-location'])
     for (const path of targets) applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, { kind: 'url', path, host: ctx.host })
   }
-  ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, reason: 'pass' }
+  ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, release: () => {}, reason: 'pass' }
   ctx.status = cacheStatus(`fwd=${req.method === 'GET' || req.method === 'HEAD' ? 'bypass' : 'method'}; fwd-status=${up.status}`)
   return 'deliver'
 }

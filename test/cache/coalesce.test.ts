@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
 import { Coalescer } from '../../cache/coalesce.js'
 import { FakeClock } from './fixtures.js'
@@ -85,4 +85,75 @@ t.test('Coalescer validates its options', async (t) => {
   t.throws(() => new Coalescer({ maxWaiters: 0, timeoutMs: 1, hitForMissMs: 0, maxMarkerBytes: 1024, clock, timers: clock }), /maxWaiters/)
   t.throws(() => new Coalescer({ maxWaiters: 1, timeoutMs: 0, hitForMissMs: 0, maxMarkerBytes: 1024, clock, timers: clock }), /timeoutMs/)
   t.throws(() => new Coalescer({ maxWaiters: 1, timeoutMs: 1, hitForMissMs: 0, maxMarkerBytes: 0, clock, timers: clock }), /maxMarkerBytes/)
+})
+
+/**
+ * Issue 23, finding 1: a fetch that fails or times out ends the flight for
+ * everyone waiting on it. The waiters get the stale copy where one may stand
+ * in, or the failure; the origin sees one request per attempt, not one per
+ * waiter. The origin below holds each request until the other 49 wait (or
+ * 5 s pass), then fails it.
+ */
+async function failingOrigin (t: Test, fail: 'reset' | 'hang', env: Record<string, string> = {}) {
+  let inflight = 0
+  let maxInflight = 0
+  let healthy = true
+  const origin = await startOrigin((req, res) => {
+    if (healthy) {
+      res.setHeader('cache-control', 'public, max-age=10, stale-if-error=600')
+      res.end('stored')
+      return
+    }
+    inflight++
+    maxInflight = Math.max(maxInflight, inflight)
+    res.on('close', () => { inflight-- })
+    const started = Date.now()
+    const poll = () => {
+      if (cache.app.engine.coalescer.waits - waitsBefore < 49 && Date.now() - started < 5000) { setTimeout(poll, 5); return }
+      if (fail === 'reset') res.destroy()
+      // 'hang': never answers; the cache's upstream timeout ends the fetch.
+    }
+    poll()
+  })
+  const cache = await startCache(origin.url, env)
+  let waitsBefore = 0
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  return {
+    origin,
+    cache,
+    maxInflight: () => maxInflight,
+    fail: () => { healthy = false; waitsBefore = cache.app.engine.coalescer.waits }
+  }
+}
+
+t.test('issue 23: a failing fetch ends the flight for its waiters — one origin request, not one per waiter', async (t) => {
+  const { origin, cache, maxInflight, fail } = await failingOrigin(t, 'reset')
+  fail()
+  const answers = await Promise.all(Array.from({ length: 50 }, () => send(cache.url + '/down')))
+  t.equal(origin.count('/down'), 1, 'the origin saw one request for 50 visitors')
+  t.equal(maxInflight(), 1)
+  t.ok(answers.every((a) => a.status === 502), `every visitor got the failure: ${[...new Set(answers.map((a) => a.status))].join(',')}`)
+  t.equal(answers.filter((a) => /collapsed/.test(a.headers['cache-status'] ?? '')).length, 49, 'the waiters got the failure of the fetch they waited on')
+})
+
+t.test('issue 23: a timed-out fetch ends the flight for its waiters (upstream timeout shorter than the coalesce timeout)', async (t) => {
+  const { origin, cache, maxInflight, fail } = await failingOrigin(t, 'hang', { CACHE_UPSTREAM_TIMEOUT_MS: '1500' })
+  fail()
+  const answers = await Promise.all(Array.from({ length: 50 }, () => send(cache.url + '/slow')))
+  // Visitors that arrive after an attempt failed start the next one: on a
+  // slow machine the first may time out before all 50 are queued.
+  t.ok(origin.count('/slow') <= 3, `50 visitors cost the origin ${origin.count('/slow')} fetches`)
+  t.equal(maxInflight(), 1, 'never two fetches of the key at once')
+  t.ok(answers.every((a) => a.status === 504), `every visitor got the timeout: ${[...new Set(answers.map((a) => a.status))].join(',')}`)
+})
+
+t.test('issue 23: when the fetch fails, every waiter gets the stale copy stale-if-error allows', async (t) => {
+  const { origin, cache, maxInflight, fail } = await failingOrigin(t, 'reset')
+  await send(cache.url + '/sie')
+  cache.clock.advance(20_000)
+  fail()
+  const answers = await Promise.all(Array.from({ length: 50 }, () => send(cache.url + '/sie')))
+  t.equal(origin.count('/sie'), 2, 'the first fetch and one revalidation for 50 visitors')
+  t.equal(maxInflight(), 1)
+  t.ok(answers.every((a) => a.status === 200 && a.body === 'stored' && a.headers['x-cache'] === 'STALE'), 'everyone got the stale copy')
 })

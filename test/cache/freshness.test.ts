@@ -85,7 +85,8 @@ t.test('stale-if-error: 5xx, timeouts and unreachable upstreams serve the stale 
   const origin = await startOrigin((req, res, n) => {
     if (mode === 'hang') return // never answers: the upstream timeout fires
     if (mode === '500') { res.statusCode = 500; res.end('boom'); return }
-    res.setHeader('cache-control', 'public, s-maxage=10, stale-if-error=60')
+    // max-age: with s-maxage the disconnected case below would not apply (issue 23; RFC 9111 §5.2.2.10).
+    res.setHeader('cache-control', 'public, max-age=10, stale-if-error=60')
     res.end(`v${n}`)
   })
   const cache = await startCache(origin.url, { CACHE_UPSTREAM_TIMEOUT_MS: '200', CACHE_EJECT_AFTER_ERRORS: '100' })
@@ -182,4 +183,49 @@ t.test('issue 10: the client\'s max-stale allows stale; a disconnected origin al
   t.match(down.headers['cache-status'], /detail=disconnected/)
   const must = await send(cache.url + '/must')
   t.equal(must.status, 502, 'must-revalidate: never stale, even disconnected (§5.2.2.2)')
+})
+
+t.test('issue 23: a response with s-maxage is never served stale without revalidation, unless a stale-* directive allows it (RFC 9111 §5.2.2.10)', async (t) => {
+  const origin = await startOrigin((req, res, n) => {
+    res.setHeader('cache-control', req.url === '/s' ? 'public, s-maxage=2' : req.url === '/sie' ? 'public, s-maxage=2, stale-if-error=60' : 'public, max-age=2')
+    res.end(`v${n}`)
+  })
+  const cache = await startCache(origin.url, { CACHE_EJECT_AFTER_ERRORS: '100' })
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  for (const path of ['/s', '/sie', '/m']) await send(cache.url + path)
+  cache.clock.advance(3000)
+  // A client that accepts any staleness: s-maxage implies proxy-revalidate, so the cache asks the origin anyway.
+  const before = origin.count('/s')
+  const reload = await send(cache.url + '/s', { headers: { 'cache-control': 'max-stale' } })
+  t.equal(reload.headers['x-cache'], 'MISS', 'max-stale does not make an s-maxage response usable stale')
+  t.equal(origin.count('/s'), before + 1)
+  cache.clock.advance(3000)
+  // No upstream answers at all (RFC 9111 §4.2.4 disconnected).
+  await origin.close()
+  const s = await send(cache.url + '/s')
+  t.equal(s.status, 502, 's-maxage: the failure, not the stale copy')
+  const sie = await send(cache.url + '/sie')
+  t.equal(sie.headers['x-cache'], 'STALE', 's-maxage with stale-if-error: the origin allowed it')
+  const m = await send(cache.url + '/m')
+  t.equal(m.headers['x-cache'], 'STALE', 'without s-maxage a disconnected cache may serve stale')
+})
+
+t.test('issue 23: Age is read as RFC 9111 §5.1 says: the first member of a list, or of several lines', async (t) => {
+  const ages: Record<string, string | string[]> = { '/suffix': '7200, 0', '/twoline': ['7200', '0'], '/prefix': '0, 7200', '/bad': 'abc, 0' }
+  const origin = await startOrigin((req, res, n) => {
+    res.setHeader('cache-control', 'max-age=3600')
+    res.setHeader('age', ages[req.url!])
+    res.end(`v${n}`)
+  })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  const expected: Record<string, string> = { '/suffix': 'MISS', '/twoline': 'MISS', '/prefix': 'HIT', '/bad': 'HIT' }
+  for (const path in ages) {
+    await send(cache.url + path)
+    const again = await send(cache.url + path)
+    t.equal(again.headers['x-cache'], expected[path], `${path} (Age: ${JSON.stringify(ages[path])}): ${expected[path] === 'MISS' ? 'already older than its max-age' : 'fresh'}`)
+  }
+  t.same(effectiveHeaders({ age: '7200, 0' }).age, '7200')
+  t.same(effectiveHeaders({ age: ' 12 ' }).age, '12')
+  t.equal(effectiveHeaders({ age: 'abc, 0' }).age, undefined, 'an invalid first member: the field is ignored')
 })

@@ -117,3 +117,33 @@ t.test('slow clients: an unfinished request head is cut off', async (t) => {
   t.not(answer, 'still open', `the socket was closed by the cache after ${Date.now() - started} ms`)
   t.equal(origin.count(), 0)
 })
+
+t.test('issue 23: once an answer closes the connection, nothing after it is processed (RFC 9112 §9.6)', async (t) => {
+  for (const front of ['true', 'false']) {
+    const origin = await startOrigin((req, res) => {
+      req.resume()
+      req.on('end', () => { res.setHeader('cache-control', 'public, max-age=60'); res.end(`origin saw ${req.method} ${req.url}`) })
+    })
+    // A slow origin for /slow: a closing answer decided late still stops what was pipelined behind it.
+    const cache = await startCache(origin.url, { CACHE_HIT_FRONT: front, CACHE_MAX_BODY_BYTES: '1024' })
+    t.teardown(async () => { await cache.close(); await origin.close() })
+    const port = Number(new URL(cache.url).port)
+    const behind = (n: number) => `GET /m/${n} HTTP/1.1\r\nHost: site.test\r\n\r\n`
+    const vectors: Array<[string, string, number]> = [
+      ['no Host', `GET /p/1 HTTP/1.1\r\nX-Fz: a\r\n\r\n${behind(1)}`, 400],
+      ['Transfer-Encoding: identity', `GET /p/1 HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: identity\r\n\r\n${behind(2)}`, 400],
+      ['an Expect node does not know', `GET /p/1 HTTP/1.1\r\nHost: site.test\r\nExpect: x-unknown\r\n\r\n${behind(3)}`, 417],
+      ['a body too large, refused after a read', `POST /p/1 HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n${'a'.repeat(0x800)}\r\n0\r\n\r\n${behind(4)}`, 413],
+      ['a body declared too large', `POST /p/1 HTTP/1.1\r\nHost: site.test\r\nContent-Length: 2000\r\n\r\n${'a'.repeat(2000)}${behind(5)}`, 413],
+      ['the client\'s own Connection: close', `GET /p/2 HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n${behind(6)}`, 200],
+      ['two Host fields, a body, junk', 'GET /p/1 HTTP/1.1\r\nHost: s\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcjunk\r\n\r\n', 400],
+      ['no Host, a body, junk', 'GET /p/1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcjunk\r\n\r\n', 400]
+    ]
+    for (const [name, text, status] of vectors) {
+      const answer = await raw(port, text)
+      t.same(statusLines(answer), [`HTTP/1.1 ${status}`], `front=${front}, ${name}: one answer, ${status}`)
+      t.match(answer, /\r\nconnection: close\r\n/i, `front=${front}, ${name}: it closes the connection`)
+    }
+    t.same(origin.requests.map((r) => r.url), ['/p/2'], `front=${front}: nothing pipelined behind a closing answer reached the origin`)
+  }
+})

@@ -546,3 +546,19 @@ t.test('issue 10: 103 Early Hints reach the client and are never stored', async 
   const old = await rawExchange(cache.url, 'GET /h2 HTTP/1.0\r\nHost: x\r\n\r\n')
   t.match(old, /^HTTP\/1\.1 200 /, 'no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)')
 })
+
+t.test('issue 23: a fragment in the target is neither keyed nor forwarded; an absolute-form target with an empty host is a 400', async (t) => {
+  const { origin, cache } = await setup(t, page({ 'cache-control': 'public, max-age=60' }, (n, req) => `v${n} ${req.url}`))
+  for (const front of [true, false]) {
+    const other = front ? cache : (await setup(t, page({ 'cache-control': 'public, max-age=60' }, (n, req) => `v${n} ${req.url}`), { CACHE_HIT_FRONT: 'false' })).cache
+    const a = finalAnswer(await rawExchange(other.url, 'GET /x#f HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n'))
+    t.equal(a.body, 'v1 /x', `front=${front}: the origin was asked for /x`)
+    const b = finalAnswer(await rawExchange(other.url, 'GET /x HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n'))
+    t.match(b.head, /x-cache: HIT/i, `front=${front}: /x#f and /x are one key`)
+    const c = finalAnswer(await rawExchange(other.url, 'GET /x#other HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n'))
+    t.match(c.head, /x-cache: HIT/i, `front=${front}: whatever the fragment`)
+    const empty = finalAnswer(await rawExchange(other.url, 'GET http:///m/x HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n'))
+    t.equal(empty.status, 400, `front=${front}: http:///m/x names no host`)
+  }
+  t.same(origin.requests.map((r) => r.url), ['/x'])
+})
