@@ -34,6 +34,8 @@ import { markRejected } from './client-errors.js'
 import { tooManyFields } from './request-head.js'
 import { readRequestBody } from './request-body.js'
 import { healthAnswer } from './health.js'
+import { authorize } from './auth.js'
+import { countServerError } from './metrics.js'
 import type { FrontRequest, HeadWriter } from './hit-front.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
@@ -269,6 +271,10 @@ export const steps: Record<StepName, Step> = {
       return synth(ctx, h.status, h.body)
     }
     if (ctx.url === '/-/metrics') {
+      // The scraper's door only (METRICS_TOKEN): counters and upstream addresses are not for visitors.
+      const auth = authorize(ctx.req.headers.authorization, e.config.METRICS_TOKEN)
+      if (auth === 'missing') return synth(ctx, 401, 'credentials required: send Authorization: Bearer <token>\n', { 'www-authenticate': 'Bearer' })
+      if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
       return e.metrics.render().then((text) => {
         ctx.synthType = e.metrics.contentType
         return synth(ctx, 200, text)
@@ -429,6 +435,7 @@ export const steps: Record<StepName, Step> = {
     }
     const r = ctx.fetched
     if (r !== undefined && r.kind === 'answer') {
+      if (r.answer.status >= 500) countServerError(c, r.answer.status)
       deliverUpstream(req, res, r.answer, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), r.chunks, r.rest, e.config.CACHE_SEND_TIMEOUT_MS)
       return null
     }
@@ -437,6 +444,7 @@ export const steps: Record<StepName, Step> = {
 
   synth (ctx) {
     ctx.e.metrics.counters.synth++
+    if (ctx.synthStatus >= 500) countServerError(ctx.e.metrics.counters, ctx.synthStatus)
     deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
     return null
   }

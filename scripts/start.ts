@@ -12,7 +12,7 @@ import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config
 import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
 import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, shutdownLog } from './supervisor.js'
+import { STOP_GRACE_MS, Supervisor, adminToken, metricsToken, createLogWriter, shutdownLog } from './supervisor.js'
 import { gracefulShutdown } from '../common/shutdown.js'
 import { freePort, portsInUse } from '../common/free-port.js'
 import { MailerEnv } from '../mailer/config.js'
@@ -23,6 +23,7 @@ export const StartEnv = Type.Object({
   REDIS_URL: CommonEnv.REDIS_URL,
   REDIS_PREFIX: CommonEnv.REDIS_PREFIX,
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
+  METRICS_TOKEN: CommonEnv.METRICS_TOKEN,
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
   FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   PORT: Port('Public port of the tier (the cache layer).', 8080),
@@ -64,8 +65,9 @@ try {
 const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
 const token = await adminToken(config.ADMIN_TOKEN, config.FLASHCROWD_STATE_DIR)
+const scrapeToken = await metricsToken(config.METRICS_TOKEN, config.FLASHCROWD_STATE_DIR)
 const [backendPort, frontendPort, mailerPort] = [await freePort(), await freePort(), await freePort()]
-const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, HOST: '127.0.0.1' }
+const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, METRICS_TOKEN: scrapeToken, HOST: '127.0.0.1' }
 const backendUrl = `http://127.0.0.1:${backendPort}`
 const frontendUrl = `http://127.0.0.1:${frontendPort}`
 const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
@@ -96,7 +98,7 @@ try {
     name: 'mailer',
     script: 'mailer/server.ts',
     env: {
-      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(mailerPort), DATABASE_URL: databaseUrl,
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(mailerPort), DATABASE_URL: databaseUrl, METRICS_TOKEN: scrapeToken,
       FLASHCROWD_STATE_DIR: config.FLASHCROWD_STATE_DIR, MAILER_SITE_URL: publicUrl,
       ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
     },
@@ -125,6 +127,6 @@ say(`flashcrowd is up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${publ
 say(config.SMTP_URL
   ? `  e-mail: sent through ${new URL(config.SMTP_URL).host} by the mailer (metrics on http://127.0.0.1:${mailerPort}/-/metrics)`
   : `  e-mail: no SMTP_URL, so messages are kept as .eml files in ${path.resolve(config.FLASHCROWD_STATE_DIR, 'mail')} (open them with any mail program)`)
-say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
+say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`}, metrics token in ${config.METRICS_TOKEN ? 'METRICS_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/metrics-token`} · Ctrl-C stops everything`)
 // Machine-readable line for scripts and tests.
 console.log(`FLASHCROWD_URL=${publicUrl}`)
