@@ -16,13 +16,16 @@ export interface PrometheusPorts {
   frontends: number[]
   backends: number[]
   mailers?: number[]
-  /** Prometheus's own port (default 9090). */
+  /** Prometheus's own port; without one the cluster runs no Prometheus. */
   prometheus?: number
 }
 
-export const prometheusInstalled = (): boolean => spawnSync('prometheus', ['--version'], { stdio: 'ignore' }).status === 0
-
-export const prometheusPort = (ports: PrometheusPorts): number => ports.prometheus ?? 9090
+/** Why the cluster runs no Prometheus, or undefined when it does. */
+export function prometheusSkipped (ports: PrometheusPorts): string | undefined {
+  if (spawnSync('prometheus', ['--version'], { stdio: 'ignore' }).status !== 0) return 'Prometheus is not installed (apt-get install prometheus)'
+  if (ports.prometheus === undefined) return 'no "prometheus" port in the cluster\'s ports file'
+  return undefined
+}
 
 /** The scrape configuration: one job per role, as compose and Kubernetes name them (flashcrowd-<role>). */
 export function prometheusConfig (ports: PrometheusPorts, files: { tokenFile: string, rulesFile: string }, host = '127.0.0.1'): string {
@@ -42,14 +45,14 @@ ${jobs.filter(([, list]) => list.length > 0).map(([role, list]) => `  - job_name
 }
 
 /** Starts Prometheus under the cluster's supervisor (stopped, restarted and recorded like every node). */
-export async function startPrometheus (options: { supervisor: Supervisor, ports: PrometheusPorts, stateDir: string, root: string, token: string }): Promise<string> {
+export async function startPrometheus (options: { supervisor: Supervisor, ports: PrometheusPorts & { prometheus: number }, stateDir: string, root: string, token: string }): Promise<string> {
   const dir = path.join(options.stateDir, 'prometheus')
   await mkdir(dir, { recursive: true })
   const tokenFile = path.join(dir, 'metrics-token')
   await writeFile(tokenFile, `${options.token}\n`, { mode: 0o600 })
   const configFile = path.join(dir, 'prometheus.yml')
   await writeFile(configFile, prometheusConfig(options.ports, { tokenFile, rulesFile: path.join(options.root, 'deploy/monitoring/rules.yml') }))
-  const port = prometheusPort(options.ports)
+  const port = options.ports.prometheus
   await options.supervisor.start({
     name: 'prometheus',
     command: ['prometheus', '--log.level=warn', `--config.file=${configFile}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--storage.tsdb.retention.time=2d'],

@@ -27,7 +27,7 @@ import { haproxyConfig } from './haproxy-config.js'
 import { PidRecorder, isRecordedProcess, processStartedAt, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
 import { clearPostmaster, postmasterPid, prepareStreamingReplica, serverUser } from './streaming-replica.js'
 import { MailerEnv } from '../mailer/config.js'
-import { prometheusInstalled, prometheusPort, startPrometheus } from './cluster-prometheus.js'
+import { prometheusSkipped, startPrometheus } from './cluster-prometheus.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
@@ -54,7 +54,7 @@ const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('cluster', msg, 'out')
 const started = Date.now()
 const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).status === 0
-const prometheus = prometheusInstalled()
+const noPrometheus = prometheusSkipped(ports)
 const pidFile = path.join(stateDir, 'pids.json')
 const replicaDir = path.join(stateDir, 'replica')
 const recorder = new PidRecorder(pidFile)
@@ -119,7 +119,7 @@ const planned: Array<[string, number]> = [
   ...ports.frontends.map((p, i): [string, number] => [`frontend${i + 1}`, p]),
   ...ports.backends.map((p, i): [string, number] => [`backend${i + 1}`, p]),
   ...(haproxy ? [['HAProxy stats', ports.haproxyStats] as [string, number]] : []),
-  ...(prometheus ? [['Prometheus', prometheusPort(ports)] as [string, number]] : []),
+  ...(noPrometheus === undefined ? [['Prometheus', ports.prometheus!] as [string, number]] : []),
   ...(config.CLUSTER_REPLICA === 'auto' && !config.DATABASE_READ_URL ? [['replica', ports.replica] as [string, number]] : [])
 ]
 const taken = await portsInUse(planned.map(([, p]) => p))
@@ -252,8 +252,8 @@ try {
   }
   if (!await waitHealthy(`http://127.0.0.1:${ports.front}/-/health`, 30_000)) throw new Error('the front door did not answer')
   // Watching it live (deploy/monitoring): the roles' metrics and the campaign's alerts.
-  if (prometheus) say(`Prometheus on ${await startPrometheus({ supervisor, ports, stateDir, root: ROOT, token: scrapeToken })} (rules: deploy/monitoring/rules.yml)`)
-  else say('Prometheus is not installed (apt-get install prometheus): no scraper runs; the roles\' /-/metrics take Authorization: Bearer <METRICS_TOKEN>')
+  if (noPrometheus === undefined) say(`Prometheus on ${await startPrometheus({ supervisor, ports: { ...ports, prometheus: ports.prometheus! }, stateDir, root: ROOT, token: scrapeToken })} (rules: deploy/monitoring/rules.yml)`)
+  else say(`${noPrometheus}: no scraper runs; the roles' /-/metrics take Authorization: Bearer <METRICS_TOKEN>`)
 } catch (err) {
   log('cluster', `start-up failed: ${(err as Error).message}`, 'err')
   await stop()
