@@ -59,20 +59,31 @@ type Queryable = { query: <R extends object>(text: string) => Promise<{ rows: R[
  * the same timeline). A database that does not answer leaves the last values.
  */
 export function registerPrimaryGauges (metrics: Metrics, pool: Queryable): void {
-  const timeline = new Gauge({ name: 'flashcrowd_database_timeline', help: 'Timeline of the primary PostgreSQL this role writes to (rises by one at each promotion: a failover)', registers: [metrics.registry] })
+  // One query per scrape for both gauges (prom-client collects them concurrently).
+  type Row = { timeline: number, started: number }
+  let last: { at: number, row: Promise<Row | undefined> } | undefined
+  const read = (): Promise<Row | undefined> => {
+    if (last === undefined || Date.now() - last.at > 1000) {
+      last = {
+        at: Date.now(),
+        row: pool.query<Row>(
+          "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as timeline, extract(epoch from pg_postmaster_start_time())::float8 as started"
+        ).then((r) => r.rows[0], () => undefined)
+      }
+    }
+    return last.row
+  }
+  new Gauge({
+    name: 'flashcrowd_database_timeline',
+    help: 'Timeline of the primary PostgreSQL this role writes to (rises by one at each promotion: a failover)',
+    registers: [metrics.registry],
+    async collect () { const row = await read(); if (row !== undefined) this.set(row.timeline) }
+  })
   new Gauge({
     name: 'flashcrowd_database_start_time_seconds',
     help: 'Start time of the primary PostgreSQL server this role writes to (Unix seconds; changes when it was restarted or replaced)',
     registers: [metrics.registry],
-    async collect () {
-      const r = await pool.query<{ timeline: number, started: number }>(
-        "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as timeline, extract(epoch from pg_postmaster_start_time())::float8 as started"
-      ).catch(() => undefined)
-      const row = r?.rows[0]
-      if (row === undefined) return
-      timeline.set(row.timeline)
-      this.set(row.started)
-    }
+    async collect () { const row = await read(); if (row !== undefined) this.set(row.started) }
   })
 }
 

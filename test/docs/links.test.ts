@@ -42,7 +42,7 @@ t.test('the README is an entry page of at most 150 lines', async (t) => {
   // One click from the README answers each of these.
   for (const [question, target] of [
     ['run it', 'docs/operating.md'],
-    ['test it', 'CONTRIBUTING.md'],
+    ['test it', 'CONTRIBUTING.md#tests'],
     ['deploy it on Kubernetes', 'docs/operating.md#kubernetes'],
     ['fail over the database', 'docs/operating.md#failing-over-the-database'],
     ['load-test before a campaign', 'docs/load-testing.md'],
