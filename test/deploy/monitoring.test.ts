@@ -76,6 +76,33 @@ t.test('every role is scraped with the credential, by every configuration', asyn
   t.equal(YAML.parse(readFileSync(path.join(DIR, 'grafana/datasources.yml'), 'utf8')).datasources[0].uid, 'prometheus', 'the data source the dashboard names')
 })
 
+const kubectl = spawnSync('kubectl', ['kustomize', path.join(ROOT, 'deploy/k8s')], { encoding: 'utf8' })
+t.test('Kubernetes: Prometheus and Grafana with these very files, the token from the Secret on both sides', { skip: kubectl.error ? 'kubectl is not installed' : false }, async (t) => {
+  t.equal(kubectl.status, 0, kubectl.stderr)
+  type Obj = { kind: string, metadata: { name: string }, data?: Record<string, string>, stringData?: Record<string, string>, spec?: any }
+  const objects = YAML.parseAllDocuments(kubectl.stdout).map((d) => d.toJS() as Obj).filter(Boolean)
+  const deployment = (name: string) => objects.find((o) => o.kind === 'Deployment' && o.metadata.name === name)!
+  const configMap = (name: string) => objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === name)!
+  const volumes = (d: Obj) => Object.fromEntries((d.spec.template.spec.volumes as Array<{ name: string, configMap?: { name: string }, secret?: { secretName: string, items: Array<{ key: string }> } }>).map((v) => [v.name, v]))
+  const prometheus = volumes(deployment('prometheus'))
+  const config = configMap(prometheus.config.configMap!.name).data!
+  t.equal(config['prometheus.yml'], readFileSync(path.join(DIR, 'prometheus-kubernetes.yml'), 'utf8'), 'the scrape configuration')
+  t.equal(config['rules.yml'], readFileSync(path.join(DIR, 'rules.yml'), 'utf8'), 'the rules')
+  const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name === 'flashcrowd-secrets')!.stringData!
+  t.equal(prometheus['metrics-token'].secret?.secretName, 'flashcrowd-secrets')
+  t.same(prometheus['metrics-token'].secret?.items.map((i) => i.key), ['METRICS_TOKEN'], 'the scraper\'s credential is the METRICS_TOKEN of the Secret')
+  t.ok(secret.METRICS_TOKEN && secret.GRAFANA_ADMIN_PASSWORD, 'the Secret has both')
+  for (const role of ['cache', 'frontend', 'backend', 'mailer']) {
+    const env = deployment(role).spec.template.spec.containers[0].env as Array<{ name: string, valueFrom?: { secretKeyRef?: { key: string } } }>
+    t.equal(env.find((e) => e.name === 'METRICS_TOKEN')?.valueFrom?.secretKeyRef?.key, 'METRICS_TOKEN', `${role}: METRICS_TOKEN from the same Secret`)
+    t.ok(objects.some((o) => o.kind === 'Service' && o.metadata.name === role && o.spec.clusterIP === 'None'), `${role}: a headless Service Prometheus resolves to its pods`)
+  }
+  const grafana = volumes(deployment('grafana'))
+  t.equal(configMap(grafana.dashboards.configMap!.name).data!['flashcrowd.json'], readFileSync(path.join(DIR, 'dashboard.json'), 'utf8'), 'the dashboard')
+  t.match(configMap(grafana.provisioning.configMap!.name).data!['datasources.yml'], /url: http:\/\/prometheus:9090/, 'Grafana reads the prometheus Service')
+  t.ok(objects.some((o) => o.kind === 'Service' && o.metadata.name === 'prometheus'))
+})
+
 t.test('the dashboard: a row per role, every panel with a query on the provisioned data source', async (t) => {
   const rows = dashboard.panels.filter((p) => p.type === 'row').map((p) => p.title)
   for (const role of ['Cache', 'Frontend', 'Backend', 'Mailer', 'Database']) t.ok(rows.includes(role), `a ${role} row`)
