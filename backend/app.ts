@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyBaseLogger, t
 import underPressure from '@fastify/under-pressure'
 import type { Redis } from 'ioredis'
 import { Errors, classifyError } from '../common/errors.js'
-import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metrics.js'
+import { createMetrics, metricsPlugin, registerPoolGauges, registerPrimaryGauges } from '../common/metrics.js'
 import { gracefulClose } from '../common/graceful-close.js'
 import type { DatabaseHandle } from '../common/db.js'
 import { DatabaseHealth, healthStatus } from '../common/database-health.js'
@@ -69,6 +69,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
 
   const metrics = createMetrics({ role: 'backend' })
   registerPoolGauges(metrics, 'database', database.pool)
+  registerPrimaryGauges(metrics, database.pool)
   const published = new Counter({ name: 'flashcrowd_outbox_published_total', help: 'Outbox rows published to the bus', registers: [metrics.registry] })
   const publishErrors = new Counter({ name: 'flashcrowd_outbox_publish_errors_total', help: 'Failed outbox publish attempts (retried)', registers: [metrics.registry] })
 
@@ -89,6 +90,12 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
     help: 'Committed invalidation events not yet published',
     registers: [metrics.registry],
     async collect () { this.set(await publisher.backlog().catch(() => -1)) }
+  })
+  new Gauge({
+    name: 'flashcrowd_outbox_oldest_unpublished_seconds',
+    help: 'Age of the oldest committed invalidation event not yet published (0 when none waits): commit → invalidation lag',
+    registers: [metrics.registry],
+    async collect () { this.set(await publisher.oldestUnpublishedSeconds().catch(() => -1)) }
   })
 
   // JSON only (everything else is 415, as documented: fastify's default
@@ -150,7 +157,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   }
 
   await app.register(gracefulClose)
-  await app.register(metricsPlugin, { metrics })
+  await app.register(metricsPlugin, { metrics, token: config.METRICS_TOKEN })
 
   // Per-address bucket and identical-content limit (limits.ts); routes name what makes two writes the same.
   await app.register(limitsPlugin, { config, redis: deps.redis, now })

@@ -161,6 +161,16 @@ export class OutboxPublisher {
     return Number(row.n)
   }
 
+  /**
+   * Seconds since the oldest unpublished event committed (0 when none waits):
+   * how far the caches' invalidations trail the commits they follow.
+   */
+  async oldestUnpublishedSeconds (): Promise<number> {
+    const { rows } = await this.#o.database.pool.query<{ age: number | null }>(
+      'select extract(epoch from now() - min(created_at))::float8 as age from outbox where published_at is null')
+    return Math.max(0, rows[0]?.age ?? 0)
+  }
+
   /** Stops polling and publishes what is left (bounded by `timeoutMs`). */
   async stop (timeoutMs = 5000): Promise<void> {
     this.#stopped = true

@@ -11,6 +11,7 @@
  */
 import http from 'node:http'
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
@@ -60,8 +61,9 @@ async function run (workers: number): Promise<boolean> {
   })
   await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve))
   const port = await new Promise<number>((resolve) => { const s = http.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as AddressInfo).port; s.close(() => resolve(p)) }) })
+  const SCRAPE_TOKEN = randomBytes(18).toString('base64url')
   const cache = spawn(process.execPath, ['--import', 'tsx', `${root}cache/server.ts`], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, CACHE_WORKERS: String(workers), CACHE_MAX_BYTES: String(8 * 1024 * 1024), LOG_LEVEL: 'warn', REDIS_URL: '' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`, CACHE_WORKERS: String(workers), CACHE_MAX_BYTES: String(8 * 1024 * 1024), LOG_LEVEL: 'warn', REDIS_URL: '', METRICS_TOKEN: SCRAPE_TOKEN },
     stdio: ['ignore', 'inherit', 'inherit']
   })
   const base = `http://127.0.0.1:${port}`
@@ -87,7 +89,7 @@ async function run (workers: number): Promise<boolean> {
     await new Promise((resolve) => setTimeout(resolve, 500))
     const after = footprint(cache.pid!)
     peak = { rss: Math.max(peak.rss, after.rss), pss: Math.max(peak.pss, after.pss) }
-    const metrics = await (await fetch(base + '/-/metrics')).text()
+    const metrics = await (await fetch(base + '/-/metrics', { headers: { authorization: `Bearer ${SCRAPE_TOKEN}` } })).text()
     const stored = Number(/flashcrowd_cache_bytes_stored\{[^}]*\} (\d+)/.exec(metrics)?.[1])
     const evictions = Number(/flashcrowd_cache_evictions_total\{[^}]*\} (\d+)/.exec(metrics)?.[1])
     const mb = (n: number) => (n / 1048576).toFixed(1)

@@ -22,6 +22,8 @@ export interface CacheCounters {
   /** New objects the store's admission test kept out (store.ts, admission.ts). */
   notAdmitted: number
   purges: { url: number, keys: number, ban: number, soft: number, gap: number }
+  /** 5xx answers visitors got (the cache's own 502/503/504 and upstream 5xx passed on), by status. */
+  serverErrors: Map<number, number>
   /** Objects received from sibling workers (share.ts), by what became of them. */
 }
 
@@ -33,8 +35,13 @@ export interface CacheMetrics {
   contentType: string
 }
 
+/** Off the hit path: only a 5xx answer pays for the map lookup. */
+export function countServerError (counters: CacheCounters, status: number): void {
+  counters.serverErrors.set(status, (counters.serverErrors.get(status) ?? 0) + 1)
+}
+
 export function createCacheMetrics (deps: { store: CacheStore, director: Director, coalescer: Coalescer, bodies?: BodyBudget, fetchBuffers?: BodyBudget, defaults?: boolean }): CacheMetrics {
-  const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, notAdmitted: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 } }
+  const counters: CacheCounters = { hits: 0, misses: 0, stale: 0, pass: 0, synth: 0, evictions: 0, stored: 0, notAdmitted: 0, purges: { url: 0, keys: 0, ban: 0, soft: 0, gap: 0 }, serverErrors: new Map() }
   const metrics = createMetrics({ role: 'cache', defaults: deps.defaults })
   const registers = [metrics.registry]
 
@@ -66,6 +73,16 @@ export function createCacheMetrics (deps: { store: CacheStore, director: Directo
     collect () {
       this.reset()
       for (const [kind, n] of Object.entries(counters.purges)) this.inc({ kind }, n)
+    }
+  })
+  new Counter({
+    name: 'flashcrowd_cache_server_errors_total',
+    help: '5xx answers sent to clients, by status: the cache\'s own (503 no healthy upstream, too many waiters or bodies; 502/504 upstream failures) and upstream 5xx passed on',
+    labelNames: ['code'] as const,
+    registers,
+    collect () {
+      this.reset()
+      for (const [code, n] of counters.serverErrors) this.inc({ code: String(code) }, n)
     }
   })
   new Counter({

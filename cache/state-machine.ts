@@ -44,6 +44,8 @@ import { readRequestBody } from './request-body.js'
 import { healthAnswer } from './health.js'
 import type { HeadWriter } from './deliver.js'
 import type { RequestView } from './policy.js'
+import { authorize } from './auth.js'
+import { countServerError } from './metrics.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -310,6 +312,10 @@ export const steps: Record<StepName, Step> = {
       return synth(ctx, h.status, h.body)
     }
     if (ctx.url === '/-/metrics') {
+      // The scraper's door only (METRICS_TOKEN): counters and upstream addresses are not for visitors.
+      const auth = authorize(ctx.req.headers.authorization, e.config.METRICS_TOKEN)
+      if (auth === 'missing') return synth(ctx, 401, 'credentials required: send Authorization: Bearer <token>\n', { 'www-authenticate': 'Bearer' })
+      if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
       return e.metrics.render().then((text) => {
         ctx.synthType = e.metrics.contentType
         return synth(ctx, 200, text)
@@ -457,6 +463,7 @@ export const steps: Record<StepName, Step> = {
     }
     const r = ctx.fetched
     if (r !== undefined && r.kind === 'answer') {
+      if (r.answer.status >= 500) countServerError(c, r.answer.status)
       deliverUpstream(req, res, r, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), e.config.CACHE_SEND_TIMEOUT_MS)
       return null
     }
@@ -465,6 +472,7 @@ export const steps: Record<StepName, Step> = {
 
   synth (ctx) {
     ctx.e.metrics.counters.synth++
+    if (ctx.synthStatus >= 500) countServerError(ctx.e.metrics.counters, ctx.synthStatus)
     deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
     return null
   }

@@ -46,6 +46,10 @@ export const CommonEnv = {
   ADMIN_TOKEN: Type.Optional(Type.String({
     minLength: 16,
     description: 'Bearer token for PURGE/BAN and the editor API (at least 16 characters). Unset: those endpoints refuse everything.'
+  })),
+  METRICS_TOKEN: Type.Optional(Type.String({
+    minLength: 16,
+    description: 'Bearer token the Prometheus scraper sends for GET /-/metrics (at least 16 characters; a credential of its own, so the scrape configuration cannot purge or publish). Unset: /-/metrics refuses everything.'
   }))
 }
 

@@ -12,8 +12,8 @@ import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { classifyError } from '../common/errors.js'
-import { createMetrics, metricsPlugin, registerPoolGauges, type Metrics } from '../common/metrics.js'
-import type { DatabaseHandle } from '../common/db.js'
+import { createMetrics, metricsPlugin, registerPoolGauges, registerReplicaLagGauge, type Metrics } from '../common/metrics.js'
+import { ping, type DatabaseHandle } from '../common/db.js'
 import type { Bus } from '../common/bus.js'
 import { BusPosition } from '../common/bus-position.js'
 import { SurrogateKeys } from '../common/surrogate-keys.js'
@@ -82,6 +82,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
   const now = deps.now ?? Date.now
   const metrics = deps.metrics ?? createMetrics({ role: 'frontend' })
   registerPoolGauges(metrics, 'read', deps.db.pool)
+  registerReplicaLagGauge(metrics, deps.db.pool)
   if (deps.primary) registerPoolGauges(metrics, 'primary', deps.primary.pool)
   const renders = new Histogram({ name: 'flashcrowd_frontend_render_seconds', help: 'Page render time (database and template)', labelNames: ['kind'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [metrics.registry] })
   const hits = new Counter({ name: 'flashcrowd_frontend_render_cache_hits_total', help: 'Render cache hits by level', labelNames: ['level'] as const, registers: [metrics.registry] })
@@ -158,7 +159,7 @@ export const frontendApp = fp(async function frontendApp (app: FastifyInstance, 
   app.decorate('settings', { allowedOrigins: list(deps.config.FRONTEND_PUBLIC_ORIGINS).map((o) => new URL(o).origin), now })
 
   await app.register(gracefulClose)
-  await app.register(metricsPlugin, { metrics })
+  await app.register(metricsPlugin, { metrics, token: deps.config.METRICS_TOKEN })
   await app.register(securityPlugin)
   await app.register(formBodyPlugin, { bodyLimit: FORM_BODY_LIMIT })
   await app.register(assetsPlugin, { assets: deps.assets })

@@ -62,6 +62,16 @@ export async function buildApp (deps: MailerDeps): Promise<FastifyInstance> {
       for (const status of ['queued', 'sending', 'failed']) this.set({ status }, Number(rows.find((r) => r.status === status)?.n ?? 0))
     }
   })
+  new Gauge({
+    name: 'flashcrowd_mail_oldest_queued_seconds',
+    help: 'Age of the oldest message not yet sent (queued or sending; 0 when none waits, -1 while the database does not answer): how far the mail trails its writes',
+    registers: [metrics.registry],
+    async collect () {
+      const r = await database.pool.query<{ age: number | null }>(
+        `select extract(epoch from now() - min(created_at))::float8 as age from mail_messages where status in ('queued', 'sending')`).catch(() => undefined)
+      this.set(r === undefined ? -1 : Math.max(0, r.rows[0]?.age ?? 0))
+    }
+  })
   const now = deps.now ?? Date.now
   const sender = new Sender({
     pool: database.pool,
@@ -114,7 +124,7 @@ export async function buildApp (deps: MailerDeps): Promise<FastifyInstance> {
   })
 
   await app.register(gracefulClose)
-  await app.register(metricsPlugin, { metrics })
+  await app.register(metricsPlugin, { metrics, token: config.METRICS_TOKEN })
 
   // Ready means "can take messages from the queue". An SMTP server that is
   // away is reported but keeps the mailer up: it retries, and restarting it would not help.

@@ -8,6 +8,7 @@ const MAILBOX = '^(?:[^\\u0000-\\u001F\\u007F<>]*<[^\\s@<>]+@[^\\s@<>]+\\.[^\\s@
 export const MailerEnv = Type.Object({
   HOST: CommonEnv.HOST,
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
+  METRICS_TOKEN: CommonEnv.METRICS_TOKEN,
   ...DatabaseEnv,
   PORT: Port('Port of the mailer\'s /-/health and /-/metrics.', 3002),
   SMTP_URL: Type.Optional(Type.String({

@@ -118,7 +118,7 @@ export async function buildApp (deps: PurgerDeps): Promise<FastifyInstance> {
   app.decorate('purgeQueue', queue)
 
   await app.register(gracefulClose)
-  await app.register(metricsPlugin, { metrics })
+  await app.register(metricsPlugin, { metrics, token: config.METRICS_TOKEN })
 
   // Ready means "can read the outbox". A CDN that is away is reported, not fatal: the queue keeps its purges.
   app.get('/-/health', { logLevel: 'warn' }, async (_request, reply) => {

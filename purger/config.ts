@@ -15,6 +15,7 @@ export const PurgerEnv = Type.Object({
   HOST: CommonEnv.HOST,
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
+  METRICS_TOKEN: CommonEnv.METRICS_TOKEN,
   ...DatabaseEnv,
   PORT: Port('Port of the purger\'s /-/health and /-/metrics.', 3003),
   CDN_PROVIDER: CdnIdentityEnv.CDN_PROVIDER,

@@ -27,7 +27,7 @@ import { Type } from '@sinclair/typebox'
 import { CommonEnv, DatabaseEnv, loadConfigOrExit } from '../common/config.js'
 import { prepareDatabase } from '../common/database-url.js'
 import { portsInUse } from '../common/free-port.js'
-import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, ROOT, shutdownLog, waitHealthy } from './supervisor.js'
+import { STOP_GRACE_MS, Supervisor, adminToken, metricsToken, createLogWriter, ROOT, shutdownLog, waitHealthy } from './supervisor.js'
 import { gracefulShutdown } from '../common/shutdown.js'
 import { haproxyConfig } from './haproxy-config.js'
 import { PidRecorder, isRecordedProcess, processStartedAt, readPidRecord, stopGroups, stopProcess, stopRecorded } from './pid-record.js'
@@ -37,11 +37,13 @@ import { clearDatabaseCluster, databasePortNames, databasePortsProblem, database
 import { CdnIdentityEnv, CdnPurgeEnv } from '../common/cdn.js'
 import { freePort } from '../common/free-port.js'
 import { cdnEnv } from './cdn-env.js'
+import { prometheusSkipped, startPrometheus } from './cluster-prometheus.js'
 
 const ClusterEnv = Type.Object({
   LOG_LEVEL: CommonEnv.LOG_LEVEL,
   FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
+  METRICS_TOKEN: CommonEnv.METRICS_TOKEN,
   DATABASE_URL: Type.String({ pattern: '^postgres(ql)?://', default: 'postgres://postgres@127.0.0.1:5432/flashcrowd', description: 'Primary PostgreSQL (created if missing).' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379', description: 'Redis for the bus, rate limits and the shared render cache.' }),
   REDIS_PREFIX: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9:_.-]{1,64}$', description: 'Namespace of the cluster\'s Redis keys (default: flashcrowd:<database name>, so clusters on different databases never share pages or events).' })),
@@ -54,7 +56,7 @@ const ClusterEnv = Type.Object({
   ...CdnPurgeEnv
 })
 
-interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], purger?: number, replica: number, haproxyStats: number, database?: DatabasePorts }
+interface Ports { front: number, caches: number[], frontends: number[], backends: number[], mailers?: number[], purger?: number, replica: number, haproxyStats: number, prometheus?: number, database?: DatabasePorts }
 
 const config = loadConfigOrExit(ClusterEnv, 'cluster')
 const ports = JSON.parse(await readFile(path.resolve(ROOT, config.CLUSTER_CONFIG), 'utf8')) as Ports
@@ -72,6 +74,7 @@ const log = await createLogWriter(Boolean(process.stdout.isTTY))
 const say = (msg: string) => log('cluster', msg, 'out')
 const started = Date.now()
 const haproxy = spawnSync('haproxy', ['-v'], { encoding: 'utf8' }).status === 0
+const noPrometheus = prometheusSkipped(ports)
 const pidFile = path.join(stateDir, 'pids.json')
 const replicaDir = path.join(stateDir, 'replica')
 const recorder = new PidRecorder(pidFile)
@@ -144,6 +147,7 @@ const planned: Array<[string, number]> = [
   ...ports.frontends.map((p, i): [string, number] => [`frontend${i + 1}`, p]),
   ...ports.backends.map((p, i): [string, number] => [`backend${i + 1}`, p]),
   ...(haproxy ? [['HAProxy stats', ports.haproxyStats] as [string, number]] : []),
+  ...(noPrometheus === undefined ? [['Prometheus', ports.prometheus!] as [string, number]] : []),
   ...(config.CLUSTER_REPLICA === 'auto' && !config.DATABASE_READ_URL && !database ? [['replica', ports.replica] as [string, number]] : []),
   ...(database ? databasePortNames(database) : [])
 ]
@@ -219,7 +223,8 @@ try {
   await ensureDatabase(primaryUrl)
   await prepareDatabase(primaryUrl, say)
   const token = await adminToken(config.ADMIN_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
-  const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, HOST: '127.0.0.1' }
+  const scrapeToken = await metricsToken(config.METRICS_TOKEN, path.resolve(ROOT, config.FLASHCROWD_STATE_DIR))
+  const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL, REDIS_PREFIX: redisPrefix, ADMIN_TOKEN: token, METRICS_TOKEN: scrapeToken, HOST: '127.0.0.1' }
   let readUrl = primaryUrl
   const replica = database ? 'the database section has its own' : config.DATABASE_READ_URL ? 'DATABASE_READ_URL names one' : await prepareReplica(config.DATABASE_URL)
   if (database) {
@@ -261,7 +266,7 @@ try {
   await Promise.all((ports.mailers ?? []).map((p, i) => supervisor.start({
     name: `mailer${i + 1}`, script: 'mailer/server.ts', healthUrl: `http://127.0.0.1:${p}/-/health`,
     env: {
-      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(p), DATABASE_URL: primaryUrl,
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(p), DATABASE_URL: primaryUrl, METRICS_TOKEN: scrapeToken,
       FLASHCROWD_STATE_DIR: stateDir, MAILER_SITE_URL: `http://127.0.0.1:${ports.front}`,
       ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
     }
@@ -272,7 +277,7 @@ try {
     const purgerPort = ports.purger ?? await freePort()
     await supervisor.start({
       name: 'purger', script: 'purger/server.ts', healthUrl: `http://127.0.0.1:${purgerPort}/-/health`,
-      env: { LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(purgerPort), DATABASE_URL: primaryUrl, ADMIN_TOKEN: token, FLASHCROWD_STATE_DIR: stateDir, ...cdn.purger }
+      env: { LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(purgerPort), DATABASE_URL: primaryUrl, ADMIN_TOKEN: token, METRICS_TOKEN: scrapeToken, FLASHCROWD_STATE_DIR: stateDir, ...cdn.purger }
     })
   }
   if (cdn.summary) say(`CDN: ${cdn.summary}`)
@@ -302,6 +307,9 @@ try {
     say('HAProxy is not installed (apt-get install haproxy): a TCP balancer is in front instead')
   }
   if (!await waitHealthy(`http://127.0.0.1:${ports.front}/-/health`, 30_000)) throw new Error('the front door did not answer')
+  // Watching it live (deploy/monitoring): the roles' metrics and the campaign's alerts.
+  if (noPrometheus === undefined) say(`Prometheus on ${await startPrometheus({ supervisor, ports: { ...ports, prometheus: ports.prometheus! }, stateDir, root: ROOT, token: scrapeToken })} (rules: deploy/monitoring/rules.yml)`)
+  else say(`${noPrometheus}: no scraper runs; the roles' /-/metrics take Authorization: Bearer <METRICS_TOKEN>`)
 } catch (err) {
   log('cluster', `start-up failed: ${(err as Error).message}`, 'err')
   await stop()

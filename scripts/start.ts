@@ -12,7 +12,7 @@ import { CommonEnv, DatabaseEnv, Port, loadConfigOrExit } from '../common/config
 import { MemoryBus, RedisStreamBus, type Bus } from '../common/bus.js'
 import { ownEmbeddedDatabase, findEmbeddedOwner, type EmbeddedDatabase } from '../common/embedded-db.js'
 import { prepareDatabase } from '../common/database-url.js'
-import { STOP_GRACE_MS, Supervisor, adminToken, createLogWriter, shutdownLog } from './supervisor.js'
+import { STOP_GRACE_MS, Supervisor, adminToken, metricsToken, createLogWriter, shutdownLog } from './supervisor.js'
 import { gracefulShutdown } from '../common/shutdown.js'
 import { freePort, portsInUse } from '../common/free-port.js'
 import { MailerEnv } from '../mailer/config.js'
@@ -25,6 +25,7 @@ export const StartEnv = Type.Object({
   REDIS_URL: CommonEnv.REDIS_URL,
   REDIS_PREFIX: CommonEnv.REDIS_PREFIX,
   ADMIN_TOKEN: CommonEnv.ADMIN_TOKEN,
+  METRICS_TOKEN: CommonEnv.METRICS_TOKEN,
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
   FLASHCROWD_STATE_DIR: DatabaseEnv.FLASHCROWD_STATE_DIR,
   PORT: Port('Public port of the tier (the cache layer).', 8080),
@@ -68,10 +69,11 @@ try {
 const bus: Bus = config.REDIS_URL ? new RedisStreamBus({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX }) : new MemoryBus()
 const supervisor = new Supervisor({ log, bus: config.REDIS_URL ? undefined : bus })
 const token = await adminToken(config.ADMIN_TOKEN, config.FLASHCROWD_STATE_DIR)
+const scrapeToken = await metricsToken(config.METRICS_TOKEN, config.FLASHCROWD_STATE_DIR)
 const [backendPort, frontendPort, mailerPort, purgerPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
 // A CDN in front (docs/cdn.md): what each role needs of it, and whether a purger runs.
 const cdn = cdnEnv(config)
-const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, HOST: '127.0.0.1' }
+const common = { LOG_LEVEL: config.LOG_LEVEL, REDIS_URL: config.REDIS_URL ?? '', ADMIN_TOKEN: token, METRICS_TOKEN: scrapeToken, HOST: '127.0.0.1' }
 const backendUrl = `http://127.0.0.1:${backendPort}`
 const frontendUrl = `http://127.0.0.1:${frontendPort}`
 const publicUrl = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`
@@ -102,7 +104,7 @@ try {
     name: 'mailer',
     script: 'mailer/server.ts',
     env: {
-      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(mailerPort), DATABASE_URL: databaseUrl,
+      LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(mailerPort), DATABASE_URL: databaseUrl, METRICS_TOKEN: scrapeToken,
       FLASHCROWD_STATE_DIR: config.FLASHCROWD_STATE_DIR, MAILER_SITE_URL: publicUrl,
       ...(config.SMTP_URL ? { SMTP_URL: config.SMTP_URL } : {})
     },
@@ -141,6 +143,6 @@ say(config.SMTP_URL
   ? `  e-mail: sent through ${new URL(config.SMTP_URL).host} by the mailer (metrics on http://127.0.0.1:${mailerPort}/-/metrics)`
   : `  e-mail: no SMTP_URL, so messages are kept as .eml files in ${path.resolve(config.FLASHCROWD_STATE_DIR, 'mail')} (open them with any mail program)`)
 if (cdn.summary) say(`  CDN: ${cdn.summary}${cdn.purger ? ` (purger metrics on http://127.0.0.1:${purgerPort}/-/metrics)` : ''}`)
-say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`} · Ctrl-C stops everything`)
+say(`  frontend ${frontendUrl} · backend ${backendUrl} · admin token in ${config.ADMIN_TOKEN ? 'ADMIN_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/admin-token`}, metrics token in ${config.METRICS_TOKEN ? 'METRICS_TOKEN' : `${config.FLASHCROWD_STATE_DIR}/metrics-token`} · Ctrl-C stops everything`)
 // Machine-readable line for scripts and tests.
 console.log(`FLASHCROWD_URL=${publicUrl}`)

@@ -241,16 +241,22 @@ export async function waitHealthy (url: string, timeoutMs: number, givenUp: () =
 }
 
 /**
- * The token for the editor API and PURGE/BAN: ADMIN_TOKEN when set, else one
- * generated once and kept in the state folder, so scripts keep working across
- * restarts.
+ * A credential the tier needs (ADMIN_TOKEN, METRICS_TOKEN): the configured
+ * value when set, else one generated once and kept in the state folder
+ * (readable by its owner only), so scripts keep working across restarts.
  */
-export async function adminToken (configured: string | undefined, stateDir: string): Promise<string> {
+async function stateToken (file: 'admin-token' | 'metrics-token', configured: string | undefined, stateDir: string): Promise<string> {
   if (configured) return configured
-  const file = path.join(stateDir, 'admin-token')
-  try { return (await readFile(file, 'utf8')).trim() } catch { /* first run */ }
+  const where = path.join(stateDir, file)
+  try { return (await readFile(where, 'utf8')).trim() } catch { /* first run */ }
   const token = randomBytes(24).toString('base64url')
   await mkdir(stateDir, { recursive: true })
-  await writeFile(file, `${token}\n`, { mode: 0o600 })
+  await writeFile(where, `${token}\n`, { mode: 0o600 })
   return token
 }
+
+/** The token for the editor API and PURGE/BAN (ADMIN_TOKEN, or `<state>/admin-token`). */
+export const adminToken = (configured: string | undefined, stateDir: string) => stateToken('admin-token', configured, stateDir)
+
+/** The scraper's token for GET /-/metrics (METRICS_TOKEN, or `<state>/metrics-token`). */
+export const metricsToken = (configured: string | undefined, stateDir: string) => stateToken('metrics-token', configured, stateDir)

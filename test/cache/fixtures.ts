@@ -10,6 +10,7 @@ import { Agent, request } from 'undici'
 import { MemoryBus, type Bus } from '../../common/bus.js'
 import { buildApp, type CacheApp } from '../../cache/app.js'
 import { loadCacheConfig } from '../../cache/config.js'
+import { METRICS_TOKEN } from '../helpers/metrics.js'
 import type { Timers } from '../../cache/coalesce.js'
 import type { Logger } from '../../cache/engine.js'
 
@@ -79,6 +80,7 @@ export async function startCache (upstreams: string | string[], env: Record<stri
   const config = loadCacheConfig({
     UPSTREAMS: Array.isArray(upstreams) ? upstreams.join(',') : upstreams,
     ADMIN_TOKEN: TOKEN,
+    METRICS_TOKEN,
     CACHE_PROBE_INTERVAL_MS: '0',
     LOG_LEVEL: 'silent',
     ...env

@@ -13,6 +13,7 @@ import { startOrigin, TOKEN } from './fixtures.js'
 import { freePort } from '../../common/free-port.js'
 import { spawnScript, type Spawned } from '../helpers/spawn.js'
 import { waitHealthy } from '../../scripts/supervisor.js'
+import { METRICS_TOKEN, scraper } from '../helpers/metrics.js'
 
 interface Got { status: number, xcache: string | undefined, body: string }
 
@@ -33,7 +34,7 @@ function getNew (url: string, method = 'GET', headers: Record<string, string> = 
 
 async function startNode (t: Tap, upstream: string, workers: number, env: Record<string, string> = {}): Promise<{ base: string, run: Spawned }> {
   const port = await freePort()
-  const run = spawnScript('cache/server.ts', { CACHE_WORKERS: String(workers), PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: upstream, LOG_LEVEL: 'info', ADMIN_TOKEN: TOKEN, CACHE_PROBE_INTERVAL_MS: '0', ...env })
+  const run = spawnScript('cache/server.ts', { CACHE_WORKERS: String(workers), PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: upstream, LOG_LEVEL: 'info', ADMIN_TOKEN: TOKEN, METRICS_TOKEN, CACHE_PROBE_INTERVAL_MS: '0', ...env })
   t.teardown(async () => {
     if (run.child.exitCode === null && run.child.pid !== undefined) {
       process.kill(run.child.pid, 'SIGTERM')
@@ -111,7 +112,7 @@ t.test('four workers: exact coalescing and a node-wide byte budget', { timeout: 
   for (let i = 0; i < 200; i += 20) await Promise.all(Array.from({ length: 20 }, (_, j) => getNew(`${base}/p${i + j}`)))
   let bytes = 0
   for (let i = 0; i < 8; i++) {
-    const m = await getNew(base + '/-/metrics')
+    const m = await getNew(base + '/-/metrics', 'GET', scraper)
     const v = /^flashcrowd_cache_bytes_stored(?:\{[^}]*\})? (\d+)/m.exec(m.body)
     if (v) bytes = Math.max(bytes, Number(v[1]))
   }

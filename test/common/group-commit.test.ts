@@ -9,6 +9,7 @@ import { GroupCommit } from '../../common/group-commit.js'
 import { eachDatabase } from '../helpers/database.js'
 import { startBackend, eventually } from '../helpers/backend.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'
+import { scraper } from '../helpers/metrics.js'
 
 /** A `run` that records its batches and fails the whole batch when it holds a `bad` item. */
 function recorder (fail: (items: string[]) => unknown = (items) => items.includes('bad') ? Object.assign(new Error('check violation'), { code: '23514' }) : undefined) {
@@ -112,7 +113,7 @@ eachDatabase(t, 'group commit through the API', async (t, database) => {
   const article = await db.selectFrom('news').select(['id', 'slug']).orderBy('id').executeTakeFirstOrThrow()
   const rows = async (author: string) => (await db.selectFrom('comments').select('id').where('author', '=', author).execute()).length
   const outboxRows = async () => Number((await db.selectFrom('outbox').select(db.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n)
-  const metric = async (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(await (await fetch(`${be.url}/-/metrics`)).text())?.[1] ?? NaN)
+  const metric = async (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(await (await fetch(`${be.url}/-/metrics`, { headers: scraper })).text())?.[1] ?? NaN)
   type Answer = Awaited<ReturnType<typeof be.post>>
   /** Sends `writes` while a first write holds the only slot; returns their answers once both batches committed. */
   async function together (writes: () => Array<Promise<Answer>>): Promise<Answer[]> {

@@ -20,7 +20,7 @@ const schemas: Record<string, TObject> = { ...ROLE_SCHEMAS, migrate: Type.Object
 
 /** `${VAR:-default}` → default; `${VAR:?msg}` → a sample value a user would give. */
 function interpolate (value: string): string {
-  return value.replace(/\$\{(\w+)(:-([^}]*)|:\?[^}]*)?\}/g, (_m, name: string, _rest, def?: string) => def ?? (name === 'ADMIN_TOKEN' ? 'a-sample-admin-token-for-tests' : 'sample'))
+  return value.replace(/\$\{(\w+)(:-([^}]*)|:\?[^}]*)?\}/g, (_m, name: string, _rest, def?: string) => def ?? (name.endsWith('_TOKEN') ? `a-sample-${name.toLowerCase()}-for-tests` : 'sample'))
 }
 
 t.test('the production topology is all there', async (t) => {

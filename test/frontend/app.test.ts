@@ -7,6 +7,7 @@ import t from 'tap'
 import { createTestDatabase, eachDatabase, openDatabase } from '../helpers/database.js'
 import { startFrontend } from './helpers.js'
 import { readCounter, PARTICIPANTS } from '../../common/counters.js'
+import { scraper } from '../helpers/metrics.js'
 
 const PAGE_CC = 'public, max-age=0, s-maxage=300, stale-while-revalidate=60, stale-if-error=86400'
 
@@ -185,10 +186,11 @@ t.test('security headers, assets, health and metrics', async (t) => {
   const health = await app.inject({ url: '/-/health' })
   t.equal(health.statusCode, 200)
   t.equal(health.json().status, 'ok')
-  const metrics = await app.inject({ url: '/-/metrics' })
+  const metrics = await app.inject({ url: '/-/metrics', headers: scraper })
   t.equal(metrics.statusCode, 200)
   t.match(metrics.body, /flashcrowd_frontend_render_seconds_bucket/)
   t.match(metrics.body, /flashcrowd_http_requests_total\{[^}]*route="\/"/)
+  t.match(metrics.body, /^flashcrowd_database_replica_lag_seconds\{role="frontend"\} 0$/m, 'issue 25: a read pool on the primary trails nothing')
 })
 
 t.test('health is 503 when the read pool does not answer', async (t) => {

@@ -8,6 +8,7 @@ import { createDatabase, type DatabaseHandle } from '../../common/db.js'
 import { MemoryBus, type Bus } from '../../common/bus.js'
 import { loadFrontendConfig, primaryReadUrl } from '../../frontend/config.js'
 import { buildApp } from '../../frontend/app.js'
+import { METRICS_TOKEN } from '../helpers/metrics.js'
 import { buildAssets, type BuiltAssets } from '../../frontend/assets.js'
 import { createBackendClient, type BackendClient } from '../../frontend/backend-client.js'
 import type { ReplayProbe } from '../../frontend/read-your-writes.js'
@@ -41,6 +42,7 @@ export interface StartedFrontend {
 export async function startFrontend (t: Test, databaseUrl: string, options: FrontendOptions = {}): Promise<StartedFrontend> {
   const config = loadFrontendConfig({
     LOG_LEVEL: 'silent',
+    METRICS_TOKEN,
     // The primary (for read-your-writes beyond the replica's lag); unused when the read pool is the primary.
     DATABASE_URL: databaseUrl,
     DATABASE_READ_URL: options.readUrl ?? databaseUrl,

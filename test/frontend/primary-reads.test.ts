@@ -14,6 +14,7 @@ import { PrimaryReads } from '../../frontend/primary-reads.js'
 import { parseLsn } from '../../frontend/read-your-writes.js'
 import { createTestDatabase, databaseKinds, openDatabase } from '../helpers/database.js'
 import { formPost, startBackend, startFrontend } from './helpers.js'
+import { scraper } from '../helpers/metrics.js'
 
 /** A handle that never connects: the gate tests run no query. */
 function idleHandle (t: Tap.Test) {
@@ -112,7 +113,7 @@ for (const kind of databaseKinds()) {
     t.equal(madeUp.headers['x-read-your-writes'], 'timeout')
     t.notOk(madeUp.body.includes('Only the primary has this'))
 
-    const metrics = (await app.inject({ url: '/-/metrics' })).body
+    const metrics = (await app.inject({ url: '/-/metrics', headers: scraper })).body
     t.match(metrics, /flashcrowd_frontend_author_views_total\{[^}]*view="primary"[^}]*\} 1/)
     await t.rejects(sql`insert into comments (news_id, author, body) select id, 'x', 'y' from news limit 1`.execute(fe.primary!.db), /read-only/, 'the primary pool cannot write')
   })

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify
 import { buildApp } from '../../backend/app.js'
 import { loadBackendConfig } from '../../backend/config.js'
 import { createDatabase, type DatabaseHandle } from '../../common/db.js'
+import { METRICS_TOKEN } from './metrics.js'
 import { MemoryBus, type Bus, type BusMessage } from '../../common/bus.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789'
@@ -18,7 +19,7 @@ export interface RunningBackend {
 }
 
 export async function startBackend (t: Test, databaseUrl: string, env: Record<string, string> = {}, options: { bus?: Bus, now?: () => number, logger?: FastifyBaseLogger, onRequest?: (req: FastifyRequest) => void } = {}): Promise<RunningBackend> {
-  const config = loadBackendConfig({ ADMIN_TOKEN, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0', BACKEND_OUTBOX_POLL_MS: '50', LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: '5000', ...env })
+  const config = loadBackendConfig({ ADMIN_TOKEN, METRICS_TOKEN, BACKEND_RATE_LIMIT_MAX: '0', BACKEND_RATE_LIMIT_SAME_MAX: '0', BACKEND_OUTBOX_POLL_MS: '50', LOG_LEVEL: 'silent', DATABASE_CONNECT_TIMEOUT_MS: '5000', ...env })
   const database = createDatabase({ url: databaseUrl, max: config.DATABASE_POOL_MAX, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS })
   const bus = options.bus ?? new MemoryBus()
   const messages: BusMessage[] = []

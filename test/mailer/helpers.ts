@@ -10,6 +10,7 @@ import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../mailer/app.js'
 import { loadMailerConfig } from '../../mailer/config.js'
+import { METRICS_TOKEN } from '../helpers/metrics.js'
 import { smtpTransport, type MailTransport } from '../../mailer/transport.js'
 import { createDatabase, type DatabaseHandle } from '../../common/db.js'
 
@@ -127,6 +128,7 @@ export interface TestMailer {
 export async function startMailer (t: Test, databaseUrl: string, smtpUrl: string, env: Record<string, string> = {}, options: { now?: () => number, sleep?: (ms: number) => Promise<void>, random?: () => number, autoStart?: boolean } = {}): Promise<TestMailer> {
   const config = loadMailerConfig({
     LOG_LEVEL: 'silent',
+    METRICS_TOKEN,
     MAILER_RATE_PER_SECOND: '0',
     MAILER_RATE_PER_DAY: '0',
     MAILER_SITE_URL: 'https://hoc.example',

@@ -8,6 +8,7 @@ import { simpleParser } from 'mailparser'
 import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'
 import { headerOf, queueEvents, startMailer, startSmtp, statuses, testClock, until } from './helpers.js'
+import { scraper } from '../helpers/metrics.js'
 
 // Every case runs on the embedded database and, when DATABASE_URL is set, on the real one too.
 t.setTimeout(300_000)
@@ -58,6 +59,11 @@ eachDatabase(t, 'mailer sender', async (t, database) => {
     let row = (await handle.pool.query('select status, attempts, next_attempt_at, last_error from mail_messages')).rows[0]
     t.equal(row.status, 'queued', 'back in the queue')
     t.equal(row.next_attempt_at.getTime(), clock.now + 60_000, 'first wait: the base')
+    // issue 25: the oldest message still waiting, as the scraper sees it (queued 90 s ago).
+    await handle.pool.query("update mail_messages set created_at = now() - interval '90 seconds'")
+    const oldest = async () => Number(/^flashcrowd_mail_oldest_queued_seconds\{[^}]*\} (\S+)$/m.exec((await mailer.app.inject({ url: '/-/metrics', headers: scraper })).body)?.[1])
+    const waited = await oldest()
+    t.ok(waited >= 90 && waited < 150, `the oldest queued message's age (${waited} s)`)
     t.match(row.last_error, /^451 .*Try again later/)
     t.equal((await mailer.app.sender.runOnce()).claimed, 0, 'not tried again before its time')
 
@@ -73,9 +79,10 @@ eachDatabase(t, 'mailer sender', async (t, database) => {
     t.same([...smtp.byMessageId()], [[id, 1]], 'one message accepted')
     row = (await handle.pool.query('select status, attempts, last_error from mail_messages')).rows[0]
     t.match(row, { status: 'sent', attempts: 3, last_error: null })
-    const metrics = await mailer.app.inject('/-/metrics')
+    const metrics = await mailer.app.inject({ url: '/-/metrics', headers: scraper })
     t.match(metrics.body, /flashcrowd_mail_retries_total\{kind="event-confirmation",role="mailer"\} 2/)
     t.match(metrics.body, /flashcrowd_mail_sent_total\{kind="event-confirmation",role="mailer"\} 1/)
+    t.equal(await oldest(), 0, 'nothing waits once it is sent')
   })
 
   await t.test('the back-off is capped and jittered', async (t) => {
@@ -104,7 +111,7 @@ eachDatabase(t, 'mailer sender', async (t, database) => {
     t.match(rows[1], { message_id: good, status: 'sent' })
     clock.advance(86_400_000)
     t.equal((await mailer.app.sender.runOnce()).claimed, 0, 'a failed message is not tried again')
-    const metrics = await mailer.app.inject('/-/metrics')
+    const metrics = await mailer.app.inject({ url: '/-/metrics', headers: scraper })
     t.match(metrics.body, /flashcrowd_mail_failed_total\{kind="event-confirmation",role="mailer"\} 1/)
     t.match(metrics.body, /flashcrowd_mail_queue\{status="failed",role="mailer"\} 1/)
   })
@@ -234,7 +241,7 @@ eachDatabase(t, 'mailer sender', async (t, database) => {
     t.same([...counts.keys()].sort(), [...ids].sort())
     t.ok([...counts.values()].every((n) => n === 1), 'none twice')
     t.equal(smtp.accepted.length, 200)
-    const sentBy = async (app: typeof a.app) => Number(/flashcrowd_mail_sent_total\{[^}]*\} (\d+)/.exec((await app.inject('/-/metrics')).body)?.[1] ?? 0)
+    const sentBy = async (app: typeof a.app) => Number(/flashcrowd_mail_sent_total\{[^}]*\} (\d+)/.exec((await app.inject({ url: '/-/metrics', headers: scraper })).body)?.[1] ?? 0)
     const [na, nb] = [await sentBy(a.app), await sentBy(b.app)]
     t.equal(na + nb, 200, `shared between the mailers (${na} + ${nb})`)
   })

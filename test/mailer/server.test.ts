@@ -8,6 +8,7 @@ import { simpleParser } from 'mailparser'
 import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { spawnScript, waitForLine } from '../helpers/spawn.js'
 import { headerOf, queueEvents, startMailer, startSmtp, statuses, testClock, until } from './helpers.js'
+import { scraper } from '../helpers/metrics.js'
 
 // Every case runs on the embedded database and, when DATABASE_URL is set, on the real one too.
 t.setTimeout(300_000)
@@ -66,7 +67,7 @@ eachDatabase(t, 'mailer process', async (t, database) => {
     t.equal(pa.subject, pb.subject)
     t.equal(pa.text, pb.text, 'and the same text')
     t.equal(pa.html, pb.html, 'and the same HTML')
-    const metrics = await second.app.inject('/-/metrics')
+    const metrics = await second.app.inject({ url: '/-/metrics', headers: scraper })
     t.match(metrics.body, /flashcrowd_mail_reclaimed_total\{role="mailer"\} 5/, 'the resends after an expired lease are counted')
   })
 

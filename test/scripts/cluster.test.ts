@@ -15,6 +15,7 @@ import { spawnScript, waitForLine, portRefused } from '../helpers/spawn.js'
 import { processStartedAt } from '../../scripts/pid-record.js'
 import { freePorts } from '../../common/free-port.js'
 import { createTestDatabase } from '../helpers/database.js'
+import { prometheusSkipped } from '../../scripts/cluster-prometheus.js'
 
 
 const skip = !process.env.DATABASE_URL || !process.env.REDIS_URL ? 'the cluster needs DATABASE_URL and REDIS_URL' : false
@@ -25,9 +26,9 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   const dir = await mkdtemp(path.join(tmpdir(), 'fc-cluster-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   // Three cache nodes, more than the default cluster.json: the stop must reach every one.
-  const [front, c1, c2, c3, f1, f2, f3, b1, b2, replica, stats] = await freePorts(11)
+  const [front, c1, c2, c3, f1, f2, f3, b1, b2, replica, stats, prom] = await freePorts(12)
   const configFile = path.join(dir, 'cluster.json')
-  await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2, c3], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats }))
+  await writeFile(configFile, JSON.stringify({ front, caches: [c1, c2, c3], frontends: [f1, f2, f3], backends: [b1, b2], replica, haproxyStats: stats, prometheus: prom }))
   const run = spawnScript('scripts/cluster.ts', {
     CLUSTER_CONFIG: configFile, FLASHCROWD_STATE_DIR: dir, DATABASE_URL: database.url, REDIS_URL: process.env.REDIS_URL,
     LOG_LEVEL: 'warn', CLUSTER_REPLICA: 'off', ADMIN_TOKEN: 'cluster-test-admin-token',
@@ -110,15 +111,34 @@ t.test('kill a frontend and a backend mid-traffic', { skip, timeout: 240_000 }, 
   }
   t.ok(restarted, 'frontend1 and backend1 were restarted')
 
+  // Issue 25: a visitor gets no metrics through the front door; Prometheus (when installed) scrapes every role with the cluster's token.
+  const visitor = await fetch(`${base}/-/metrics`)
+  t.equal(visitor.status, 401, 'a visitor\'s GET /-/metrics through the front door is refused')
+  t.notMatch(await visitor.text(), /flashcrowd_/)
+  const noPrometheus = prometheusSkipped({ caches: [], frontends: [], backends: [], prometheus: prom })
+  if (noPrometheus) t.comment(`${noPrometheus}: its scrape is not checked`)
+  else {
+    let health: string[] = []
+    for (let i = 0; i < 150; i++) {
+      const targets = await fetch(`http://127.0.0.1:${prom}/api/v1/targets`).then((r) => r.json() as Promise<{ data: { activeTargets: Array<{ health: string, labels: { job: string } }> } }>).catch(() => undefined)
+      health = (targets?.data.activeTargets ?? []).map((x) => `${x.labels.job} ${x.health}`)
+      if (health.length === 8 && health.every((h) => h.endsWith(' up'))) break
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    t.same(health.filter((h) => !h.endsWith(' up')), [], `Prometheus scrapes the 8 roles with the metrics token: ${health.join(', ')}`)
+    t.equal(health.length, 8)
+  }
+
   const last = JSON.parse(await readFile(pidFile, 'utf8')) as Record<string, number>
   t.ok(last.cache3, 'the third cache node is recorded')
+  if (!noPrometheus) t.ok(last.prometheus, 'Prometheus is recorded')
   run.child.kill('SIGTERM')
   t.equal(await run.exited, 0)
   stopped = true
   const running = Object.entries(last).filter(([, pid]) => processStartedAt(pid) !== undefined).map(([name]) => name)
   t.same(running, [], 'every recorded process stopped')
   t.notOk(existsSync(pidFile), 'the record is removed')
-  for (const port of [front, c1, c2, c3, f1, f2, f3, b1, b2]) t.ok(await portRefused(port), `port ${port} released`)
+  for (const port of [front, c1, c2, c3, f1, f2, f3, b1, b2, prom]) t.ok(await portRefused(port), `port ${port} released`)
 })
 
 t.test('a cluster whose ports are taken exits non-zero before starting anything, naming them', async (t) => {
