@@ -33,7 +33,6 @@ export class Recorder {
   readonly #startAt: number
   readonly #now: () => number
   #stage = 0
-  #expectedIntervalUs = 0
   #cur: Second | null = null
   readonly #done: Second[] = []
   /** seconds below this were reported */
@@ -49,38 +48,61 @@ export class Recorder {
     this.#now = now
   }
 
-  /** What runs now: its samples go to this stage, and open-model latencies are corrected for this gap between sends. */
-  setStep (stageIndex: number, expectedIntervalUs: number): void {
+  /**
+   * Closed model: what runs now; samples recorded without a stage go to it.
+   * (The open model names each sample's stage: an answer belongs to the
+   * step its request was meant for, even when it arrives in the next.)
+   */
+  setStep (stageIndex: number): void {
     this.#stage = stageIndex
-    this.#expectedIntervalUs = expectedIntervalUs
   }
 
-  #cell (meta: RequestMeta): Group {
+  #cell (meta: RequestMeta, stage: number): Group {
+    if (stage < 0) stage = this.#stage
     const t = Math.max(0, Math.floor((this.#now() - this.#startAt) / 1000))
     // most responses land in the cell of the one before (same second, stage and page)
-    if (t === this.#lastT && meta === this.#lastMeta && this.#stage === this.#lastStage && this.#lastCell !== null) return this.#lastCell
+    if (t === this.#lastT && meta === this.#lastMeta && stage === this.#lastStage && this.#lastCell !== null) return this.#lastCell
     let s = this.#cur
     if (s === null || s.t !== t) {
       if (s !== null) this.#done.push(s)
       s = this.#cur = { t, stages: new Map() }
     }
-    let byMeta = s.stages.get(this.#stage)
-    if (byMeta === undefined) s.stages.set(this.#stage, (byMeta = new Map()))
+    let byMeta = s.stages.get(stage)
+    if (byMeta === undefined) s.stages.set(stage, (byMeta = new Map()))
     let g = byMeta.get(meta)
     if (g === undefined) byMeta.set(meta, (g = new Group('cell')))
     this.#lastT = t
     this.#lastMeta = meta
-    this.#lastStage = this.#stage
+    this.#lastStage = stage
     this.#lastCell = g
     return g
   }
 
-  response (meta: RequestMeta, status: number, bytes: number, latencyMs: number, cache: CacheState | null, collapsed: boolean): void {
-    this.#cell(meta).record(meta, status, bytes, latencyMs * 1000, cache, collapsed, this.#expectedIntervalUs)
+  /** An answer; `stage` -1 is the current step's (closed model). */
+  response (meta: RequestMeta, status: number, bytes: number, latencyMs: number, cache: CacheState | null, collapsed: boolean, stage = -1): void {
+    this.#cell(meta, stage).record(meta, status, bytes, latencyMs * 1000, cache, collapsed)
   }
 
-  transportError (meta: RequestMeta, timeout: boolean): void {
-    this.#cell(meta).recordTransportError(timeout)
+  transportError (meta: RequestMeta, timeout: boolean, stage = -1): void {
+    this.#cell(meta, stage).recordTransportError(timeout)
+  }
+
+  /** Open model: an arrival came due (counted in the second it was due). */
+  arrival (meta: RequestMeta, stage: number): void {
+    this.#cell(meta, stage).arrivals.intended++
+  }
+
+  /** Open model: an arrival left; `late` past LATE_MS, `lagged` when late with a connection free (this thread's own delay). */
+  sent (meta: RequestMeta, stage: number, late: boolean, lagged: boolean): void {
+    const a = this.#cell(meta, stage).arrivals
+    a.sent++
+    if (late) a.late++
+    if (lagged) a.lagged++
+  }
+
+  /** Open model: an arrival waited longer than the timeout for a connection and was never sent. */
+  dropped (meta: RequestMeta, stage: number): void {
+    this.#cell(meta, stage).arrivals.dropped++
   }
 
   /**

@@ -6,6 +6,7 @@ import { Recorder, epochNow, type SecondReport } from './recorder.js'
 import { RequestGenerator, type Target } from './requests.js'
 import type { Scenario } from './scenarios.js'
 import { runSlice, type PlannedStage, type Slice } from './stages.js'
+import type { ArrivalProcess } from './arrivals.js'
 
 export interface SliceAssignment {
   url: string
@@ -21,6 +22,8 @@ export interface SliceAssignment {
   /** per-request timeout, seconds */
   timeout: number
   target: Target
+  /** open model: how arrivals are spaced (default even) */
+  arrivals?: ArrivalProcess
 }
 
 export type SliceEvent =
@@ -40,11 +43,12 @@ export function sliceRunId (runId: string, slices: readonly Slice[]): string {
 }
 
 export async function runSliceHere (a: SliceAssignment, emit: (e: SliceEvent) => void, signal?: AbortSignal): Promise<void> {
+  const seed = sliceSeed(a.seed, a.slices)
   const generator = new RequestGenerator({
     scenario: a.scenario,
     pages: a.pages,
     base: a.url,
-    seed: sliceSeed(a.seed, a.slices),
+    seed,
     runId: sliceRunId(a.runId, a.slices),
     target: a.target
   })
@@ -71,6 +75,8 @@ export async function runSliceHere (a: SliceAssignment, emit: (e: SliceEvent) =>
       source: generator,
       recorder,
       signal,
+      arrivals: a.arrivals,
+      seed,
       onStep: (step, start, end) => emit({ type: 'step', stage: step.stageIndex, start: Math.max(0, start), end })
     })
   } finally {
