@@ -39,7 +39,7 @@ options:
                         leave; late ones (> 10 ms) and dropped ones (no connection within
                         --timeout) are counted
   --max-connections <n> open model: the most connections carrying the rate, opened as needed
-                        (default a quarter second's arrivals at the peak rate, 20..2000)
+                        (default one second's arrivals at the peak rate, 20..2000)
   --arrivals <even|poisson>  open model: evenly spaced arrivals (default) or a Poisson process
   --step <s>            seconds per step of a ramping stage (default duration/50, 0.25..1)
   --workers <n>         generator threads on this machine (default: its ${availableParallelism()} cores);
@@ -108,13 +108,14 @@ export function parseDuration (s: string): number {
 }
 
 /**
- * Open model: enough connections for a quarter second of arrivals at the
- * peak rate to be in flight at once (answers taking 250 ms on average, a
- * tier well past any p99 a campaign would accept); beyond, arrivals wait
- * for a connection and are counted late, still timed from their time.
+ * Open model: enough connections for one second of arrivals at the peak
+ * rate to be in flight at once, so a stall of up to a second (a GC pause, a
+ * failover) is ridden out on fresh connections, as an open-model client
+ * would; they are opened only as needed. Beyond the cap, arrivals wait for
+ * a connection and are counted late, still timed from their intended time.
  */
 export function defaultMaxConnections (peakRate: number): number {
-  return Math.min(2000, Math.max(20, Math.ceil(peakRate / 4)))
+  return Math.min(2000, Math.max(20, Math.ceil(peakRate)))
 }
 
 function num (name: string, v: string | undefined, o: { min?: number, max?: number, integer?: boolean } = {}): number | undefined {

@@ -195,7 +195,7 @@ class ConnectionsRun {
     let due = this.#zero + clock.at * 1000
     while (due <= now) {
       const w = source.nextWire()
-      recorder.arrival(w.meta, clock.stage)
+      recorder.arrival(w.meta, clock.stage, performance.timeOrigin + due)
       const c = this.#idle.pop() ?? (this.#conns.length < clock.maxConnections ? this.#newConnection() : undefined)
       // the clock's own lateness (this thread was busy): the generator's limit, not the target's
       if (c !== undefined) this.#dispatch(c, w, due, clock.stage, now, true)

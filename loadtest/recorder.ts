@@ -33,8 +33,8 @@ export class Recorder {
   readonly #startAt: number
   readonly #now: () => number
   #stage = 0
-  #cur: Second | null = null
-  readonly #done: Second[] = []
+  /** seconds not reported yet (the current one, and the next when an arrival is due in it) */
+  readonly #open = new Map<number, Second>()
   /** seconds below this were reported */
   #reported = 0
   #lastT = -1
@@ -57,16 +57,14 @@ export class Recorder {
     this.#stage = stageIndex
   }
 
-  #cell (meta: RequestMeta, stage: number): Group {
+  #cell (meta: RequestMeta, stage: number, at = this.#now()): Group {
     if (stage < 0) stage = this.#stage
-    const t = Math.max(0, Math.floor((this.#now() - this.#startAt) / 1000))
+    // a second already reported takes nothing more: it goes to the current one
+    const t = Math.max(this.#reported, Math.floor((at - this.#startAt) / 1000))
     // most responses land in the cell of the one before (same second, stage and page)
     if (t === this.#lastT && meta === this.#lastMeta && stage === this.#lastStage && this.#lastCell !== null) return this.#lastCell
-    let s = this.#cur
-    if (s === null || s.t !== t) {
-      if (s !== null) this.#done.push(s)
-      s = this.#cur = { t, stages: new Map() }
-    }
+    let s = this.#open.get(t)
+    if (s === undefined) this.#open.set(t, (s = { t, stages: new Map() }))
     let byMeta = s.stages.get(stage)
     if (byMeta === undefined) s.stages.set(stage, (byMeta = new Map()))
     let g = byMeta.get(meta)
@@ -87,9 +85,9 @@ export class Recorder {
     this.#cell(meta, stage).recordTransportError(timeout)
   }
 
-  /** Open model: an arrival came due (counted in the second it was due). */
-  arrival (meta: RequestMeta, stage: number): void {
-    this.#cell(meta, stage).arrivals.intended++
+  /** Open model: an arrival came due at `at` (epoch ms; counted in that second, even when this thread sees it late). */
+  arrival (meta: RequestMeta, stage: number, at: number): void {
+    this.#cell(meta, stage, at).arrivals.intended++
   }
 
   /** Open model: an arrival left; `late` past LATE_MS, `lagged` when late with a connection free (this thread's own delay). */
@@ -112,16 +110,11 @@ export class Recorder {
    * that are over.
    */
   flush (upTo: number = Math.floor((this.#now() - this.#startAt) / 1000), final = false): SecondReport[] {
-    if (this.#cur !== null && this.#cur.t < upTo) {
-      this.#done.push(this.#cur)
-      this.#cur = null
-      this.#lastCell = null
-    }
-    const byT = new Map<number, Second>()
-    for (const s of this.#done.splice(0)) byT.set(s.t, s)
+    if (this.#lastT < upTo) this.#lastCell = null
     const out: SecondReport[] = []
     for (let t = this.#reported; t < upTo; t++) {
-      const s = byT.get(t)
+      const s = this.#open.get(t)
+      this.#open.delete(t)
       const cells: CellReport[] = []
       if (s) {
         for (const [stage, byMeta] of s.stages) {
