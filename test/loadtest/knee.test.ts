@@ -19,7 +19,7 @@ t.test('the staircase: rates by addition or by a factor, bounded', async t => {
   t.same(kneeRates({ start: 25, step: { factor: 2 }, maxRate: 200 }), [25, 50, 100, 200])
   t.equal(kneeRates({ start: 1, step: { add: 1 }, maxRate: 1e9 }).length, 60, 'at most 60 steps')
   const plan = staircase({ start: 10, step: { add: 10 }, maxRate: 30, stepDuration: 5, thresholds: [], pool: 15 })
-  t.same(plan.map(s => [s.name, s.start, s.duration, s.steps[0].rate, s.steps[0].connections]), [['rate-10', 0, 5, 10, 10], ['rate-20', 5, 5, 20, 15], ['rate-30', 10, 5, 30, 15]])
+  t.same(plan.map(s => [s.name, s.start, s.duration, s.steps[0].rate, s.steps[0].connections]), [['rate-10', 0, 5, 10, 15], ['rate-20', 5, 5, 20, 15], ['rate-30', 10, 5, 30, 15]])
   t.throws(() => checkKneeThresholds([parseThreshold('p99{endpoint=/}<100')]), /judged over each whole step/)
   t.throws(() => checkKneeThresholds([]), /at least one --knee/)
 })
