@@ -204,21 +204,8 @@ export class Group {
     this.bytes += d.bytes
     this.origin += d.origin
     for (const [code, n] of Object.entries(d.status)) this.status[code] = (this.status[code] ?? 0) + n
-    const c = this.cache
-    c.hit += d.cache.hit
-    c.stale += d.cache.stale
-    c.miss += d.cache.miss
-    c.pass += d.cache.pass
-    c.none += d.cache.none
-    c.collapsed += d.cache.collapsed
-    if (d.arrivals) {
-      const a = this.arrivals
-      a.intended += d.arrivals.intended
-      a.sent += d.arrivals.sent
-      a.late += d.arrivals.late
-      a.lagged += d.arrivals.lagged
-      a.dropped += d.arrivals.dropped
-    }
+    addCounts(this.cache, d.cache)
+    if (d.arrivals) addCounts(this.arrivals, d.arrivals)
     const h = hist === undefined ? decodeHistogram(d.hist) : hist
     if (h) this.hist.add(h)
   }
@@ -261,6 +248,12 @@ export class Group {
       arrivals: this.#open ? arrivalStats(this.arrivals) : null
     }
   }
+}
+
+/** Adds each counter of `from` to the same counter of `into`. */
+function addCounts<T extends object> (into: T, from: T): void {
+  const sum = into as Record<string, number>
+  for (const [k, v] of Object.entries(from)) sum[k] += v as number
 }
 
 function arrivalStats (a: ArrivalCounts): ArrivalStats {
