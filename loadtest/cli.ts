@@ -69,7 +69,8 @@ options:
   --step-duration <t>   knee: length of each step (default 10s)
   --max-rate <r>        knee: stop there if nothing broke (default 20 × --rate);
                         a step the generator could not send on time (over 2% of its arrivals
-                        late with connections free) is reported as the generator's limit
+                        late with connections free) is the generator's limit: the search goes
+                        on after one, stops after two in a row (the knee is then a lower bound)
   --frontend-url <url>  knee: search straight at one frontend too (its own knee, for the plan)
   --backend-url <url>   knee: search straight at one backend's write API too (writes only)
   --plan-users <n>      capacity plan: instances of cache, frontend, backend for n concurrent users

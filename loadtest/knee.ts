@@ -6,7 +6,9 @@
 // Steps run in the open model (arrivals on a clock, latencies from each
 // request's intended time): a step whose generator fell behind its own clock
 // (arrivals sent late although a connection was free: its CPU) is reported
-// as the generator's limit, not the tier's, and the knee is then a lower
+// as the generator's limit, not the tier's. One such step does not end the
+// search (a busy machine's hiccup is not the tier's knee): the next step is
+// run and judged; a second in a row ends it, and the knee is then a lower
 // bound of what the tier can take.
 //
 // Each step is a stage of one run, so the search works the same on one
@@ -37,6 +39,14 @@ export interface KneeSearchOptions {
 }
 
 export const MAX_KNEE_STEPS = 60
+
+/** Steps in a row the generator may fall behind on before the search stops. */
+export const GENERATOR_STRIKES = 2
+
+/** Whether a failed step ends the search: a target's failure does; the generator's only on its second strike in a row. */
+function ends (limitedBy: KneeStep['limitedBy'], strikes: number): boolean {
+  return limitedBy !== 'generator' || strikes >= GENERATOR_STRIKES
+}
 
 export interface KneeStep {
   stage: string
@@ -151,6 +161,7 @@ function achievedRate (st: Stats, duration: number): number {
 /** The live check for runLoadTest: stops the run as soon as a finished step broke. */
 export function kneeCheck (o: KneeSearchOptions, plan: readonly PlannedStage[]): (c: Collector, e: TimelineEntry) => { expr: string, actual: number | null } | null {
   const judged = new Set<string>()
+  let strikes = 0
   return (c, e) => {
     const now = e.t + e.span
     for (const st of plan) {
@@ -160,8 +171,9 @@ export function kneeCheck (o: KneeSearchOptions, plan: readonly PlannedStage[]):
       judged.add(st.name)
       const stats = c.scopes(now).stages.get(st.name)
       if (!stats) continue
-      const { failed } = judge(o, rate, st.duration, stats)
-      if (failed.length > 0) return { expr: `knee at ${rate} req/s: ${failed.join('; ')}`, actual: null }
+      const { failed, limitedBy } = judge(o, rate, st.duration, stats)
+      strikes = limitedBy === 'generator' ? strikes + 1 : 0
+      if (failed.length > 0 && ends(limitedBy, strikes)) return { expr: `knee at ${rate} req/s: ${failed.join('; ')}`, actual: null }
     }
     return null
   }
@@ -170,6 +182,8 @@ export function kneeCheck (o: KneeSearchOptions, plan: readonly PlannedStage[]):
 /** The curve and the knee, from a finished run's stages. */
 export function kneeResult (o: KneeSearchOptions, url: string, stages: ReadonlyArray<{ name: string, stats: Stats, planned: { to: number, duration: number }, end: number, start: number }>): KneeResult {
   const steps: KneeStep[] = []
+  let strikes = 0
+  let end: KneeStep | undefined
   for (const st of stages) {
     // a step cut short by the stop (or never run) is not judged
     if (st.stats.requests === 0 || st.end - st.start < st.planned.duration * 0.9) continue
@@ -188,11 +202,15 @@ export function kneeResult (o: KneeSearchOptions, url: string, stages: ReadonlyA
       failed,
       limitedBy
     })
-    if (failed.length > 0) break
+    strikes = limitedBy === 'generator' ? strikes + 1 : 0
+    if (failed.length > 0 && ends(limitedBy, strikes)) {
+      end = steps.at(-1)
+      break
+    }
   }
-  const firstBad = steps.find(s => !s.pass)
-  const passing = steps.filter(s => s.pass)
-  const last = passing.at(-1)
+  // a step the generator alone failed, followed by one that held, did not end the search
+  const last = steps.filter(s => s.pass).at(-1)
+  const firstBad = end ?? steps.filter(s => !s.pass && (last === undefined || s.rate > last.rate)).at(0)
   const lastStats = last ? stages.find(s => s.name === last.stage)?.stats : undefined
   return {
     url,

@@ -43,6 +43,11 @@ t.test('a step that broke while the generator lagged behind its clock is the gen
   t.match(plan.cache.basis, /the load generator could not keep up, so this is a lower bound/)
   const byTarget = kneeResult(o, 'http://x/', [step(100, 5, 0), step(200, 900, 10)])
   t.same(byTarget.brokeAt?.by, 'target', 'a few late arrivals (0.5%) do not excuse the target')
+  // one step the generator alone failed (a busy machine's hiccup) does not end the search; two in a row do
+  const hiccup = kneeResult({ ...o, maxRate: 400 }, 'http://x/', [step(100, 5, 0), step(200, 900, 200), step(300, 5, 0), step(400, 900, 0)])
+  t.same([hiccup.lastPassingRate, hiccup.brokeAt?.rate, hiccup.brokeAt?.by], [300, 400, 'target'])
+  const twice = kneeResult({ ...o, maxRate: 400 }, 'http://x/', [step(100, 5, 0), step(200, 900, 200), step(300, 900, 300), step(400, 5, 0)])
+  t.same([twice.lastPassingRate, twice.brokeAt?.rate, twice.brokeAt?.by, twice.steps.length], [100, 300, 'generator', 3])
 })
 
 t.test('the knee found is the step above the rate where the site falls over; the plan comes from it, per role', async t => {
