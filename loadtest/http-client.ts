@@ -123,10 +123,10 @@ class ConnectionsRun {
     this.#timers.push(setInterval(() => this.#sweep(), Math.max(20, Math.min(250, this.#timeoutMs / 4))))
     const clock = this.#clock
     if (clock !== null) {
+      if (clock.done) return this.stop()
       // connected before the first arrival, so it does not pay the handshake
       for (let i = 0; i < Math.min(this.#o.connections, clock.maxConnections); i++) this.#free(this.#newConnection())
-      if (clock.done) this.stop()
-      else this.#tick()
+      this.#tick()
       return
     }
     for (let i = 0; i < this.#o.connections; i++) this.#send(this.#newConnection())
