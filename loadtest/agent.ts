@@ -177,7 +177,8 @@ async function agentSession (o: AgentOptions, base: string, host: string, pool: 
     seed: assignment.seed,
     runId: assignment.runId,
     timeout: assignment.timeout,
-    target: assignment.target
+    target: assignment.target,
+    arrivals: assignment.arrivals
   }, (worker: number, event: SliceEvent) => {
     queue.push({ worker, event })
     if (event.type === 'seconds') for (const r of event.reports) own.add(String(worker), r)

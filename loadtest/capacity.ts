@@ -176,7 +176,11 @@ export interface KneePlanOptions extends Omit<CapacityOptions, 'frontendRps' | '
 }
 
 function kneeBasis (k: KneeResult, what: string): string {
-  const broke = k.brokeAt ? `; ${k.brokeAt.rate} req/s broke: ${k.brokeAt.reasons.join('; ')}` : `; nothing broke up to ${k.steps.at(-1)?.rate ?? '?'} req/s, so this is a lower bound (raise --max-rate)`
+  const broke = k.brokeAt === null
+    ? `; nothing broke up to ${k.steps.at(-1)?.rate ?? '?'} req/s, so this is a lower bound (raise --max-rate)`
+    : k.brokeAt.by === 'generator'
+      ? `; at ${k.brokeAt.rate} req/s the load generator could not keep up, so this is a lower bound (more --workers or agents)`
+      : `; ${k.brokeAt.rate} req/s broke: ${k.brokeAt.reasons.join('; ')}`
   return `knee ${what}: ${k.lastPassingRate} req/s held (${k.thresholds.join(', ')})${broke}`
 }
 

@@ -20,6 +20,7 @@ import { coordinatorDriver } from './coordinator.js'
 import { renderTable } from './report-table.js'
 import { runLoadTest, type RunOptions } from './run.js'
 import { checkKneeThresholds, type KneeSearchOptions } from './knee.js'
+import { ARRIVAL_PROCESSES, type ArrivalProcess } from './arrivals.js'
 import { runKneeSearch } from './knee-run.js'
 import { BUILTIN_SCENARIOS, loadScenario, ScenarioError } from './scenarios.js'
 import { parseThreshold, ThresholdError } from './thresholds.js'
@@ -39,17 +40,23 @@ options:
   --url <base>          site under test (required), e.g. http://127.0.0.1:8080
   --duration <time>     whole run: 30, 45s, 2m (default 30s)
   --connections <n>     closed model: the target number of connections (default 10);
-                        open model: connections carrying the rate (default rate/10, 10..500)
-  --rate <r>            open model: target arrival rate in req/s (stages scale it)
-  --step <s>            seconds per step of a ramping stage (default duration/50, 0.25..1;
-                        at least 1 in the open model)
+                        open model: the same as --max-connections
+  --rate <r>            open model: target arrival rate in req/s (stages scale it); requests leave
+                        on a clock whatever the site does, each timed from when it was meant to
+                        leave; late ones (> 10 ms) and dropped ones (no connection within
+                        --timeout) are counted
+  --max-connections <n> open model: the most connections carrying the rate, opened as needed
+                        (default one second's arrivals at the peak rate, 20..2000)
+  --arrivals <even|poisson>  open model: evenly spaced arrivals (default) or a Poisson process
+  --step <s>            seconds per step of a ramping stage (default duration/50, 0.25..1)
   --workers <n>         generator threads on this machine (default: its ${availableParallelism()} cores);
                         connections and --rate are totals, split between them
   --timeout <s>         per-request timeout (default 10)
   --seed <n>            seed of the URL and body sequence (default 1)
   --out <dir>           write summary.json and report.html there
   --threshold <expr>    fail the run (exit 1) unless it holds; repeatable:
-                        p50|p90|p95|p99|p99.9|max|avg (ms), rps, requests, errors, hit, origin (ratio or %)
+                        p50|p90|p95|p99|p99.9|max|avg (ms), rps, requests, errors, hit, origin,
+                        late, dropped (open model: share of the arrivals; ratio or %)
                         e.g. p99<250  errors<0.1%  hit>0.95  'p99{endpoint=/news/:slug}<300'  'rps{stage=hold}>1000'
   --abort-on <expr>     like --threshold, checked every second over everything measured so far:
                         the first to fail stops every generator (and fails the run); repeatable
@@ -68,7 +75,9 @@ options:
   --rate-step <n|xF>    knee: add n req/s per step, or multiply by F ("x1.5") (default: add --rate)
   --step-duration <t>   knee: length of each step (default 10s)
   --max-rate <r>        knee: stop there if nothing broke (default 20 × --rate);
-                        --connections carry the rate (knee default: max-rate / 5, 20..2000)
+                        a step the generator could not send on time (over 2% of its arrivals
+                        late with connections free) is the generator's limit: the search goes
+                        on after one, stops after two in a row (the knee is then a lower bound)
   --frontend-url <url>  knee: search straight at one frontend too (its own knee, for the plan)
   --backend-url <url>   knee: search straight at one backend's write API too (writes only)
   --plan-users <n>      capacity plan: instances of cache, frontend, backend for n concurrent users
@@ -106,6 +115,17 @@ export function parseDuration (s: string): number {
   }
   if (consumed !== t.length || consumed === 0) throw new UsageError(`bad duration "${s}": use e.g. 30, 45s, 2m, 1m30s`)
   return total
+}
+
+/**
+ * Open model: enough connections for one second of arrivals at the peak
+ * rate to be in flight at once, so a stall of up to a second (a GC pause, a
+ * failover) is ridden out on fresh connections, as an open-model client
+ * would; they are opened only as needed. Beyond the cap, arrivals wait for
+ * a connection and are counted late, still timed from their intended time.
+ */
+export function defaultMaxConnections (peakRate: number): number {
+  return Math.min(2000, Math.max(20, Math.ceil(peakRate)))
 }
 
 function num (name: string, v: string | undefined, o: { min?: number, max?: number, integer?: boolean } = {}): number | undefined {
@@ -200,6 +220,8 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
         duration: { type: 'string' },
         connections: { type: 'string' },
         rate: { type: 'string' },
+        'max-connections': { type: 'string' },
+        arrivals: { type: 'string' },
         step: { type: 'string' },
         timeout: { type: 'string' },
         workers: { type: 'string' },
@@ -270,9 +292,14 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
     if (!(duration > 0) || duration > 24 * 3600) throw new UsageError('--duration must be > 0 and at most 24h')
     const rate = num('rate', values.rate, { min: 1 })
     const connections = num('connections', values.connections, { min: 1, max: 10_000, integer: true })
+    const maxConnections = num('max-connections', values['max-connections'], { min: 1, max: 10_000, integer: true })
     const model = rate === undefined ? 'closed' : 'open'
+    if (model === 'closed' && (maxConnections !== undefined || values.arrivals !== undefined)) throw new UsageError('--max-connections and --arrivals belong to the open model (--rate)')
+    if (maxConnections !== undefined && connections !== undefined && maxConnections !== connections) throw new UsageError('in the open model --connections is --max-connections: give one of them')
+    const arrivals = values.arrivals as ArrivalProcess | undefined
+    if (arrivals !== undefined && !ARRIVAL_PROCESSES.includes(arrivals)) throw new UsageError(`--arrivals must be ${ARRIVAL_PROCESSES.join(' or ')}, got "${values.arrivals}"`)
     const target = model === 'open' ? rate as number : connections ?? 10
-    const pool = model === 'open' ? connections ?? Math.min(500, Math.max(10, Math.ceil(target / 10))) : target
+    const pool = model === 'open' ? maxConnections ?? connections ?? defaultMaxConnections(target) : target
     const users = num('plan-users', values['plan-users'], { min: 1, integer: true })
     const thresholds = (values.threshold ?? []).map(parseThreshold)
     if (values.knee) {
@@ -299,9 +326,7 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
         stepDuration,
         maxRate,
         thresholds: kneeThresholds,
-        // a connection sends its quota one request after another: at 5 req/s
-        // each, answers up to 200 ms still deliver the rate
-        pool: connections ?? Math.min(2000, Math.max(20, Math.ceil(maxRate / 5)))
+        pool: maxConnections ?? connections ?? defaultMaxConnections(maxRate)
       }
       if (values['frontend-url']) frontendUrl = httpUrl('frontend-url', values['frontend-url'])
       if (values['backend-url']) backendUrl = httpUrl('backend-url', values['backend-url'])
@@ -334,6 +359,7 @@ export async function parseCommand (argv: string[], io: Io): Promise<Command> {
       model,
       target,
       pool,
+      arrivals,
       // a ramp of a few seconds still gets several steps in a short run
       step: num('step', values.step, { min: 0.05 }) ?? Math.min(1, Math.max(0.25, duration / 50)),
       seed: num('seed', values.seed, { integer: true, min: 0 }) ?? 1,

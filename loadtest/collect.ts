@@ -27,7 +27,13 @@ export interface TimelineEntry {
   stage: string
   connections: number
   rate: number | null
+  /** answered requests */
   requests: number
+  /** open model: arrivals that came due in this bucket, sent, sent late, dropped (null in the closed model) */
+  intended: number | null
+  sent: number | null
+  late: number | null
+  dropped: number | null
   errors: number
   errorRate: number
   rps: number
@@ -227,6 +233,10 @@ export class Collector {
       connections: step?.connections ?? 0,
       rate: step?.rate ?? null,
       requests: st.requests,
+      intended: st.arrivals?.intended ?? (step?.rate != null ? 0 : null),
+      sent: st.arrivals?.sent ?? (step?.rate != null ? 0 : null),
+      late: st.arrivals?.late ?? (step?.rate != null ? 0 : null),
+      dropped: st.arrivals?.dropped ?? (step?.rate != null ? 0 : null),
       errors: st.errors,
       errorRate: st.errorRate,
       rps: st.rps,

@@ -157,6 +157,7 @@ async function coordinate (o: CoordinatorOptions, ctx: DriverContext): Promise<D
       seed: base.seed,
       timeout: base.timeout,
       target: base.target,
+      arrivals: base.arrivals,
       startAt
     } satisfies Assignment]))
     for (const a of list) {

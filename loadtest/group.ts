@@ -37,6 +37,29 @@ export interface CacheCounts {
   hitRatio: number | null
 }
 
+/** Open model: what the arrival clock asked for and what the generator did with it. */
+export interface ArrivalCounts {
+  /** arrivals that came due */
+  intended: number
+  /** arrivals sent (on time or late) */
+  sent: number
+  /** sent more than LATE_MS after their intended time */
+  late: number
+  /** of the late, those sent late with a connection free: the generator's own delay (its CPU), not the target's */
+  lagged: number
+  /** never sent: no connection came free within the timeout (k6's dropped_iterations) */
+  dropped: number
+}
+
+export interface ArrivalStats extends ArrivalCounts {
+  /** late / intended */
+  lateRatio: number
+  /** dropped / intended */
+  droppedRatio: number
+  /** lagged / intended: above a few percent the generator, not the target, set the pace */
+  laggedRatio: number
+}
+
 export interface Stats {
   requests: number
   duration: number
@@ -56,6 +79,8 @@ export interface Stats {
   originRequests: number
   originPerRequest: number | null
   latency: LatencyStats
+  /** open model only (null in the closed model) */
+  arrivals: ArrivalStats | null
 }
 
 /** A group on the wire: JSON-safe, histogram as compressed base64 (microseconds). */
@@ -71,6 +96,8 @@ export interface GroupData {
   status: Record<string, number>
   cache: { hit: number, stale: number, miss: number, pass: number, none: number, collapsed: number }
   hist: string | null
+  /** open model only */
+  arrivals?: ArrivalCounts
 }
 
 const US = 1000 // histogram unit: microseconds
@@ -101,13 +128,15 @@ export class Group {
   origin = 0
   status: Record<string, number> = {}
   cache = { hit: 0, stale: 0, miss: 0, pass: 0, none: 0, collapsed: 0 }
+  readonly arrivals: ArrivalCounts = { intended: 0, sent: 0, late: 0, lagged: 0, dropped: 0 }
   readonly hist: hdr.Histogram
 
   constructor (kind: 'cell' | 'aggregate' = 'aggregate') {
     this.hist = newHistogram(kind)
   }
 
-  record (meta: RequestMeta, status: number, bytes: number, latencyUs: number, cache: CacheState | null, collapsed: boolean, expectedIntervalUs: number): void {
+  /** An answer; in the open model `latencyUs` counts from the request's intended send time. */
+  record (meta: RequestMeta, status: number, bytes: number, latencyUs: number, cache: CacheState | null, collapsed: boolean): void {
     this.requests++
     this.bytes += bytes
     this.status[status] = (this.status[status] ?? 0) + 1
@@ -128,12 +157,7 @@ export class Group {
       this.writes++
       this.origin++
     }
-    const v = latencyUs >= 1 ? Math.round(latencyUs) : 1
-    // Open model: a response slower than the intended gap between two sends
-    // hides the requests that should have been sent meanwhile (coordinated
-    // omission); HDR back-fills them, as wrk2 and autocannon do.
-    if (expectedIntervalUs > 0) this.hist.recordValueWithExpectedInterval(v, Math.round(expectedIntervalUs))
-    else this.hist.recordValue(v)
+    this.hist.recordValue(latencyUs >= 1 ? Math.round(latencyUs) : 1)
   }
 
   recordTransportError (timeout: boolean): void {
@@ -143,7 +167,7 @@ export class Group {
   }
 
   get empty (): boolean {
-    return this.requests === 0 && this.transportErrors === 0
+    return this.requests === 0 && this.transportErrors === 0 && this.arrivals.intended === 0 && this.arrivals.sent === 0 && this.arrivals.dropped === 0
   }
 
   toData (): GroupData {
@@ -158,8 +182,15 @@ export class Group {
       origin: this.origin,
       status: { ...this.status },
       cache: { ...this.cache },
-      hist: this.hist.totalCount > 0 ? hdr.encodeIntoCompressedBase64(this.hist) : null
+      hist: this.hist.totalCount > 0 ? hdr.encodeIntoCompressedBase64(this.hist) : null,
+      ...(this.#open ? { arrivals: { ...this.arrivals } } : {})
     }
+  }
+
+  /** Open-model counts were recorded here. */
+  get #open (): boolean {
+    const a = this.arrivals
+    return a.intended + a.sent + a.dropped > 0
   }
 
   /** Adds another group's counts; `hist` is the decoded histogram of `d` when the caller adds it to several groups. */
@@ -173,13 +204,8 @@ export class Group {
     this.bytes += d.bytes
     this.origin += d.origin
     for (const [code, n] of Object.entries(d.status)) this.status[code] = (this.status[code] ?? 0) + n
-    const c = this.cache
-    c.hit += d.cache.hit
-    c.stale += d.cache.stale
-    c.miss += d.cache.miss
-    c.pass += d.cache.pass
-    c.none += d.cache.none
-    c.collapsed += d.cache.collapsed
+    addCounts(this.cache, d.cache)
+    if (d.arrivals) addCounts(this.arrivals, d.arrivals)
     const h = hist === undefined ? decodeHistogram(d.hist) : hist
     if (h) this.hist.add(h)
   }
@@ -218,9 +244,21 @@ export class Group {
         p99: has ? ms(h.getValueAtPercentile(99)) : null,
         p99_9: has ? ms(h.getValueAtPercentile(99.9)) : null,
         max: has ? ms(h.maxValue) : null
-      }
+      },
+      arrivals: this.#open ? arrivalStats(this.arrivals) : null
     }
   }
+}
+
+/** Adds each counter of `from` to the same counter of `into`. */
+function addCounts<T extends object> (into: T, from: T): void {
+  const sum = into as Record<string, number>
+  for (const [k, v] of Object.entries(from)) sum[k] += v as number
+}
+
+function arrivalStats (a: ArrivalCounts): ArrivalStats {
+  const of = (n: number): number => a.intended > 0 ? round(Math.min(1, n / a.intended), 6) : 0
+  return { ...a, lateRatio: of(a.late), droppedRatio: of(a.dropped), laggedRatio: of(a.lagged) }
 }
 
 export function decodeHistogram (s: string | null): hdr.Histogram | null {

@@ -1,7 +1,16 @@
-// The generator's hot loop: n keep-alive HTTP/1.1 connections, each sending
-// its next request as soon as the previous answer is complete (one in flight
-// per connection: no pipelining), optionally held to a quota of requests
-// per second and a total per connection (the open model, stages.ts).
+// The generator's hot loop: keep-alive HTTP/1.1 connections, one request in
+// flight per connection (no pipelining).
+// - Closed model: n connections, each sending its next request as soon as
+//   the previous answer is complete.
+// - Open model (`arrivals`): requests leave on a clock (arrivals.ts), each
+//   on a free connection, opening one more when none is free, up to the
+//   step's cap (as k6's arrival-rate executors add VUs up to maxVUs). An
+//   arrival with no connection to go on waits for the first one freed and is
+//   sent late; one that waited longer than the timeout is dropped (k6's
+//   dropped_iterations). Every latency is counted from the arrival's
+//   intended time, as wrk2 does, so a stall of the target shows in full
+//   however few connections carry the rate: no coordinated omission, and
+//   nothing for HDR to guess.
 //
 // autocannon spent most of a worker's time on itself (a JavaScript HTTP
 // parser building header lists, a body string per response, a stream
@@ -15,13 +24,17 @@
 //   status, bytes and the cache outcome of every response, none sampled;
 // - two clock reads (send, answer) and one HDR record (recorder.ts).
 // Timeouts are one sweep timer per instance over the connections, not a
-// timer per request; the per-second quota is one timer per instance too.
+// timer per request; the open model's clock is one timer per instance too.
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
+import type { ArrivalClock } from './arrivals.js'
 import type { RequestMeta } from './group.js'
 import { HttpFramingError, ResponseReader } from './http-response.js'
 import type { Recorder } from './recorder.js'
 import type { WireRequest } from './requests.js'
+
+/** An arrival sent this long after its intended time counts as late (ms): well above timer jitter. */
+export const LATE_MS = 10
 
 export interface RequestSource { nextWire: () => WireRequest }
 
@@ -34,9 +47,18 @@ export interface ConnectionsOptions {
   timeout: number
   source: RequestSource
   recorder: Recorder
-  /** open model: requests per connection per second, counted from the instance's start */
-  connectionRate?: number
-  /** open model: requests per connection in all; a connection that sent them stops once answered */
+  /**
+   * Open model: the arrivals and where their clock starts (epoch ms, the
+   * run's common start); `connections` are then opened up front and more as
+   * needed. The instance ends once every arrival is answered, dropped or
+   * timed out (or at `duration`, whichever is first).
+   */
+  arrivals?: { clock: ArrivalClock, startAt: number }
+  /**
+   * Closed model: requests per connection in all (autocannon's --amount, split
+   * between the connections); a connection that sent them stops once answered,
+   * and the instance ends when every connection has.
+   */
   maxConnectionRequests?: number
   signal?: AbortSignal
 }
@@ -58,38 +80,48 @@ class Connection {
   /** the request in flight, null when none */
   meta: RequestMeta | null = null
   sentAt = 0
-  /** requests sent in this second of the instance (open model) */
-  thisSecond = 0
+  /** when the request in flight was meant to leave: latencies count from here (sentAt in the closed model) */
+  intendedAt = 0
+  /** open model: the stage of the arrival in flight (the recorder's current one in the closed model) */
+  stage = -1
+  /** open model: waiting for an arrival */
+  idle = false
+  /** closed model: requests sent, and whether its share of --amount is all answered */
   sent = 0
-  /** waiting for the next second's quota */
-  paused = false
   done = false
   readonly reader = new ResponseReader()
 
   constructor (readonly run: ConnectionsRun) {}
 }
 
-/** One instance: its connections, until its duration is over, every connection is done, or the signal aborts. */
+/** One instance: its connections, until its duration is over, its work is done, or the signal aborts. */
 class ConnectionsRun {
   readonly #o: ConnectionsOptions
   readonly #target: Target
   readonly #conns: Connection[] = []
   readonly #timeoutMs: number
-  readonly #rate: number
-  readonly #max: number
   #stopped = false
-  /** connections that sent their whole quota (open model) */
-  #done = 0
   #resolve: () => void = () => {}
   readonly finished: Promise<void>
   readonly #timers: NodeJS.Timeout[] = []
+  // open model
+  readonly #clock: ArrivalClock | null
+  /** the clock's zero on performance.now() */
+  readonly #zero: number
+  #clockTimer: NodeJS.Timeout | null = null
+  readonly #idle: Connection[] = []
+  /** arrivals due with no connection to go on, oldest first (from #head on) */
+  readonly #waiting: Array<{ w: WireRequest, at: number, stage: number }> = []
+  #head = 0
+  // closed model with --amount: connections that sent their share
+  #done = 0
 
   constructor (o: ConnectionsOptions) {
     this.#o = o
     this.#target = targetOf(o.url)
     this.#timeoutMs = o.timeout * 1000
-    this.#rate = o.connectionRate ?? 0
-    this.#max = o.maxConnectionRequests ?? 0
+    this.#clock = o.arrivals?.clock ?? null
+    this.#zero = o.arrivals ? o.arrivals.startAt - performance.timeOrigin : 0
     this.finished = new Promise(resolve => { this.#resolve = resolve })
   }
 
@@ -100,13 +132,15 @@ class ConnectionsRun {
     this.#timers.push(setTimeout(this.stop, Math.max(0, this.#o.duration * 1000)))
     // answers older than the timeout are looked for a few times per timeout
     this.#timers.push(setInterval(() => this.#sweep(), Math.max(20, Math.min(250, this.#timeoutMs / 4))))
-    if (this.#rate > 0) this.#timers.push(setInterval(() => this.#nextSecond(), 1000))
-    for (let i = 0; i < this.#o.connections; i++) {
-      const c = new Connection(this)
-      this.#conns.push(c)
-      this.#open(c)
-      this.#send(c)
+    const clock = this.#clock
+    if (clock !== null) {
+      if (clock.done) return this.stop()
+      // connected before the first arrival, so it does not pay the handshake
+      for (let i = 0; i < Math.min(this.#o.connections, clock.maxConnections); i++) this.#free(this.#newConnection())
+      this.#tick()
+      return
     }
+    for (let i = 0; i < this.#o.connections; i++) this.#send(this.#newConnection())
   }
 
   readonly stop = (): void => {
@@ -114,8 +148,16 @@ class ConnectionsRun {
     this.#stopped = true
     this.#o.signal?.removeEventListener('abort', this.stop)
     for (const t of this.#timers) clearTimeout(t)
+    if (this.#clockTimer !== null) clearTimeout(this.#clockTimer)
     for (const c of this.#conns) this.#close(c)
     this.#resolve()
+  }
+
+  #newConnection (): Connection {
+    const c = new Connection(this)
+    this.#conns.push(c)
+    this.#open(c)
+    return c
   }
 
   #open (c: Connection): void {
@@ -144,25 +186,96 @@ class ConnectionsRun {
     if (s !== null) s.destroy()
   }
 
+  /** Closed model: the connection's next request, at once. */
   #send (c: Connection): void {
     if (this.#stopped || c.done) return
-    if (this.#max > 0 && c.sent >= this.#max) {
+    const max = this.#o.maxConnectionRequests ?? 0
+    if (max > 0 && c.sent >= max) {
       c.done = true
       this.#close(c)
       if (++this.#done === this.#conns.length) this.stop()
       return
     }
-    if (this.#rate > 0 && c.thisSecond >= this.#rate) {
-      c.paused = true
-      return
-    }
+    c.sent++
     const w = this.#o.source.nextWire()
     c.meta = w.meta
     c.reader.reset()
-    c.sent++
-    c.thisSecond++
-    c.sentAt = performance.now()
+    c.sentAt = c.intendedAt = performance.now()
     c.socket!.write(w.buffer)
+  }
+
+  /** Open model: the arrivals that are due leave now, on free connections or new ones up to the cap; the rest wait. */
+  #tick (): void {
+    this.#clockTimer = null
+    if (this.#stopped) return
+    const clock = this.#clock!
+    const { source, recorder } = this.#o
+    const now = performance.now()
+    let due = this.#zero + clock.at * 1000
+    while (due <= now) {
+      const w = source.nextWire()
+      recorder.arrival(w.meta, clock.stage, performance.timeOrigin + due)
+      const c = this.#idle.pop() ?? (this.#conns.length < clock.maxConnections ? this.#newConnection() : undefined)
+      // the clock's own lateness (this thread was busy): the generator's limit, not the target's
+      if (c !== undefined) this.#dispatch(c, w, due, clock.stage, now, true)
+      else this.#waiting.push({ w, at: due, stage: clock.stage })
+      if (!clock.advance()) break
+      due = this.#zero + clock.at * 1000
+    }
+    this.#expire(now)
+    if (!clock.done) this.#clockTimer = setTimeout(() => this.#tick(), Math.max(0, due - performance.now()))
+    else this.#finishIfDone()
+  }
+
+  #dispatch (c: Connection, w: WireRequest, at: number, stage: number, now: number, fromClock: boolean): void {
+    if (c.socket === null) this.#open(c)
+    c.idle = false
+    c.meta = w.meta
+    c.stage = stage
+    c.reader.reset()
+    c.intendedAt = at
+    c.sentAt = now
+    const late = now - at > LATE_MS
+    this.#o.recorder.sent(w.meta, stage, late, late && fromClock)
+    c.socket!.write(w.buffer)
+  }
+
+  /** Arrivals that waited longer than the timeout for a connection are dropped. */
+  #expire (now: number): void {
+    const q = this.#waiting
+    while (this.#head < q.length && now - q[this.#head].at > this.#timeoutMs) {
+      const d = q[this.#head++]
+      this.#o.recorder.dropped(d.w.meta, d.stage)
+    }
+    if (this.#head > 1024 && this.#head * 2 > q.length) {
+      q.splice(0, this.#head)
+      this.#head = 0
+    }
+  }
+
+  /** Open model: the connection is free; it takes the oldest waiting arrival, or waits for the next. */
+  #free (c: Connection): void {
+    if (this.#stopped || c.idle) return
+    const now = performance.now()
+    this.#expire(now)
+    if (this.#head < this.#waiting.length) {
+      const d = this.#waiting[this.#head++]
+      this.#dispatch(c, d.w, d.at, d.stage, now, false)
+      return
+    }
+    c.idle = true
+    this.#idle.push(c)
+    this.#finishIfDone()
+  }
+
+  #finishIfDone (): void {
+    if (this.#clock!.done && this.#head >= this.#waiting.length && this.#idle.length === this.#conns.length) this.stop()
+  }
+
+  /** The request in flight is over (answered or failed): the connection goes on. */
+  #next (c: Connection): void {
+    if (this.#clock !== null) this.#free(c)
+    else this.#send(c)
   }
 
   #onData (c: Connection, buf: Buffer, n: number): void {
@@ -176,7 +289,7 @@ class ConnectionsRun {
       end = c.reader.execute(buf, 0, n)
     } catch (err) {
       if (!(err instanceof HttpFramingError)) throw err
-      this.#o.recorder.transportError(c.meta, false)
+      this.#o.recorder.transportError(c.meta, false, c.stage)
       this.#replace(c)
       return
     }
@@ -184,13 +297,13 @@ class ConnectionsRun {
     this.#answered(c)
     if (end < n) this.#replace(c)
     else if (c.reader.closeAfter) this.#replace(c)
-    else this.#send(c)
+    else this.#next(c)
   }
 
   #answered (c: Connection): void {
     const r = c.reader
     const cache = r.cache
-    this.#o.recorder.response(c.meta!, r.status, r.bytes, performance.now() - c.sentAt, cache.state, cache.collapsed)
+    this.#o.recorder.response(c.meta!, r.status, r.bytes, performance.now() - c.intendedAt, cache.state, cache.collapsed, c.stage)
     c.meta = null
   }
 
@@ -200,10 +313,12 @@ class ConnectionsRun {
     c.socket = null
     s.destroy()
     if (this.#stopped) return
+    // an idle connection the server closed is reopened when an arrival needs it
+    if (c.idle) return
     if (c.meta !== null) {
       if (err === null && c.reader.finishAtClose()) this.#answered(c)
       else {
-        this.#o.recorder.transportError(c.meta, false)
+        this.#o.recorder.transportError(c.meta, false, c.stage)
         c.meta = null
       }
     }
@@ -212,9 +327,9 @@ class ConnectionsRun {
   }
 
   #reopen (c: Connection): void {
-    if (this.#stopped || c.done || c.socket !== null) return
-    this.#open(c)
-    this.#send(c)
+    if (this.#stopped || c.socket !== null || c.idle || c.done) return
+    if (this.#clock === null) this.#open(c)
+    this.#next(c)
   }
 
   #replace (c: Connection): void {
@@ -226,24 +341,15 @@ class ConnectionsRun {
     const now = performance.now()
     for (const c of this.#conns) {
       if (c.meta !== null && now - c.sentAt > this.#timeoutMs) {
-        this.#o.recorder.transportError(c.meta, true)
+        this.#o.recorder.transportError(c.meta, true, c.stage)
         this.#replace(c)
       }
     }
-  }
-
-  #nextSecond (): void {
-    for (const c of this.#conns) {
-      c.thisSecond = 0
-      if (c.paused) {
-        c.paused = false
-        this.#send(c)
-      }
-    }
+    if (this.#clock !== null) this.#expire(now)
   }
 }
 
-/** Runs `connections` connections against `url` for `duration` seconds; resolves when they are all closed. */
+/** Runs the connections against `url` until done (see ConnectionsOptions); resolves when they are all closed. */
 export function runConnections (o: ConnectionsOptions): Promise<void> {
   const run = new ConnectionsRun(o)
   run.start()

@@ -12,6 +12,7 @@ export function progressLine (e: TimelineEntry): string {
     e.stage.padEnd(8),
     target.padStart(16),
     `${fmtRps(e.rps).padStart(7)} req/s`,
+    ...(e.late !== null && (e.late > 0 || (e.dropped ?? 0) > 0) ? [`late ${e.late}${e.dropped ? ` dropped ${e.dropped}` : ''}`] : []),
     `p99 ${fmtMs(e.p99).padStart(6)} ms`,
     `err ${String(e.errors).padStart(4)}${e.errors > 0 ? ` (${fmtPct(e.errorRate, 1)})` : ''}`,
     `hit ${fmtPct(e.hitRatio)}`

@@ -19,9 +19,10 @@ import type { Scenario } from './scenarios.js'
 import type { SliceEvent } from './slice-runner.js'
 import type { PlannedStage, Slice } from './stages.js'
 import type { Target } from './requests.js'
+import type { ArrivalProcess } from './arrivals.js'
 
 /** Bumped on any incompatible change of the messages below. */
-export const PROTOCOL = 1
+export const PROTOCOL = 2
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -57,6 +58,8 @@ export interface Assignment {
   seed: number
   timeout: number
   target: Target
+  /** open model: how arrivals are spaced (absent: even) */
+  arrivals?: ArrivalProcess
   /** the common start, epoch ms on the coordinator's clock */
   startAt: number
 }

@@ -33,9 +33,8 @@ export class Recorder {
   readonly #startAt: number
   readonly #now: () => number
   #stage = 0
-  #expectedIntervalUs = 0
-  #cur: Second | null = null
-  readonly #done: Second[] = []
+  /** seconds not reported yet (the current one, and the next when an arrival is due in it) */
+  readonly #open = new Map<number, Second>()
   /** seconds below this were reported */
   #reported = 0
   #lastT = -1
@@ -49,38 +48,59 @@ export class Recorder {
     this.#now = now
   }
 
-  /** What runs now: its samples go to this stage, and open-model latencies are corrected for this gap between sends. */
-  setStep (stageIndex: number, expectedIntervalUs: number): void {
+  /**
+   * Closed model: what runs now; samples recorded without a stage go to it.
+   * (The open model names each sample's stage: an answer belongs to the
+   * step its request was meant for, even when it arrives in the next.)
+   */
+  setStep (stageIndex: number): void {
     this.#stage = stageIndex
-    this.#expectedIntervalUs = expectedIntervalUs
   }
 
-  #cell (meta: RequestMeta): Group {
-    const t = Math.max(0, Math.floor((this.#now() - this.#startAt) / 1000))
+  #cell (meta: RequestMeta, stage: number, at = this.#now()): Group {
+    if (stage < 0) stage = this.#stage
+    // a second already reported takes nothing more: it goes to the current one
+    const t = Math.max(this.#reported, Math.floor((at - this.#startAt) / 1000))
     // most responses land in the cell of the one before (same second, stage and page)
-    if (t === this.#lastT && meta === this.#lastMeta && this.#stage === this.#lastStage && this.#lastCell !== null) return this.#lastCell
-    let s = this.#cur
-    if (s === null || s.t !== t) {
-      if (s !== null) this.#done.push(s)
-      s = this.#cur = { t, stages: new Map() }
-    }
-    let byMeta = s.stages.get(this.#stage)
-    if (byMeta === undefined) s.stages.set(this.#stage, (byMeta = new Map()))
+    if (t === this.#lastT && meta === this.#lastMeta && stage === this.#lastStage && this.#lastCell !== null) return this.#lastCell
+    let s = this.#open.get(t)
+    if (s === undefined) this.#open.set(t, (s = { t, stages: new Map() }))
+    let byMeta = s.stages.get(stage)
+    if (byMeta === undefined) s.stages.set(stage, (byMeta = new Map()))
     let g = byMeta.get(meta)
     if (g === undefined) byMeta.set(meta, (g = new Group('cell')))
     this.#lastT = t
     this.#lastMeta = meta
-    this.#lastStage = this.#stage
+    this.#lastStage = stage
     this.#lastCell = g
     return g
   }
 
-  response (meta: RequestMeta, status: number, bytes: number, latencyMs: number, cache: CacheState | null, collapsed: boolean): void {
-    this.#cell(meta).record(meta, status, bytes, latencyMs * 1000, cache, collapsed, this.#expectedIntervalUs)
+  /** An answer; `stage` -1 is the current step's (closed model). */
+  response (meta: RequestMeta, status: number, bytes: number, latencyMs: number, cache: CacheState | null, collapsed: boolean, stage = -1): void {
+    this.#cell(meta, stage).record(meta, status, bytes, latencyMs * 1000, cache, collapsed)
   }
 
-  transportError (meta: RequestMeta, timeout: boolean): void {
-    this.#cell(meta).recordTransportError(timeout)
+  transportError (meta: RequestMeta, timeout: boolean, stage = -1): void {
+    this.#cell(meta, stage).recordTransportError(timeout)
+  }
+
+  /** Open model: an arrival came due at `at` (epoch ms; counted in that second, even when this thread sees it late). */
+  arrival (meta: RequestMeta, stage: number, at: number): void {
+    this.#cell(meta, stage, at).arrivals.intended++
+  }
+
+  /** Open model: an arrival left; `late` past LATE_MS, `lagged` when late with a connection free (this thread's own delay). */
+  sent (meta: RequestMeta, stage: number, late: boolean, lagged: boolean): void {
+    const a = this.#cell(meta, stage).arrivals
+    a.sent++
+    if (late) a.late++
+    if (lagged) a.lagged++
+  }
+
+  /** Open model: an arrival waited longer than the timeout for a connection and was never sent. */
+  dropped (meta: RequestMeta, stage: number): void {
+    this.#cell(meta, stage).arrivals.dropped++
   }
 
   /**
@@ -90,16 +110,11 @@ export class Recorder {
    * that are over.
    */
   flush (upTo: number = Math.floor((this.#now() - this.#startAt) / 1000), final = false): SecondReport[] {
-    if (this.#cur !== null && this.#cur.t < upTo) {
-      this.#done.push(this.#cur)
-      this.#cur = null
-      this.#lastCell = null
-    }
-    const byT = new Map<number, Second>()
-    for (const s of this.#done.splice(0)) byT.set(s.t, s)
+    if (this.#lastT < upTo) this.#lastCell = null
     const out: SecondReport[] = []
     for (let t = this.#reported; t < upTo; t++) {
-      const s = byT.get(t)
+      const s = this.#open.get(t)
+      this.#open.delete(t)
       const cells: CellReport[] = []
       if (s) {
         for (const [stage, byMeta] of s.stages) {

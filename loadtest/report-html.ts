@@ -242,7 +242,11 @@ export function renderHtml (s: Summary): string {
     { name: 'errors/s', color: '#b42318', points: tl.map(p => [mid(p.t), p.errors]) }
   ]
   if (s.model === 'open') {
-    rpsSeries.push({ name: 'target req/s', color: '#6b7280', dash: '6 4', step: true, width: 1.5, points: targetPoints(s, st => st.rate ?? 0) })
+    // answered against what the clock asked for and what left: a gap between intended and sent is the generator (late, dropped)
+    rpsSeries[0].name = 'answered/s'
+    rpsSeries.push({ name: 'intended/s', color: '#6b7280', dash: '6 4', width: 1.5, points: tl.map(p => [mid(p.t), p.intended === null ? null : p.intended / p.span]) })
+    rpsSeries.push({ name: 'sent/s', color: '#c2780c', width: 1.5, points: tl.map(p => [mid(p.t), p.sent === null ? null : p.sent / p.span]) })
+    rpsSeries.push({ name: 'late or dropped/s', color: '#7a3ccf', width: 1.5, points: tl.map(p => [mid(p.t), p.late === null ? null : (p.late + (p.dropped ?? 0)) / p.span]) })
   } else {
     rpsSeries.push({ name: 'connections', color: '#6b7280', dash: '6 4', step: true, width: 1.5, axis: 'right', points: targetPoints(s, st => st.connections) })
   }
@@ -267,6 +271,7 @@ export function renderHtml (s: Summary): string {
     ['hit ratio', fmtPct(t.cache.hitRatio), `HIT ${fmtInt(t.cache.hit)} · MISS ${fmtInt(t.cache.miss)}`],
     ['origin / page', t.originPerRequest === null ? '–' : t.originPerRequest.toFixed(3), `${fmtInt(t.originRequests)} reached the frontends`]
   ]
+  if (t.arrivals) cards.push(['late · dropped', `${fmtPct(t.arrivals.lateRatio, 2)} · ${fmtPct(t.arrivals.droppedRatio, 2)}`, `of ${fmtInt(t.arrivals.intended)} arrivals; ${fmtInt(t.arrivals.lagged)} late by the generator`])
   const statusRows = Object.entries(t.status).sort(([a], [b]) => Number(a) - Number(b))
     .map(([code, n]) => `<tr><td>${esc(code)}</td><td class="num">${fmtInt(n)}</td><td class="num">${fmtPct(t.requests ? n / t.requests : 0)}</td></tr>`).join('')
   const unit = s.model === 'open' ? 'req/s' : 'connections'

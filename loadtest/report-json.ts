@@ -36,7 +36,17 @@ export const StatsSchema = Type.Object({
   }),
   originRequests: Count,
   originPerRequest: Ratio,
-  latency: Type.Object({ min: Ms, mean: Ms, p50: Ms, p90: Ms, p95: Ms, p99: Ms, p99_9: Ms, max: Ms }, { description: 'milliseconds' })
+  latency: Type.Object({ min: Ms, mean: Ms, p50: Ms, p90: Ms, p95: Ms, p99: Ms, p99_9: Ms, max: Ms }, { description: 'milliseconds; in the open model counted from each request\'s intended send time' }),
+  arrivals: Nullable(Type.Object({
+    intended: Count,
+    sent: Count,
+    late: Count,
+    lagged: Count,
+    dropped: Count,
+    lateRatio: Type.Number({ minimum: 0, maximum: 1 }),
+    droppedRatio: Type.Number({ minimum: 0, maximum: 1 }),
+    laggedRatio: Type.Number({ minimum: 0, maximum: 1 })
+  }, { description: 'open model: arrivals that came due, were sent, sent over 10 ms late (lagged: late with a connection free, the generator\'s own delay), or dropped (no connection within the timeout); null in the closed model' }))
 })
 
 const StepSchema = Type.Object({
@@ -75,6 +85,10 @@ export const SecondSchema = Type.Object({
   connections: Count,
   rate: Nullable(Type.Integer({ minimum: 1 })),
   requests: Count,
+  intended: Nullable(Count),
+  sent: Nullable(Count),
+  late: Nullable(Count),
+  dropped: Nullable(Count),
   errors: Count,
   errorRate: Type.Number({ minimum: 0, maximum: 1 }),
   rps: Type.Number({ minimum: 0 }),
@@ -127,11 +141,14 @@ export const KneeResultSchema = Type.Object({
     p50: Ms,
     p99: Ms,
     errorRate: Type.Number({ minimum: 0, maximum: 1 }),
+    late: Type.Number({ minimum: 0, maximum: 1, description: 'share of the arrivals sent over 10 ms late' }),
+    dropped: Type.Number({ minimum: 0, maximum: 1, description: 'share of the arrivals never sent' }),
     pass: Type.Boolean(),
-    failed: Type.Array(Type.String())
+    failed: Type.Array(Type.String()),
+    limitedBy: Nullable(Type.Union([Type.Literal('target'), Type.Literal('generator')]))
   })),
   lastPassingRate: Nullable(Type.Number({ minimum: 0 })),
-  brokeAt: Nullable(Type.Object({ rate: Type.Number(), reasons: Type.Array(Type.String()) })),
+  brokeAt: Nullable(Type.Object({ rate: Type.Number(), reasons: Type.Array(Type.String()), by: Type.Union([Type.Literal('target'), Type.Literal('generator')], { description: 'generator: the load generator could not keep to its clock; the knee is a lower bound of the target' }) })),
   hitRatio: Ratio,
   originShare: Ratio,
   writeShare: Ratio
@@ -327,7 +344,8 @@ export function emptyStats (): Stats {
     status: {}, non2xx: {},
     cache: { hit: 0, stale: 0, miss: 0, pass: 0, none: 0, collapsed: 0, hitRatio: null },
     originRequests: 0, originPerRequest: null,
-    latency: { min: null, mean: null, p50: null, p90: null, p95: null, p99: null, p99_9: null, max: null }
+    latency: { min: null, mean: null, p50: null, p90: null, p95: null, p99: null, p99_9: null, max: null },
+    arrivals: null
   }
 }
 

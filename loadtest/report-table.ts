@@ -32,6 +32,10 @@ export function renderTable (s: Summary): string {
   out.push(`requests  ${fmtInt(t.requests)} (${fmtInt(t.reads)} reads, ${fmtInt(t.writes)} writes) · ${fmtRps(t.rps)} req/s · ${fmtBytes(t.bytes)} read`)
   out.push(`errors    ${errorsCell(t)}${t.transportErrors > 0 ? ` · ${fmtInt(t.transportErrors)} transport (${fmtInt(t.timeouts)} timeouts)` : ''}`)
   out.push(`non-2xx   ${statusList(t.non2xx)}`)
+  if (t.arrivals) {
+    const a = t.arrivals
+    out.push(`arrivals  ${fmtInt(a.intended)} intended · ${fmtInt(a.sent)} sent · late ${fmtInt(a.late)} (${fmtPct(a.lateRatio, 2)}; ${fmtInt(a.lagged)} by the generator's own delay) · dropped ${fmtInt(a.dropped)} (${fmtPct(a.droppedRatio, 2)}) · latencies from each request's intended time`)
+  }
   // Every request of a load test comes from one address: the backend's per-client write limit answers 429.
   if ((t.non2xx['429'] ?? 0) > 0) out.push('          429 = the backend\'s per-client write limit: start the tier with BACKEND_RATE_LIMIT_MAX=0 for load tests')
   const c = t.cache
@@ -89,12 +93,12 @@ export function renderTable (s: Summary): string {
       out.push('')
       out.push(`knee ${role}: ${k.url} (${k.thresholds.join(', ')}, and ≥ ${Math.round(k.minAchieved * 100)}% of each target delivered)`)
       out.push(textTable([
-        ['target req/s', 'achieved', 'req', 'p50', 'p99', 'errors', 'step'],
-        ...k.steps.map(x => [fmtInt(x.rate), fmtRps(x.achieved), fmtInt(x.requests), fmtMs(x.p50), fmtMs(x.p99), fmtPct(x.errorRate, 2), x.pass ? '✓ held' : `✗ ${x.failed.join('; ')}`])
-      ], ['r', 'r', 'r', 'r', 'r', 'r', 'l'], '  '))
+        ['target req/s', 'achieved', 'req', 'p50', 'p99', 'errors', 'late', 'step'],
+        ...k.steps.map(x => [fmtInt(x.rate), fmtRps(x.achieved), fmtInt(x.requests), fmtMs(x.p50), fmtMs(x.p99), fmtPct(x.errorRate, 2), fmtPct(x.late, 1), x.pass ? '✓ held' : `✗ ${x.failed.join('; ')}`])
+      ], ['r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'], '  '))
       out.push(k.lastPassingRate === null
         ? '  no step held: start lower (--rate)'
-        : `  last passing rate ${fmtInt(k.lastPassingRate)} req/s${k.brokeAt ? `, broke at ${fmtInt(k.brokeAt.rate)} req/s` : ' (nothing broke up to the maximum: a lower bound)'}`)
+        : `  last passing rate ${fmtInt(k.lastPassingRate)} req/s${k.brokeAt ? `, broke at ${fmtInt(k.brokeAt.rate)} req/s${k.brokeAt.by === 'generator' ? ' (the generator\'s limit, not the target\'s: a lower bound)' : ''}` : ' (nothing broke up to the maximum: a lower bound)'}`)
     }
   }
   if (s.capacity) {

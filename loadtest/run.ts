@@ -14,6 +14,7 @@ import { writeShare, type Scenario } from './scenarios.js'
 import { loadSitemap, rankPages } from './sitemap.js'
 import { planSchedule, type LoadModel, type PlannedStage } from './stages.js'
 import { evaluateThresholds, type Threshold, type ThresholdResult } from './thresholds.js'
+import type { ArrivalProcess } from './arrivals.js'
 
 export type PlanUsersOptions = Omit<CapacityOptions, 'scenarioWriteShare'>
 
@@ -25,8 +26,10 @@ export interface RunOptions {
   model: LoadModel
   /** 100 % of the stage targets: connections (closed) or req/s (open), over every generator together */
   target: number
-  /** open model: connections carrying the rate */
+  /** open model: the most connections carrying the rate (--max-connections), opened as needed */
   pool: number
+  /** open model: evenly spaced arrivals (default) or a Poisson process */
+  arrivals?: ArrivalProcess
   step: number
   seed: number
   /** per-request timeout, seconds */
@@ -76,7 +79,7 @@ export async function runLoadTest (o: RunOptions): Promise<RunOutcome> {
   const driver = o.driver ?? localDriver(Math.max(1, o.workers ?? 1))
   const steps = plan.reduce((n, s) => n + s.steps.length, 0)
   const duration = plan.reduce((end, s) => Math.max(end, s.start + s.duration), 0)
-  log(`${o.scenario.name}: ${pages.length} pages from the sitemap; ${plan.length} stage(s) in ${steps} step(s), ${duration} s, ${o.model} model (${o.model === 'open' ? `up to ${Math.max(...plan.flatMap(s => s.steps.map(x => x.rate ?? 0)))} req/s over ${o.pool} connections` : `up to ${Math.max(...plan.flatMap(s => s.steps.map(x => x.connections)))} connections`})`)
+  log(`${o.scenario.name}: ${pages.length} pages from the sitemap; ${plan.length} stage(s) in ${steps} step(s), ${duration} s, ${o.model} model (${o.model === 'open' ? `up to ${Math.max(...plan.flatMap(s => s.steps.map(x => x.rate ?? 0)))} req/s, ${o.arrivals ?? 'even'} arrivals, at most ${o.pool} connections` : `up to ${Math.max(...plan.flatMap(s => s.steps.map(x => x.connections)))} connections`})`)
 
   const ac = new AbortController()
   const onOuterAbort = (): void => ac.abort()
@@ -110,7 +113,7 @@ export async function runLoadTest (o: RunOptions): Promise<RunOutcome> {
   try {
     result = await driver.run({
       collector,
-      base: { url: o.url, scenario: o.scenario, pages, plan, seed: o.seed, runId, timeout: o.timeout, target, amount: o.amount },
+      base: { url: o.url, scenario: o.scenario, pages, plan, seed: o.seed, runId, timeout: o.timeout, target, amount: o.amount, arrivals: o.model === 'open' ? o.arrivals : undefined },
       signal: ac.signal,
       log
     })

@@ -6,6 +6,7 @@ import { Recorder, epochNow, type SecondReport } from './recorder.js'
 import { RequestGenerator, type Target } from './requests.js'
 import type { Scenario } from './scenarios.js'
 import { runSlice, splitAmount, type PlannedStage, type Slice } from './stages.js'
+import type { ArrivalProcess } from './arrivals.js'
 
 export interface SliceAssignment {
   url: string
@@ -23,6 +24,8 @@ export interface SliceAssignment {
   target: Target
   /** closed model: requests over every source together (autocannon's --amount), split like the connections */
   amount?: number
+  /** open model: how arrivals are spaced (default even) */
+  arrivals?: ArrivalProcess
 }
 
 export type SliceEvent =
@@ -42,11 +45,12 @@ export function sliceRunId (runId: string, slices: readonly Slice[]): string {
 }
 
 export async function runSliceHere (a: SliceAssignment, emit: (e: SliceEvent) => void, signal?: AbortSignal): Promise<void> {
+  const seed = sliceSeed(a.seed, a.slices)
   const generator = new RequestGenerator({
     scenario: a.scenario,
     pages: a.pages,
     base: a.url,
-    seed: sliceSeed(a.seed, a.slices),
+    seed,
     runId: sliceRunId(a.runId, a.slices),
     target: a.target
   })
@@ -74,6 +78,8 @@ export async function runSliceHere (a: SliceAssignment, emit: (e: SliceEvent) =>
       recorder,
       signal,
       amount: a.amount === undefined ? undefined : splitAmount(a.amount, a.slices),
+      arrivals: a.arrivals,
+      seed,
       onStep: (step, start, end) => emit({ type: 'step', stage: step.stageIndex, start: Math.max(0, start), end })
     })
   } finally {

@@ -2,27 +2,27 @@
 // between the sources that generate it (worker threads, agents), and runs
 // one source's slice on the common timeline.
 //
-// An instance of the connection loop (http-client.ts) runs at one number of
-// connections and one rate, so a ramping stage is cut into steps of about
-// --step seconds, each run by its own instance at the interpolated target;
-// a flat stage is one step. Every source starts each step at its
-// planned time from the common start (and stops it at its planned end), so
-// many workers and machines stay on one timeline.
+// A ramping stage is cut into steps of about --step seconds at the
+// interpolated target; a flat stage is one step. Every source keeps to the
+// planned times from the common start, so many workers and machines stay on
+// one timeline.
 //
 // Closed model (default): the target is a number of connections, each
-//   sending its next request as soon as the previous answer arrives.
-// Open model (--rate): the target is an arrival rate (requests/s), spread
-//   over a fixed pool of connections as a quota per connection per second
-//   (as autocannon's `connectionRate` does) rather than issued on a clock,
-//   so if the tier slows down the achieved rate falls below the target (the
-//   report shows both) and latencies are corrected for coordinated omission
-//   (group.ts).
+//   sending its next request as soon as the previous answer arrives; each
+//   step is run by its own instance of the connection loop (http-client.ts).
+// Open model (--rate): the target is an arrival rate (requests/s). Requests
+//   leave on a clock (arrivals.ts), whatever the target does, on as many
+//   connections as they need up to the step's cap (--max-connections), and
+//   each is timed from when it was meant to leave (wrk2's correction, done
+//   per request rather than guessed); what could not leave on time is
+//   counted late or dropped. One instance runs the whole plan.
 //
 // Targets are totals over every source: a step's connections and rate are
 // split so that the slices add up to the plan exactly (autocannon's
 // `workers` option, by contrast, divides connections but hands every worker
 // the whole `overallRate`, which multiplies the rate by the number of workers).
 import type { AmountSpec, StageSpec } from './scenarios.js'
+import { ArrivalClock, arrivalSteps, slicePhase, type ArrivalProcess } from './arrivals.js'
 import { runConnections, type RequestSource } from './http-client.js'
 import { epochNow, type Recorder } from './recorder.js'
 
@@ -34,7 +34,7 @@ export interface PlanOptions {
   model: LoadModel
   /** 100 %: connections (closed) or requests/s (open) */
   target: number
-  /** open model: connections available to carry the rate */
+  /** open model: the most connections carrying the rate (--max-connections) */
   pool: number
   /** seconds per step in a ramping stage */
   step: number
@@ -86,10 +86,7 @@ export function planSchedule (specs: readonly StageSpec[], o: PlanOptions): Plan
     const to = resolveAmount(spec.to, o.target)
     const from = spec.from === undefined ? to : resolveAmount(spec.from, o.target)
     if (!(duration > 0)) throw new RangeError(`stage ${spec.name}: duration must be > 0`)
-    let n = from === to ? 1 : Math.min(MAX_STEPS_PER_STAGE, Math.max(1, Math.round(duration / o.step)))
-    // the rate is a quota per whole second of each connection: a shorter
-    // open-model step would get a full second's quota
-    if (o.model === 'open') n = Math.max(1, Math.min(n, Math.floor(duration)))
+    const n = from === to ? 1 : Math.min(MAX_STEPS_PER_STAGE, Math.max(1, Math.round(duration / o.step)))
     const stepDuration = duration / n
     const steps: PlannedStep[] = []
     for (let i = 0; i < n; i++) {
@@ -101,8 +98,8 @@ export function planSchedule (specs: readonly StageSpec[], o: PlanOptions): Plan
         index: stepIndex++,
         start: round3(t + i * stepDuration),
         duration: round3(stepDuration),
-        // no more connections than requests per second: each carries at least one
-        connections: o.model === 'closed' ? amount : Math.min(o.pool, amount),
+        // open model: the cap, opened only as the arrivals need them
+        connections: o.model === 'closed' ? amount : o.pool,
         rate: o.model === 'open' ? amount : null
       })
     }
@@ -145,7 +142,8 @@ export function sliceStep (step: Pick<PlannedStep, 'connections' | 'rate'> & { i
   }
   const rate = splitAmount(step.rate, slices, turn)
   if (rate === 0) return null
-  return { connections: Math.max(1, Math.min(rate, splitAmount(step.connections, slices, turn))), rate }
+  // open model: the connections are a cap, opened as the arrivals need them
+  return { connections: Math.max(1, splitAmount(step.connections, slices, turn)), rate }
 }
 
 /** The slice's share of the planned load (connection-seconds or requests), 0..1. */
@@ -200,6 +198,10 @@ export interface RunSliceOptions {
    * all sent their part ends when the last answer arrives.
    */
   amount?: number
+  /** open model: how arrivals are spaced (default even) */
+  arrivals?: ArrivalProcess
+  /** open model: seeds Poisson arrivals */
+  seed?: number
 }
 
 function sleep (ms: number, signal?: AbortSignal): Promise<void> {
@@ -213,6 +215,7 @@ function sleep (ms: number, signal?: AbortSignal): Promise<void> {
 
 /** Runs one slice of the plan on the common timeline. Resolves when done or aborted. */
 export async function runSlice (o: RunSliceOptions): Promise<void> {
+  if (o.plan.some(st => st.steps.some(s => s.rate !== null))) return runOpenSlice(o)
   const now = o.now ?? epochNow
   const at = (t: number): number => o.startAt + t * 1000
   for (const stage of o.plan) {
@@ -225,65 +228,13 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
       const remaining = (at(step.start + step.duration) - begun) / 1000
       if (remaining < 0.02) continue
       const part = sliceStep(step, o.slices)
-      o.recorder.setStep(step.stageIndex, part?.rate ? (1e6 * part.connections) / part.rate : 0)
+      o.recorder.setStep(step.stageIndex)
       if (part === null) await sleep(remaining * 1000, o.signal)
-      else if (step.rate === null) await (o.amount === undefined ? runInstance(remaining, part.connections, o) : runAmount(remaining, part.connections, o.amount, o))
-      else {
-        // the arrivals of the planned step, even when it began a little late:
-        // chunks keep to the planned clock
-        let chunkStart = at(step.start)
-        for (const c of rateChunks(step.duration, step.rate)) {
-          if (o.signal?.aborted) break
-          const rate = splitAmount(c.rate, o.slices, step.index)
-          if (rate > 0) await runRate(c.duration, Math.min(part.connections, rate), rate, o)
-          // the instance is done once its last quota is answered: the next chunk keeps to the clock
-          chunkStart += c.duration * 1000
-          await sleep(chunkStart - now(), o.signal)
-        }
-      }
+      else if (o.amount !== undefined) await runAmount(remaining, part.connections, o.amount, o)
+      else await runConnections({ url: o.url, connections: part.connections, duration: remaining, timeout: o.timeout ?? 10, source: o.source, recorder: o.recorder, signal: o.signal })
       o.onStep?.(step, (begun - o.startAt) / 1000, (now() - o.startAt) / 1000)
     }
   }
-}
-
-/**
- * The rate is a quota per connection per whole second, so a run of 1.4 s at
- * 100 req/s could send 200 requests. In the open model a
- * step is therefore run as whole seconds at the rate, then the remainder at
- * the rate scaled to its length: the arrivals stay at rate × duration.
- */
-export function rateChunks (duration: number, rate: number): Array<{ duration: number, rate: number }> {
-  const whole = Math.floor(duration + 1e-9)
-  const rest = Math.round((duration - whole) * 1000) / 1000
-  const chunks: Array<{ duration: number, rate: number }> = []
-  if (whole >= 1) chunks.push({ duration: whole, rate })
-  if (rest >= 0.01) chunks.push({ duration: rest, rate: Math.max(1, Math.round(rate * rest)) })
-  return chunks
-}
-
-/**
- * `rate` requests per second over `connections`, for `duration` seconds
- * (whole seconds, or one sub-second remainder carrying its share of a
- * second's quota). Each connection gets a quota per second from the
- * instance's start, and would get one more if it were still running when the
- * last second ticks over. So: two instances side by side,
- * `rate % connections` connections at q+1 req/s and the rest at q, each
- * connection capped at its own quota × seconds. The arrivals are then
- * exactly rate × seconds, and the step's remainder is waited out by the
- * caller (the last quota goes out at the start of its second).
- */
-function runRate (duration: number, connections: number, rate: number, o: RunSliceOptions): Promise<void> {
-  const seconds = Math.max(1, Math.floor(duration + 1e-9))
-  // Every connection stops by itself after its last quota is answered: the
-  // instance's own end only matters when answers are late, and then it must
-  // not cut the last second's answers short (nor reach a quota more)
-  if (duration >= 1) duration = seconds + 0.9
-  const q = Math.floor(rate / connections)
-  const rem = rate % connections
-  const runs: Array<Promise<void>> = []
-  if (rem > 0) runs.push(runInstance(duration, rem, o, { connectionRate: q + 1, maxConnectionRequests: (q + 1) * seconds }))
-  if (q > 0) runs.push(runInstance(duration, connections - rem, o, { connectionRate: q, maxConnectionRequests: q * seconds }))
-  return Promise.all(runs).then(() => {})
 }
 
 /**
@@ -297,20 +248,47 @@ function runAmount (duration: number, connections: number, amount: number, o: Ru
   const q = Math.floor(amount / c)
   const rem = amount % c
   const runs: Array<Promise<void>> = []
-  if (rem > 0) runs.push(runInstance(duration, rem, o, { connectionRate: 0, maxConnectionRequests: q + 1 }))
-  runs.push(runInstance(duration, c - rem, o, { connectionRate: 0, maxConnectionRequests: q }))
+  if (rem > 0) runs.push(runConnections({ url: o.url, connections: rem, duration, timeout: o.timeout ?? 10, source: o.source, recorder: o.recorder, signal: o.signal, maxConnectionRequests: q + 1 }))
+  runs.push(runConnections({ url: o.url, connections: c - rem, duration, timeout: o.timeout ?? 10, source: o.source, recorder: o.recorder, signal: o.signal, maxConnectionRequests: q }))
   return Promise.all(runs).then(() => {})
 }
 
-function runInstance (duration: number, connections: number, o: RunSliceOptions, limits?: { connectionRate: number, maxConnectionRequests: number }): Promise<void> {
-  return runConnections({
+
+/**
+ * The open model: one instance for the whole plan, its arrivals on the
+ * common clock (arrivals.ts), so connections carry over from step to step
+ * and an answer late enough to land in the next step still counts for its
+ * own. Each step is reported at its planned end.
+ */
+async function runOpenSlice (o: RunSliceOptions): Promise<void> {
+  const now = o.now ?? epochNow
+  const steps = arrivalSteps(o.plan, o.slices)
+  const clock = new ArrivalClock(steps, { process: o.arrivals, phase: slicePhase(o.slices), seed: o.seed })
+  const timeout = o.timeout ?? 10
+  const end = o.plan.reduce((e, st) => Math.max(e, st.start + st.duration), 0)
+  // the first step's connections are opened before its first arrival
+  const first = steps[0]?.maxConnections ?? 1
+  const warm = Math.min(first, Math.max(1, Math.ceil((steps[0]?.rate ?? 1) / 100)))
+  const timing = (async () => {
+    for (const stage of o.plan) {
+      for (const step of stage.steps) {
+        await sleep(o.startAt + (step.start + step.duration) * 1000 - now(), o.signal)
+        if (o.signal?.aborted) return
+        o.onStep?.(step, step.start, (now() - o.startAt) / 1000)
+      }
+    }
+  })()
+  await sleep(o.startAt - 50 - now(), o.signal)
+  await runConnections({
     url: o.url,
-    connections,
-    duration,
-    timeout: o.timeout ?? 10,
+    connections: warm,
+    // the last arrivals get their timeout to be answered, and no more
+    duration: Math.max(0, (o.startAt - now()) / 1000) + end + timeout + 1,
+    timeout,
     source: o.source,
     recorder: o.recorder,
     signal: o.signal,
-    ...limits
+    arrivals: { clock, startAt: o.startAt }
   })
+  await timing
 }

@@ -1,11 +1,11 @@
 // Thresholds fail a run, like k6's: `p99<250`, `errors<0.1%`, `hit>0.95`,
-// scoped to an endpoint or a stage with `p99{endpoint=/news/:slug}<300` or
+// `dropped<0.1%` (open model: share of the arrivals never sent), scoped to an endpoint or a stage with `p99{endpoint=/news/:slug}<300` or
 // `rps{stage=hold}>1000`.
 import type { Stats } from './collect.js'
 
 export type ThresholdMetric =
   | 'p50' | 'p90' | 'p95' | 'p99' | 'p99.9' | 'max' | 'min' | 'avg'
-  | 'rps' | 'requests' | 'errors' | 'hit' | 'origin'
+  | 'rps' | 'requests' | 'errors' | 'hit' | 'origin' | 'late' | 'dropped'
 export type ThresholdOp = '<' | '<=' | '>' | '>='
 
 export interface Threshold {
@@ -34,11 +34,11 @@ export class ThresholdError extends Error {
 }
 
 const LATENCY = new Set(['p50', 'p90', 'p95', 'p99', 'p99.9', 'max', 'min', 'avg'])
-const RATIO = new Set(['errors', 'hit', 'origin'])
+const RATIO = new Set(['errors', 'hit', 'origin', 'late', 'dropped'])
 const ALIASES: Record<string, ThresholdMetric> = {
   p999: 'p99.9', p99_9: 'p99.9', mean: 'avg', error: 'errors', errorRate: 'errors', hitRatio: 'hit', req: 'requests', count: 'requests'
 }
-const METRICS = ['p50', 'p90', 'p95', 'p99', 'p99.9', 'max', 'min', 'avg', 'rps', 'requests', 'errors', 'hit', 'origin']
+const METRICS = ['p50', 'p90', 'p95', 'p99', 'p99.9', 'max', 'min', 'avg', 'rps', 'requests', 'errors', 'hit', 'origin', 'late', 'dropped']
 
 const RE = /^\s*([A-Za-z][\w.]*)\s*(?:\{\s*(endpoint|stage)\s*=\s*([^}]+?)\s*\})?\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)\s*(%|ms|s)?\s*$/
 
@@ -86,6 +86,9 @@ export function metricValue (metric: ThresholdMetric, s: Stats): number | null {
     case 'errors': return s.requests + s.transportErrors > 0 ? s.errorRate : null
     case 'hit': return s.cache.hitRatio
     case 'origin': return s.originPerRequest
+    // closed model: no arrival clock, nothing to be late for
+    case 'late': return s.arrivals === null ? null : s.arrivals.lateRatio
+    case 'dropped': return s.arrivals === null ? null : s.arrivals.droppedRatio
   }
 }
 
@@ -116,7 +119,9 @@ export function evaluateThreshold (t: Threshold, scopes: ThresholdScopes): Thres
   }
   const actual = metricValue(t.metric, stats)
   if (actual === null) {
-    const why = t.metric === 'hit' ? 'no response carried X-Cache or Cache-Status' : 'no samples'
+    const why = t.metric === 'hit'
+      ? 'no response carried X-Cache or Cache-Status'
+      : (t.metric === 'late' || t.metric === 'dropped') && stats.arrivals === null ? 'closed model: requests have no intended time (use --rate)' : 'no samples'
     return { ...t, actual: null, pass: false, note: why }
   }
   return { ...t, actual, pass: compare(actual, t.op, t.limit), note: null }

@@ -99,6 +99,10 @@ t.test('distributed, agent and knee flags: refused when they do not fit together
     [[...url, '--rate-step', '10'], /belong to a knee search/],
     [[...url, '--knee', 'p99<250', '--rate', '10', '--frontend-url', 'http://127.0.0.1:3000', '--agents', '2', '--listen', '127.0.0.1:0'], /searches run from one machine/],
     [[...url, '--workers', '0'], /--workers must be >= 1/],
+    [[...url, '--max-connections', '10'], /belong to the open model/],
+    [[...url, '--arrivals', 'poisson'], /belong to the open model/],
+    [[...url, '--rate', '10', '--arrivals', 'bursty'], /--arrivals must be even or poisson/],
+    [[...url, '--rate', '10', '--connections', '5', '--max-connections', '6'], /--connections is --max-connections/],
     [[...url, '--timeout', '0.5'], /--timeout must be >= 1/]
   ]
   for (const [args, message] of cases) await t.rejects(parseCommand(args, io), message, args.join(' '))
@@ -106,8 +110,14 @@ t.test('distributed, agent and knee flags: refused when they do not fit together
   t.equal(ok.kind, 'run')
   if (ok.kind === 'run') {
     t.same(ok.knee?.step, { factor: 1.5 })
-    t.equal(ok.knee?.pool, 80, 'connections for the knee: max-rate / 5')
+    t.equal(ok.knee?.pool, 400, 'the knee\'s connection cap: a second of arrivals at the max rate')
   }
+  const open = await parseCommand([...url, '--rate', '300', '--arrivals', 'poisson'], io)
+  t.same(open.kind === 'run' ? [open.opts.model, open.opts.pool, open.opts.arrivals] : null, ['open', 300, 'poisson'], 'open model: a second of arrivals as the default cap')
+  const capped = await parseCommand([...url, '--rate', '300', '--max-connections', '1200'], io)
+  t.equal(capped.kind === 'run' ? capped.opts.pool : null, 1200)
+  const legacy = await parseCommand([...url, '--rate', '300', '--connections', '40'], io)
+  t.equal(legacy.kind === 'run' ? legacy.opts.pool : null, 40, 'in the open model --connections is the cap')
   const agent = await parseCommand(['agent', '--join', 'http://127.0.0.1:7700', '--workers', '3'], io)
   t.same(agent.kind === 'agent' ? [agent.agent.join, agent.agent.workers] : null, ['http://127.0.0.1:7700/', 3])
 })

@@ -25,6 +25,12 @@ export interface FakeSiteOptions {
   capacity?: { rate: number, slowMs: number }
   /** paths that never answer (timeouts) */
   hangPaths?: string[]
+  /**
+   * A site that stops answering for `forMs` at the end of every `everyMs`
+   * of its own clock (a GC pause, a failover): a request arriving then is
+   * answered when the stall ends. The sitemap is never held.
+   */
+  stall?: { everyMs: number, forMs: number }
 }
 
 export interface FakeSite {
@@ -131,6 +137,10 @@ export async function startFakeSite (o: FakeSiteOptions = {}): Promise<FakeSite>
     const path = (req.url ?? '/').split('?')[0]
     if (path !== '/sitemap.xml') arrive()
     if (o.hangPaths?.includes(path)) return
+    if (o.stall && path !== '/sitemap.xml') {
+      const phase = (performance.now() - born) % o.stall.everyMs
+      if (phase >= o.stall.everyMs - o.stall.forMs) await new Promise(r => setTimeout(r, o.stall!.everyMs - phase))
+    }
     if (o.delayMs) await new Promise(r => setTimeout(r, o.delayMs))
     if (degradedAt !== null && o.capacity) await new Promise(r => setTimeout(r, o.capacity!.slowMs))
     if (req.method === 'GET' && path === '/sitemap.xml') {

@@ -11,6 +11,7 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from '
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '../../common/free-port.js'
+import { ArrivalClock } from '../../loadtest/arrivals.js'
 import { runConnections } from '../../loadtest/http-client.js'
 import { Recorder, epochNow } from '../../loadtest/recorder.js'
 import { RequestGenerator } from '../../loadtest/requests.js'
@@ -149,20 +150,43 @@ t.test('a port nobody listens on: connection errors counted, the instance still 
   t.ok(all.transportErrors > 0 && all.timeouts === 0, `${all.transportErrors} refused connections`)
 })
 
-t.test('open model: a quota per connection per second and a total, then the connection stops', async (t: Test) => {
+t.test('open model: arrivals on the clock, connections opened up to the cap, waiting ones sent late and timed from their intended time', async (t: Test) => {
+  let sockets = 0
   let served = 0
-  const server = createHttpServer((_req, res) => { served++; res.writeHead(200, { 'content-length': 2 }).end('ok') })
+  // every answer takes 100 ms: 50 req/s need 5 connections, the cap is 2
+  const server = createHttpServer((_req, res) => { served++; setTimeout(() => res.writeHead(200, { 'content-length': 2 }).end('ok'), 100) })
+  server.on('connection', () => { sockets++ })
   const port = await listen(server)
   t.teardown(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
   const url = `http://127.0.0.1:${port}/`
-  const startAt = epochNow()
+  const startAt = epochNow() + 100
   const recorder = new Recorder(startAt)
-  const t0 = Date.now()
-  await runConnections({ url, connections: 3, duration: 5, timeout: 5, connectionRate: 4, maxConnectionRequests: 8, source: browse(url, ['/']), recorder })
-  const took = Date.now() - t0
-  t.equal(served, 24, '3 connections × 4 req/s × 2 s')
-  t.equal(totals(recorder, startAt).all.requests, 24)
-  t.ok(took >= 900 && took < 4000, `done once every quota is answered (${took} ms), not at the 5 s limit`)
+  const clock = new ArrivalClock([{ start: 0, duration: 1, rate: 50, maxConnections: 2, stage: 0 }])
+  await runConnections({ url, connections: 1, duration: 10, timeout: 5, source: browse(url, ['/']), recorder, arrivals: { clock, startAt } })
+  const { all } = totals(recorder, startAt)
+  t.equal(served, 50, 'every arrival was sent')
+  t.equal(sockets, 2, 'no more connections than the cap')
+  const a = all.stats(1).arrivals!
+  t.equal(a.intended, 50)
+  t.equal(a.sent, 50)
+  t.equal(a.dropped, 0)
+  t.ok(a.late > 40, `arrivals waiting for a connection left late (${a.late})`)
+  t.ok(a.lagged < a.late, 'and not because the clock itself ran late')
+  // 2 connections answer 20 req/s: the 50th arrival (at 0.98 s) leaves at about 2.4 s
+  t.ok(all.stats(1).latency.max! > 1200, `latencies count from the intended time: max ${all.stats(1).latency.max} ms, not the 100 ms of one answer`)
+
+  // a target that never answers: once the timeout has passed, what waits is dropped
+  const hang = createHttpServer(() => {})
+  const hangPort = await listen(hang)
+  t.teardown(() => new Promise<void>(resolve => { hang.closeAllConnections(); hang.close(() => resolve()) }))
+  const hangUrl = `http://127.0.0.1:${hangPort}/`
+  const start2 = epochNow() + 50
+  const rec2 = new Recorder(start2)
+  await runConnections({ url: hangUrl, connections: 1, duration: 10, timeout: 1, source: browse(hangUrl, ['/']), recorder: rec2, arrivals: { clock: new ArrivalClock([{ start: 0, duration: 0.5, rate: 20, maxConnections: 1, stage: 0 }]), startAt: start2 } })
+  const hung = totals(rec2, start2).all.stats(1)
+  t.equal(hung.arrivals!.intended, 10)
+  t.ok(hung.timeouts >= 1 && hung.arrivals!.dropped >= 5, `timed out ${hung.timeouts}, dropped ${hung.arrivals!.dropped}`)
+  t.equal(hung.timeouts + hung.arrivals!.dropped, 10, 'each arrival timed out or was dropped')
 })
 
 t.test('an abort signal stops every connection at once', async (t: Test) => {

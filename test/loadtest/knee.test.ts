@@ -4,7 +4,9 @@ import t from 'tap'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Value } from '@sinclair/typebox/value'
-import { kneeRates, staircase, checkKneeThresholds } from '../../loadtest/knee.js'
+import { kneeRates, kneeResult, staircase, checkKneeThresholds } from '../../loadtest/knee.js'
+import { planFromKnees } from '../../loadtest/capacity.js'
+import { Group, type Stats } from '../../loadtest/group.js'
 import { runKneeSearch } from '../../loadtest/knee-run.js'
 import { loadScenario } from '../../loadtest/scenarios.js'
 import { parseThreshold } from '../../loadtest/thresholds.js'
@@ -12,6 +14,7 @@ import { SummarySchema, type Summary } from '../../loadtest/report-json.js'
 import { renderTable } from '../../loadtest/report-table.js'
 import { startFakeSite } from './fake-site.js'
 
+const GET = { method: 'GET', endpoint: '/', read: true }
 const OUT = join(import.meta.dirname, '../../test-output/loadtest/knee')
 
 t.test('the staircase: rates by addition or by a factor, bounded', async t => {
@@ -19,9 +22,32 @@ t.test('the staircase: rates by addition or by a factor, bounded', async t => {
   t.same(kneeRates({ start: 25, step: { factor: 2 }, maxRate: 200 }), [25, 50, 100, 200])
   t.equal(kneeRates({ start: 1, step: { add: 1 }, maxRate: 1e9 }).length, 60, 'at most 60 steps')
   const plan = staircase({ start: 10, step: { add: 10 }, maxRate: 30, stepDuration: 5, thresholds: [], pool: 15 })
-  t.same(plan.map(s => [s.name, s.start, s.duration, s.steps[0].rate, s.steps[0].connections]), [['rate-10', 0, 5, 10, 10], ['rate-20', 5, 5, 20, 15], ['rate-30', 10, 5, 30, 15]])
+  t.same(plan.map(s => [s.name, s.start, s.duration, s.steps[0].rate, s.steps[0].connections]), [['rate-10', 0, 5, 10, 15], ['rate-20', 5, 5, 20, 15], ['rate-30', 10, 5, 30, 15]])
   t.throws(() => checkKneeThresholds([parseThreshold('p99{endpoint=/}<100')]), /judged over each whole step/)
   t.throws(() => checkKneeThresholds([]), /at least one --knee/)
+})
+
+t.test('a step that broke while the generator lagged behind its clock is the generator\'s limit, and the plan calls the knee a lower bound', async t => {
+  const o = { start: 100, step: { add: 100 }, maxRate: 300, stepDuration: 10, thresholds: [parseThreshold('p99<250')], pool: 300 }
+  const step = (rate: number, p99Ms: number, lagged: number): { name: string, stats: Stats, planned: { to: number, duration: number }, start: number, end: number } => {
+    const g = new Group()
+    for (let i = 0; i < rate * 10; i++) g.record(GET, 200, 100, i % 50 === 0 ? p99Ms * 1000 : 1000, 'HIT', false)
+    Object.assign(g.arrivals, { intended: rate * 10, sent: rate * 10, late: lagged, lagged, dropped: 0 })
+    return { name: `rate-${rate}`, stats: g.stats(10), planned: { to: rate, duration: 10 }, start: 0, end: 10 }
+  }
+  const byGenerator = kneeResult(o, 'http://x/', [step(100, 5, 0), step(200, 900, 200)])
+  t.same(byGenerator.brokeAt?.by, 'generator')
+  t.match(byGenerator.brokeAt?.reasons.join(' '), /the generator's limit, not the target's/)
+  t.same(byGenerator.steps.map(s => s.limitedBy), [null, 'generator'])
+  const plan = planFromKnees({ users: 10_000, thinkTime: 10, headroom: 0.7, tier: { cache: 1, frontend: 1, backend: 1 }, scenarioWriteShare: 0.1, site: byGenerator })
+  t.match(plan.cache.basis, /the load generator could not keep up, so this is a lower bound/)
+  const byTarget = kneeResult(o, 'http://x/', [step(100, 5, 0), step(200, 900, 10)])
+  t.same(byTarget.brokeAt?.by, 'target', 'a few late arrivals (0.5%) do not excuse the target')
+  // one step the generator alone failed (a busy machine's hiccup) does not end the search; two in a row do
+  const hiccup = kneeResult({ ...o, maxRate: 400 }, 'http://x/', [step(100, 5, 0), step(200, 900, 200), step(300, 5, 0), step(400, 900, 0)])
+  t.same([hiccup.lastPassingRate, hiccup.brokeAt?.rate, hiccup.brokeAt?.by], [300, 400, 'target'])
+  const twice = kneeResult({ ...o, maxRate: 400 }, 'http://x/', [step(100, 5, 0), step(200, 900, 200), step(300, 900, 300), step(400, 5, 0)])
+  t.same([twice.lastPassingRate, twice.brokeAt?.rate, twice.brokeAt?.by, twice.steps.length], [100, 300, 'generator', 3])
 })
 
 t.test('the knee found is the step above the rate where the site falls over; the plan comes from it, per role', async t => {

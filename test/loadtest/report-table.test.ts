@@ -35,7 +35,7 @@ t.test('end-of-run table: latency, totals, non-2xx, cache, stages, endpoints, th
 })
 
 t.test('progress line and bar', async t => {
-  const entry = { t: 0, span: 1, stage: 'hold', connections: 8, rate: null, requests: 40, errors: 2, errorRate: 0.05, rps: 40, bytes: 4000, p50: 1, p90: 2, p99: 2, max: 3, hitRatio: 0.75 }
+  const entry = { t: 0, span: 1, stage: 'hold', connections: 8, rate: null, requests: 40, intended: null, sent: null, late: null, dropped: null, errors: 2, errorRate: 0.05, rps: 40, bytes: 4000, p50: 1, p90: 2, p99: 2, max: 3, hitRatio: 0.75 }
   t.match(progressLine(entry), /^\s+1s\s+hold\s+8 conn\s+40\.0 req\/s\s+p99\s+2\.00 ms\s+err\s+2 \(5\.0%\)\s+hit 75\.0%$/)
   t.match(progressLine({ ...entry, t: 1, requests: 0, errors: 0, errorRate: 0, rps: 0, p50: null, p90: null, p99: null, max: null, hitRatio: null }), /^\s+2s\s+hold\s+8 conn\s+0\.0 req\/s\s+p99\s+– ms\s+err\s+0\s+hit –$/, 'a silent second shows as zeros')
   t.match(progressLine({ ...entry, rate: 500 }), /500 req\/s target/)

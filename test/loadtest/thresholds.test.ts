@@ -61,3 +61,13 @@ t.test('evaluates against totals, stages and endpoints', async t => {
   t.equal(formatThresholdValue('errors', 0.002), '0.2%')
   t.equal(formatThresholdValue('p99', 12.345), '12.35 ms')
 })
+
+t.test('open model: late and dropped are shares of the intended arrivals; the closed model has none', async t => {
+  const open: Stats = { ...emptyStats(), requests: 95, arrivals: { intended: 100, sent: 98, late: 4, lagged: 1, dropped: 2, lateRatio: 0.04, droppedRatio: 0.02, laggedRatio: 0.01 } }
+  const scopes = (total: Stats) => ({ total, stages: new Map(), endpoints: new Map() })
+  const [late, dropped] = evaluateThresholds([parseThreshold('late<5%'), parseThreshold('dropped<1%')], scopes(open))
+  t.same([late.actual, late.pass, dropped.actual, dropped.pass], [0.04, true, 0.02, false])
+  t.equal(formatThresholdValue('dropped', 0.02), '2%')
+  const [closed] = evaluateThresholds([parseThreshold('late<1%')], scopes({ ...emptyStats(), requests: 10 }))
+  t.same([closed.pass, closed.note], [false, 'closed model: requests have no intended time (use --rate)'])
+})
