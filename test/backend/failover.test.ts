@@ -93,14 +93,16 @@ t.test('writes ride through session kills, a read-only primary, a network cut an
     const killedHealth = await fetch(`${be.url}/-/health`)
     t.match({ status: killedHealth.status, body: await killedHealth.json() }, { status: 200, body: { status: 'degraded', database: 'failing-over' } }, 'health says the database is failing over, without a 503')
   })
+  // The router now reaches the promoted standby: how soon do held writes land there?
+  const switchedAt = Date.now()
   await moreAcks('writes on the new primary')
+  const firstAfter = answers.find((a, i) => i >= beforeKill && a.status === 201 && a.at > switchedAt)
   await phase('promotion')
-  const firstAfter = answers.find((a, i) => i >= beforeKill && a.status === 201 && a.at > killedAt)
   running = false
   await Promise.all(posters)
 
   const statuses = answers.reduce<Record<string, number>>((acc, a) => { acc[a.status] = (acc[a.status] ?? 0) + 1; return acc }, {})
-  t.comment(`${answers.length} posts: ${JSON.stringify(statuses)}; first write acknowledged ${firstAfter ? firstAfter.at - killedAt : '?'} ms after the kill`)
+  t.comment(`${answers.length} posts: ${JSON.stringify(statuses)}; first write acknowledged ${firstAfter ? firstAfter.at - switchedAt : '?'} ms after the router reached the new primary (${switchedAt - killedAt} ms after the kill)`)
   t.comment(`writes run again, by fault: ${JSON.stringify(retried)}`)
   t.ok(Object.values(retried).every((r) => r > 0), 'each fault met writes in flight, and the writer ran them again')
   t.same(answers.filter((a) => a.status !== 201).map((a) => `${a.body}: ${a.status}`), [], 'every post is acknowledged: each fault ended within the retry budget')
