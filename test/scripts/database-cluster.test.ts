@@ -20,7 +20,7 @@ import path from 'node:path'
 import { databaseHaproxyConfig, databaseUnavailable, PATRONI_TIMING } from '../../scripts/database-cluster.js'
 import { processStartedAt } from '../../scripts/pid-record.js'
 import { processesIn } from '../../scripts/streaming-replica.js'
-import { drillDatabaseUrl, startDrill, startVisitors, writeOutage, type Fault } from '../helpers/failover-drill.js'
+import { drillDatabaseUrl, startDrill, startVisitors, watchHealth, writeOutage, type Fault } from '../helpers/failover-drill.js'
 import { portRefused, spawnScript } from '../helpers/spawn.js'
 
 // Beyond the suite's per-file timeout (TAP_TIMEOUT): it waits on Patroni's timers five times over.
@@ -50,6 +50,7 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
   const author = `Failover ${Date.now()}`
   // Six visitors posting, three reading: enough to see every gap, light enough that Patroni keeps its pace on 2 loaded cores.
   const load = await startVisitors(drill.base, { writers: 6, author })
+  const health = watchHealth(drill.roles)
   const results: Array<{ fault: Fault, leader: string, at: number, settledAt: number, limitMs: number }> = []
   try {
     for (const { fault, limitMs } of PLAN) {
@@ -69,6 +70,7 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
     await new Promise((resolve) => setTimeout(resolve, 1000))
   } finally {
     await load.stop()
+    await health.stop()
   }
 
   const ackTimes = load.acked.map((a) => a.ackAt)
@@ -90,6 +92,11 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
   t.same(load.cached.failed, [], `0 failed cached reads (${load.cached.ok} answered)`)
   const uncached = load.uncached.ok + load.uncached.failed.length
   t.ok(uncached > 50 && load.uncached.ok / uncached >= 0.99, `${load.uncached.ok} of ${uncached} uncached reads answered (at least 99 %): ${load.uncached.failed.slice(0, 5).join('; ')}`)
+
+  // A failing-over database must not take the roles out of their load balancers (HAProxy, the caches' director).
+  t.comment(`roles' /-/health answers: ${JSON.stringify(health.seen)}`)
+  const out = Object.entries(health.seen).filter(([, answers]) => Object.keys(answers).some((a) => !a.startsWith('200'))).map(([name, answers]) => `${name} ${JSON.stringify(answers)}`)
+  t.same(out, [], 'every role\'s /-/health answered 200 (ready or degraded) throughout')
 
   const after = await drill.pids()
   const changed = Object.entries(rolePids).filter(([name, pid]) => after[name] !== pid || processStartedAt(pid) === undefined).map(([name]) => name)
