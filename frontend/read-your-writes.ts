@@ -212,12 +212,14 @@ export class ReadYourWrites {
   }
 
   /**
-   * Whether the read pool has replayed `lsn`, asking it once (single-flight)
-   * when the last known position is short of it: the author's question is
-   * answered at once, never by waiting (a failed probe answers no).
+   * Whether the read pool has replayed `lsn`, asked of it now (one probe,
+   * single-flight): the author's question is answered at once, never by
+   * waiting (a failed probe answers no). Always asked, never taken from the
+   * last answer: after a failover the read pool may reach another server
+   * (the promoted primary's rejoining standby) that is behind what the last
+   * answer said.
    */
   async replayedNow (lsn: bigint): Promise<boolean> {
-    if (hasReplayed(this.#known, lsn)) return true
     try {
       return hasReplayed(await this.probe(), lsn)
     } catch (err) {
@@ -236,7 +238,9 @@ export class ReadYourWrites {
     if (lsn > this.#newestWrite) this.#newestWrite = lsn
     // Already replayed: a render that started earlier and is still running is
     // caught by the render cache's own token (the event arrived during it).
-    if (hasReplayed(this.#known, lsn)) return
+    // PRIMARY is not taken for granted: the read pool may have moved to a
+    // replica since (a failover); the poll's first probe settles it.
+    if (this.#known !== PRIMARY && hasReplayed(this.#known, lsn)) return
     const at = this.#now()
     for (const key of keys) {
       const prev = this.#writes.get(key)

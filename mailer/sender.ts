@@ -25,7 +25,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
-import { isConnectionError } from '../common/errors.js'
+import { isConnectionError, isFailover } from '../common/errors.js'
 import { GroupCommit } from '../common/group-commit.js'
 import { consume, grant, type QuotaLimits } from './quota.js'
 import { renderMessage, TemplateError, type SiteLinks } from './templates.js'
@@ -230,7 +230,8 @@ export class Sender {
     const now = this.#o.now()
     if (error === undefined) {
       this.#downSince = undefined
-      if (!await this.#sentMarks.submit({ id: m.id, token, at: new Date(now) })) { this.#o.events?.lost?.(m); return 'lost' }
+      const mark = { id: m.id, token, at: new Date(now) }
+      if (!await this.#throughFailover(() => this.#sentMarks.submit(mark))) { this.#o.events?.lost?.(m); return 'lost' }
       this.#o.events?.sent?.(m)
       return 'sent'
     }
@@ -243,17 +244,17 @@ export class Sender {
     const givenUp = this.#o.giveUpAfterMs > 0 && now - m.createdAt.getTime() >= this.#o.giveUpAfterMs
     if (classify(error) === 'permanent' || givenUp) {
       const reason = givenUp && classify(error) !== 'permanent' ? `gave up after ${m.attempts} attempts: ${text}` : text
-      const res = await this.#write(
+      const res = await this.#throughFailover(() => this.#write(
         `update mail_messages set status = 'failed', last_error = $3, claimed_until = null, claim_token = null
-         where id = $1 and claim_token = $2`, [m.id, token, reason])
+         where id = $1 and claim_token = $2`, [m.id, token, reason]))
       if (res.rowCount === 0) { this.#o.events?.lost?.(m); return 'lost' }
       this.#o.events?.failed?.(m, reason)
       return 'failed'
     }
     const delay = this.backoff(m.attempts)
-    const res = await this.#write(
+    const res = await this.#throughFailover(() => this.#write(
       `update mail_messages set status = 'queued', next_attempt_at = $3, last_error = $4, claimed_until = null, claim_token = null
-       where id = $1 and claim_token = $2`, [m.id, token, new Date(now + delay), text])
+       where id = $1 and claim_token = $2`, [m.id, token, new Date(now + delay), text]))
     if (res.rowCount === 0) { this.#o.events?.lost?.(m); return 'lost' }
     this.#o.events?.retry?.(m, text, delay)
     return 'retry'
@@ -289,6 +290,26 @@ export class Sender {
       `delete from mail_messages where id in (
          select id from mail_messages where status = 'sent' and sent_at < $1 limit 1000)`, [new Date(this.#o.now() - this.#o.retainSentMs)])
     return res.rowCount ?? 0
+  }
+
+  /**
+   * Records a send's outcome through a database failover: the mark is
+   * idempotent (it holds only while the row carries this claim's token), so
+   * it is simply written again, with back-off, for up to half the lease.
+   * Given up, the row stays 'sending' and is resent after its lease: a
+   * second copy of a message the receiver already has.
+   */
+  async #throughFailover<T> (mark: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.#o.leaseMs / 2
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await mark()
+      } catch (err) {
+        const pause = Math.min(1000, 50 * 2 ** attempt)
+        if (!isFailover(err) || Date.now() + pause >= deadline || this.#stopped) throw err
+        await new Promise((resolve) => setTimeout(resolve, pause))
+      }
+    }
   }
 
   /**

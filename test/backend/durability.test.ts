@@ -108,7 +108,9 @@ t.test('acknowledged writes survive kill -9 of the backend and an immediate Post
     const port = await freePort()
     const run = spawnScript('backend/server.ts', {
       PORT: String(port), DATABASE_URL: url, LOG_LEVEL: 'error', BACKEND_RATE_LIMIT_MAX: '0', BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0',
-      DATABASE_CONNECT_TIMEOUT_MS: '1000', BACKEND_RETRY_AFTER_S: '1'
+      DATABASE_CONNECT_TIMEOUT_MS: '1000', BACKEND_RETRY_AFTER_S: '1',
+      // Writes are held only briefly while PostgreSQL is away: those sent meanwhile get their 503 (failover.test.ts holds them through).
+      BACKEND_DB_RETRY_MS: '200'
     })
     t.teardown(() => { if (run.child.exitCode === null) run.child.kill('SIGKILL') })
     const base = `http://127.0.0.1:${port}`

@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { chown, mkdtemp, rm } from 'node:fs/promises'
+import { appendFile, chown, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -64,6 +64,16 @@ async function waitReady (url: string, ms: number): Promise<void> {
   }
 }
 
+/** Sends `name` to the postmaster `pid` and waits (at most 30 s) until it is gone. */
+async function signalAndWait (pid: number, name: NodeJS.Signals): Promise<void> {
+  try { process.kill(pid, name) } catch { return }
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    try { process.kill(pid, 0) } catch { return }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 export async function startPrivatePostgres (options: { settings?: Record<string, string> } = {}): Promise<PrivatePostgres & { remove: () => Promise<void> }> {
   const bin = binaries()!
   const dir = await mkdtemp(path.join(tmpdir(), 'fc-pg-'))
@@ -100,13 +110,8 @@ export async function startPrivatePostgres (options: { settings?: Record<string,
   async function signal (name: NodeJS.Signals): Promise<void> {
     if (pid === undefined) return
     const target = pid
-    try { process.kill(target, name) } catch { pid = undefined; return }
-    const deadline = Date.now() + 30_000
-    while (Date.now() < deadline) {
-      try { process.kill(target, 0) } catch { break }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
     pid = undefined
+    await signalAndWait(target, name)
   }
 
   await server.start()
@@ -125,18 +130,15 @@ export async function startPrivateStandby (primary: PrivatePostgres): Promise<Pr
   const port = await freePort()
   const prepared = await prepareStreamingReplica({ primaryUrl: primary.url(), dir: path.join(dir, 'data'), port })
   if (typeof prepared === 'string') { await rm(dir, { recursive: true, force: true }); throw new Error(prepared) }
+  // Once promoted it is a primary a standby of its own may copy (a rejoining node).
+  await appendFile(path.join(prepared.dir, 'pg_hba.conf'), 'host replication all 127.0.0.1/32 trust\n')
   const url = (database = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${database}`
   let pid: number | undefined
   async function signal (name: NodeJS.Signals): Promise<void> {
     if (pid === undefined) return
     const target = pid
-    try { process.kill(target, name) } catch { pid = undefined; return }
-    const deadline = Date.now() + 30_000
-    while (Date.now() < deadline) {
-      try { process.kill(target, 0) } catch { break }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
     pid = undefined
+    await signalAndWait(target, name)
   }
   const standby: PrivateStandby = {
     url,
