@@ -38,8 +38,13 @@ export interface DatabasePorts {
   read: number
 }
 
-/** Patroni's timing (seconds): the leader key lives `ttl`; each node acts every `loop_wait`. */
-export const PATRONI_TIMING = { ttl: 10, loop_wait: 2, retry_timeout: 4 }
+/**
+ * Patroni's timing (seconds): the leader key lives `ttl`; each node acts every
+ * `loop_wait` (a dead postmaster is seen within a second); a DCS or
+ * PostgreSQL operation is retried `retry_timeout` before the leader demotes
+ * itself. Patroni requires loop_wait + 2 × retry_timeout ≤ ttl (1 + 6 ≤ 8).
+ */
+export const PATRONI_TIMING = { ttl: 8, loop_wait: 1, retry_timeout: 3 }
 /** The cluster's name in etcd (Patroni's `scope`) and the database the roles use. */
 export const SCOPE = 'flashcrowd'
 export const DATABASE = 'flashcrowd'
@@ -192,8 +197,11 @@ defaults
   timeout server 30m
   timeout check 2s
   retries 2
-  # A server that is down is checked twice as often: a new leader takes writes sooner.
-  default-server inter 500ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions
+  # A server that is down is checked every 100 ms (a new leader takes writes
+  # within ~0.1 s of Patroni promoting it), and one that failed a check is
+  # checked again after 100 ms (an old leader is marked down, its sessions cut,
+  # ~0.1 s after its first failed check).
+  default-server inter 500ms fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
 listen database-write
   bind ${host}:${ports.write}
   option httpchk OPTIONS /primary
