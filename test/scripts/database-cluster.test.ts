@@ -15,9 +15,9 @@ import t from 'tap'
 import pg from 'pg'
 import { spawnSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { getPriority, tmpdir } from 'node:os'
 import path from 'node:path'
-import { anyMembers, databaseHaproxyConfig, databaseUnavailable, PATRONI_TIMING } from '../../scripts/database-cluster.js'
+import { anyMembers, DATABASE_PRIORITY, databaseHaproxyConfig, databaseUnavailable, PATRONI_TIMING } from '../../scripts/database-cluster.js'
 import { processStartedAt } from '../../scripts/pid-record.js'
 import { processesIn } from '../../scripts/streaming-replica.js'
 import { drillDatabaseUrl, startDrill, startVisitors, watchHealth, writeOutage, type Fault } from '../helpers/failover-drill.js'
@@ -46,6 +46,10 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
   const rolePids = Object.fromEntries(Object.entries(await drill.pids()).filter(([name]) => ROLES.test(name)))
   t.ok(Object.keys(rolePids).length >= 6, `the roles are recorded: ${Object.keys(rolePids).join(', ')}`)
   await drill.whole(120_000)
+  if (process.getuid?.() === 0) {
+    const pids = await drill.pids()
+    t.same(['etcd', 'patroni1', 'patroni2'].map((name) => getPriority(pids[name])), [DATABASE_PRIORITY, DATABASE_PRIORITY, DATABASE_PRIORITY], 'etcd and Patroni run ahead of the roles (nice)')
+  }
 
   const author = `Failover ${Date.now()}`
   // Six visitors posting, three reading: enough to see every gap, light enough that Patroni keeps its pace on 2 loaded cores.
