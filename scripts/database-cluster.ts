@@ -38,8 +38,15 @@ export interface DatabasePorts {
   read: number
 }
 
-/** Patroni's timing (seconds): the leader key lives `ttl`; each node acts every `loop_wait`. */
-export const PATRONI_TIMING = { ttl: 10, loop_wait: 2, retry_timeout: 4 }
+/**
+ * Patroni's timing (seconds): the leader key lives `ttl`; each node acts every
+ * `loop_wait` (a dead postmaster is seen within a second); a DCS or
+ * PostgreSQL operation is retried `retry_timeout` before the leader demotes
+ * itself. Patroni requires loop_wait + 2 × retry_timeout ≤ ttl (1 + 6 ≤ 8).
+ */
+export const PATRONI_TIMING = { ttl: 8, loop_wait: 1, retry_timeout: 3 }
+/** The nice value of the database's processes (etcd, Patroni, PostgreSQL, HAProxy) when run as root: ahead of the rest. */
+export const DATABASE_PRIORITY = -5
 /** The cluster's name in etcd (Patroni's `scope`) and the database the roles use. */
 export const SCOPE = 'flashcrowd'
 export const DATABASE = 'flashcrowd'
@@ -192,8 +199,11 @@ defaults
   timeout server 30m
   timeout check 2s
   retries 2
-  # A server that is down is checked twice as often: a new leader takes writes sooner.
-  default-server inter 500ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions
+  # A server that is down is checked every 100 ms (a new leader takes writes
+  # within ~0.1 s of Patroni promoting it), and one that failed a check is
+  # checked again after 100 ms (an old leader is marked down, its sessions cut,
+  # ~0.1 s after its first failed check).
+  default-server inter 500ms fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
 listen database-write
   bind ${host}:${ports.write}
   option httpchk OPTIONS /primary
@@ -307,6 +317,10 @@ export async function prepareDatabaseCluster (stateDir: string, ports: DatabaseP
 
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', HOME: layout.root }
   const peerUrl = `http://127.0.0.1:${peer}`
+  // etcd, Patroni (and the PostgreSQL it forks) and HAProxy ahead of the roles
+  // and whatever else shares the machine: a starved Patroni cycle or etcd
+  // renewal is a failover late by its delay, or one nobody caused (retry_timeout).
+  const priority = DATABASE_PRIORITY
   const specs: ServiceSpec[] = [{
     name: 'etcd',
     command: ['etcd', '--name', SCOPE, '--data-dir', layout.etcdDir,
@@ -315,6 +329,7 @@ export async function prepareDatabaseCluster (stateDir: string, ports: DatabaseP
       '--initial-cluster', `${SCOPE}=${peerUrl}`, '--initial-cluster-state', 'new', '--log-level', 'warn', '--logger', 'zap'],
     env,
     user,
+    priority,
     healthUrl: `http://127.0.0.1:${ports.etcd}/health`
   }]
   ports.postgres.forEach((_, i) => {
@@ -324,6 +339,7 @@ export async function prepareDatabaseCluster (stateDir: string, ports: DatabaseP
       command: ['patroni', layout.patroniConfigs[i]],
       env,
       user,
+      priority,
       beforeStart: async () => {
         // A postmaster a killed Patroni (or a killed cluster) left running on the folder.
         if (starts++ === 0) {
@@ -340,7 +356,7 @@ export async function prepareDatabaseCluster (stateDir: string, ports: DatabaseP
       }
     })
   })
-  specs.push({ name: 'database-router', command: ['haproxy', '-f', layout.haproxyConfig, '-db'], env: {} })
+  specs.push({ name: 'database-router', command: ['haproxy', '-f', layout.haproxyConfig, '-db'], env: {}, priority })
   return specs
 }
 

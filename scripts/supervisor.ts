@@ -7,6 +7,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { setPriority } from 'node:os'
 import { createInterface } from 'node:readline'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -44,6 +45,11 @@ export interface ServiceSpec {
   healthUrl?: string
   /** The signal that asks it to stop gracefully (postgres: SIGINT, its fast shutdown; SIGTERM would wait for every client session). */
   stopSignal?: NodeJS.Signals
+  /**
+   * A scheduling priority (nice value) for an external program and what it forks, when we may
+   * set it (a negative one needs root; otherwise it keeps ours).
+   */
+  priority?: number
   /** Runs before every start and restart, e.g. to clear the lock file a killed server left behind. */
   beforeStart?: () => Promise<void>
 }
@@ -174,6 +180,9 @@ export class Supervisor {
       : spawn(spec.command![0], spec.command!.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], ...spec.user })
     service.child = child
     service.startedAt = Date.now()
+    if (spec.priority !== undefined && child.pid !== undefined) {
+      try { setPriority(child.pid, spec.priority) } catch { /* not allowed: it runs at ours */ }
+    }
     if (spec.script) this.#relay?.attach(child)
     child.on('error', (err) => this.#log(spec.name, `could not start: ${err.message}`, 'err'))
     this.onSpawn?.(spec.name, child)

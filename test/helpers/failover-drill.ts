@@ -27,6 +27,8 @@ export interface Drill {
   stateDir: string
   layout: DatabaseLayout
   run: Spawned
+  /** The roles' own ports (name → port), for their /-/health. */
+  roles: Record<string, number>
   /** The cluster's PID record. */
   pids (): Promise<Record<string, number>>
   /** The leader's member name (pg1, pg2), once there is exactly one. */
@@ -90,6 +92,7 @@ export async function startDrill (env: Record<string, string | undefined> = {}):
     stateDir,
     layout,
     run,
+    roles: { cache1: cache, frontend1: f1, backend1: b1, backend2: b2, mailer1: mailer },
     pids,
     leader: () => until('one leader', leaderOf, 60_000),
     whole: (timeoutMs, former) => until(`a leader${former ? ` other than ${former}` : ''} and a synchronous standby`, async () => {
@@ -236,4 +239,33 @@ export function writeOutage (ackTimes: number[], at: number, settledAt: number):
   let previous = before
   for (const t of after) { longest = Math.max(longest, t - previous); previous = t }
   return longest
+}
+
+export interface HealthWatch {
+  /** Answers per role and status (`200 degraded`, `503`, `error`…). */
+  seen: Record<string, Record<string, number>>
+  stop (): Promise<void>
+}
+
+/** Asks every role's /-/health every `intervalMs` and tallies the answers (status and the body's `status`). */
+export function watchHealth (roles: Record<string, number>, intervalMs = 250): HealthWatch {
+  const seen: Record<string, Record<string, number>> = {}
+  let running = true
+  const loops = Object.entries(roles).map(async ([name, port]) => {
+    const tally: Record<string, number> = (seen[name] = {})
+    while (running) {
+      let answer: string
+      try {
+        const res = await requestFrom('127.0.0.1', `http://127.0.0.1:${port}/-/health`)
+        let status = ''
+        try { status = String((JSON.parse(res.body) as { status?: unknown }).status ?? '') } catch { /* not JSON */ }
+        answer = `${res.status}${status ? ` ${status}` : ''}`
+      } catch (err) {
+        answer = `error ${(err as Error).message}`
+      }
+      tally[answer] = (tally[answer] ?? 0) + 1
+      await sleep(intervalMs)
+    }
+  })
+  return { seen, stop: async () => { running = false; await Promise.all(loops) } }
 }

@@ -15,12 +15,12 @@ import t from 'tap'
 import pg from 'pg'
 import { spawnSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { getPriority, tmpdir } from 'node:os'
 import path from 'node:path'
-import { databaseHaproxyConfig, databaseUnavailable, PATRONI_TIMING } from '../../scripts/database-cluster.js'
+import { anyMembers, DATABASE_PRIORITY, databaseHaproxyConfig, databaseUnavailable, PATRONI_TIMING } from '../../scripts/database-cluster.js'
 import { processStartedAt } from '../../scripts/pid-record.js'
 import { processesIn } from '../../scripts/streaming-replica.js'
-import { drillDatabaseUrl, startDrill, startVisitors, writeOutage, type Fault } from '../helpers/failover-drill.js'
+import { drillDatabaseUrl, startDrill, startVisitors, watchHealth, writeOutage, type Fault } from '../helpers/failover-drill.js'
 import { portRefused, spawnScript } from '../helpers/spawn.js'
 
 // Beyond the suite's per-file timeout (TAP_TIMEOUT): it waits on Patroni's timers five times over.
@@ -46,10 +46,15 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
   const rolePids = Object.fromEntries(Object.entries(await drill.pids()).filter(([name]) => ROLES.test(name)))
   t.ok(Object.keys(rolePids).length >= 6, `the roles are recorded: ${Object.keys(rolePids).join(', ')}`)
   await drill.whole(120_000)
+  if (process.getuid?.() === 0) {
+    const pids = await drill.pids()
+    t.same(['etcd', 'patroni1', 'patroni2'].map((name) => getPriority(pids[name])), [DATABASE_PRIORITY, DATABASE_PRIORITY, DATABASE_PRIORITY], 'etcd and Patroni run ahead of the roles (nice)')
+  }
 
   const author = `Failover ${Date.now()}`
   // Six visitors posting, three reading: enough to see every gap, light enough that Patroni keeps its pace on 2 loaded cores.
   const load = await startVisitors(drill.base, { writers: 6, author })
+  const health = watchHealth(drill.roles)
   const results: Array<{ fault: Fault, leader: string, at: number, settledAt: number, limitMs: number }> = []
   try {
     for (const { fault, limitMs } of PLAN) {
@@ -65,10 +70,14 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
       results.push({ fault, leader, at, settledAt: Date.now(), limitMs })
       t.comment(`${fault}: whole again after ${((Date.now() - at) / 1000).toFixed(1)} s`)
     }
+    // One promotion per fault and no other: under load, no leader lost its key on its own (Patroni's ttl/retry_timeout too tight).
+    const timeline = (await anyMembers(drill.ports))?.find((m) => m.role === 'leader')?.timeline
+    t.equal(timeline, 1 + PLAN.length, `the leader is on timeline ${1 + PLAN.length}: ${PLAN.length} promotions, none spurious`)
     // A last stretch of traffic after the last fault.
     await new Promise((resolve) => setTimeout(resolve, 1000))
   } finally {
     await load.stop()
+    await health.stop()
   }
 
   const ackTimes = load.acked.map((a) => a.ackAt)
@@ -90,6 +99,11 @@ t.test('the database leader dies, is lost and is switched over under visitors', 
   t.same(load.cached.failed, [], `0 failed cached reads (${load.cached.ok} answered)`)
   const uncached = load.uncached.ok + load.uncached.failed.length
   t.ok(uncached > 50 && load.uncached.ok / uncached >= 0.99, `${load.uncached.ok} of ${uncached} uncached reads answered (at least 99 %): ${load.uncached.failed.slice(0, 5).join('; ')}`)
+
+  // A failing-over database must not take the roles out of their load balancers (HAProxy, the caches' director).
+  t.comment(`roles' /-/health answers: ${JSON.stringify(health.seen)}`)
+  const out = Object.entries(health.seen).filter(([, answers]) => Object.keys(answers).some((a) => !a.startsWith('200'))).map(([name, answers]) => `${name} ${JSON.stringify(answers)}`)
+  t.same(out, [], 'every role\'s /-/health answered 200 (ready or degraded) throughout')
 
   const after = await drill.pids()
   const changed = Object.entries(rolePids).filter(([name, pid]) => after[name] !== pid || processStartedAt(pid) === undefined).map(([name]) => name)
@@ -115,7 +129,7 @@ t.test('HAProxy accepts the database routers\' configuration', { skip: spawnSync
   t.match(text, /option httpchk OPTIONS \/primary/, 'writes go to the server whose Patroni says it leads')
   t.match(text, /option httpchk OPTIONS \/replica/, 'reads to the replicas')
   t.match(text, /timeout connect 250ms/)
-  t.match(text, /inter 500ms downinter 250ms fall 2/)
+  t.match(text, /inter 500ms fastinter 100ms downinter 100ms fall 2/)
 })
 
 t.test('a database section that is not whole stops the cluster before anything starts, saying why', async (t) => {
