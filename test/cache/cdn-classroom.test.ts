@@ -13,7 +13,7 @@ import { buildApp as buildCache } from '../../cache/app.js'
 import { loadCacheConfig } from '../../cache/config.js'
 import { createTestDatabase, openDatabase } from '../helpers/database.js'
 import { startBackend } from '../helpers/backend.js'
-import { browserNonce, startFrontend } from '../frontend/helpers.js'
+import { browserNonce, pool, startFrontend } from '../frontend/helpers.js'
 import { requestFrom } from '../helpers/source-address.js'
 
 const SCHOOL_A = '198.51.100.10'
@@ -43,14 +43,6 @@ t.test('behind a CDN: one certificate per pupil, one limit per school, forged fi
   const rw = openDatabase(t, database)
   const tutorial = await rw.db.selectFrom('tutorials').select(['slug']).orderBy('id').executeTakeFirstOrThrow()
 
-  /** `n` calls of `fn`, five at a time (a classroom presses within seconds, not within one millisecond). */
-  async function pool<T> (n: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-    const out: T[] = new Array(n)
-    let next = 0
-    await Promise.all(Array.from({ length: 5 }, async () => { while (next < n) { const i = next++; out[i] = await fn(i) } }))
-    return out
-  }
-
   /** One pupil pressing "done", as the CDN forwards it: from an edge, naming the visitor. */
   async function done (from: string, visitor: string | undefined, name: string) {
     const res = await requestFrom(from, `${base}/tutorials/${tutorial.slug}/done`, {
@@ -63,7 +55,7 @@ t.test('behind a CDN: one certificate per pupil, one limit per school, forged fi
 
   await t.test('a classroom of 30 behind one school address: 30 certificates', async (t) => {
     seen.length = 0
-    const pupils = await pool(30, (i) => done(EDGES[i % 2], SCHOOL_A, 'Anna'))
+    const pupils = await pool(30, 5, (i) => done(EDGES[i % 2], SCHOOL_A, 'Anna'))
     t.same(pupils.map((p) => p.status), Array(30).fill(303), 'every pupil sent on to a certificate')
     t.equal(new Set(pupils.map((p) => p.location.split('?')[0])).size, 30, '30 different certificates')
     t.ok(pupils.every((p) => p.location.includes('/certificates/')))
@@ -73,11 +65,11 @@ t.test('behind a CDN: one certificate per pupil, one limit per school, forged fi
   await t.test('two schools are limited separately', async (t) => {
     seen.length = 0
     // School A has used 30 of its 40: ten more go through, then it is limited.
-    const a = await pool(15, (i) => done(EDGES[i % 2], SCHOOL_A, `A${i}`))
+    const a = await pool(15, 5, (i) => done(EDGES[i % 2], SCHOOL_A, `A${i}`))
     const refused = a.filter((r) => r.status !== 303)
     t.ok(refused.length >= 5, `school A is limited (${refused.length} of 15 refused)`)
     t.ok(refused.every((r) => r.status === 429), 'with 429')
-    const b = await pool(15, (i) => done(EDGES[i % 2], SCHOOL_B, `B${i}`))
+    const b = await pool(15, 5, (i) => done(EDGES[i % 2], SCHOOL_B, `B${i}`))
     t.same(b.map((r) => r.status), Array(15).fill(303), 'school B, behind the same CDN edges, is not')
     t.same([...new Set(seen)].sort(), [SCHOOL_A, SCHOOL_B].sort())
   })

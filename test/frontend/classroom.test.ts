@@ -19,7 +19,7 @@ import { buildApp as buildCache } from '../../cache/app.js'
 import { loadCacheConfig } from '../../cache/config.js'
 import { createBackendClient, type BackendClient, type PostOptions } from '../../frontend/backend-client.js'
 import { createTestDatabase, openDatabase } from '../helpers/database.js'
-import { eventually, startBackend, startFrontend } from './helpers.js'
+import { eventually, pool, startBackend, startFrontend } from './helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 // Thirty browsers on a busy machine: more than the suite's default 120 s per file.
@@ -57,15 +57,6 @@ function recordingClient (inner: BackendClient) {
     },
     stopHolding () { holdFor = 0; release() }
   }
-}
-
-async function pool<T> (n: number, limit: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n)
-  let next = 0
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < n) { const i = next++; out[i] = await fn(i) }
-  }))
-  return out
 }
 
 t.test('a classroom behind one address gets one certificate per pupil; a double click writes once', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} missing (apt-get install -y chromium)`, timeout: 240_000 }, async (t) => {

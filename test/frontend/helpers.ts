@@ -99,3 +99,13 @@ export function formPost (url: string, fields: Record<string, string>, headers: 
 export async function eventually (check: () => Promise<boolean> | boolean, ms = 3000): Promise<void> {
   if (!await pollUntil(check, ms)) throw new Error('condition not met in time')
 }
+
+/** `n` calls of `fn`, `limit` at a time (a classroom presses within seconds, not within one millisecond). */
+export async function pool<T> (n: number, limit: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n)
+  let next = 0
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < n) { const i = next++; out[i] = await fn(i) }
+  }))
+  return out
+}
