@@ -15,11 +15,9 @@ import { createHash } from 'node:crypto'
 import { chromium, type Browser } from 'playwright-core'
 import { MemoryBus } from '../../common/bus.js'
 import { readCounter, PARTICIPANTS } from '../../common/counters.js'
-import { buildApp as buildCache } from '../../cache/app.js'
-import { loadCacheConfig } from '../../cache/config.js'
 import { createBackendClient, type BackendClient, type PostOptions } from '../../frontend/backend-client.js'
 import { createTestDatabase, openDatabase } from '../helpers/database.js'
-import { eventually, pool, startBackend, startFrontend } from './helpers.js'
+import { eventually, pool, startBackend, startCacheBefore, startFrontend } from './helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 // Thirty browsers on a busy machine: more than the suite's default 120 s per file.
@@ -71,13 +69,7 @@ t.test('a classroom behind one address gets one certificate per pupil; a double 
   const recorder = recordingClient(createBackendClient({ urls: [backend.url], timeoutMs: 15_000 }))
   const { app: frontend } = await startFrontend(t, database.url, { backend: recorder.client, bus })
   await frontend.listen({ host: '127.0.0.1', port: 0 })
-  const cache = buildCache({
-    config: loadCacheConfig({ UPSTREAMS: `http://127.0.0.1:${(frontend.server.address() as { port: number }).port}`, LOG_LEVEL: 'silent', CACHE_PROBE_INTERVAL_MS: '0', CACHE_WORKERS: '1' }),
-    bus,
-    defaultMetrics: false
-  })
-  await cache.listen(0, '127.0.0.1')
-  t.teardown(() => cache.close())
+  const cache = await startCacheBefore(t, frontend, bus)
   const base = cache.url()
 
   const rw = openDatabase(t, database)

@@ -11,6 +11,8 @@ import { buildApp } from '../../frontend/app.js'
 import { buildAssets, type BuiltAssets } from '../../frontend/assets.js'
 import { createBackendClient, type BackendClient } from '../../frontend/backend-client.js'
 import type { ReplayProbe } from '../../frontend/read-your-writes.js'
+import { buildApp as buildCache } from '../../cache/app.js'
+import { loadCacheConfig } from '../../cache/config.js'
 import { startBackend as startSharedBackend, eventually as pollUntil } from '../helpers/backend.js'
 
 let assets: Promise<BuiltAssets> | undefined
@@ -108,4 +110,16 @@ export async function pool<T> (n: number, limit: number, fn: (i: number) => Prom
     while (next < n) { const i = next++; out[i] = await fn(i) }
   }))
   return out
+}
+
+/** A cache node (one worker, no probes) in front of a listening frontend, on port 0; `env` adds cache settings. */
+export async function startCacheBefore (t: Test, frontend: FastifyInstance, bus: Bus, env: Record<string, string> = {}) {
+  const cache = buildCache({
+    config: loadCacheConfig({ UPSTREAMS: `http://127.0.0.1:${(frontend.server.address() as { port: number }).port}`, LOG_LEVEL: 'silent', CACHE_PROBE_INTERVAL_MS: '0', CACHE_WORKERS: '1', ...env }),
+    bus,
+    defaultMetrics: false
+  })
+  await cache.listen(0, '127.0.0.1')
+  t.teardown(() => cache.close())
+  return cache
 }
