@@ -63,20 +63,16 @@ export async function buildApp (deps: PurgerDeps): Promise<FastifyInstance> {
   let stats: Promise<Record<string, QueueStats>> | undefined
   /** One query per scrape for both gauges. */
   const readStats = () => (stats ??= queue.stats(cdns).finally(() => { setTimeout(() => { stats = undefined }, 0) }))
-  new Gauge({
-    name: 'flashcrowd_cdn_purge_queue_jobs',
-    help: 'Purges not yet acknowledged, per CDN (intake: published outbox rows no purger has taken yet)',
+  /** A per-CDN gauge of the queue, read from the shared stats query when scraped. */
+  const queueGauge = (name: string, help: string, pick: (s: QueueStats) => number) => new Gauge({
+    name,
+    help,
     labelNames: ['cdn'] as const,
     registers: r,
-    async collect () { const s = await readStats().catch(() => ({} as Record<string, QueueStats>)); for (const [cdn, v] of Object.entries(s)) this.set({ cdn }, v.pending) }
+    async collect () { const s = await readStats().catch(() => ({} as Record<string, QueueStats>)); for (const [cdn, v] of Object.entries(s)) this.set({ cdn }, pick(v)) }
   })
-  new Gauge({
-    name: 'flashcrowd_cdn_purge_queue_age_seconds',
-    help: 'Age of the oldest purge not yet acknowledged, per CDN (from its write\'s commit; 0 when none): grows while a CDN is down',
-    labelNames: ['cdn'] as const,
-    registers: r,
-    async collect () { const s = await readStats().catch(() => ({} as Record<string, QueueStats>)); for (const [cdn, v] of Object.entries(s)) this.set({ cdn }, v.oldestAgeSeconds) }
-  })
+  queueGauge('flashcrowd_cdn_purge_queue_jobs', 'Purges not yet acknowledged, per CDN (intake: published outbox rows no purger has taken yet)', (s) => s.pending)
+  queueGauge('flashcrowd_cdn_purge_queue_age_seconds', 'Age of the oldest purge not yet acknowledged, per CDN (from its write\'s commit; 0 when none): grows while a CDN is down', (s) => s.oldestAgeSeconds)
   new Gauge({
     name: 'flashcrowd_cdn_unreachable_seconds',
     help: 'How long every request to a CDN has failed (0 while it answers)',

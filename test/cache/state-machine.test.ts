@@ -200,6 +200,25 @@ t.test('an edge node (CACHE_EDGE) obeys CDN-Cache-Control; Surrogate-Key is deli
   t.equal(hit.headers['surrogate-key'], 'news:1 site', 'behind a flashcrowd edge the tier hands its tags on')
 })
 
+t.test('an answer fetched before a purge that arrived meanwhile goes to its requester as no-store: no cache in front keeps it', async (t) => {
+  let release: (() => void) | undefined
+  const { cache } = await setup(t, (_req, res) => {
+    res.setHeader('cache-control', 'public, s-maxage=300')
+    res.setHeader('cdn-cache-control', 'max-age=300')
+    res.setHeader('surrogate-key', 'news:1')
+    release = () => res.end('old')
+  }, { ADMIN_TOKEN: 'test-admin-token-0123456789' })
+  const pending = send(cache.url + '/news/1')
+  await until(() => release !== undefined)
+  const purged = await send(cache.url + '/', { method: 'PURGE', headers: { authorization: 'Bearer test-admin-token-0123456789', 'surrogate-key': 'news:1' } })
+  t.equal(purged.status, 200)
+  release!()
+  const answer = await pending
+  t.equal(answer.body, 'old', 'the requester asked before the purge: it gets what was fetched')
+  t.equal(answer.headers['cache-control'], 'no-store', 'but no cache may keep it')
+  t.equal(answer.headers['cdn-cache-control'], undefined, 'nor may a targeted field say otherwise (RFC 9213 §2.1)')
+})
+
 t.test('HEAD is answered from a GET object; a HEAD miss stores it for GET', async (t) => {
   const { origin, cache } = await setup(t, page({ 'cache-control': 'max-age=60', 'content-type': 'text/plain' }, 'twelve bytes'))
   const h = await send(cache.url + '/h', { method: 'HEAD' })

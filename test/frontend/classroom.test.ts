@@ -15,11 +15,9 @@ import { createHash } from 'node:crypto'
 import { chromium, type Browser } from 'playwright-core'
 import { MemoryBus } from '../../common/bus.js'
 import { readCounter, PARTICIPANTS } from '../../common/counters.js'
-import { buildApp as buildCache } from '../../cache/app.js'
-import { loadCacheConfig } from '../../cache/config.js'
 import { createBackendClient, type BackendClient, type PostOptions } from '../../frontend/backend-client.js'
 import { createTestDatabase, openDatabase } from '../helpers/database.js'
-import { eventually, startBackend, startFrontend } from './helpers.js'
+import { eventually, pool, startBackend, startCacheBefore, startFrontend } from './helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 // Thirty browsers on a busy machine: more than the suite's default 120 s per file.
@@ -59,15 +57,6 @@ function recordingClient (inner: BackendClient) {
   }
 }
 
-async function pool<T> (n: number, limit: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n)
-  let next = 0
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < n) { const i = next++; out[i] = await fn(i) }
-  }))
-  return out
-}
-
 t.test('a classroom behind one address gets one certificate per pupil; a double click writes once', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} missing (apt-get install -y chromium)`, timeout: 240_000 }, async (t) => {
   const database = await createTestDatabase(process.env.DATABASE_URL ? 'postgres' : 'embedded')
   t.teardown(database.close)
@@ -80,13 +69,7 @@ t.test('a classroom behind one address gets one certificate per pupil; a double 
   const recorder = recordingClient(createBackendClient({ urls: [backend.url], timeoutMs: 15_000 }))
   const { app: frontend } = await startFrontend(t, database.url, { backend: recorder.client, bus })
   await frontend.listen({ host: '127.0.0.1', port: 0 })
-  const cache = buildCache({
-    config: loadCacheConfig({ UPSTREAMS: `http://127.0.0.1:${(frontend.server.address() as { port: number }).port}`, LOG_LEVEL: 'silent', CACHE_PROBE_INTERVAL_MS: '0', CACHE_WORKERS: '1' }),
-    bus,
-    defaultMetrics: false
-  })
-  await cache.listen(0, '127.0.0.1')
-  t.teardown(() => cache.close())
+  const cache = await startCacheBefore(t, frontend, bus)
   const base = cache.url()
 
   const rw = openDatabase(t, database)

@@ -12,6 +12,8 @@ import { METRICS_TOKEN } from '../helpers/metrics.js'
 import { buildAssets, type BuiltAssets } from '../../frontend/assets.js'
 import { createBackendClient, type BackendClient } from '../../frontend/backend-client.js'
 import type { ReplayProbe } from '../../frontend/read-your-writes.js'
+import { buildApp as buildCache } from '../../cache/app.js'
+import { loadCacheConfig } from '../../cache/config.js'
 import { startBackend as startSharedBackend, eventually as pollUntil } from '../helpers/backend.js'
 
 let assets: Promise<BuiltAssets> | undefined
@@ -100,4 +102,26 @@ export function formPost (url: string, fields: Record<string, string>, headers: 
 /** Waits until `check` is true (polling), failing after `ms`. */
 export async function eventually (check: () => Promise<boolean> | boolean, ms = 3000): Promise<void> {
   if (!await pollUntil(check, ms)) throw new Error('condition not met in time')
+}
+
+/** `n` calls of `fn`, `limit` at a time (a classroom presses within seconds, not within one millisecond). */
+export async function pool<T> (n: number, limit: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n)
+  let next = 0
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < n) { const i = next++; out[i] = await fn(i) }
+  }))
+  return out
+}
+
+/** A cache node (one worker, no probes) in front of a listening frontend, on port 0; `env` adds cache settings. */
+export async function startCacheBefore (t: Test, frontend: FastifyInstance, bus: Bus, env: Record<string, string> = {}) {
+  const cache = buildCache({
+    config: loadCacheConfig({ UPSTREAMS: `http://127.0.0.1:${(frontend.server.address() as { port: number }).port}`, LOG_LEVEL: 'silent', CACHE_PROBE_INTERVAL_MS: '0', CACHE_WORKERS: '1', ...env }),
+    bus,
+    defaultMetrics: false
+  })
+  await cache.listen(0, '127.0.0.1')
+  t.teardown(() => cache.close())
+  return cache
 }

@@ -23,7 +23,7 @@ import { buildApp as buildPurger } from '../../purger/app.js'
 import { loadPurgerConfig } from '../../purger/config.js'
 import { createTestDatabase, openDatabase } from '../helpers/database.js'
 import { ADMIN_TOKEN } from '../helpers/backend.js'
-import { browserNonce, startBackend, startFrontend } from '../frontend/helpers.js'
+import { browserNonce, startBackend, startCacheBefore, startFrontend } from '../frontend/helpers.js'
 
 t.setTimeout(240_000)
 const WRITES = Number(process.env.TWO_TIER_WRITES ?? 200)
@@ -49,9 +49,7 @@ t.test('edges purged by the purger: writes visible at the edge within 1 s; witho
   await frontend.listen({ host: '127.0.0.1', port: 0 })
   const quiet = { LOG_LEVEL: 'silent', CACHE_PROBE_INTERVAL_MS: '0', CACHE_WORKERS: '1', ADMIN_TOKEN }
   // The tier's cache believes the edges' X-Forwarded-For (CDN_PROVIDER=flashcrowd) and hands them its tags.
-  const tier = buildCache({ config: loadCacheConfig({ ...quiet, UPSTREAMS: `http://127.0.0.1:${(frontend.server.address() as { port: number }).port}`, CDN_PROVIDER: 'flashcrowd', CDN_TRUSTED_RANGES: '127.0.0.1' }), bus, defaultMetrics: false })
-  await tier.listen(0, '127.0.0.1')
-  t.teardown(() => tier.close())
+  const tier = await startCacheBefore(t, frontend, bus, { ADMIN_TOKEN, CDN_PROVIDER: 'flashcrowd', CDN_TRUSTED_RANGES: '127.0.0.1' })
   // The edges: their own bus (a CDN does not hear ours); only the purger reaches them.
   const edgeBus = new MemoryBus()
   const edges = [0, 1].map(() => buildCache({ config: loadCacheConfig({ ...quiet, UPSTREAMS: tier.url(), CACHE_EDGE: 'true' }), bus: edgeBus, defaultMetrics: false }))
