@@ -22,6 +22,8 @@ export interface HeadRules<M extends string> {
   maxUrlBytes: number
   /** Longest head, up to its blank line. */
   maxHeadBytes: number
+  /** Lower-case field names whose presence fails the parse. */
+  refused?: ReadonlySet<string>
 }
 
 export interface StrictHead<M extends string> {
@@ -105,6 +107,7 @@ export function parseStrictHead<M extends string> (text: string, rules: HeadRule
     if (!isFieldValue(text, from, to)) return BAD
     const name = text.slice(at, colon).toLowerCase()
     at = next + 2
+    if (rules.refused?.has(name) === true) return `${name} not accepted here\n`
     if (headers[name] !== undefined) return `duplicate ${name}\n`
     if (++fields > rules.maxFields) return 'too many header fields\n'
     headers[name] = text.slice(from, to)

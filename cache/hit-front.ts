@@ -131,13 +131,10 @@ const FRONT_VERSIONS = ['HTTP/1.1']
  * adds what it leaves to node's server.
  */
 export function parseFrontHead (head: string, maxFields: number, maxUrlBytes: number): FrontRequest | null {
-  const parsed = parseStrictHead(head, { methods: FRONT_METHODS, versions: FRONT_VERSIONS, maxFields, maxUrlBytes, maxHeadBytes: head.length })
+  const parsed = parseStrictHead(head, { methods: FRONT_METHODS, versions: FRONT_VERSIONS, maxFields, maxUrlBytes, maxHeadBytes: head.length, refused: NOT_HERE })
   if (typeof parsed === 'string') return null
   const headers = parsed.headers
-  for (const name in headers) {
-    if (NOT_HERE.has(name)) return null
-    if (name === 'connection' && headers[name].toLowerCase() !== 'keep-alive') return null
-  }
+  if (headers.connection !== undefined && headers.connection.toLowerCase() !== 'keep-alive') return null
   // RFC 9112 §3.2: an HTTP/1.1 request without Host is node's to refuse.
   if (headers.host === undefined) return null
   return { method: parsed.method, url: parsed.url, headers }

@@ -46,6 +46,7 @@ import type { HeadWriter } from './deliver.js'
 import type { RequestView } from './policy.js'
 import { authorize } from './auth.js'
 import { countServerError } from './metrics.js'
+import type { NodeLock } from './node-lock.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
@@ -88,10 +89,14 @@ export class Ctx {
   synthHeaders: Record<string, string> | undefined = undefined
   synthType: string | undefined = undefined
 
+  /** The request's method (node's server always sets it). */
+  readonly method: string
+
   constructor (e: Engine, req: IncomingMessage, res: ServerResponse) {
     this.e = e
     this.req = req
     this.res = res
+    this.method = req.method ?? 'GET'
     this.now = e.clock.now()
     this.arrived = nextSequence()
   }
@@ -145,10 +150,11 @@ function isDisconnection (err: Error, upstreamStatus: number | undefined): boole
   return upstreamStatus === undefined && (err instanceof NoUpstreamError || /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR_(SOCKET|CONNECT_TIMEOUT|HEADERS_TIMEOUT|BODY_TIMEOUT|CLOSED))$/.test((err as { code?: string }).code ?? ''))
 }
 
-function serveStaleOnError (ctx: Ctx, detail: string, upstreamStatus?: number, collapsed = false): StepName {
-  ctx.obj = ctx.stale
+/** Delivers `stale` (the request's stored copy, found usable by `usableOnError`) in place of the failed fetch. */
+function serveStaleOnError (ctx: Ctx, stale: CachedObject, detail: string, upstreamStatus?: number, collapsed = false): StepName {
+  ctx.obj = stale
   ctx.outcome = 'STALE'
-  const ttl = Math.round((ctx.stale!.freshUntil - ctx.e.clock.now()) / 1000)
+  const ttl = Math.round((stale.freshUntil - ctx.e.clock.now()) / 1000)
   ctx.status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}${collapsed ? '; collapsed' : ''}; ttl=${ttl}; detail=${detail}`)
   return 'deliver'
 }
@@ -161,9 +167,9 @@ function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?
   const now = ctx.e.clock.now()
   if (usableOnError(ctx.stale, now)) {
     if (!collapsed) { answer?.rest?.destroy(); answer?.release() }
-    return serveStaleOnError(ctx, 'stale-if-error', upstreamStatus, collapsed)
+    return serveStaleOnError(ctx, ctx.stale, 'stale-if-error', upstreamStatus, collapsed)
   }
-  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, 'disconnected', undefined, collapsed)
+  if (usableOnError(ctx.stale, now, isDisconnection(err, upstreamStatus))) return serveStaleOnError(ctx, ctx.stale, 'disconnected', undefined, collapsed)
   const via = collapsed ? '; collapsed' : ''
   // The origin answered 5xx and nothing stored may stand in: its own answer
   // goes on as it came (not a synthetic 502 that hides what it said).
@@ -264,7 +270,7 @@ export const steps: Record<StepName, Step> = {
     const hosts = countHostHeaders(req.rawHeaders)
     if (hosts > 1) return reject(ctx, 400, 'more than one Host header\n')
     if (hosts === 0 && req.httpVersionMinor !== 0) return reject(ctx, 400, 'missing Host header\n')
-    let url = req.url!
+    let url = req.url ?? ''
     if (url.length > e.config.CACHE_MAX_URL_BYTES) return synth(ctx, 414, 'request target too long\n')
     let host: string | null = req.headers.host ?? ''
     let defaultPort = 80
@@ -327,7 +333,7 @@ export const steps: Record<StepName, Step> = {
   /** PURGE / BAN: answered by purge.ts, the one place that authenticates, applies and publishes them. */
   purge (ctx) {
     const { req, e } = ctx
-    return answerInvalidation(purgeDeps(e), req.method!, ctx.url, req.headers).then((a) => {
+    return answerInvalidation(purgeDeps(e), ctx.method, ctx.url, req.headers).then((a) => {
       ctx.synthType = a.type
       return synth(ctx, a.status, a.body, a.headers)
     })
@@ -373,7 +379,9 @@ export const steps: Record<StepName, Step> = {
 
   /** Deliver the stale object now; one background fetch refreshes it. */
   stale (ctx) {
-    const o = ctx.obj!
+    // lookup found this object stale within one of its windows.
+    const o = ctx.obj
+    if (o === undefined) return synth(ctx, 500, 'internal error\n')
     ctx.stale = o
     refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.key)
     ctx.outcome = 'STALE'
@@ -394,7 +402,7 @@ export const steps: Record<StepName, Step> = {
       if (!e.coalescer.busy(ctx.key)) return 'fetch'
     } else if (e.coalescer.lead(ctx.key)) {
       ctx.leader = true
-      return e.nodeLock === undefined ? 'fetch' : leadAcrossWorkers(ctx)
+      return e.nodeLock === undefined ? 'fetch' : leadAcrossWorkers(ctx, e.nodeLock)
     }
     // One wait in all, however many fetches it takes (issue 23: a waiter
     // never leaves the queue to fetch on its own, so a key is fetched once at a time).
@@ -406,7 +414,7 @@ export const steps: Record<StepName, Step> = {
       resume(afterWait(ctx, reason))
     }, ctx.waitUntil - ctx.now)
     if (queued === 'full') {
-      if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-full')
+      if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, ctx.stale, 'coalesce-full')
       return synth(ctx, 503, 'too many requests waiting for this page\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; detail=coalesce-full') })
     }
     if (queued === false) return 'fetch' // cannot happen: lead() or busy() just said a fetch is under way
@@ -437,10 +445,10 @@ export const steps: Record<StepName, Step> = {
       outcome = { kind: 'failed', error: err }
       throw err
     }).finally(() => {
-      if (ctx.nodeLocked) {
+      if (ctx.nodeLocked && e.nodeLock !== undefined) {
         ctx.nodeLocked = false
         // An answer that could not be stored marks the key hit-for-miss for the whole node.
-        e.nodeLock!.release(ctx.key, e.coalescer.isUncacheable(ctx.key))
+        e.nodeLock.release(ctx.key, e.coalescer.isUncacheable(ctx.key))
       }
       if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key, outcome) }
     })
@@ -507,7 +515,7 @@ function afterWait (ctx: Ctx, reason: WakeReason): StepName {
       // The answer's bytes are the leader's to release, once its own client has them.
       return upstreamFailure(ctx, reason.error, reason.upstreamStatus, reason.answer && { ...reason.answer, rest: undefined, release: () => {} }, true)
     case 'timeout':
-      if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, 'coalesce-timeout')
+      if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, ctx.stale, 'coalesce-timeout')
       return synth(ctx, 504, 'timed out waiting for the upstream\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; collapsed; detail=coalesce-timeout') })
   }
 }
@@ -517,9 +525,9 @@ function afterWait (ctx: Ctx, reason: WakeReason): StepName {
  * (node-lock.ts): one worker fetches; a worker that waited for a sibling's
  * fetch looks in the shared store again, and wakes its own waiters to do the same.
  */
-function leadAcrossWorkers (ctx: Ctx): Promise<StepName> {
+function leadAcrossWorkers (ctx: Ctx, lock: NodeLock): Promise<StepName> {
   const { e } = ctx
-  return e.nodeLock!.acquire(ctx.key).then((outcome) => {
+  return lock.acquire(ctx.key).then((outcome) => {
     ctx.now = e.clock.now()
     switch (outcome) {
       case 'granted': ctx.nodeLocked = true; return 'fetch'
@@ -549,7 +557,7 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
   const headers = forwardRequestHeaders(req.headers, { forwardedFor: ctx.forwardedFor(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
-    up = await e.director.fetch({ method: req.method!, path: ctx.url, headers, body, onInfo: ctx.onInfo })
+    up = await e.director.fetch({ method: ctx.method, path: ctx.url, headers, body, onInfo: ctx.onInfo })
   } catch (err) {
     return upstreamFailure(ctx, err as Error)
   } finally {
@@ -557,7 +565,7 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
     if (read.kind === 'body') read.release()
   }
   const resHeaders = responseHeaderRecord(up.headers)
-  if (policy.invalidatesOnSuccess(req.method!)) {
+  if (policy.invalidatesOnSuccess(ctx.method)) {
     // RFC 9111 §4.4, on this node only: invalidations caused by writes reach
     // every node (and every frontend) from the backend's outbox, the one
     // source of them (unsafe-invalidation.ts).
