@@ -147,7 +147,7 @@ eachDatabase(t, 'issue 11: a school of 500 behind one address gets 500 certifica
   // Fake time: every request of the school at one instant (the worst case), the abuser's spread over one minute.
   let now = Math.ceil(Date.now() / 60_000) * 60_000
   // Default limits: what a production backend does.
-  const be = await startBackend(t, database.url, { BACKEND_RATE_LIMIT_MAX: '', BACKEND_RATE_LIMIT_BURST: '', BACKEND_RATE_LIMIT_SAME_MAX: '' }, { now: () => now })
+  const be = await startBackend(t, database.url, { BACKEND_RATE_LIMIT_MAX: '', BACKEND_RATE_LIMIT_BURST: '', BACKEND_RATE_LIMIT_SAME_MAX: '', BACKEND_MAX_EVENT_LOOP_DELAY_MS: '0' }, { now: () => now })
   const rw = openDatabase(t, database)
   const tutorial = await rw.db.selectFrom('tutorials').select(['id', 'slug']).executeTakeFirstOrThrow()
   const article = await rw.db.selectFrom('news').select(['id', 'slug']).executeTakeFirstOrThrow()
