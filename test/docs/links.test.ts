@@ -44,7 +44,7 @@ t.test('the README is an entry page of at most 150 lines', async (t) => {
     ['run it', 'docs/operating.md'],
     ['test it', 'CONTRIBUTING.md#tests'],
     ['deploy it on Kubernetes', 'docs/operating.md#kubernetes'],
-    ['fail over the database', 'docs/operating.md#failing-over-the-database'],
+    ['fail over the database', 'docs/failover.md'],
     ['load-test before a campaign', 'docs/load-testing.md'],
     ['watch it live', 'docs/operating.md#watching-it-live'],
     ['see what the benchmarks show', 'docs/benchmarks.md'],
