@@ -17,6 +17,7 @@ import { startBackend } from '../helpers/backend.js'
 import { privatePostgresUnavailable } from '../helpers/private-postgres.js'
 import { startFailoverPair, sql, until } from '../helpers/failover-pair.js'
 import { parseLsn } from '../../frontend/read-your-writes.js'
+import { scraper } from '../helpers/metrics.js'
 
 interface Answer { body: string, keyed: boolean, status: number, retryAfter: string | null, lsn: bigint | undefined, id?: string, at: number }
 
@@ -47,7 +48,7 @@ t.test('writes ride through session kills, a read-only primary, a network cut an
   const posters = Array.from({ length: 8 }, () => poster())
   const acked = () => answers.filter((a) => a.status === 201).length
   /** Writes the backend ran again after a failover error (its metric). */
-  const retries = async () => Number(/^flashcrowd_write_failover_retries_total(?:\{[^}]*\})? (\d+)/m.exec(await (await fetch(`${be.url}/-/metrics`)).text())?.[1] ?? 0)
+  const retries = async () => Number(/^flashcrowd_write_failover_retries_total(?:\{[^}]*\})? (\d+)/m.exec(await (await fetch(`${be.url}/-/metrics`, { headers: scraper })).text())?.[1] ?? 0)
   const retried: Record<string, number> = {}
   let lastRetries = 0
   const phase = async (name: string) => { const now = await retries(); retried[name] = now - lastRetries; lastRetries = now }

@@ -24,6 +24,7 @@ import { loadPurgerConfig } from '../../purger/config.js'
 import { createTestDatabase, openDatabase } from '../helpers/database.js'
 import { ADMIN_TOKEN } from '../helpers/backend.js'
 import { browserNonce, startBackend, startCacheBefore, startFrontend } from '../frontend/helpers.js'
+import { METRICS_TOKEN, scraper } from '../helpers/metrics.js'
 
 t.setTimeout(240_000)
 const WRITES = Number(process.env.TWO_TIER_WRITES ?? 200)
@@ -56,7 +57,7 @@ t.test('edges purged by the purger: writes visible at the edge within 1 s; witho
   for (const e of edges) { await e.listen(0, '127.0.0.1'); t.teardown(() => e.close()) }
   const edgeUrls = edges.map((e) => e.url())
   const purger = await buildPurger({
-    config: loadPurgerConfig({ LOG_LEVEL: 'silent', DATABASE_URL: database.url, CDN_FLASHCROWD_URLS: edgeUrls.join(','), ADMIN_TOKEN, PURGER_POLL_MS: '25', PURGER_SETTLE_MS: '50' }),
+    config: loadPurgerConfig({ LOG_LEVEL: 'silent', METRICS_TOKEN, DATABASE_URL: database.url, CDN_FLASHCROWD_URLS: edgeUrls.join(','), ADMIN_TOKEN, PURGER_POLL_MS: '25', PURGER_SETTLE_MS: '50' }),
     database: openDatabase(t, database),
     logger: false
   })
@@ -145,7 +146,7 @@ t.test('edges purged by the purger: writes visible at the edge within 1 s; witho
   t.equal(latencies.length, WRITES)
   t.equal(crowd.errors, 0, 'the crowd got every page')
   t.ok(crowd.hits > 0, 'and the edges answered it from their store')
-  const metrics = (await purger.inject({ url: '/-/metrics' })).body
+  const metrics = (await purger.inject({ url: '/-/metrics', headers: scraper })).body
   t.comment(metrics.split('\n').filter((l) => /purge_lag_seconds_(sum|count)/.test(l)).join(' · '))
   t.match(metrics, /flashcrowd_cdn_purge_lag_seconds_count\{[^}]*cdn="flashcrowd"[^}]*\} [1-9]/, 'the purger reports its lag to the edges')
 

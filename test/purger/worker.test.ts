@@ -17,6 +17,7 @@ import { loadPurgerConfig } from '../../purger/config.js'
 import { pathsForKeys } from '../../purger/key-paths.js'
 import { databaseSlugs } from '../../purger/adapters/index.js'
 import type { DatabaseHandle } from '../../common/db.js'
+import { METRICS_TOKEN, scraper } from '../helpers/metrics.js'
 
 const TOKEN = 'contract-token-0123456789'
 let database: TestDatabase
@@ -38,7 +39,7 @@ async function writes (keysPerWrite: string[][]): Promise<void> {
 }
 
 async function purgerFor (t: Test, env: Record<string, string>): Promise<FastifyInstance> {
-  const config = loadPurgerConfig({ LOG_LEVEL: 'silent', DATABASE_URL: database.url, PURGER_RETRY_BASE_MS: '50', PURGER_RETRY_MAX_MS: '2000', PURGER_SETTLE_MS: '0', ...env })
+  const config = loadPurgerConfig({ LOG_LEVEL: 'silent', METRICS_TOKEN, DATABASE_URL: database.url, PURGER_RETRY_BASE_MS: '50', PURGER_RETRY_MAX_MS: '2000', PURGER_SETTLE_MS: '0', ...env })
   const app = await buildApp({ config, database: db, logger: false, autoStart: false, random: () => 0.5 })
   t.teardown(() => app.close())
   await app.ready()
@@ -55,7 +56,7 @@ async function dueAfter (): Promise<number> {
 }
 
 async function metrics (app: FastifyInstance): Promise<string> {
-  return (await app.inject({ url: '/-/metrics' })).body
+  return (await app.inject({ url: '/-/metrics', headers: scraper })).body
 }
 
 const keysOf = (n: number, prefix = 'news') => Array.from({ length: n }, (_, i) => `${prefix}:${i + 1}`)
