@@ -25,6 +25,7 @@ import completionRoutes from './routes/completions.js'
 import editorRoutes from './routes/editor.js'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { RepeatedFailureLog, RepeatedFailureLogs } from '../common/log-aggregate.js'
+import { roleLoggerOptions } from '../common/role-logger.js'
 
 export interface BackendDeps {
   config: BackendConfig
@@ -48,9 +49,7 @@ export async function buildApp (deps: BackendDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now
   const trusted = trustedProxyList(config.BACKEND_TRUSTED_PROXIES)
   const app = Fastify({
-    ...(deps.logger === false
-      ? { logger: false }
-      : deps.logger ? { loggerInstance: deps.logger } : { logger: { level: config.LOG_LEVEL } }),
+    ...roleLoggerOptions(deps.logger, config.LOG_LEVEL),
     // No "incoming request"/"request completed" pair per write: at a sign-up
     // rush that is two log lines per write, for what the request metrics
     // already count. Failures are still logged by the error handler.

@@ -10,7 +10,7 @@ import { createDatabase } from '../common/db.js'
 import { createBus } from '../common/bus.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
 import { loadConfigOrExit } from '../common/config.js'
-import { gracefulShutdown } from '../common/shutdown.js'
+import { gracefulShutdown, listenOrExit } from '../common/shutdown.js'
 
 const config = loadConfigOrExit(BackendEnv, 'backend')
 
@@ -39,9 +39,4 @@ gracefulShutdown({ delayMs: config.BACKEND_SHUTDOWN_TIMEOUT_MS + 5000, log: app.
   await target.close()
 })
 
-try {
-  await app.listen({ host: config.HOST, port: config.PORT })
-} catch (err) {
-  app.log.error({ err }, 'could not listen')
-  process.exit(1)
-}
+await listenOrExit(app, { host: config.HOST, port: config.PORT })

@@ -48,3 +48,13 @@ export function gracefulShutdown (options: { delayMs: number, log: ShutdownLog }
   if (typeof process.send === 'function') process.once('disconnect', () => { cause = 'disconnect'; closer.close() })
   return { close: () => { closer.close() } }
 }
+
+/** A role's server listens, or logs why it could not and exits 1 (a port taken, an address it may not bind). */
+export async function listenOrExit (app: { listen: (o: { host: string, port: number }) => Promise<unknown>, log: Pick<ShutdownLog, 'error'> }, at: { host: string, port: number }): Promise<void> {
+  try {
+    await app.listen(at)
+  } catch (err) {
+    app.log.error({ err }, 'could not listen')
+    process.exit(1)
+  }
+}

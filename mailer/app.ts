@@ -13,6 +13,7 @@ import { DatabaseHealth, healthStatus } from '../common/database-health.js'
 import type { MailerConfig } from './config.js'
 import { Sender } from './sender.js'
 import type { MailTransport } from './transport.js'
+import { roleLoggerOptions } from '../common/role-logger.js'
 
 export interface MailerDeps {
   config: MailerConfig
@@ -35,9 +36,7 @@ declare module 'fastify' {
 export async function buildApp (deps: MailerDeps): Promise<FastifyInstance> {
   const { config, database, transport } = deps
   const app = Fastify({
-    ...(deps.logger === false
-      ? { logger: false }
-      : deps.logger ? { loggerInstance: deps.logger } : { logger: { level: config.LOG_LEVEL } }),
+    ...roleLoggerOptions(deps.logger, config.LOG_LEVEL),
     requestTimeout: 10_000,
     forceCloseConnections: 'idle',
     return503OnClosing: true

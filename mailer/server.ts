@@ -11,7 +11,7 @@ import { folderTransport, smtpTransport, type MailTransport } from './transport.
 import { createDatabase } from '../common/db.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
 import { loadConfigOrExit } from '../common/config.js'
-import { gracefulShutdown } from '../common/shutdown.js'
+import { gracefulShutdown, listenOrExit } from '../common/shutdown.js'
 
 const config = loadConfigOrExit(MailerEnv, 'mailer')
 // Lower priority than the roles that answer visitors (MAILER_NICE): raising
@@ -51,9 +51,4 @@ gracefulShutdown({ delayMs: config.MAILER_SHUTDOWN_TIMEOUT_MS + 5000, log: app.l
   await target.close()
 })
 
-try {
-  await app.listen({ host: config.HOST, port: config.PORT })
-} catch (err) {
-  app.log.error({ err }, 'could not listen')
-  process.exit(1)
-}
+await listenOrExit(app, { host: config.HOST, port: config.PORT })

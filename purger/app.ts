@@ -19,6 +19,7 @@ import type { CdnAdapter } from './adapter.js'
 import { PurgeQueue, type QueueStats } from './queue.js'
 import { Purger } from './worker.js'
 import { createAdapters } from './adapters/index.js'
+import { roleLoggerOptions } from '../common/role-logger.js'
 
 export interface PurgerDeps {
   config: PurgerConfig
@@ -39,9 +40,7 @@ declare module 'fastify' {
 export async function buildApp (deps: PurgerDeps): Promise<FastifyInstance> {
   const { config, database } = deps
   const app = Fastify({
-    ...(deps.logger === false
-      ? { logger: false }
-      : deps.logger ? { loggerInstance: deps.logger } : { logger: { level: config.LOG_LEVEL } }),
+    ...roleLoggerOptions(deps.logger, config.LOG_LEVEL),
     requestTimeout: 10_000,
     forceCloseConnections: 'idle',
     return503OnClosing: true

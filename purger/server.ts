@@ -8,7 +8,7 @@ import { buildApp } from './app.js'
 import { createDatabase } from '../common/db.js'
 import { resolveDatabaseUrl } from '../common/database-url.js'
 import { ConfigError, loadConfigOrExit } from '../common/config.js'
-import { gracefulShutdown } from '../common/shutdown.js'
+import { gracefulShutdown, listenOrExit } from '../common/shutdown.js'
 
 const loaded = loadConfigOrExit(PurgerEnv, 'purger')
 try {
@@ -39,9 +39,4 @@ gracefulShutdown({ delayMs: config.PURGER_SHUTDOWN_TIMEOUT_MS + 5000, log: app.l
   await target.close()
 })
 
-try {
-  await app.listen({ host: config.HOST, port: config.PORT })
-} catch (err) {
-  app.log.error({ err }, 'could not listen')
-  process.exit(1)
-}
+await listenOrExit(app, { host: config.HOST, port: config.PORT })
