@@ -1,6 +1,6 @@
 import t from 'tap'
 import { parseHttpDate, canonicalCacheControl, parseSfDictionary, targetedCacheControl, deltaSeconds } from '../../cache/response-fields.js'
-import { evaluateResponse, policyClassFor } from '../../cache/freshness.js'
+import { evaluateResponse, policyClassFor, targetedFields } from '../../cache/freshness.js'
 import { FakeClock } from './fixtures.js'
 
 t.test('parseHttpDate: the three RFC 9110 §5.6.7 formats and nothing else', async (t) => {
@@ -47,7 +47,7 @@ t.test('issue 10: freshness inputs are read strictly', async (t) => {
   const P = policyClassFor(clock)
   const now = clock.now()
   const date = new Date(now).toUTCString()
-  const ev = (headers: Record<string, string>) => evaluateResponse(P, { method: 'GET', url: '/', headers: { host: 'a' } }, { status: 200, headers: { date, ...headers } }, now, now, { graceSeconds: 0, defaultTtlSeconds: 0 }, false)
+  const ev = (headers: Record<string, string>, edge = false) => evaluateResponse(P, { method: 'GET', url: '/', headers: { host: 'a' } }, { status: 200, headers: { date, ...headers } }, now, now, { graceSeconds: 0, defaultTtlSeconds: 0, targets: targetedFields(edge) }, false)
   const inAnHour = new Date(now + 3600_000)
   const valid = inAnHour.toUTCString()
   t.equal(ev({ expires: valid }).freshUntil, now + 3600_000, 'a valid Expires')
@@ -65,7 +65,11 @@ t.test('issue 10: freshness inputs are read strictly', async (t) => {
   t.notOk(ev({ 'cache-control': 'No-StOrE, max-age=60' }).storable, 'directive names are case-insensitive (§5.2)')
   t.equal(ev({ 'cache-control': 'Max-Age=60' }).freshUntil, now + 60_000)
   t.equal(ev({ 'cache-control': 'PUBLIC, S-MAXAGE=30, max-age=600' }).freshUntil, now + 30_000)
-  t.notOk(ev({ 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=60 junk' }).storable, 'an invalid CDN-Cache-Control is ignored (RFC 9213 §2.1): no-store holds')
-  t.notOk(ev({ 'cache-control': 'no-store', 'cdn-cache-control': 'Max-Age=60' }).storable, 'upper-case keys are not a valid dictionary')
-  t.ok(ev({ 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=60' }).storable, 'a valid one still overrides Cache-Control')
+  // An edge node (CACHE_EDGE) obeys CDN-Cache-Control; a tier node obeys its own field and passes CDN-Cache-Control on (RFC 9213 §2.1, §3).
+  t.notOk(ev({ 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=60 junk' }, true).storable, 'an invalid CDN-Cache-Control is ignored (RFC 9213 §2.1): no-store holds')
+  t.notOk(ev({ 'cache-control': 'no-store', 'cdn-cache-control': 'Max-Age=60' }, true).storable, 'upper-case keys are not a valid dictionary')
+  t.ok(ev({ 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=60' }, true).storable, 'a valid one still overrides Cache-Control at the edge')
+  t.notOk(ev({ 'cache-control': 'no-store', 'cdn-cache-control': 'max-age=60' }).storable, 'a tier node does not take the CDN\'s field for its own')
+  t.notOk(ev({ 'cache-control': 'no-store', 'flashcrowd-cache-control': 'max-age=60 junk' }).storable, 'an invalid field of its own is ignored too')
+  t.ok(ev({ 'cache-control': 'no-store', 'flashcrowd-cache-control': 'max-age=60' }).storable, 'its own valid field overrides Cache-Control')
 })
