@@ -83,9 +83,18 @@ t.test('the knee found is the step above the rate where the site falls over; the
   t.ok(site.degradedAt() !== null, 'the site did fall over')
   t.ok(knees.site.steps.filter(x => x.pass).every(x => Math.abs(x.achieved - x.rate) <= x.rate * 0.1), 'the passing steps delivered their rate')
   t.notOk([...site.gets.keys()].length === 0)
-  t.same(knees.frontend?.steps.map(x => [x.rate, x.pass]), [[25, true], [50, true], [100, false]], 'straight at the frontend')
+  // A failed step the generator fell behind on (a loaded test machine) does not end a search: the
+  // next step is tried too, and fails as well. What the knee is made of stays the same.
+  const upToBreak = (steps: Array<{ rate: number, pass: boolean }> | undefined) => {
+    const list = steps ?? []
+    const i = list.findIndex(x => !x.pass)
+    t.ok(list.slice(i).every(x => !x.pass), `nothing passed after the first failed step: ${JSON.stringify(list)}`)
+    t.ok(list.length - i <= 2, 'a search ends at the latest one step after the first failure')
+    return list.slice(0, i + 1).map(x => [x.rate, x.pass])
+  }
+  t.same(upToBreak(knees.frontend?.steps), [[25, true], [50, true], [100, false]], 'straight at the frontend')
   t.equal(knees.frontend?.lastPassingRate, 50)
-  t.same(knees.backend?.steps.map(x => [x.rate, x.pass]), [[25, true], [50, false]], 'straight at the backend')
+  t.same(upToBreak(knees.backend?.steps), [[25, true], [50, false]], 'straight at the backend')
   t.equal(knees.backend?.lastPassingRate, 25)
   t.ok([...backend.apiWrites.values()].reduce((a, b) => a + b, 0) > 50, 'the backend search sent writes to the JSON API')
   t.same(backend.rejected, [], 'every API write was valid, with its own Idempotency-Key')
