@@ -7,7 +7,7 @@ eachDatabase(t, 'Postgres unreachable: 503 + Retry-After, nothing half-written, 
   const port = Number(new URL(database.url).port)
   const proxy = await startTcpProxy(port)
   t.teardown(proxy.close)
-  const be = await startBackend(t, proxy.url(database.url), { BACKEND_RETRY_AFTER_S: '7', BACKEND_DB_RETRY_MS: '300', DATABASE_CONNECT_TIMEOUT_MS: '300' })
+  const be = await startBackend(t, proxy.url(database.url), { BACKEND_RETRY_AFTER_S: '7', BACKEND_DB_RETRY_MS: '300', DATABASE_CONNECT_TIMEOUT_MS: '3000' })
   const article = await be.database.db.selectFrom('news').select('slug').orderBy('id').executeTakeFirstOrThrow()
   const body = { news: article.slug, author: 'Outage', body: 'during the outage' }
 
