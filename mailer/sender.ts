@@ -140,6 +140,14 @@ export class Sender {
   #unreachableInRound = false
   #lastCleanup = 0
   #lastError: string | undefined
+  /**
+   * Tokens of claims whose commit may have happened unseen (the connection
+   * died during the claim, as when the primary is killed and its synchronous
+   * standby promoted with the commit in its WAL). Their rows would sit
+   * 'sending' for a whole lease with nobody sending them; the next claim
+   * first gives them back by token (a no-op where the claim rolled back).
+   */
+  readonly #uncertainClaims = new Set<string>()
   /** 'sent' marks, gathered (see the top of this file); each resolves to whether its row still carried the claim's token. */
   readonly #sentMarks: GroupCommit<{ id: string, token: string, at: Date }, boolean>
 
@@ -180,6 +188,8 @@ export class Sender {
 
   /** Claims due messages within the quota; `waitMs` says when to look again if none. */
   async claim (): Promise<{ messages: ClaimedMessage[], waitMs: number }> {
+    await this.#releaseUncertainClaims()
+    const token = randomBytes(12).toString('base64url')
     const claimed = await this.#transaction(async (client) => {
       const now = this.#o.now()
       const { rows: [rate] } = await client.query<{ next_slot_at: Date, hour_start: Date, hour_counts: number[] }>(
@@ -189,7 +199,6 @@ export class Sender {
         // Nothing written: the commit only releases the quota row.
         return { messages: [], waitMs: g.waitMs }
       }
-      const token = randomBytes(12).toString('base64url')
       // The lease runs from the last slot of this claim: every row gets its whole lease to be sent.
       const leaseEnd = new Date(g.start + g.granted * g.intervalMs + this.#o.leaseMs)
       const { rows } = await client.query<{ id: string, message_id: string, kind: string, recipient: string, payload: unknown, attempts: number, created_at: Date, reclaimed: boolean }>(
@@ -207,11 +216,24 @@ export class Sender {
         createdAt: r.created_at, reclaimed: r.reclaimed, slotAt: g.start + i * g.intervalMs, token
       }))
       return { messages, waitMs: 0 }
+    }).catch((err: unknown) => {
+      if (isConnectionError(err)) this.#uncertainClaims.add(token)
+      throw err
     })
     // Counted once the claim has committed.
     const reclaimed = claimed.messages.filter((m) => m.reclaimed).length
     if (reclaimed > 0) this.#o.events?.reclaimed?.(reclaimed)
     return claimed
+  }
+
+  /** Gives back the rows of claims whose outcome was not seen: due at once, under no token. */
+  async #releaseUncertainClaims (): Promise<void> {
+    if (this.#uncertainClaims.size === 0) return
+    const tokens = [...this.#uncertainClaims]
+    await this.#write(
+      `update mail_messages set status = 'queued', next_attempt_at = $2, claimed_until = null, claim_token = null
+       where claim_token = any($1::text[])`, [tokens, new Date(this.#o.now())])
+    for (const token of tokens) this.#uncertainClaims.delete(token)
   }
 
   /** Sends one claimed message and records the outcome. */

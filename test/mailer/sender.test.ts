@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { simpleParser } from 'mailparser'
+import type pg from 'pg'
 import { eachDatabase, openDatabase } from '../helpers/database.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'
 import { headerOf, queueEvents, startMailer, startSmtp, statuses, testClock, until } from './helpers.js'
@@ -227,6 +228,33 @@ eachDatabase(t, 'mailer sender', async (t, database) => {
       if (r.claimed === 0) clock.advance(r.waitMs)
     }
     t.equal(smtp.accepted.length, 14, 'the next day the rest goes')
+  })
+
+  await t.test('a claim committed unseen (the connection died at its commit, as in a failover) is given back at once, not after its lease', async (t) => {
+    const smtp = await startSmtp(t)
+    const mailer = await startMailer(t, database.url, smtp.url, { MAILER_LEASE_MS: '600000' })
+    const ids = await queueEvents(handle, 3)
+    // The commit reaches the database, its answer never reaches the mailer.
+    const pool = mailer.database.pool as unknown as { connect: () => Promise<pg.PoolClient> }
+    const connect = pool.connect.bind(pool)
+    pool.connect = async () => {
+      pool.connect = connect
+      const client = await connect()
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>
+      client.query = (async (...args: unknown[]) => {
+        const result = await query(...args)
+        if (args[0] === 'commit') throw new Error('Connection terminated unexpectedly')
+        return result
+      }) as typeof client.query
+      return client
+    }
+    await t.rejects(mailer.app.sender.runOnce(), /Connection terminated/)
+    t.same(await statuses(handle), { sending: 3 }, 'the claim did commit: its rows are leased for 10 minutes')
+    const round = await mailer.app.sender.runOnce()
+    t.match(round, { claimed: 3, sent: 3 }, 'the next round gives them back and sends them')
+    t.same([...smtp.byMessageId().keys()].sort(), [...ids].sort())
+    t.ok([...smtp.byMessageId().values()].every((n) => n === 1), 'each once')
+    t.same(await statuses(handle), { sent: 3 })
   })
 
   await t.test('two mailers at once over 200 messages: each Message-ID delivered once', async (t) => {
