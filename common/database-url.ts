@@ -3,7 +3,7 @@
  * database of this machine's tier (joined if another process owns it, opened,
  * migrated and seeded here if nobody does).
  */
-import { createDatabase } from './db.js'
+import { createDatabase, type DatabaseHandle } from './db.js'
 import { findEmbeddedOwner, ownEmbeddedDatabase, DEFAULT_STATE_DIR } from './embedded-db.js'
 import { migrateToLatest } from '../migrations/migrator.js'
 import { seed } from './seed.js'
@@ -28,6 +28,38 @@ export async function resolveDatabaseUrl (url: string | undefined, log: (msg: st
   log(`started the embedded database (PGlite) at ${embedded.url}, data in ${stateDir}/pgdata`)
   await prepareDatabase(embedded.url, log)
   return { url: embedded.url, embedded: true, close: embedded.close }
+}
+
+/** The settings a role that joins the tier's database reads (common/config.ts DatabaseEnv). */
+export interface JoinDatabaseConfig {
+  DATABASE_URL?: string
+  FLASHCROWD_STATE_DIR: string
+  DATABASE_POOL_MAX: number
+  DATABASE_STATEMENT_TIMEOUT_MS: number
+  DATABASE_CONNECT_TIMEOUT_MS: number
+}
+
+/**
+ * The pool of a role that never opens the embedded database itself (the
+ * mailer, the purger): DATABASE_URL, or the embedded database the backend
+ * owns. `close` ends the pool, then lets go of the database.
+ */
+export async function joinTierDatabase (config: JoinDatabaseConfig, role: string): Promise<{ database: DatabaseHandle, close: () => Promise<void> }> {
+  const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`${role}: ${msg}`), config.FLASHCROWD_STATE_DIR, { joinOnly: true })
+  const database = createDatabase({
+    url: target.url,
+    max: config.DATABASE_POOL_MAX,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    applicationName: `flashcrowd-${role}`
+  })
+  return {
+    database,
+    async close () {
+      await database.close()
+      await target.close()
+    }
+  }
 }
 
 /** Migrates, then seeds an empty database. */

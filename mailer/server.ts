@@ -8,8 +8,7 @@ import { setPriority } from 'node:os'
 import { MailerEnv } from './config.js'
 import { buildApp } from './app.js'
 import { folderTransport, smtpTransport, type MailTransport } from './transport.js'
-import { createDatabase } from '../common/db.js'
-import { resolveDatabaseUrl } from '../common/database-url.js'
+import { joinTierDatabase } from '../common/database-url.js'
 import { loadConfigOrExit } from '../common/config.js'
 import { gracefulShutdown, listenOrExit } from '../common/shutdown.js'
 
@@ -20,14 +19,7 @@ let niceProblem: string | undefined
 try { if (config.MAILER_NICE > 0) setPriority(config.MAILER_NICE) } catch (err) { niceProblem = (err as Error).message }
 
 // The mailer never opens the embedded database itself: it joins the tier's (the backend owns it).
-const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`mailer: ${msg}`), config.FLASHCROWD_STATE_DIR, { joinOnly: true })
-const database = createDatabase({
-  url: target.url,
-  max: config.DATABASE_POOL_MAX,
-  statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-  connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-  applicationName: 'flashcrowd-mailer'
-})
+const { database, close: closeDatabase } = await joinTierDatabase(config, 'mailer')
 const transport: MailTransport = config.SMTP_URL
   ? smtpTransport({
     url: config.SMTP_URL,
@@ -47,8 +39,7 @@ if (niceProblem !== undefined) app.log.warn({ err: niceProblem }, `could not low
 // Stop claiming, let the sends in flight finish and be marked, close the pools; bounded.
 gracefulShutdown({ delayMs: config.MAILER_SHUTDOWN_TIMEOUT_MS + 5000, log: app.log }, async () => {
   await app.close()
-  await database.close()
-  await target.close()
+  await closeDatabase()
 })
 
 await listenOrExit(app, { host: config.HOST, port: config.PORT })

@@ -5,8 +5,7 @@
  */
 import { PurgerEnv, checkPurgerConfig } from './config.js'
 import { buildApp } from './app.js'
-import { createDatabase } from '../common/db.js'
-import { resolveDatabaseUrl } from '../common/database-url.js'
+import { joinTierDatabase } from '../common/database-url.js'
 import { ConfigError, loadConfigOrExit } from '../common/config.js'
 import { gracefulShutdown, listenOrExit } from '../common/shutdown.js'
 
@@ -21,22 +20,14 @@ try {
 const config = loaded
 
 // The purger never opens the embedded database itself: it joins the tier's (the backend owns it).
-const target = await resolveDatabaseUrl(config.DATABASE_URL, (msg) => console.error(`purger: ${msg}`), config.FLASHCROWD_STATE_DIR, { joinOnly: true })
-const database = createDatabase({
-  url: target.url,
-  max: config.DATABASE_POOL_MAX,
-  statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-  connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-  applicationName: 'flashcrowd-purger'
-})
+const { database, close: closeDatabase } = await joinTierDatabase(config, 'purger')
 
 const app = await buildApp({ config, database })
 app.log.info({ cdns: app.purger.cdns }, `purging ${app.purger.cdns.join(' and ')} after every write`)
 
 gracefulShutdown({ delayMs: config.PURGER_SHUTDOWN_TIMEOUT_MS + 5000, log: app.log }, async () => {
   await app.close()
-  await database.close()
-  await target.close()
+  await closeDatabase()
 })
 
 await listenOrExit(app, { host: config.HOST, port: config.PORT })
