@@ -19,6 +19,7 @@ COPY backend ./backend
 COPY frontend ./frontend
 COPY cache ./cache
 COPY mailer ./mailer
+COPY purger ./purger
 COPY scripts ./scripts
 RUN npm run build
 
@@ -38,6 +39,6 @@ COPY loadtest ./loadtest
 RUN mkdir -p /app/state/mail && chown -R node:node /app/state
 USER node
 ENV HOST=0.0.0.0
-EXPOSE 3000 3001 3002 8080
+EXPOSE 3000 3001 3002 3003 8080
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/scripts/start.js"]

@@ -13,14 +13,15 @@ import { loadConfig } from '../../common/config.js'
 import { ROLE_SCHEMAS } from '../../scripts/env-doc.js'
 import { Type } from '@sinclair/typebox'
 import { DatabaseEnv } from '../../common/config.js'
+import { PurgerEnv, checkPurgerConfig } from '../../purger/config.js'
 
 const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, any>, networks?: Record<string, any> }
 const haproxy = readFileSync(path.join(ROOT, 'deploy/haproxy.cfg'), 'utf8')
 const schemas: Record<string, TObject> = { ...ROLE_SCHEMAS, migrate: Type.Object({ DATABASE_URL: DatabaseEnv.DATABASE_URL }) }
 
 /** `${VAR:-default}` → default; `${VAR:?msg}` → a sample value a user would give. */
-function interpolate (value: string): string {
-  return value.replace(/\$\{(\w+)(:-([^}]*)|:\?[^}]*)?\}/g, (_m, name: string, _rest, def?: string) => def ?? (name.endsWith('_TOKEN') ? `a-sample-${name.toLowerCase()}-for-tests` : 'sample'))
+function interpolate (value: string, given: Record<string, string> = {}): string {
+  return value.replace(/\$\{(\w+)(:-([^}]*)|:\?[^}]*)?\}/g, (_m, name: string, _rest, def?: string) => given[name] ?? def ?? (name.endsWith('_TOKEN') ? `a-sample-${name.toLowerCase()}-for-tests` : 'sample'))
 }
 
 t.test('the production topology is all there', async (t) => {
@@ -34,6 +35,30 @@ t.test('the production topology is all there', async (t) => {
   t.match(s.mailer.environment.DATABASE_URL, /postgres-primary/, 'mailers claim their rows on the primary')
   t.ok(s.mailer.deploy.replicas >= 2, 'mailers run side by side (they share the queue)')
   t.equal(s.mailer.depends_on.migrate.condition, 'service_completed_successfully', 'on the migrated schema')
+  t.ok(s.purger, 'service purger')
+  t.match(s.purger.environment.DATABASE_URL, /postgres-primary/, 'the purger claims its jobs on the primary')
+  t.equal(s.purger.depends_on.migrate.condition, 'service_completed_successfully', 'on the migrated schema')
+})
+
+t.test('the purger runs only with the cdn profile, and then has what it needs', async (t) => {
+  const s = compose.services
+  const env = (given: Record<string, string> = {}) => Object.fromEntries(Object.entries(s.purger.environment).map(([k, v]) => [k, interpolate(String(v), given)]))
+  // Without a CDN it refuses to start (nothing to purge): a plain `docker compose up` must not run it.
+  t.throws(() => checkPurgerConfig(loadConfig(PurgerEnv, env())), 'with no CDN set, the purger would exit')
+  t.same(s.purger.profiles, ['cdn'], 'so it is in the cdn profile only')
+  for (const [name, service] of Object.entries(s)) {
+    if (name === 'purger' || service.profiles !== undefined) continue
+    t.notOk('purger' in (service.depends_on ?? {}), `${name} does not wait for the purger (it does not run by default)`)
+  }
+  // With a CDN given the way docs/cdn.md says, its configuration is complete.
+  const cases: Array<[string, Record<string, string>]> = [
+    ['cloudflare', { CDN_PROVIDER: 'cloudflare', PURGER_CLOUDFLARE_ZONE_ID: 'zone', PURGER_CLOUDFLARE_API_TOKEN: 'cf-token' }],
+    ['fastly', { CDN_PROVIDER: 'fastly', PURGER_FASTLY_SERVICE_ID: 'service', PURGER_FASTLY_API_TOKEN: 'fastly-token' }],
+    ['cloudfront', { CDN_PROVIDER: 'cloudfront', PURGER_CLOUDFRONT_DISTRIBUTION_ID: 'E123', PURGER_AWS_ACCESS_KEY_ID: 'AKIA', PURGER_AWS_SECRET_ACCESS_KEY: 'secret' }],
+    ['flashcrowd edges', { CDN_PROVIDER: 'flashcrowd', CDN_FLASHCROWD_URLS: 'http://edge-1:8080,http://edge-2:8080' }]
+  ]
+  for (const [what, given] of cases) t.doesNotThrow(() => checkPurgerConfig(loadConfig(PurgerEnv, env(given))), `${what}: the purger's environment passes its checks`)
+  t.equal(s.purger.healthcheck?.test, s.backend.healthcheck.test, 'its health check is the roles\' /-/health probe')
 })
 
 t.test('every command exists and every env var belongs to its role\'s schema', async (t) => {
@@ -49,7 +74,7 @@ t.test('every command exists and every env var belongs to its role\'s schema', a
     for (const key of Object.keys(env)) t.ok(key in schema.properties, `${name}: ${key} is in the ${command.role} schema`)
     t.doesNotThrow(() => loadConfig(schema, env), `${name}: its environment passes validation`)
   }
-  t.ok(Object.values(compose.services).filter((s) => s.image === 'flashcrowd:latest').length >= 4, 'cache, frontend, backend and migrate run the image')
+  t.ok(Object.values(compose.services).filter((s) => s.image === 'flashcrowd:latest').length >= 6, 'cache, frontend, backend, mailer, purger and migrate run the image')
 })
 
 t.test('health checks, start order and resource limits', async (t) => {

@@ -48,5 +48,8 @@ t.test('npm run build emits every entry point into dist/, which git ignores', as
   const roots = new Set(config.fileNames.map((f) => path.relative(ROOT, f)))
   for (const source of Object.keys(ENTRY_POINTS)) t.ok(roots.has(source), `${source} is built`)
   t.notOk([...roots].some((f) => f.startsWith('test/')), 'tests are not built')
+  // The build stage has every folder the build compiles: a role whose sources are not copied in is not built.
+  const copied = new Set((stages.get('build') ?? []).map((l) => /^COPY (\S+) \.\/\1$/.exec(l)?.[1]).filter(Boolean))
+  for (const folder of new Set([...roots].map((f) => f.split('/')[0]).filter((f) => !f.includes('.')))) t.ok(copied.has(folder), `the build stage copies ${folder}/`)
   t.match(readFileSync(path.join(ROOT, '.gitignore'), 'utf8'), /^\/?dist\/?$/m, 'dist/ is ignored')
 })

@@ -19,6 +19,7 @@ import { ROOT } from '../helpers/spawn.js'
 import { productionCommand } from '../helpers/production-command.js'
 import { loadConfig, DatabaseEnv } from '../../common/config.js'
 import { ROLE_SCHEMAS } from '../../scripts/env-doc.js'
+import { PurgerEnv, checkPurgerConfig } from '../../purger/config.js'
 
 type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string }, spec?: any, data?: Record<string, string>, stringData?: Record<string, string> }
 
@@ -32,9 +33,9 @@ if (kubectl.error) {
 
   t.test('kustomize renders the whole tier', async (t) => {
     t.equal(kubectl.status, 0, kubectl.stderr)
-    for (const [kind, name] of [['Deployment', 'cache'], ['Deployment', 'frontend'], ['Deployment', 'backend'], ['Deployment', 'mailer'], ['Deployment', 'haproxy'], ['Job', 'flashcrowd-migrate'],
+    for (const [kind, name] of [['Deployment', 'cache'], ['Deployment', 'frontend'], ['Deployment', 'backend'], ['Deployment', 'mailer'], ['Deployment', 'purger'], ['Deployment', 'haproxy'], ['Job', 'flashcrowd-migrate'],
       ['HorizontalPodAutoscaler', 'frontend'], ['HorizontalPodAutoscaler', 'backend'], ['PodDisruptionBudget', 'frontend'], ['PodDisruptionBudget', 'backend'], ['PodDisruptionBudget', 'cache'],
-      ['Service', 'frontend'], ['Service', 'cache'], ['Service', 'web'], ['ConfigMap', 'flashcrowd-config'], ['Secret', 'flashcrowd-secrets']] as const) {
+      ['Service', 'frontend'], ['Service', 'cache'], ['Service', 'purger'], ['Service', 'web'], ['ConfigMap', 'flashcrowd-config'], ['Secret', 'flashcrowd-secrets']] as const) {
       t.ok(find(kind, name), `${kind}/${name}`)
     }
     t.ok(objects.filter((o) => o.kind !== 'Namespace').every((o) => o.metadata.namespace === 'flashcrowd'), 'everything in one namespace')
@@ -82,6 +83,10 @@ if (kubectl.error) {
           else if (e.valueFrom?.secretKeyRef) {
             t.ok(e.valueFrom.secretKeyRef.key in secrets, `${e.name}: the Secret has ${e.valueFrom.secretKeyRef.key}`)
             env[e.name] = secrets[e.valueFrom.secretKeyRef.key]
+          } else if (e.valueFrom?.configMapKeyRef) {
+            t.equal(e.valueFrom.configMapKeyRef.name, 'flashcrowd-config', `${e.name}: from the shared ConfigMap`)
+            t.ok(e.valueFrom.configMapKeyRef.key in config, `${e.name}: the ConfigMap has ${e.valueFrom.configMapKeyRef.key}`)
+            env[e.name] = config[e.valueFrom.configMapKeyRef.key]
           }
         }
         for (const key of Object.keys(env)) t.ok(key in schema.properties, `${w.metadata.name}/${c.name}: ${key} is in the ${script} schema`)
@@ -121,6 +126,31 @@ if (kubectl.error) {
       const env = find('Deployment', deployment)!.spec.template.spec.containers[0].env as Array<{ name: string, value?: string }>
       t.ok(env.find((e) => e.name === name)?.value, `${deployment} names its trusted hops (${name})`)
     }
+  })
+
+  t.test('the purger: off until a CDN is configured, then complete; hardened like the image\'s user', async (t) => {
+    const purger = find('Deployment', 'purger')!
+    const pod = purger.spec.template.spec
+    const c = pod.containers[0]
+    const config = find('ConfigMap', 'flashcrowd-config')!.data!
+    const secrets = find('Secret', 'flashcrowd-secrets')!.stringData!
+    const env: Record<string, string> = {}
+    for (const e of c.env) env[e.name] = e.value ?? (e.valueFrom.secretKeyRef ? secrets[e.valueFrom.secretKeyRef.key] : config[e.valueFrom.configMapKeyRef.key])
+    // The base configures no CDN: the purger would exit, so it runs no replica.
+    t.throws(() => checkPurgerConfig(loadConfig(PurgerEnv, env)), 'without the CDN\'s Secret the purger has nothing to purge')
+    t.equal(purger.spec.replicas, 0, 'so the base runs none')
+    const cdnSecret = (c.envFrom ?? []).find((r: { secretRef?: { name: string } }) => r.secretRef)?.secretRef
+    t.same(cdnSecret, { name: 'flashcrowd-cdn', optional: true }, 'the CDN\'s settings come whole from an optional Secret')
+    t.notOk(find('Secret', 'flashcrowd-cdn'), 'which the operator creates (none is rendered: no placeholder CDN is ever purged)')
+    // What docs/cdn.md tells an operator to put in it completes the configuration.
+    const cloudflare = { CDN_PROVIDER: 'cloudflare', PURGER_CLOUDFLARE_ZONE_ID: 'zone', PURGER_CLOUDFLARE_API_TOKEN: 'cf-token' }
+    t.doesNotThrow(() => checkPurgerConfig(loadConfig(PurgerEnv, { ...env, ...cloudflare })), 'with the Secret: Cloudflare')
+    t.doesNotThrow(() => checkPurgerConfig(loadConfig(PurgerEnv, { ...env, CDN_FLASHCROWD_URLS: 'http://edge-1:8080' })), 'with the Secret: flashcrowd edges (the ADMIN_TOKEN is there)')
+    t.match(pod.securityContext, { runAsNonRoot: true, runAsUser: 1000 }, 'runs as the image\'s user')
+    for (const x of [...pod.initContainers, ...pod.containers]) {
+      t.match(x.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } }, `${x.name}: no privilege, no writes, no capabilities`)
+    }
+    t.ok(pod.initContainers.some((x: { args: string[] }) => x.args.join(' ') === 'node dist/scripts/migrate.js'), 'on the migrated schema (cdn_purges)')
   })
 
   t.test('HAProxy accepts the rendered configuration', async (t) => {
@@ -175,7 +205,7 @@ if (!kubectl.error) {
     t.equal(write.username, cluster.spec.bootstrap.initdb.owner)
     const reader = cluster.spec.managed.roles.find((r: { name: string }) => r.name === read.username)
     t.ok(reader?.login, 'DATABASE_READ_URL logs in as a role the Cluster manages')
-    for (const deployment of ['backend', 'mailer']) {
+    for (const deployment of ['backend', 'mailer', 'purger']) {
       const env = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === deployment)!.spec.template.spec.containers[0].env as Array<{ name: string, valueFrom?: { secretKeyRef?: { key: string } } }>
       t.equal(env.find((e) => e.name === 'DATABASE_URL')?.valueFrom?.secretKeyRef?.key, 'DATABASE_URL', `${deployment} writes through the -rw Service`)
     }

@@ -13,6 +13,7 @@ export const ENTRY_POINTS: Record<string, string> = {
   'frontend/server.ts': 'frontend',
   'cache/server.ts': 'cache',
   'mailer/server.ts': 'mailer',
+  'purger/server.ts': 'purger',
   'scripts/migrate.ts': 'migrate',
   'scripts/start.ts': 'start'
 }
