@@ -209,6 +209,8 @@ function stop (): Promise<void> {
   return stopped
 }
 gracefulShutdown({ delayMs: STOP_BOUND_MS, log: shutdownLog(log, 'cluster') }, stop)
+/** The purger's port once one runs (a CDN is configured; docs/cdn.md). */
+let purgerPort: number | undefined
 
 /** The primary: the cluster's own leader through HAProxy, or DATABASE_URL. */
 const primaryUrl = database ? databaseUrls(database).write : config.DATABASE_URL
@@ -274,7 +276,7 @@ try {
   // A CDN in front (docs/cdn.md): one purger pushes the outbox's purges to it.
   const cdn = cdnEnv(config)
   if (cdn.purger) {
-    const purgerPort = ports.purger ?? await freePort()
+    purgerPort = ports.purger ?? await freePort()
     await supervisor.start({
       name: 'purger', script: 'purger/server.ts', healthUrl: `http://127.0.0.1:${purgerPort}/-/health`,
       env: { LOG_LEVEL: config.LOG_LEVEL, HOST: '127.0.0.1', PORT: String(purgerPort), DATABASE_URL: primaryUrl, ADMIN_TOKEN: token, METRICS_TOKEN: scrapeToken, FLASHCROWD_STATE_DIR: stateDir, ...cdn.purger }
@@ -308,7 +310,8 @@ try {
   }
   if (!await waitHealthy(`http://127.0.0.1:${ports.front}/-/health`, 30_000)) throw new Error('the front door did not answer')
   // Watching it live (deploy/monitoring): the roles' metrics and the campaign's alerts.
-  if (noPrometheus === undefined) say(`Prometheus on ${await startPrometheus({ supervisor, ports: { ...ports, prometheus: ports.prometheus! }, stateDir, root: ROOT, token: scrapeToken })} (rules: deploy/monitoring/rules.yml)`)
+  // The purger is scraped only when it runs (a port in cluster.json alone starts none).
+  if (noPrometheus === undefined) say(`Prometheus on ${await startPrometheus({ supervisor, ports: { ...ports, purger: purgerPort, prometheus: ports.prometheus! }, stateDir, root: ROOT, token: scrapeToken })} (rules: deploy/monitoring/rules.yml)`)
   else say(`${noPrometheus}: no scraper runs; the roles' /-/metrics take Authorization: Bearer <METRICS_TOKEN>`)
 } catch (err) {
   log('cluster', `start-up failed: ${(err as Error).message}`, 'err')

@@ -18,9 +18,11 @@ import { createTestDatabase } from '../helpers/database.js'
 import { startBackend } from '../helpers/backend.js'
 import { startFrontend, formPost } from '../frontend/helpers.js'
 import { startMailer, startSmtp, queueEvents } from '../mailer/helpers.js'
-import { startOrigin, startCache, send, closeAgent, admin } from '../cache/fixtures.js'
+import { startOrigin, startCache, send, closeAgent, admin, TOKEN as ADMIN_TOKEN } from '../cache/fixtures.js'
 import { openDatabase } from '../helpers/database.js'
 import { prometheusConfig } from '../../scripts/cluster-prometheus.js'
+import { buildApp as buildPurger } from '../../purger/app.js'
+import { loadPurgerConfig } from '../../purger/config.js'
 
 const DIR = path.join(ROOT, 'deploy/monitoring')
 const rules = YAML.parse(readFileSync(path.join(DIR, 'rules.yml'), 'utf8')) as { groups: Array<{ name: string, rules: Array<{ record?: string, alert?: string, expr: string }> }> }
@@ -51,6 +53,9 @@ t.test('promtool: the rules, their unit tests and every scrape configuration', {
   writeFileSync(path.join(dir, 'prometheus.yml'), prometheusConfig(cluster, { tokenFile, rulesFile: path.join(DIR, 'rules.yml') }))
   const full = run(['check', 'config', path.join(dir, 'prometheus.yml')])
   t.ok(full.ok, `the cluster's configuration: ${full.out}`)
+  writeFileSync(path.join(dir, 'prometheus-cdn.yml'), prometheusConfig({ ...cluster, purger: 8601 }, { tokenFile, rulesFile: path.join(DIR, 'rules.yml') }))
+  const cdn = run(['check', 'config', path.join(dir, 'prometheus-cdn.yml')])
+  t.ok(cdn.ok, `the cluster's configuration with a purger: ${cdn.out}`)
   // The checks can fail: a rule naming a function that does not exist is refused.
   writeFileSync(path.join(dir, 'bad.yml'), 'groups: [{ name: x, rules: [{ record: "a:b", expr: "no_such_function(up)" }] }]\n')
   t.notOk(run(['check', 'rules', path.join(dir, 'bad.yml')]).ok, 'a broken rule is refused')
@@ -59,17 +64,24 @@ t.test('promtool: the rules, their unit tests and every scrape configuration', {
 t.test('every role is scraped with the credential, by every configuration', async (t) => {
   const jobs = (file: string) => (YAML.parse(readFileSync(path.join(DIR, file), 'utf8')).scrape_configs as Array<{ job_name: string, metrics_path: string, authorization?: { credentials_file?: string } }>)
   const cluster = JSON.parse(readFileSync(path.join(ROOT, 'cluster.json'), 'utf8'))
-  const generated = YAML.parse(prometheusConfig(cluster, { tokenFile: '/t', rulesFile: '/r' })).scrape_configs as ReturnType<typeof jobs>
-  for (const [name, list] of [['compose', jobs('prometheus-compose.yml')], ['kubernetes', jobs('prometheus-kubernetes.yml')], ['cluster', generated]] as const) {
-    t.same(list.map((j) => j.job_name).sort(), ['flashcrowd-backend', 'flashcrowd-cache', 'flashcrowd-frontend', 'flashcrowd-mailer'], `${name}: one job per role`)
+  const generated = (ports: object) => YAML.parse(prometheusConfig(ports as typeof cluster, { tokenFile: '/t', rulesFile: '/r' })).scrape_configs as ReturnType<typeof jobs>
+  const roles = ['flashcrowd-backend', 'flashcrowd-cache', 'flashcrowd-frontend', 'flashcrowd-mailer', 'flashcrowd-purger']
+  // The cluster runs a purger only when a CDN is configured: its job is there exactly then.
+  for (const [name, list, expected] of [['compose', jobs('prometheus-compose.yml'), roles], ['kubernetes', jobs('prometheus-kubernetes.yml'), roles],
+    ['cluster with a CDN', generated({ ...cluster, purger: 8601 }), roles], ['cluster without a CDN', generated(cluster), roles.filter((r) => r !== 'flashcrowd-purger')]] as const) {
+    t.same(list.map((j) => j.job_name).sort(), expected, `${name}: one job per role`)
     t.ok(list.every((j) => j.metrics_path === '/-/metrics' && j.authorization?.credentials_file), `${name}: /-/metrics with the METRICS_TOKEN`)
   }
+  const purgerTargets = generated({ ...cluster, purger: 8601 }).find((j) => j.job_name === 'flashcrowd-purger') as { static_configs?: Array<{ targets: string[] }> } | undefined
+  t.same(purgerTargets?.static_configs?.[0]?.targets, ['127.0.0.1:8601'], 'cluster: the purger\'s own port')
+  const port = (file: string, job: string) => (YAML.parse(readFileSync(path.join(DIR, file), 'utf8')).scrape_configs as Array<{ job_name: string, dns_sd_configs: Array<{ port: number }> }>).find((j) => j.job_name === job)!.dns_sd_configs[0].port
   const ports = [cluster.front, ...cluster.caches, ...cluster.frontends, ...cluster.backends, ...cluster.mailers, cluster.replica, cluster.haproxyStats, cluster.prometheus]
   t.equal(new Set(ports).size, ports.length, 'cluster.json: Prometheus has a port of its own')
 
   const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, any>, secrets: Record<string, any> }
   t.ok(compose.services.prometheus.secrets.includes('metrics_token') && compose.secrets.metrics_token.environment === 'METRICS_TOKEN', 'compose: Prometheus reads METRICS_TOKEN as a secret')
-  for (const role of ['cache', 'frontend', 'backend', 'mailer']) t.match(compose.services[role].environment.METRICS_TOKEN, /METRICS_TOKEN/, `compose: the ${role} takes METRICS_TOKEN`)
+  for (const role of ['cache', 'frontend', 'backend', 'mailer', 'purger']) t.match(compose.services[role].environment.METRICS_TOKEN, /METRICS_TOKEN/, `compose: the ${role} takes METRICS_TOKEN`)
+  t.equal(String(port('prometheus-compose.yml', 'flashcrowd-purger')), compose.services.purger.environment.PORT, 'compose: the purger is scraped on the port it listens on')
   for (const s of ['prometheus', 'grafana']) {
     for (const volume of compose.services[s].volumes.filter((v: string) => v.startsWith('./'))) t.ok(existsSync(path.join(ROOT, volume.split(':')[0])), `compose: ${s} mounts ${volume.split(':')[0]}, which exists`)
   }
@@ -92,7 +104,7 @@ t.test('Kubernetes: Prometheus and Grafana with these very files, the token from
   t.equal(prometheus['metrics-token'].secret?.secretName, 'flashcrowd-secrets')
   t.same(prometheus['metrics-token'].secret?.items.map((i) => i.key), ['METRICS_TOKEN'], 'the scraper\'s credential is the METRICS_TOKEN of the Secret')
   t.ok(secret.METRICS_TOKEN && secret.GRAFANA_ADMIN_PASSWORD, 'the Secret has both')
-  for (const role of ['cache', 'frontend', 'backend', 'mailer']) {
+  for (const role of ['cache', 'frontend', 'backend', 'mailer', 'purger']) {
     const env = deployment(role).spec.template.spec.containers[0].env as Array<{ name: string, valueFrom?: { secretKeyRef?: { key: string } } }>
     t.equal(env.find((e) => e.name === 'METRICS_TOKEN')?.valueFrom?.secretKeyRef?.key, 'METRICS_TOKEN', `${role}: METRICS_TOKEN from the same Secret`)
     t.ok(objects.some((o) => o.kind === 'Service' && o.metadata.name === role && o.spec.clusterIP === 'None'), `${role}: a headless Service Prometheus resolves to its pods`)
@@ -105,7 +117,7 @@ t.test('Kubernetes: Prometheus and Grafana with these very files, the token from
 
 t.test('the dashboard: a row per role, every panel with a query on the provisioned data source', async (t) => {
   const rows = dashboard.panels.filter((p) => p.type === 'row').map((p) => p.title)
-  for (const role of ['Cache', 'Frontend', 'Backend', 'Mailer', 'Database']) t.ok(rows.includes(role), `a ${role} row`)
+  for (const role of ['Cache', 'Frontend', 'Backend', 'Mailer', 'Purger', 'Database']) t.ok(rows.includes(role), `a ${role} row`)
   for (const p of dashboard.panels.filter((x) => x.type !== 'row')) {
     t.ok(p.targets && p.targets.length > 0 && p.targets.every((x) => x.expr.trim() !== ''), `${p.title}: has queries`)
     t.equal((p as { datasource?: { uid?: string } }).datasource?.uid, 'prometheus', `${p.title}: the provisioned data source`)
@@ -184,14 +196,28 @@ t.test('issue 25: every rule and every dashboard query names a metric a role exp
   await send(cache.url + '/p')
   await send(cache.url + '/broken')
   await send(cache.url + '/p', { method: 'PURGE', headers: admin })
+  // purger: one write's purge acknowledged by a flashcrowd edge (the cache above), so its per-CDN series exist.
+  const purger = await buildPurger({
+    config: loadPurgerConfig({ LOG_LEVEL: 'silent', METRICS_TOKEN, ADMIN_TOKEN, DATABASE_URL: database.url, CDN_FLASHCROWD_URLS: cache.url, PURGER_SETTLE_MS: '0' }),
+    database: handle,
+    logger: false,
+    autoStart: false
+  })
+  t.teardown(() => purger.close())
+  await purger.ready()
+  await handle.pool.query(`insert into outbox (keys, created_at, published_at) values ($1, now() - interval '2 seconds', now() - interval '1 second')`, [['news']])
+  t.ok(await purger.purger.intakeOnce() >= 1, 'the purger takes the published write')
+  t.equal(await purger.purger.deliverOnce('flashcrowd'), 1, 'and the edge acknowledges its purge')
 
   const scrape = async (role: string, text: Promise<string>) => { byRole[role] = exported(await text) }
   await scrape('backend', fetch(`${backend.url}/-/metrics`, { headers: scraper }).then((r) => r.text()))
   await scrape('frontend', frontend.app.inject({ url: '/-/metrics', headers: scraper }).then((r) => r.body))
   await scrape('mailer', mailer.app.inject({ url: '/-/metrics', headers: scraper }).then((r) => r.body))
   await scrape('cache', send(cache.url + '/-/metrics', { headers: scraper }).then((r) => r.body))
+  await scrape('purger', purger.inject({ url: '/-/metrics', headers: scraper }).then((r) => r.body))
+  t.ok(byRole.purger.has('flashcrowd_cdn_purge_lag_seconds_bucket') && byRole.purger.has('flashcrowd_cdn_purge_queue_age_seconds'), 'the purger exports its lag and queue')
   const all = new Set(Object.values(byRole).flatMap((s) => [...s]))
-  t.ok(all.size > 40, `${all.size} metric names scraped from the four roles`)
+  t.ok(all.size > 40, `${all.size} metric names scraped from the five roles`)
   t.notOk(all.has('flashcrowd_cache_requests_totl'), 'a misspelt name is not among them (the check can fail)')
 
   const recorded = new Set(rules.groups.flatMap((g) => g.rules.map((r) => r.record).filter((r): r is string => r !== undefined)))
@@ -212,7 +238,7 @@ t.test('issue 25: every rule and every dashboard query names a metric a role exp
     }
   }
   // Each role's row shows that role's own metrics.
-  for (const role of ['cache', 'frontend', 'backend', 'mailer']) {
+  for (const role of ['cache', 'frontend', 'backend', 'mailer', 'purger']) {
     t.ok(queries.some((q) => metricNames(q.expr).some((n) => byRole[role].has(n) && n.startsWith('flashcrowd_'))), `${role}: watched by at least one query`)
   }
   t.comment(`${queries.length} queries, ${names} metric references`)
