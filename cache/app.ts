@@ -254,7 +254,7 @@ export function buildApp (deps: CacheDeps): CacheApp {
           // node's server starts tracking connections (head and request
           // timeouts, closeIdleConnections) when it starts listening; behind
           // the front it never listens itself, so it is told here.
-          if (listener !== server) server.emit('listening')
+          if (front !== undefined) server.emit('listening')
           resolve(address)
         })
       })
@@ -266,8 +266,8 @@ export function buildApp (deps: CacheDeps): CacheApp {
         if (!listener.listening) { resolve(); return }
         // The listener counts every connection it accepted, those handed to node's server included.
         listener.close(() => resolve())
-        if (listener !== server) {
-          front!.closeConnections()
+        if (front !== undefined) {
+          front.closeConnections()
           // Stops node's connection checks and closes its idle connections; it never listened itself.
           server.close(() => {})
         }

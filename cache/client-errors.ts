@@ -122,9 +122,10 @@ export function onClientError (err: ParserError, socket: Duplex, opts: ClientErr
   }
   // A message of its own: answered after every request before it.
   markRejected(socket)
-  const isBan = err.code === 'HPE_INVALID_METHOD' && err.rawPacket?.subarray(0, 4).toString('latin1') === 'BAN '
+  const raw = err.rawPacket
+  const ban = err.code === 'HPE_INVALID_METHOD' && raw?.subarray(0, 4).toString('latin1') === 'BAN ' ? raw : undefined
   const answer = (): void => {
-    if (isBan) opts.ban(err.rawPacket!, socket)
+    if (ban !== undefined) opts.ban(ban, socket)
     else rawAnswer(socket, status, text)
   }
   if (last === undefined || last.writableFinished) { answer(); return }

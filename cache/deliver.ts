@@ -63,19 +63,20 @@ export function deliverObject (req: RequestView, res: HeadWriter, o: CachedObjec
   }
   // RFC 9110 §14.2: a Range on a stored full response is answered from the store.
   if (req.headers.range !== undefined && req.method === 'GET' && o.status === 200) {
-    const range = selectRange(req, o)
+    const range = selectRange(req, req.headers.range, o)
     if (range !== null) { deliverRange(res, o, range, now, outcome, status); return }
   }
   const enc = pickEncoding(req, o)
   let head: PreparedHead
   if (status === undefined) {
     const second = Math.floor(now / 1000)
-    head = o.heads[enc]!
-    if (head === undefined) {
-      head = o.heads[enc] = buildHead(o, enc)
+    let prepared = o.heads[enc]
+    if (prepared === undefined) {
+      prepared = o.heads[enc] = buildHead(o, enc)
       o.heads.second = -1
     }
     if (o.heads.second !== second) refreshHeads(o, now, second)
+    head = prepared
   } else {
     head = headWith(o, enc, now, outcome, status)
   }
@@ -100,10 +101,10 @@ function ifRangeHolds (value: string, o: CachedObject): boolean {
  * If-Range that does not hold, or several ranges (a server may ignore Range,
  * §14.2, and one full answer is cheaper than multipart/byteranges).
  */
-function selectRange (req: RequestView, o: CachedObject): Range | null {
+function selectRange (req: RequestView, range: string, o: CachedObject): Range | null {
   const ifRange = req.headers['if-range']
   if (ifRange !== undefined && (typeof ifRange !== 'string' || !ifRangeHolds(ifRange, o))) return null
-  const m = /^bytes[ \t]*=[ \t]*(\d*)-(\d*)[ \t]*$/i.exec(req.headers.range!)
+  const m = /^bytes[ \t]*=[ \t]*(\d*)-(\d*)[ \t]*$/i.exec(range)
   if (!m || (m[1] === '' && m[2] === '')) return null
   const length = o.bodies.identity.length
   if (m[1] === '') {

@@ -95,12 +95,12 @@ export function effectiveHeaders (headers: Headers, now: number = Date.now(), ta
   const copy: Headers = { ...headers }
   const targeted = targetedValue(headers, targets)
   if (targeted !== undefined) {
-    copy['cache-control'] = canonicalCacheControl(targeted)!
+    copy['cache-control'] = canonicalCacheControl(targeted)
     delete copy.expires
     delete copy.pragma
   } else if (headers['cache-control'] !== undefined) {
     // RFC 9111 §5.2: directive names are case-insensitive (`No-StOrE`); the library compares them as written.
-    copy['cache-control'] = canonicalCacheControl(headers['cache-control'])!
+    copy['cache-control'] = canonicalCacheControl(headers['cache-control'])
   }
   // RFC 9111 §5.3: an Expires that is not a valid HTTP-date means "already
   // expired"; the library reads it with Date.parse, which accepts `UTC`,

@@ -147,18 +147,15 @@ export function serializeObject (o: CachedObject): SharedObject {
  * memory: the deserializer returns views into the whole message (or a pooled
  * slab), which a stored body must not pin (design §2.7, compress.ts copyOut).
  */
-function asBuffer (b: Uint8Array | undefined): Buffer | undefined {
-  if (b === undefined) return undefined
+function asBuffer (b: Uint8Array): Buffer {
   return copyOut(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 }
 
 /** Rebuilds a storable object; `Policy` is the app's (clocked) policy class. */
 export function deserializeObject (s: SharedObject, Policy: PolicyClass): CachedObject {
-  const bodies: CachedObject['bodies'] = { identity: asBuffer(s.bodies.identity)! }
-  const gzip = asBuffer(s.bodies.gzip)
-  const br = asBuffer(s.bodies.br)
-  if (gzip) bodies.gzip = gzip
-  if (br) bodies.br = br
+  const bodies: CachedObject['bodies'] = { identity: asBuffer(s.bodies.identity) }
+  if (s.bodies.gzip) bodies.gzip = asBuffer(s.bodies.gzip)
+  if (s.bodies.br) bodies.br = asBuffer(s.bodies.br)
   const fromObject = (Policy as unknown as { fromObject (obj: object): CachePolicy }).fromObject
   const o: CachedObject = {
     ...s,

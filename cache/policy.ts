@@ -34,7 +34,7 @@ export const policy = {
     const m = req.method
     if (m === 'GET' || m === 'HEAD') {
       // Our own endpoints (health, metrics) are answered here, never cached or forwarded.
-      if (req.url!.startsWith('/-/')) return 'internal'
+      if (req.url?.startsWith('/-/') === true) return 'internal'
       // RFC 9111 §3.5 (Authorization) and design §2.5 (Cookie): looked up, but
       // only objects the origin explicitly shared may answer them (see `hitAllowed`).
       return 'lookup'

@@ -37,8 +37,7 @@ export function deltaSeconds (v: string | true | undefined): number | undefined 
 const DELTA_DIRECTIVES = new Set(['max-age', 's-maxage', 'stale-while-revalidate', 'stale-if-error'])
 
 /** Cache-Control written back with lower-case names, first occurrences only, and invalid lifetimes as 0. */
-export function canonicalCacheControl (value: string | undefined): string | undefined {
-  if (value === undefined) return undefined
+export function canonicalCacheControl (value: string): string {
   const parts: string[] = []
   for (const [name, v] of parseCacheControl(value)) {
     if (DELTA_DIRECTIVES.has(name)) {

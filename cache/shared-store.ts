@@ -256,11 +256,12 @@ export class SharedStore implements CacheStore {
         // The oldest queued objects make room, unless the newcomer is read
         // less often than any of them (TinyLFU; a new version of a stored key is not tested).
         const victims: QueueEntry[] = []
-        const f = sketch !== undefined && !old && options?.skipAdmission !== true ? sketch.frequency(sketch.hash(id)) : -1
+        const tester = !old && options?.skipAdmission !== true ? sketch : undefined
+        const f = tester === undefined ? -1 : tester.frequency(tester.hash(id))
         for (const { value } of this.#index.getRange({ start: IX.queue, end: IX.queueEnd })) {
           const entry = value as QueueEntry
           const [victim, victimSize] = entry
-          if (f >= 0 && sketch!.frequency(sketch!.hash(victim)) >= f) { rejected = true; break }
+          if (tester !== undefined && tester.frequency(tester.hash(victim)) >= f) { rejected = true; break }
           victims.push(entry)
           need -= victimSize
           if (need <= 0) break

@@ -17,9 +17,13 @@
  *                                      └─ synth (its failure, or the wait timed out)
  *
  * A step returns the next step's name, null when the answer is written, or a
- * promise of the next step when it has to wait. A hit never leaves the first
- * synchronous run of the driver: no promise, no timer, no allocation beyond
- * the context.
+ * promise of the next step when it has to wait. What a step decides goes to
+ * the next one as a typed value on the context, never as loose fields: the
+ * request's identity (recv, lookup), its part in coalescing (miss), and above
+ * all its answer (`Answer`), which the step that decides it sets with the
+ * name 'deliver' or 'synth'. A hit never leaves the first synchronous run of
+ * the driver: no promise, no timer, no allocation beyond the context and its
+ * answer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Engine } from './engine.js'
@@ -29,7 +33,7 @@ import { primaryKey, variantKey } from './vary.js'
 import { requestNoStore, reuse, type Reuse } from './freshness.js'
 import { cacheStatus, forwardRequestHeaders, responseHeaderRecord, setCookieList, type CacheOutcome } from './headers.js'
 import { deliverObject, deliverSynth, deliverUpstream } from './deliver.js'
-import { nextSequence, fetchForCache, flightOutcome, refreshInBackground, type FetchInfo, type FetchResult } from './fetch.js'
+import { nextSequence, fetchForCache, flightOutcome, refreshInBackground, type FetchInfo, type PassedAnswer } from './fetch.js'
 import { DONE, type FlightOutcome, type WakeReason } from './coalesce.js'
 import { varyNamesOf } from './store.js'
 import { applyEvent } from './invalidation.js'
@@ -45,52 +49,88 @@ import { healthAnswer } from './health.js'
 import type { HeadWriter } from './deliver.js'
 import type { RequestView } from './policy.js'
 import { authorize } from './auth.js'
-import { countServerError } from './metrics.js'
+import { countServerError, type CacheCounters } from './metrics.js'
 import type { NodeLock } from './node-lock.js'
 
 export type StepName = 'recv' | 'internal' | 'purge' | 'pass' | 'lookup' | 'hit' | 'stale' | 'miss' | 'fetch' | 'deliver' | 'synth'
 export type StepResult = StepName | null | Promise<StepName | null>
 type Step = (ctx: Ctx) => StepResult
 
+/**
+ * What a request is answered with, as the step that decided it: the deliver
+ * step writes the first two kinds, the synth step the third (both `write`).
+ * One value, not fields each step might have set, so the writer never
+ * guesses which.
+ */
+export type Answer =
+  /**
+   * A stored object, or one fetched for this request (stored or not).
+   * `status`: its Cache-Status (RFC 9211); undefined for a plain HIT, which
+   * is written with the object's prepared head.
+   */
+  | { kind: 'object', obj: CachedObject, outcome: 'HIT' | 'MISS' | 'STALE', status: string | undefined }
+  /** An upstream answer passed on without being stored: a pass, an uncacheable answer, the origin's own 5xx. */
+  | { kind: 'upstream', passed: PassedAnswer, outcome: 'MISS' | 'PASS', status: string }
+  /** An answer the cache makes itself; `type` undefined: plain text. */
+  | { kind: 'synth', status: number, body: string, headers: Record<string, string> | undefined, type: string | undefined }
+
+/**
+ * Which resource a request names. recv sets host, url and credentialed from
+ * the validated head; lookup sets primary and key, again after every wait
+ * (what the stored variants vary on may have changed meanwhile).
+ */
+interface RequestIdentity {
+  host: string
+  url: string
+  /** It carries credentials: only objects the origin explicitly shared may answer it (RFC 9111 §3.5), and it never shares a fetch. */
+  credentialed: boolean
+  primary: string
+  key: string
+}
+
+/**
+ * A request's part in coalescing (coalesce.ts, and node-lock.ts across
+ * workers): made at its first miss that leads or waits, so a hit never has one.
+ */
+interface Queueing {
+  /** It fetches for this worker's waiters on its key: it must `finish` the flight. */
+  leader: boolean
+  /** It holds the node-wide fetch lock for its key: it must release it. */
+  nodeLocked: boolean
+  /** When waiting on other requests' fetches ends (set at its first wait: one wait in all). */
+  waitUntil: number | undefined
+  /** How many times it went back to lookup after another request's fetch (RFC 9211 §2.5 collapsed). */
+  restarts: number
+}
+
+/** An interim (1xx) response from the origin, as the director hands it on. */
+type Interim = Parameters<NonNullable<FetchInfo['onInfo']>>[0]
+
 /** One request's state as it moves through the steps. */
 export class Ctx {
   readonly e: Engine
   readonly req: IncomingMessage
   readonly res: ServerResponse
-  now: number
-  /** When the request arrived, in fetch.ts `nextSequence` order: a revalidation it demanded must have started after this (see `lookup`). */
-  readonly arrived: number
-  host = ''
-  url = ''
-  primary = ''
-  key = ''
-  credentialed = false
-  /** Skip the coalescing queue (credentialed requests, hit-for-miss keys). */
-  uncoalesced = false
-  leader = false
-  /** This request holds the node-wide fetch lock for its key (node-lock.ts). */
-  nodeLocked = false
-  isPass = false
-  restarts = 0
-  /** The window lookup found a stale object in (its Cache-Status detail). */
-  staleWindow: Exclude<Reuse, 'fresh' | 'revalidate'> = 'stale-while-revalidate'
-  /** When waiting on other requests' fetches ends for this request (set at its first wait). */
-  waitUntil: number | undefined = undefined
-  /** The object to deliver. */
-  obj: CachedObject | undefined = undefined
-  /** A stored object that could not be used as is: revalidate it, or fall back to it on error. */
-  stale: CachedObject | undefined = undefined
-  fetched: FetchResult | undefined = undefined
-  outcome: CacheOutcome = 'MISS'
-  /** Cache-Status for non-hit deliveries (undefined: plain HIT with the prepared head). */
-  status: string | undefined = undefined
-  synthStatus = 500
-  synthBody = ''
-  synthHeaders: Record<string, string> | undefined = undefined
-  synthType: string | undefined = undefined
-
   /** The request's method (node's server always sets it). */
   readonly method: string
+  /** When the request arrived, in fetch.ts `nextSequence` order: a revalidation it demanded must have started after this (see `lookup`). */
+  readonly arrived: number
+  /** The engine clock as of the current step: read on arrival and again after every wait. */
+  now: number
+  /** Which resource it names (recv, lookup). */
+  readonly id: RequestIdentity = { host: '', url: '', credentialed: false, primary: '', key: '' }
+  /** recv passed it (not cacheable by method): fetch forwards it, body and all, and stores nothing. */
+  isPass = false
+  /** Its part in coalescing, from its first miss that leads or waits. */
+  queue: Queueing | undefined = undefined
+  /**
+   * A stored object it may not be given as is (lookup): revalidate it (RFC
+   * 9111 §4.3), serve it while a background fetch refreshes it, or fall back
+   * to it when the origin fails (`usableOnError`).
+   */
+  stale: CachedObject | undefined = undefined
+  /** Set with the step name by the step that decides it (`deliver`, `synth` below); written by `write`. */
+  answer: Answer | undefined = undefined
 
   constructor (e: Engine, req: IncomingMessage, res: ServerResponse) {
     this.e = e
@@ -106,15 +146,19 @@ export class Ctx {
   forwardedFor (): string { return (this.#forwardedFor ??= forwardedFor(this.req, this.e.trustProxy, this.e.cdn)) }
 
   fetchInfo (): FetchInfo {
-    return { host: this.host, url: this.url, primary: this.primary, lookupKey: this.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), deliverTags: this.e.deliverTags, credentialed: this.credentialed, stale: this.stale, onInfo: this.onInfo }
+    const { id } = this
+    return { host: id.host, url: id.url, primary: id.primary, lookupKey: id.key, headers: this.req.headers, forwardedFor: this.forwardedFor(), deliverTags: this.e.deliverTags, credentialed: id.credentialed, stale: this.stale, onInfo: this.onInfo() }
   }
+
+  /** `#earlyHints` for an upstream request: made on the way upstream only, so a hit never allocates it. */
+  onInfo (): (info: Interim) => void { return (info) => { this.#earlyHints(info) } }
 
   /**
    * RFC 8297 103 Early Hints from the origin go on to this client as they
    * come (never stored: RFC 9111 §3 stores final responses only). Not to an
    * HTTP/1.0 client (RFC 9110 §15.2), and node sends a 103 only with Link.
    */
-  readonly onInfo = (info: { statusCode: number, headers: Record<string, string | string[]> }): void => {
+  #earlyHints (info: Interim): void {
     if (info.statusCode !== 103 || this.res.headersSent || this.req.httpVersion !== '1.1') return
     try { this.res.writeEarlyHints(info.headers) } catch { /* a malformed Link is dropped, the final answer still goes */ }
   }
@@ -126,11 +170,16 @@ function reject (ctx: Ctx, status: number, body: string, headers?: Record<string
   return synth(ctx, status, body, { ...headers, connection: 'close' })
 }
 
-function synth (ctx: Ctx, status: number, body: string, headers?: Record<string, string>): StepName {
-  ctx.synthStatus = status
-  ctx.synthBody = body
-  ctx.synthHeaders = headers
+/** The request is answered by the cache itself: the synth step writes it. */
+function synth (ctx: Ctx, status: number, body: string, headers?: Record<string, string>, type?: string): 'synth' {
+  ctx.answer = { kind: 'synth', status, body, headers, type }
   return 'synth'
+}
+
+/** The request is answered with an object or an upstream answer: the deliver step writes it. */
+function deliver (ctx: Ctx, answer: Exclude<Answer, { kind: 'synth' }>): 'deliver' {
+  ctx.answer = answer
+  return 'deliver'
 }
 
 /**
@@ -152,18 +201,16 @@ function isDisconnection (err: Error, upstreamStatus: number | undefined): boole
 
 /** Delivers `stale` (the request's stored copy, found usable by `usableOnError`) in place of the failed fetch. */
 function serveStaleOnError (ctx: Ctx, stale: CachedObject, detail: string, upstreamStatus?: number, collapsed = false): StepName {
-  ctx.obj = stale
-  ctx.outcome = 'STALE'
   const ttl = Math.round((stale.freshUntil - ctx.e.clock.now()) / 1000)
-  ctx.status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}${collapsed ? '; collapsed' : ''}; ttl=${ttl}; detail=${detail}`)
-  return 'deliver'
+  const status = cacheStatus(`fwd=stale${upstreamStatus ? `; fwd-status=${upstreamStatus}` : ''}${collapsed ? '; collapsed' : ''}; ttl=${ttl}; detail=${detail}`)
+  return deliver(ctx, { kind: 'object', obj: stale, outcome: 'STALE', status })
 }
 
 /**
  * The fetch failed (`collapsed`: the fetch this request waited on): the
  * stale copy where one may stand in, the origin's own 5xx, or ours.
  */
-function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: Extract<FetchResult, { kind: 'error' }>['answer'], collapsed = false): StepName {
+function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?: PassedAnswer, collapsed = false): StepName {
   const now = ctx.e.clock.now()
   if (usableOnError(ctx.stale, now)) {
     if (!collapsed) { answer?.rest?.destroy(); answer?.release() }
@@ -174,16 +221,13 @@ function upstreamFailure (ctx: Ctx, err: Error, upstreamStatus?: number, answer?
   // The origin answered 5xx and nothing stored may stand in: its own answer
   // goes on as it came (not a synthetic 502 that hides what it said).
   if (answer !== undefined) {
-    ctx.fetched = { kind: 'answer', ...answer, reason: 'upstream-error' }
-    ctx.outcome = 'MISS'
-    ctx.status = cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}${via}; detail=upstream-error`)
-    return 'deliver'
+    return deliver(ctx, { kind: 'upstream', passed: answer, outcome: 'MISS', status: cacheStatus(`fwd=stale; fwd-status=${upstreamStatus}${via}; detail=upstream-error`) })
   }
   const code = (err as { code?: string }).code ?? ''
   const status = err instanceof NoUpstreamError ? 503 : /TIMEOUT/.test(code) ? 504 : 502
   const message = status === 503 ? 'no healthy upstream' : status === 504 ? 'upstream timed out' : 'upstream unreachable'
   // Once per failed fetch, not once per waiter.
-  if (!collapsed) ctx.e.logger.warn({ err: err.message, code, url: ctx.url }, 'fetch failed')
+  if (!collapsed) ctx.e.logger.warn({ err: err.message, code, url: ctx.id.url }, 'fetch failed')
   return synth(ctx, status, message + '\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus(`fwd=miss${via}; detail=${status === 503 ? 'no-upstream' : 'upstream-error'}`), age: '0' })
 }
 
@@ -295,16 +339,15 @@ export const steps: Record<StepName, Step> = {
     // otherwise name another page's key.
     host = normalizeAuthority(host, defaultPort)
     if (host === null) return synth(ctx, 400, 'invalid Host\n')
-    ctx.url = withoutFragment(url)
-    ctx.host = host
+    ctx.id.url = withoutFragment(url)
+    ctx.id.host = host
     switch (policy.recv(req)) {
       case 'internal': return 'internal'
       case 'purge': return 'purge'
       case 'pass': return 'pass'
       case 'reject': return synth(ctx, 400, 'bad request\n')
       case 'lookup':
-        ctx.credentialed = policy.credentialed(req)
-        ctx.uncoalesced = ctx.credentialed
+        ctx.id.credentialed = policy.credentialed(req)
         return 'lookup'
     }
   },
@@ -312,20 +355,16 @@ export const steps: Record<StepName, Step> = {
   /** Health and metrics, answered by the cache itself. */
   internal (ctx) {
     const { e } = ctx
-    if (ctx.url === '/-/health') {
+    if (ctx.id.url === '/-/health') {
       const h = healthAnswer(e, ctx.req.headers.authorization)
-      ctx.synthType = h.type
-      return synth(ctx, h.status, h.body)
+      return synth(ctx, h.status, h.body, undefined, h.type)
     }
-    if (ctx.url === '/-/metrics') {
+    if (ctx.id.url === '/-/metrics') {
       // The scraper's door only (METRICS_TOKEN): counters and upstream addresses are not for visitors.
       const auth = authorize(ctx.req.headers.authorization, e.config.METRICS_TOKEN)
       if (auth === 'missing') return synth(ctx, 401, 'credentials required: send Authorization: Bearer <token>\n', { 'www-authenticate': 'Bearer' })
       if (auth === 'wrong') return synth(ctx, 403, 'these credentials may not do this\n')
-      return e.metrics.render().then((text) => {
-        ctx.synthType = e.metrics.contentType
-        return synth(ctx, 200, text)
-      })
+      return e.metrics.render().then((text) => synth(ctx, 200, text, undefined, e.metrics.contentType))
     }
     return synth(ctx, 404, 'not found\n')
   },
@@ -333,86 +372,86 @@ export const steps: Record<StepName, Step> = {
   /** PURGE / BAN: answered by purge.ts, the one place that authenticates, applies and publishes them. */
   purge (ctx) {
     const { req, e } = ctx
-    return answerInvalidation(purgeDeps(e), ctx.method, ctx.url, req.headers).then((a) => {
-      ctx.synthType = a.type
-      return synth(ctx, a.status, a.body, a.headers)
-    })
+    return answerInvalidation(purgeDeps(e), ctx.method, ctx.id.url, req.headers).then((a) => synth(ctx, a.status, a.body, a.headers, a.type))
   },
 
   /** Not cacheable by method: the request body is read first, so nothing half-framed ever goes upstream. */
   pass (ctx) {
     ctx.isPass = true
-    ctx.outcome = 'PASS'
     return 'fetch'
   },
 
-  /** vcl_hash + lookup: find the variant, check it is usable for this request. */
+  /**
+   * vcl_hash + lookup: find the variant, check it is usable for this
+   * request, and decide what it is: a hit or a stale object is the answer
+   * from here; anything else is a miss.
+   */
   lookup (ctx) {
-    const { e, req } = ctx
-    ctx.primary = primaryKey(ctx.host, ctx.url)
+    const { e, req, id } = ctx
+    id.primary = primaryKey(id.host, id.url)
     // A store shared by the node's workers: what a sibling stored or purged until now counts.
     e.store.refresh?.()
-    ctx.key = variantKey(ctx.primary, e.store.varyOf(ctx.primary), req.headers)
+    id.key = variantKey(id.primary, e.store.varyOf(id.primary), req.headers)
     const now = ctx.now
     // A client's read: it counts towards admission (store.ts).
-    const o = usableStored(e, ctx.key, ctx.credentialed, now, true)
-    if (o === undefined) {
-      if (e.coalescer.isUncacheable(ctx.key)) ctx.uncoalesced = true
-      return 'miss'
-    }
+    const o = usableStored(e, id.key, id.credentialed, now, true)
+    if (o === undefined) return 'miss'
     const verdict = reuse(o, now, req.headers['cache-control'], req.headers.pragma as string | undefined, ctx.arrived)
-    if (verdict === 'fresh') { ctx.obj = o; return 'hit' }
-    if (verdict === 'revalidate') {
-      // Revalidate (RFC 9111 §4.3); keep it for stale-if-error.
-      ctx.stale = o
-      return 'miss'
+    if (verdict === 'fresh') {
+      // RFC 9111 §4.2. A request that waited and then found what another's
+      // fetch stored was collapsed into that fetch (RFC 9211 §2.5); a plain
+      // HIT goes out with the object's prepared head (no status of its own).
+      const collapsed = ctx.queue !== undefined && ctx.queue.restarts > 0
+      ctx.answer = { kind: 'object', obj: o, outcome: 'HIT', status: collapsed ? cacheStatus('fwd=miss; collapsed') : undefined }
+      return 'hit'
     }
-    ctx.obj = o
-    ctx.staleWindow = verdict
+    // Not usable as is: revalidate it (RFC 9111 §4.3), keeping it for
+    // stale-if-error, or serve it stale within the window found.
+    ctx.stale = o
+    if (verdict === 'revalidate') return 'miss'
+    ctx.answer = { kind: 'object', obj: o, outcome: 'STALE', status: cacheStatus(`hit; ttl=${Math.round((o.freshUntil - now) / 1000)}; detail=${verdict}`) }
     return 'stale'
   },
 
-  hit (ctx) {
-    ctx.outcome = 'HIT'
+  /** vcl_hit: lookup found it fresh and made it the answer. */
+  hit () {
     return 'deliver'
   },
 
-  /** Deliver the stale object now; one background fetch refreshes it. */
+  /** lookup made the stale object the answer; one background fetch refreshes it (RFC 5861 §3, RFC 9111 §4.2.4). */
   stale (ctx) {
-    // lookup found this object stale within one of its windows.
-    const o = ctx.obj
-    if (o === undefined) return synth(ctx, 500, 'internal error\n')
-    ctx.stale = o
-    refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.key)
-    ctx.outcome = 'STALE'
-    ctx.status = cacheStatus(`hit; ttl=${Math.round((o.freshUntil - ctx.now) / 1000)}; detail=${ctx.staleWindow}`)
+    refreshInBackground(ctx.e, ctx.fetchInfo(), ctx.id.key)
     return 'deliver'
   },
 
   /** Join the fetch already under way for this key, or become its fetcher. */
   miss (ctx) {
-    const { e, req } = ctx
-    ctx.outcome = 'MISS'
-    if (ctx.uncoalesced) return 'fetch'
+    const { e, req, id } = ctx
+    // A hit-for-miss key with nothing stored leaves waiters nothing to find,
+    // and a credentialed request's answer may be its own: both fetch without
+    // the queue. (A stored object to revalidate still queues.)
+    if ((ctx.stale === undefined && e.coalescer.isUncacheable(id.key)) || id.credentialed) return 'fetch'
     // RFC 9111 §5.2.1.5: a no-store request's answer is for it alone, so it
     // never leads the queue (the waiters would find nothing stored); it may
     // still wait on someone else's fetch and be served what that stores.
     const noStore = req.headers['cache-control'] !== undefined && requestNoStore(req.headers['cache-control'])
     if (noStore) {
-      if (!e.coalescer.busy(ctx.key)) return 'fetch'
-    } else if (e.coalescer.lead(ctx.key)) {
-      ctx.leader = true
-      return e.nodeLock === undefined ? 'fetch' : leadAcrossWorkers(ctx, e.nodeLock)
+      if (!e.coalescer.busy(id.key)) return 'fetch'
+    } else if (e.coalescer.lead(id.key)) {
+      const q = queueing(ctx)
+      q.leader = true
+      return e.nodeLock === undefined ? 'fetch' : leadAcrossWorkers(ctx, q, e.nodeLock)
     }
+    const q = queueing(ctx)
     // One wait in all, however many fetches it takes (issue 23: a waiter
     // never leaves the queue to fetch on its own, so a key is fetched once at a time).
-    ctx.waitUntil ??= ctx.now + e.coalescer.timeoutMs
+    q.waitUntil ??= ctx.now + e.coalescer.timeoutMs
     let resume!: (next: StepName) => void
     const woken = new Promise<StepName>((resolve) => { resume = resolve })
-    const queued = e.coalescer.wait(ctx.key, (reason) => {
+    const queued = e.coalescer.wait(id.key, (reason) => {
       ctx.now = e.clock.now()
-      resume(afterWait(ctx, reason))
-    }, ctx.waitUntil - ctx.now)
+      resume(afterWait(ctx, q, reason))
+    }, q.waitUntil - ctx.now)
     if (queued === 'full') {
       if (usableOnError(ctx.stale, ctx.now)) return serveStaleOnError(ctx, ctx.stale, 'coalesce-full')
       return synth(ctx, 503, 'too many requests waiting for this page\n', { 'retry-after': '1', 'x-cache': 'MISS', 'cache-status': cacheStatus('fwd=miss; detail=coalesce-full') })
@@ -424,66 +463,87 @@ export const steps: Record<StepName, Step> = {
   /** vcl_backend_fetch + vcl_backend_response. */
   fetch (ctx) {
     if (ctx.isPass) return fetchPass(ctx)
-    const { e } = ctx
+    const { e, id } = ctx
     let outcome: FlightOutcome = DONE
     return fetchForCache(e, ctx.fetchInfo()).then((r) => {
       outcome = flightOutcome(r)
-      ctx.fetched = r
       ctx.now = e.clock.now()
       if (r.kind === 'error') return upstreamFailure(ctx, r.error, r.upstreamStatus, r.answer)
       if (r.kind === 'object') {
-        ctx.obj = r.object
-        ctx.outcome = 'MISS'
         const fwd = r.revalidated ? 'fwd=stale; fwd-status=304' : `fwd=${ctx.stale ? 'stale' : 'miss'}; fwd-status=${r.upstreamStatus}`
-        ctx.status = cacheStatus(r.stored ? fwd + '; stored' : fwd + '; detail=not-stored')
-        return 'deliver'
+        return deliver(ctx, { kind: 'object', obj: r.object, outcome: 'MISS', status: cacheStatus(r.stored ? fwd + '; stored' : fwd + '; detail=not-stored') })
       }
-      ctx.outcome = 'MISS'
-      ctx.status = cacheStatus(`fwd=miss; fwd-status=${r.answer.status}; detail=${r.reason}`)
-      return 'deliver'
+      return deliver(ctx, { kind: 'upstream', passed: r, outcome: 'MISS', status: cacheStatus(`fwd=miss; fwd-status=${r.answer.status}; detail=${r.reason}`) })
     }, (err: Error) => {
       outcome = { kind: 'failed', error: err }
       throw err
     }).finally(() => {
-      if (ctx.nodeLocked && e.nodeLock !== undefined) {
-        ctx.nodeLocked = false
+      const q = ctx.queue
+      if (q === undefined) return
+      if (q.nodeLocked && e.nodeLock !== undefined) {
+        q.nodeLocked = false
         // An answer that could not be stored marks the key hit-for-miss for the whole node.
-        e.nodeLock.release(ctx.key, e.coalescer.isUncacheable(ctx.key))
+        e.nodeLock.release(id.key, e.coalescer.isUncacheable(id.key))
       }
-      if (ctx.leader) { ctx.leader = false; e.coalescer.finish(ctx.key, outcome) }
+      if (q.leader) { q.leader = false; e.coalescer.finish(id.key, outcome) }
     })
   },
 
-  deliver (ctx) {
-    const { e, req, res } = ctx
-    const c = e.metrics.counters
-    switch (ctx.outcome) {
-      case 'HIT': c.hits++; break
-      case 'MISS': c.misses++; break
-      case 'STALE': c.stale++; break
-      case 'PASS': c.pass++; break
-    }
-    if (ctx.obj !== undefined) {
-      // Coalesced waiters got the object from another request's fetch (RFC 9211 §2.5 collapsed).
-      if (ctx.restarts > 0 && ctx.outcome === 'HIT') ctx.status = cacheStatus('fwd=miss; collapsed')
-      deliverObject(req, res, ctx.obj, ctx.now, ctx.outcome, ctx.status)
-      return null
-    }
-    const r = ctx.fetched
-    if (r !== undefined && r.kind === 'answer') {
-      if (r.answer.status >= 500) countServerError(c, r.answer.status)
-      deliverUpstream(req, res, r, ctx.outcome, ctx.status ?? cacheStatus('fwd=bypass'), e.config.CACHE_SEND_TIMEOUT_MS)
-      return null
-    }
-    return synth(ctx, 500, 'internal error\n')
-  },
+  /** vcl_deliver: the object or upstream answer a step decided on (`deliver`). */
+  deliver: write,
 
-  synth (ctx) {
-    ctx.e.metrics.counters.synth++
-    if (ctx.synthStatus >= 500) countServerError(ctx.e.metrics.counters, ctx.synthStatus)
-    deliverSynth(ctx.res, ctx.synthStatus, ctx.synthBody, ctx.synthHeaders, ctx.synthType)
-    return null
+  /** vcl_synth: the answer the cache made itself (`synth`). */
+  synth: write
+}
+
+/**
+ * Writes the request's answer and counts it. Every step that returns
+ * 'deliver' or 'synth' does so through `deliver` or `synth`, which set the
+ * answer with the name: an unset one is a bug in a step, and fails as one
+ * (`fail`: logged, 500).
+ */
+function write (ctx: Ctx): null {
+  const a = ctx.answer
+  if (a === undefined) throw new Error('no answer was decided')
+  const { e, req, res } = ctx
+  const c = e.metrics.counters
+  switch (a.kind) {
+    case 'object':
+      countOutcome(c, a.outcome)
+      deliverObject(req, res, a.obj, ctx.now, a.outcome, a.status)
+      return null
+    case 'upstream':
+      countOutcome(c, a.outcome)
+      if (a.passed.answer.status >= 500) countServerError(c, a.passed.answer.status)
+      deliverUpstream(req, res, a.passed, a.outcome, a.status, e.config.CACHE_SEND_TIMEOUT_MS)
+      return null
+    case 'synth':
+      c.synth++
+      if (a.status >= 500) countServerError(c, a.status)
+      deliverSynth(res, a.status, a.body, a.headers, a.type)
+      return null
   }
+}
+
+function countOutcome (c: CacheCounters, outcome: CacheOutcome): void {
+  switch (outcome) {
+    case 'HIT': c.hits++; break
+    case 'MISS': c.misses++; break
+    case 'STALE': c.stale++; break
+    case 'PASS': c.pass++; break
+  }
+}
+
+/** The request's part in coalescing, made when it first needs one. */
+function queueing (ctx: Ctx): Queueing {
+  return (ctx.queue ??= { leader: false, nodeLocked: false, waitUntil: undefined, restarts: 0 })
+}
+
+/** Back to lookup after another request's fetch: whatever it stored is looked up afresh, nothing kept from before. */
+function again (ctx: Ctx, q: Queueing): 'lookup' {
+  q.restarts++
+  ctx.stale = undefined
+  return 'lookup'
 }
 
 /**
@@ -492,24 +552,15 @@ export const steps: Record<StepName, Step> = {
  * (when it is this request's variant), or to the fetch's failure — the stale
  * copy where one may stand in, else the failure itself (RFC 9211 collapsed).
  */
-function afterWait (ctx: Ctx, reason: WakeReason): StepName {
+function afterWait (ctx: Ctx, q: Queueing, reason: WakeReason): StepName {
   switch (reason.kind) {
     case 'done':
-      ctx.restarts++
-      ctx.stale = undefined
-      return 'lookup'
+      return again(ctx, q)
     case 'object': {
       const o = reason.object
       // The waiters coalesced on the key they looked up; the object may vary on fields they differ in.
-      if (variantKey(ctx.primary, varyNamesOf(o), ctx.req.headers) !== o.key) {
-        ctx.restarts++
-        ctx.stale = undefined
-        return 'lookup'
-      }
-      ctx.obj = o
-      ctx.outcome = 'MISS'
-      ctx.status = cacheStatus('fwd=miss; collapsed; detail=not-stored')
-      return 'deliver'
+      if (variantKey(ctx.id.primary, varyNamesOf(o), ctx.req.headers) !== o.key) return again(ctx, q)
+      return deliver(ctx, { kind: 'object', obj: o, outcome: 'MISS', status: cacheStatus('fwd=miss; collapsed; detail=not-stored') })
     }
     case 'failed':
       // The answer's bytes are the leader's to release, once its own client has them.
@@ -525,20 +576,18 @@ function afterWait (ctx: Ctx, reason: WakeReason): StepName {
  * (node-lock.ts): one worker fetches; a worker that waited for a sibling's
  * fetch looks in the shared store again, and wakes its own waiters to do the same.
  */
-function leadAcrossWorkers (ctx: Ctx, lock: NodeLock): Promise<StepName> {
-  const { e } = ctx
-  return lock.acquire(ctx.key).then((outcome) => {
+function leadAcrossWorkers (ctx: Ctx, q: Queueing, lock: NodeLock): Promise<StepName> {
+  const { e, id } = ctx
+  return lock.acquire(id.key).then((outcome) => {
     ctx.now = e.clock.now()
     switch (outcome) {
-      case 'granted': ctx.nodeLocked = true; return 'fetch'
-      case 'pass': e.coalescer.markUncacheable(ctx.key); return 'fetch'
+      case 'granted': q.nodeLocked = true; return 'fetch'
+      case 'pass': e.coalescer.markUncacheable(id.key); return 'fetch'
       case 'timeout': return 'fetch'
       case 'released':
-        ctx.leader = false
-        e.coalescer.finish(ctx.key)
-        ctx.restarts++
-        ctx.stale = undefined
-        return 'lookup'
+        q.leader = false
+        e.coalescer.finish(id.key)
+        return again(ctx, q)
     }
   })
 }
@@ -554,10 +603,11 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
   if (read.kind === 'malformed') return reject(ctx, 400, 'malformed request body\n')
   const body = read.kind === 'body' ? read.body : undefined
   // A passed answer goes to this client only: its own validators and Accept-Encoding go as they came.
-  const headers = forwardRequestHeaders(req.headers, { forwardedFor: ctx.forwardedFor(), host: ctx.host, dropConditionals: false, normalizeEncoding: false })
+  const { host, url } = ctx.id
+  const headers = forwardRequestHeaders(req.headers, { forwardedFor: ctx.forwardedFor(), host, dropConditionals: false, normalizeEncoding: false })
   let up
   try {
-    up = await e.director.fetch({ method: ctx.method, path: ctx.url, headers, body, onInfo: ctx.onInfo })
+    up = await e.director.fetch({ method: ctx.method, path: url, headers, body, onInfo: ctx.onInfo() })
   } catch (err) {
     return upstreamFailure(ctx, err as Error)
   } finally {
@@ -569,12 +619,11 @@ async function fetchPass (ctx: Ctx): Promise<StepName> {
     // RFC 9111 §4.4, on this node only: invalidations caused by writes reach
     // every node (and every frontend) from the backend's outbox, the one
     // source of them (unsafe-invalidation.ts).
-    const targets = unsafeInvalidationTargets(ctx.host, ctx.url, up.status, resHeaders.location, resHeaders['content-location'])
-    for (const path of targets) applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, { kind: 'url', path, host: ctx.host })
+    const targets = unsafeInvalidationTargets(host, url, up.status, resHeaders.location, resHeaders['content-location'])
+    for (const path of targets) applyEvent({ store: e.store, log: e.log, now: () => e.clock.now() }, { kind: 'url', path, host })
   }
-  ctx.fetched = { kind: 'answer', answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, release: () => {}, reason: 'pass' }
-  ctx.status = cacheStatus(`fwd=${req.method === 'GET' || req.method === 'HEAD' ? 'bypass' : 'method'}; fwd-status=${up.status}`)
-  return 'deliver'
+  const passed: PassedAnswer = { answer: { status: up.status, headers: resHeaders, setCookie: setCookieList(up.headers) }, chunks: [], rest: up.body, release: () => {} }
+  return deliver(ctx, { kind: 'upstream', passed, outcome: 'PASS', status: cacheStatus(`fwd=${req.method === 'GET' || req.method === 'HEAD' ? 'bypass' : 'method'}; fwd-status=${up.status}`) })
 }
 
 /** What purge.ts needs of the engine. */
@@ -598,10 +647,9 @@ export function drive (ctx: Ctx, first: StepName): void {
 }
 
 function fail (ctx: Ctx, err: Error): void {
-  ctx.e.logger.error({ err: err.message, stack: err.stack, url: ctx.url }, 'request failed')
+  ctx.e.logger.error({ err: err.message, stack: err.stack, url: ctx.id.url }, 'request failed')
   if (ctx.res.headersSent) { ctx.res.destroy(); return }
-  // 5xx never shows internals.
-  ctx.synthHeaders = undefined
+  // 5xx never shows internals: whatever answer was decided is replaced.
   synth(ctx, 500, 'internal error\n')
-  steps.synth(ctx)
+  write(ctx)
 }

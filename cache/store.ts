@@ -183,10 +183,11 @@ export class MemoryStore implements CacheStore {
 
   put (object: CachedObject, options?: PutOptions): boolean {
     const old = this.#lru.peek(object.key)
-    if (this.#sketch !== undefined) {
-      object.sketchHash = this.#sketch.hash(object.key)
+    const sketch = this.#sketch
+    if (sketch !== undefined) {
+      const hash = object.sketchHash = sketch.hash(object.key)
       // A new version of a stored key replaces it in place; only newcomers are tested.
-      if (old === undefined && options?.skipAdmission !== true && !this.#admits(object)) {
+      if (old === undefined && options?.skipAdmission !== true && !this.#admits(object, sketch, hash)) {
         this.#onReject?.(object)
         return false
       }
@@ -202,14 +203,14 @@ export class MemoryStore implements CacheStore {
   /**
    * TinyLFU's test: the objects LRU would push out to make room (least
    * recently used first, as many as the newcomer's size needs) must all be
-   * read less often than the newcomer. Ties keep what is stored.
+   * read less often than the newcomer (`hash`, its place in `sketch`). Ties
+   * keep what is stored.
    */
-  #admits (o: CachedObject): boolean {
+  #admits (o: CachedObject, sketch: FrequencySketch, hash: number): boolean {
     let need = this.#lru.calculatedSize + o.size - this.#maxSize
     if (need <= 0) return true
     if (o.size > this.#maxSize) return false
-    const sketch = this.#sketch!
-    const f = sketch.frequency(o.sketchHash!)
+    const f = sketch.frequency(hash)
     for (const victim of this.#lru.rvalues()) {
       if (victim === undefined) continue
       if (sketch.frequency(victim.sketchHash ?? sketch.hash(victim.key)) >= f) return false
