@@ -6,12 +6,17 @@
  * printed with the spread (min–max) so machine noise is visible. Then the
  * memory check (bench/cache-memory.ts).
  *
+ * BENCH_BASELINE=<git revision> adds that revision's cache, built in a git
+ * worktree of its own, as one more target in the same interleaved rounds:
+ * the ratio to it says whether a change cost speed, on a machine whose ratio
+ * to Varnish moves from one run to the next.
+ *
  * Everything listens on 127.0.0.1; every process started here is stopped by
  * its PID at the end.
  */
 import http from 'node:http'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync, rmSync, chmodSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, rmSync, chmodSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +28,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100)
 const WORKERS = Number(process.env.CACHE_WORKERS ?? 2)
+const BASELINE = process.env.BENCH_BASELINE ?? ''
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 const children: ChildProcess[] = []
@@ -75,11 +81,27 @@ async function waitFor (url: string, timeoutMs = 20_000): Promise<void> {
   }
 }
 
-async function startOurs (originPort: number, env: NodeJS.ProcessEnv = {}): Promise<number> {
+/**
+ * Checks `rev` out beside the tree (git worktree, detached), sharing this
+ * tree's node_modules, and builds it; returns its root. Removed by stopAll.
+ */
+function buildBaseline (rev: string): string {
+  const dir = join(tmp, 'baseline')
+  const add = spawnSync('git', ['worktree', 'add', '--detach', dir, rev], { cwd: root, stdio: 'inherit' })
+  if (add.status !== 0) throw new Error(`BENCH_BASELINE: cannot check out ${rev}`)
+  baselineDir = dir
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir')
+  const build = spawnSync(process.execPath, [join(dir, 'scripts/build.mjs')], { cwd: dir, stdio: 'inherit' })
+  if (build.status !== 0) throw new Error(`BENCH_BASELINE: ${rev} does not build`)
+  return dir
+}
+let baselineDir: string | undefined
+
+async function startOurs (originPort: number, env: NodeJS.ProcessEnv = {}, tree = root): Promise<number> {
   const port = await freePort()
   // What production runs (`npm run build`, then node dist/...): tsx's
   // on-the-fly transpile adds per-call helpers a build does not have.
-  start('flashcrowd cache', process.execPath, [join(root, 'dist/cache/server.js')], {
+  start('flashcrowd cache', process.execPath, [join(tree, 'dist/cache/server.js')], {
     ...process.env, PORT: String(port), HOST: '127.0.0.1', UPSTREAMS: `http://127.0.0.1:${originPort}`, CACHE_WORKERS: String(WORKERS), LOG_LEVEL: 'warn', REDIS_URL: '', ...env
   })
   return port
@@ -155,19 +177,22 @@ async function stopAll (): Promise<void> {
     c.once('exit', () => { clearTimeout(t); resolve() })
   })))
   for (const close of closers) await close()
+  if (baselineDir !== undefined) spawnSync('git', ['worktree', 'remove', '--force', baselineDir], { cwd: root, stdio: 'ignore' })
   rmSync(tmp, { recursive: true, force: true })
 }
 
 async function main (): Promise<void> {
   ensureTools({ wrk: 'wrk', varnishd: 'varnish', nginx: 'nginx' })
   buildDist()
+  const baseline = BASELINE === '' ? undefined : buildBaseline(BASELINE)
   const originPort = await startOrigin()
   const targets: Record<string, number> = {
     flashcrowd: await startOurs(originPort),
     // The same cache with every request through node's HTTP server: what the hit front (cache/hit-front.ts) is worth.
     'no-front': await startOurs(originPort, { CACHE_HIT_FRONT: 'false' }),
     varnish: await startVarnish(originPort),
-    nginx: await startNginx(originPort)
+    nginx: await startNginx(originPort),
+    ...(baseline === undefined ? {} : { baseline: await startOurs(originPort, {}, baseline) })
   }
   for (const [name, port] of Object.entries(targets)) {
     await waitFor(`http://127.0.0.1:${port}/page-1k`)
@@ -212,6 +237,7 @@ async function main (): Promise<void> {
     console.log(`ratio flashcrowd / varnish: ${ratio('varnish')}`)
     console.log(`ratio flashcrowd / nginx:   ${ratio('nginx')}`)
     console.log(`ratio flashcrowd / no-front: ${ratio('no-front')}`)
+    if (baseline !== undefined) console.log(`ratio flashcrowd / baseline (${BASELINE}): ${ratio('baseline')}`)
   }
   await stopAll()
   if (process.env.BENCH_SKIP_MEMORY !== '1') {
