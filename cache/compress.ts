@@ -5,12 +5,19 @@
  */
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib'
 import type { Encoding } from './store.js'
+import { parseCacheControl } from './response-fields.js'
 
 const COMPRESSIBLE = /^(text\/|application\/(json|javascript|ecmascript|xml|xhtml\+xml|rss\+xml|atom\+xml|ld\+json|manifest\+json)|image\/svg\+xml)/i
 
-/** Worth compressing: a text type, no coding applied yet, and not tiny (a header costs more than it saves). */
-export function isCompressible (contentType: string | undefined, contentEncoding: string | undefined, length: number, maxLength: number): boolean {
+/**
+ * Worth compressing: a text type, no coding applied yet, and not tiny (a
+ * header costs more than it saves) — and allowed: RFC 9110 §7.7, a proxy
+ * must not transform content the origin marked `no-transform` (a coding is a
+ * transformation).
+ */
+export function isCompressible (contentType: string | undefined, contentEncoding: string | undefined, length: number, maxLength: number, cacheControl?: string): boolean {
   if (contentEncoding && contentEncoding !== 'identity') return false
+  if (cacheControl !== undefined && parseCacheControl(cacheControl).has('no-transform')) return false
   if (length < 256 || length > maxLength) return false
   return contentType !== undefined && COMPRESSIBLE.test(contentType)
 }
@@ -72,4 +79,16 @@ function parseAcceptEncoding (header: string): Encoding {
   if (gzip > 0) return 'gzip'
   if (br > 0) return 'br'
   return 'identity'
+}
+
+/**
+ * The ETag of a coding the cache made itself. RFC 9110 §8.8.3: a strong
+ * validator belongs to one representation, and the gzip and br bodies are
+ * other representations than the origin's; so their ETag is the origin's
+ * made weak (as nginx does). A client revalidating with it still matches
+ * (If-None-Match compares weakly), and If-Range, which needs a strong
+ * validator, gets the whole body rather than bytes of another coding.
+ */
+export function etagForCoding (etag: string, encoding: Encoding): string {
+  return encoding === 'identity' || etag.startsWith('W/') ? etag : 'W/' + etag
 }

@@ -57,7 +57,7 @@ export function notModified (req: RequestView, o: CachedObject): boolean {
  */
 export function deliverObject (req: RequestView, res: HeadWriter, o: CachedObject, now: number, outcome: CacheOutcome, status: string | undefined): void {
   if ((req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) && notModified(req, o)) {
-    res.writeHead(304, notModifiedHead(o, now, outcome, status ?? cacheStatus('hit')))
+    res.writeHead(304, notModifiedHead(o, pickEncoding(req, o), now, outcome, status ?? cacheStatus('hit')))
     res.end()
     return
   }

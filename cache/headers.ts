@@ -4,7 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { CachedObject, Encoding } from './store.js'
-import { normalizeAcceptEncoding } from './compress.js'
+import { etagForCoding, normalizeAcceptEncoding } from './compress.js'
 
 /** RFC 9110 §7.6.1: connection-specific fields never travel past one hop. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization'])
@@ -236,7 +236,7 @@ export function buildHead (o: CachedObject, encoding: Encoding): PreparedHead {
   let vary = o.headers.vary
   for (const name in o.headers) {
     if ((NOT_DELIVERED.has(name) && !(name === 'surrogate-key' && o.deliverTags === true)) || name === 'vary' || name === 'content-encoding') continue
-    head.push(name, o.headers[name])
+    head.push(name, name === 'etag' ? etagForCoding(o.headers[name], encoding) : o.headers[name])
   }
   if (o.compressible && !(vary && /accept-encoding/i.test(vary))) vary = vary ? vary + ', Accept-Encoding' : 'Accept-Encoding'
   if (vary) head.push('vary', vary)
@@ -275,12 +275,12 @@ export function headWith (o: CachedObject, encoding: Encoding, now: number, outc
   return copy
 }
 
-/** RFC 9110 §15.4.5: the fields a 304 carries. */
-export function notModifiedHead (o: CachedObject, now: number, outcome: CacheOutcome, status: string): PreparedHead {
+/** RFC 9110 §15.4.5: the fields a 304 carries — the ETag of the coding a 200 would have sent. */
+export function notModifiedHead (o: CachedObject, encoding: Encoding, now: number, outcome: CacheOutcome, status: string): PreparedHead {
   const head: string[] = []
   for (const name of ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']) {
     const v = o.headers[name]
-    if (v !== undefined) head.push(name, v)
+    if (v !== undefined) head.push(name, name === 'etag' ? etagForCoding(v, encoding) : v)
   }
   head.push('age', String(currentAge(o, now)), 'x-cache', outcome, 'cache-status', status)
   return head

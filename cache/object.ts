@@ -60,7 +60,7 @@ export interface ObjectParts {
 export function makeObject (parts: ObjectParts): CachedObject {
   const { source: info, status, headers, body, fresh, requestTime, responseTime, policyReq, previous, fetchSequence = 0 } = parts
   const varyNames = varyNamesOf({ headers })
-  const compressible = isCompressible(headers['content-type'], headers['content-encoding'], body.length, 1024 * 1024)
+  const compressible = isCompressible(headers['content-type'], headers['content-encoding'], body.length, 1024 * 1024, headers['cache-control'])
   const bodies: CachedObject['bodies'] = { identity: body }
   // Compressed once per body: a revalidated object keeps the variants it had.
   if (compressible) Object.assign(bodies, previous?.gzip ? { gzip: previous.gzip, br: previous.br } : compressVariants(body))

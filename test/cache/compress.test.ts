@@ -1,6 +1,6 @@
 import t from 'tap'
 import { gunzipSync, brotliDecompressSync } from 'node:zlib'
-import { normalizeAcceptEncoding, isCompressible } from '../../cache/compress.js'
+import { normalizeAcceptEncoding, isCompressible, etagForCoding } from '../../cache/compress.js'
 import { startOrigin, startCache, send, closeAgent } from './fixtures.js'
 
 t.teardown(closeAgent)
@@ -16,6 +16,46 @@ t.test('Accept-Encoding normalization', async (t) => {
   t.ok(isCompressible('text/html; charset=utf-8', undefined, 5000, 1e6))
   t.notOk(isCompressible('image/png', undefined, 5000, 1e6))
   t.notOk(isCompressible('text/html', 'gzip', 5000, 1e6))
+  t.notOk(isCompressible('text/html', undefined, 5000, 1e6, 'public, No-Transform, max-age=60'), 'no-transform: not the cache\'s to recode (RFC 9110 §7.7)')
+  t.ok(isCompressible('text/html', undefined, 5000, 1e6, 'public, max-age=60'))
+  t.equal(etagForCoding('"v1"', 'identity'), '"v1"')
+  t.equal(etagForCoding('"v1"', 'gzip'), 'W/"v1"')
+  t.equal(etagForCoding('W/"v1"', 'br'), 'W/"v1"')
+})
+
+t.test('each coding its own validator (RFC 9110 §8.8.3): the cache\'s codings carry the origin\'s ETag made weak, and revalidate and range with it', async (t) => {
+  const html = '<p>one representation per coding</p>\n'.repeat(200)
+  const origin = await startOrigin((req, res) => {
+    res.setHeader('cache-control', 'public, max-age=60')
+    res.setHeader('content-type', 'text/html')
+    res.setHeader('etag', '"v1"')
+    if (req.url === '/kept') res.setHeader('cache-control', 'public, max-age=60, no-transform')
+    res.end(html)
+  })
+  const cache = await startCache(origin.url)
+  t.teardown(async () => { await cache.close(); await origin.close() })
+  const plain = await send(cache.url + '/p')
+  const gz = await send(cache.url + '/p', { headers: { 'accept-encoding': 'gzip' } })
+  const br = await send(cache.url + '/p', { headers: { 'accept-encoding': 'br' } })
+  t.equal(plain.headers.etag, '"v1"', 'the origin\'s representation keeps its strong ETag')
+  t.equal(gz.headers['content-encoding'], 'gzip')
+  t.equal(gz.headers.etag, 'W/"v1"')
+  t.equal(br.headers['content-encoding'], 'br')
+  t.equal(br.headers.etag, 'W/"v1"')
+  const again = await send(cache.url + '/p', { headers: { 'accept-encoding': 'gzip', 'if-none-match': 'W/"v1"' } })
+  t.equal(again.status, 304, 'a client revalidating the gzip copy with its ETag gets 304')
+  t.equal(again.headers.etag, 'W/"v1"', 'carrying the ETag of the coding it has')
+  t.equal((await send(cache.url + '/p', { headers: { 'if-none-match': '"v1"' } })).status, 304)
+  const ranged = await send(cache.url + '/p', { headers: { 'accept-encoding': 'gzip', range: 'bytes=0-9', 'if-range': 'W/"v1"' } })
+  t.equal(ranged.status, 200, 'a weak validator never satisfies If-Range: the whole body')
+  const strong = await send(cache.url + '/p', { headers: { range: 'bytes=0-9', 'if-range': '"v1"' } })
+  t.equal(strong.status, 206, 'the strong one does, on the identity body')
+  t.equal(strong.body, html.slice(0, 10))
+  const kept = await send(cache.url + '/kept', { headers: { 'accept-encoding': 'gzip, br' } })
+  t.equal(kept.headers['content-encoding'], undefined, 'no-transform: sent as the origin sent it')
+  t.equal(kept.headers.etag, '"v1"')
+  t.equal(kept.body, html)
+  t.equal(origin.count('/p'), 1)
 })
 
 t.test('text bodies compressed once, served by Accept-Encoding', async (t) => {
