@@ -210,6 +210,10 @@ export function compareSummaries (a: Summary, b: Summary, o: CompareOptions & { 
   if (a.scenario.name !== b.scenario.name) differences.push(`scenario ${a.scenario.name} vs ${b.scenario.name}`)
   if (a.model !== b.model) differences.push(`${a.model} vs ${b.model} model`)
   if (a.url !== b.url) differences.push(`url ${a.url} vs ${b.url}`)
+  // The same scenario name over other requests: a one-line run (autocannon's
+  // habit) keeps its path in the mix, not in the url, which is the origin.
+  const requests = (s: Summary): string => s.scenario.mix.map(m => ['method' in m ? m.method : undefined, m.path ?? m.action, `×${m.weight}`].filter(Boolean).join(' ')).join(', ')
+  if (a.scenario.name === b.scenario.name && requests(a) !== requests(b)) differences.push(`requests ${requests(a)} vs ${requests(b)}`)
   if (Math.abs(a.duration - b.duration) > Math.max(1, 0.1 * a.duration)) differences.push(`duration ${a.duration} s vs ${b.duration} s`)
   const plan = (s: Summary): string => JSON.stringify(s.stages.map(st => [st.name, st.planned.duration, st.planned.from, st.planned.to]))
   if (plan(a) !== plan(b)) differences.push('stages differ (names, lengths or targets): per-second values then mix different loads')

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCliHere as cli } from './cli-process.js'
 import type { Comparison } from '../../loadtest/compare.js'
-import { compareScope } from '../../loadtest/compare.js'
+import { compareScope, compareSummaries } from '../../loadtest/compare.js'
 import { createRng } from '../../loadtest/random.js'
 import type { Summary } from '../../loadtest/report-json.js'
 
@@ -107,6 +107,17 @@ t.test('compare: two runs of the same target are not flagged, a real difference 
     t.match(await readFile(out('after.html'), 'utf8'), /worse, beyond noise/)
     const same = JSON.parse((await cli(['compare', '--json', '--html', out('again.html'), out('before.json'), out('again.json')])).stdout) as Comparison
     t.same(same.rows.filter(x => x.beyondNoise), [], 'the same distribution, other draws: nothing flagged')
+  })
+
+  t.test('one-line runs of two paths are told apart (their url is the origin; the path is in the mix)', async t => {
+    const a = JSON.parse(await readFile(join(out('same-1'), 'summary.json'), 'utf8')) as Summary
+    const b = JSON.parse(JSON.stringify(a)) as Summary
+    t.equal(a.scenario.mix.length, 1)
+    t.equal(a.scenario.mix[0].path, '/page', 'the path the run was given')
+    b.scenario.mix[0].path = '/news'
+    const c = compareSummaries(a, b, { alpha: 0.01, minChange: 0.05 })
+    t.match(c.differences, [/^requests .*\/page.* vs .*\/news/])
+    t.same(compareSummaries(a, a, { alpha: 0.01, minChange: 0.05 }).differences, [], 'the same run: nothing noted')
   })
 
   t.test('an older summary without per-second endpoint values: changes shown, noise estimated for all requests only', async t => {
