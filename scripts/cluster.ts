@@ -120,12 +120,23 @@ async function stopRecordedCluster (): Promise<string[]> {
   return done
 }
 
+const USAGE = `usage: npm run cluster [-- stop | --help]
+  npm run cluster             builds, then starts the topology cluster.json names (CLUSTER_CONFIG: another file)
+                              against DATABASE_URL and REDIS_URL; Ctrl-C stops it
+  npm run cluster -- stop     stops every process recorded in .flashcrowd/cluster/<front port>/pids.json
+                              (also after the cluster itself was killed)
+Ports, counts and the optional database and CDN sections: docs/operating.md.`
+
+if (process.argv[2] === '--help' || process.argv[2] === '-h') {
+  console.log(USAGE)
+  process.exit(0)
+}
 if (process.argv[2] === 'stop') {
   const done = await stopRecordedCluster()
   say(done.length > 0 ? `stopped: ${done.join(', ')}` : `nothing recorded running (${path.relative(ROOT, pidFile)})`)
   process.exit(0)
 } else if (process.argv[2] !== undefined) {
-  console.error(`cluster: unknown command ${JSON.stringify(process.argv[2])} (no argument starts the cluster; "stop" stops it)`)
+  console.error(`cluster: unknown command ${JSON.stringify(process.argv[2])}\n${USAGE}`)
   process.exit(2)
 }
 

@@ -169,3 +169,15 @@ t.test('a cluster whose database cannot be reached exits non-zero, saying why', 
   t.equal(await run.exited, 1, 'exit code 1')
   t.match(run.output(), /start-up failed: .*ECONNREFUSED/)
 })
+
+t.test('--help prints the usage and starts nothing; an unknown command is refused with it', async (t) => {
+  const help = spawnScript('scripts/cluster.ts', { LOG_LEVEL: 'warn' }, ['--help'])
+  t.teardown(() => { help.child.kill('SIGKILL') })
+  t.equal(await help.exited, 0)
+  t.match(help.output(), /usage: npm run cluster \[-- stop \| --help\]/)
+  t.match(help.output(), /npm run cluster -- stop/)
+  const wrong = spawnScript('scripts/cluster.ts', { LOG_LEVEL: 'warn' }, ['stpo'])
+  t.teardown(() => { wrong.child.kill('SIGKILL') })
+  t.equal(await wrong.exited, 2)
+  t.match(wrong.output(), /unknown command "stpo"\nusage: npm run cluster/)
+})
