@@ -12,7 +12,7 @@ import { CdnIdentityEnv, cdnIdentity } from '../common/cdn.js'
 export const CacheEnv = Type.Object({
   ...CommonEnv,
   PORT: Port('Port the cache listens on.', 8080),
-  UPSTREAMS: UrlList('Frontend origins the cache fetches from, comma-separated (e.g. http://127.0.0.1:3001,http://127.0.0.1:3002).'),
+  UPSTREAMS: UrlList('Frontend origins the cache fetches from, comma-separated (e.g. http://127.0.0.1:3000,http://127.0.0.1:3010: the frontends).'),
   CACHE_MAX_BYTES: Type.Integer({ minimum: 1024 * 1024, default: 256 * 1024 * 1024, description: 'Bytes the cache node may hold, all its workers together: stored objects (bodies, headers, keys and URLs) and hit-for-miss markers (evicted beyond that).' }),
   CACHE_MAX_OBJECT_BYTES: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024, description: 'Responses larger than this are streamed through (passed), never stored.' }),
   CACHE_WORKERS: Type.Integer({ minimum: 0, maximum: 256, default: 0, description: 'Worker processes; 0 means one per CPU core, 1 runs in a single process. Several workers share one store (shared-store.ts) and fetch each key once (node-lock.ts).' }),

@@ -66,7 +66,7 @@ export function checkPurgerConfig (config: PurgerConfig): PurgerConfig {
     for (const n of names) if (config[n] === undefined) problems.push(`${n}: required ${why}`)
   }
   const targets = purgeTargets(config)
-  if (targets.length === 0) problems.push('CDN_FLASHCROWD_URLS or CDN_PROVIDER (cloudflare, fastly, cloudfront): the purger has nothing to purge')
+  if (targets.length === 0 && config.CDN_PROVIDER !== 'flashcrowd') problems.push('CDN_FLASHCROWD_URLS or CDN_PROVIDER (flashcrowd with CDN_FLASHCROWD_URLS, cloudflare, fastly, cloudfront): the purger has nothing to purge')
   if (targets.includes('flashcrowd')) need(['ADMIN_TOKEN'], 'to PURGE the edges of CDN_FLASHCROWD_URLS')
   if (config.CDN_PROVIDER === 'flashcrowd' && !targets.includes('flashcrowd')) problems.push('CDN_FLASHCROWD_URLS: required with CDN_PROVIDER=flashcrowd (the edges to purge)')
   if (targets.includes('fastly')) need(['PURGER_FASTLY_SERVICE_ID', 'PURGER_FASTLY_API_TOKEN'], 'with CDN_PROVIDER=fastly')

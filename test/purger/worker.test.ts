@@ -208,5 +208,8 @@ t.test('configuration: each CDN needs its credentials; nothing to purge is an er
   t.throws(() => loadPurgerConfig({ ...base, CDN_PROVIDER: 'cloudflare' }), { message: /PURGER_CLOUDFLARE_ZONE_ID: required/ })
   t.throws(() => loadPurgerConfig({ ...base, CDN_FLASHCROWD_URLS: 'http://127.0.0.1:1' }), { message: /ADMIN_TOKEN: required/ })
   t.throws(() => loadPurgerConfig({ ...base, CDN_PROVIDER: 'flashcrowd', ADMIN_TOKEN: TOKEN }), { message: /CDN_FLASHCROWD_URLS: required/ })
+  try { loadPurgerConfig({ ...base, CDN_PROVIDER: 'flashcrowd', ADMIN_TOKEN: TOKEN }) } catch (err) {
+    t.notMatch((err as Error).message, /nothing to purge/, 'a named CDN without its edges is told what it lacks, not that nothing was named')
+  }
   t.ok(loadPurgerConfig({ ...base, CDN_PROVIDER: 'cloudfront', PURGER_CLOUDFRONT_DISTRIBUTION_ID: 'E1', PURGER_AWS_ACCESS_KEY_ID: 'a', PURGER_AWS_SECRET_ACCESS_KEY: 'b' }))
 })
