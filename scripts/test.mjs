@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the whole suite with tap and closes with one line: `N passed, N failed`.
-// Extra arguments go to tap (e.g. `npm test -- test/backend`).
+// Extra arguments go to tap (e.g. `npm test -- 'test/backend/**/*.test.ts'`: a glob, as a bare folder name finds nothing).
 import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { readFileSync } from 'node:fs'
