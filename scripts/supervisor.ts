@@ -92,11 +92,12 @@ export async function createLogWriter (pretty: boolean): Promise<LogWriter> {
   const width = 10
   if (!pretty) {
     return (name, line, stream) => {
-      // JSON stays JSON (one object per line) with the role added, for log shippers.
+      // JSON stays JSON (one object per line) with the role added, for log shippers:
+      // the supervisor's name for it (cache2), over a role's own (cache).
       if (line.startsWith('{')) {
         try {
           const obj = JSON.parse(line) as Record<string, unknown>
-          process.stdout.write(`${JSON.stringify({ role: name, ...obj })}\n`)
+          process.stdout.write(`${JSON.stringify(Object.assign({ role: name }, obj, { role: name }))}\n`)
           return
         } catch { /* not JSON after all */ }
       }

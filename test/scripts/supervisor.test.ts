@@ -4,7 +4,7 @@
  * once, saying why.
  */
 import t from 'tap'
-import { Supervisor } from '../../scripts/supervisor.js'
+import { Supervisor, createLogWriter } from '../../scripts/supervisor.js'
 import { freePort } from '../../common/free-port.js'
 
 const quiet = () => {}
@@ -37,4 +37,18 @@ t.test('a role that keeps crashing fails the start after a few restarts, naming 
     healthUrl: `http://127.0.0.1:${port}/-/health`
   }, 60_000).then(() => undefined, (err: Error) => err)
   t.match(error?.message, /crasher did not become healthy .*exited 4 times \(last: code 7\)/)
+})
+
+t.test('JSON log lines carry the supervisor\'s name for the process (cache2), over the role\'s own', async (t) => {
+  const write = await createLogWriter(false)
+  const lines: string[] = []
+  const real = process.stdout.write.bind(process.stdout)
+  process.stdout.write = ((chunk: string) => { lines.push(String(chunk)); return true }) as typeof process.stdout.write
+  try {
+    write('cache2', JSON.stringify({ role: 'cache', level: 30, msg: 'listening' }), 'out')
+    write('backend1', JSON.stringify({ level: 30, msg: 'listening' }), 'out')
+  } finally {
+    process.stdout.write = real
+  }
+  t.same(lines.map((l) => JSON.parse(l)), [{ role: 'cache2', level: 30, msg: 'listening' }, { role: 'backend1', level: 30, msg: 'listening' }])
 })
