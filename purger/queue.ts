@@ -34,6 +34,13 @@ export class PurgeQueue {
   readonly #pool: pg.Pool
   readonly #settleMs: number
   readonly #intakeBatch: number
+  /**
+   * Tokens of claims whose outcome was not seen (the connection died with the
+   * statement in flight, as when the primary is killed and a standby with the
+   * commit promoted): their jobs would sit 'sending' for a whole lease, so
+   * the next claim first gives them back (a no-op where nothing committed).
+   */
+  readonly #uncertain = new Set<string>()
 
   constructor (pool: pg.Pool, options: { settleMs: number, intakeBatch?: number }) {
     this.#pool = pool
@@ -85,6 +92,7 @@ export class PurgeQueue {
 
   /** Claims up to `max` due jobs of one CDN for `leaseMs`. */
   async claim (cdn: string, max: number, leaseMs: number): Promise<PurgeJob[]> {
+    await this.#releaseUncertain()
     const token = randomBytes(12).toString('base64url')
     const { rows } = await this.#pool.query<{ id: string, keys: string[], committed_at: Date, attempts: number }>(
       `update cdn_purges set status = 'sending', attempts = attempts + 1, claim_token = $3,
@@ -94,9 +102,22 @@ export class PurgeQueue {
          where cdn = $1 and status in ('queued', 'sending') and next_attempt_at <= clock_timestamp()
          order by id limit $2 for update skip locked
        )
-       returning id, keys, committed_at, attempts`, [cdn, max, token, leaseMs])
+       returning id, keys, committed_at, attempts`, [cdn, max, token, leaseMs]).catch((err: unknown) => {
+      if (isConnectionError(err)) this.#uncertain.add(token)
+      throw err
+    })
     return rows.map((r) => ({ id: String(r.id), keys: r.keys, committedAt: r.committed_at, attempts: r.attempts, token }))
       .sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
+  }
+
+  /** Gives back the jobs of claims whose outcome was not seen: due at once, under no token. */
+  async #releaseUncertain (): Promise<void> {
+    if (this.#uncertain.size === 0) return
+    const tokens = [...this.#uncertain]
+    await this.#pool.query(
+      `update cdn_purges set status = 'queued', claim_token = null, next_attempt_at = clock_timestamp()
+       where claim_token = any($1::text[])`, [tokens])
+    for (const token of tokens) this.#uncertain.delete(token)
   }
 
   /** Marks jobs acknowledged; returns each one still held by this claim with its lag (commit → acknowledgement), seconds. */

@@ -202,6 +202,31 @@ t.test('flashcrowd edges: one edge failing keeps the batch queued; all edges pur
   t.ok(seen.every((s) => s.keys === 'news:5 home' && s.auth === `Bearer ${TOKEN}`), 'PURGE with Surrogate-Key and the admin token')
 })
 
+t.test('a claim committed unseen (the connection died with it in flight, as in a failover) is given back at the next claim, not after its lease', async (t) => {
+  const fastly = await fastlyServer({ serviceId: 'svc1', token: TOKEN })
+  t.teardown(fastly.close)
+  const app = await purgerFor(t, { CDN_PROVIDER: 'fastly', PURGER_FASTLY_API_URL: fastly.url, PURGER_FASTLY_SERVICE_ID: 'svc1', PURGER_FASTLY_API_TOKEN: TOKEN, PURGER_FASTLY_REQUESTS_PER_SECOND: '0', PURGER_LEASE_MS: '600000' })
+  await writes([['news:7', 'home']])
+  await app.purger.intakeOnce()
+  // The claim reaches the database; its answer never reaches the purger.
+  const pool = db.pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }
+  const query = pool.query
+  pool.query = async (...args: unknown[]) => {
+    const result = await query.apply(db.pool, args)
+    if (typeof args[0] === 'string' && args[0].includes("set status = 'sending'")) {
+      pool.query = query
+      throw new Error('Connection terminated unexpectedly')
+    }
+    return result
+  }
+  t.teardown(() => { pool.query = query })
+  await t.rejects(app.purger.deliverOnce('fastly'), /Connection terminated/)
+  t.same((await jobs()).map((j) => j.status), ['sending'], 'the claim did commit: its job is leased for 10 minutes')
+  t.equal(await app.purger.deliverOnce('fastly'), 1, 'the next round gives it back and purges it')
+  t.same(fastly.purges.map((p) => p.items), [['news:7', 'home']])
+  t.same((await jobs()).map((j) => j.status), ['done'])
+})
+
 t.test('configuration: each CDN needs its credentials; nothing to purge is an error', async (t) => {
   const base = { DATABASE_URL: 'postgres://x@127.0.0.1/x' }
   t.throws(() => loadPurgerConfig(base), { message: /nothing to purge/ })
