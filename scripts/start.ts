@@ -38,6 +38,17 @@ export const StartEnv = Type.Object({
   ...CdnPurgeEnv
 })
 
+const USAGE = `usage: npm start
+  the whole tier on one machine, on PORT (default 8080); Ctrl-C stops it.
+  Without DATABASE_URL: an embedded PostgreSQL under .flashcrowd/ (migrated and seeded on first run).
+  Settings are environment variables: docs/configuration.md. Other ways to run it: docs/operating.md.`
+// Settings are environment variables; an argument is a mistake (or a request for help), never ignored.
+if (process.argv.length > 2) {
+  const help = ['--help', '-h'].includes(process.argv[2])
+  ;(help ? console.log : console.error)(help ? USAGE : `flashcrowd: npm start takes no arguments (got ${JSON.stringify(process.argv.slice(2).join(' '))})\n${USAGE}`)
+  process.exit(help ? 0 : 2)
+}
+
 const config = loadConfigOrExit(StartEnv, 'flashcrowd')
 // Refused before anything starts: otherwise the cache, started last, would find its port taken.
 if ((await portsInUse([config.PORT], config.HOST)).length > 0) {

@@ -138,3 +138,14 @@ t.test('npm start with a database it cannot reach exits non-zero, saying why', a
   t.match(run.output(), /start-up failed: .*ECONNREFUSED/)
   t.ok(await portRefused(port), 'nothing listens on the public port')
 })
+
+t.test('npm start takes no arguments: --help prints the usage, anything else is refused with it, and nothing starts', async (t) => {
+  const help = spawnScript('scripts/start.ts', { LOG_LEVEL: 'warn' }, ['--help'])
+  t.teardown(() => { help.child.kill('SIGKILL') })
+  t.equal(await help.exited, 0)
+  t.match(help.output(), /^usage: npm start\n/)
+  const wrong = spawnScript('scripts/start.ts', { LOG_LEVEL: 'warn' }, ['--port', '9000'])
+  t.teardown(() => { wrong.child.kill('SIGKILL') })
+  t.equal(await wrong.exited, 2)
+  t.match(wrong.output(), /npm start takes no arguments \(got "--port 9000"\)\nusage: npm start/)
+})
