@@ -125,9 +125,10 @@ t.test('acknowledged writes survive kill -9 of the backend and an immediate Post
     await probe.close()
     let killed = false
     // Killed in the middle of the load, with writes surely in flight: after
-    // 300 acknowledgements, at a moment when at least 8 requests are sent and
-    // unanswered (a whole batch is answered at once, so right after an answer
-    // there may be none).
+    // 300 acknowledgements, as a request leaves while at least 8 are
+    // unanswered. (Killed right after an answer instead, the writes counted in
+    // flight may all have been answered already, their bytes waiting unread in
+    // this process's sockets: a CI run saw none without an answer.)
     const maybeKill = (acks: number, inFlight: number): void => {
       if (acks >= 300 && inFlight >= 8 && !killed) { killed = true; run.child.kill('SIGKILL') }
     }
@@ -135,7 +136,7 @@ t.test('acknowledged writes survive kill -9 of the backend and an immediate Post
       workers: 24,
       maxRequests: 20_000,
       maxMs: 60_000,
-      onAck: maybeKill,
+      onAck: () => {},
       onSend: maybeKill,
       stop: () => killed
     })

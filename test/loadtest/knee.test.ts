@@ -76,13 +76,6 @@ t.test('the knee found is the step above the rate where the site falls over; the
     log: l => logs.push(l),
     planUsers: { users: 100_000, thinkTime: 10, headroom: 0.7, tier: { cache: 1, frontend: 1, backend: 1 } }
   })
-  t.same(knees.site.steps.map(x => [x.rate, x.pass]), [[25, true], [50, true], [100, true], [200, false]], `through the tier: ${JSON.stringify(knees.site.steps)}`)
-  t.equal(knees.site.lastPassingRate, 100)
-  t.equal(knees.site.brokeAt?.rate, 200)
-  t.match(knees.site.brokeAt?.reasons.join(' '), /p99<900 \(actual \d+/, 'it broke on the named threshold')
-  t.ok(site.degradedAt() !== null, 'the site did fall over')
-  t.ok(knees.site.steps.filter(x => x.pass).every(x => Math.abs(x.achieved - x.rate) <= x.rate * 0.1), 'the passing steps delivered their rate')
-  t.notOk([...site.gets.keys()].length === 0)
   // A failed step the generator fell behind on (a loaded test machine) does not end a search: the
   // next step is tried too, and fails as well. What the knee is made of stays the same.
   const upToBreak = (steps: Array<{ rate: number, pass: boolean }> | undefined) => {
@@ -92,6 +85,16 @@ t.test('the knee found is the step above the rate where the site falls over; the
     t.ok(list.length - i <= 2, 'a search ends at the latest one step after the first failure')
     return list.slice(0, i + 1).map(x => [x.rate, x.pass])
   }
+  t.same(upToBreak(knees.site.steps), [[25, true], [50, true], [100, true], [200, false]], `through the tier: ${JSON.stringify(knees.site.steps)}`)
+  t.equal(knees.site.lastPassingRate, 100)
+  // The step that broke is 200, or — when the generator lagged on it — the next one, which the target failed.
+  const broke = knees.site.brokeAt
+  const at200 = knees.site.steps.find(x => x.rate === 200)
+  t.ok(broke?.rate === 200 || (broke?.rate === 400 && at200?.limitedBy === 'generator'), `broke at ${broke?.rate} (${broke?.by})`)
+  t.match(broke?.reasons.join(' '), /p99<900 \(actual \d+/, 'it broke on the named threshold')
+  t.ok(site.degradedAt() !== null, 'the site did fall over')
+  t.ok(knees.site.steps.filter(x => x.pass).every(x => Math.abs(x.achieved - x.rate) <= x.rate * 0.1), 'the passing steps delivered their rate')
+  t.notOk([...site.gets.keys()].length === 0)
   t.same(upToBreak(knees.frontend?.steps), [[25, true], [50, true], [100, false]], 'straight at the frontend')
   t.equal(knees.frontend?.lastPassingRate, 50)
   t.same(upToBreak(knees.backend?.steps), [[25, true], [50, false]], 'straight at the backend')
@@ -120,8 +123,8 @@ t.test('the knee found is the step above the rate where the site falls over; the
   t.match(html, /id="plot-knee-frontend"/)
   const table = renderTable(s)
   t.match(table, /knee through the tier: .*\n(.*\n){2}\s+25\s+[\d.]+/, 'the table lists the steps')
-  t.match(table, /last passing rate 100 req\/s, broke at 200 req\/s/)
-  t.match(logs.join('\n'), /knee at http:\/\/127\.0\.0\.1:\d+: 100 req\/s held, 200 req\/s broke/)
+  t.match(table, new RegExp(`last passing rate 100 req/s, broke at ${broke?.rate} req/s`))
+  t.match(logs.join('\n'), new RegExp(`knee at http://127\\.0\\.0\\.1:\\d+: 100 req/s held, ${broke?.rate} req/s broke`))
 })
 
 t.test('a site that never breaks within the range: the last rate is a lower bound', async t => {
