@@ -23,9 +23,9 @@
  * the one duplicate left: a crash (or a lost database) between the SMTP
  * server's "250 OK" and the mark. The README says why it is rare.
  */
-import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
 import { isConnectionError, isFailover } from '../common/errors.js'
+import { ClaimTokens } from '../common/claim-tokens.js'
 import { GroupCommit } from '../common/group-commit.js'
 import { consume, grant, type QuotaLimits } from './quota.js'
 import { renderMessage, TemplateError, type SiteLinks } from './templates.js'
@@ -140,14 +140,10 @@ export class Sender {
   #unreachableInRound = false
   #lastCleanup = 0
   #lastError: string | undefined
-  /**
-   * Tokens of claims whose commit may have happened unseen (the connection
-   * died during the claim, as when the primary is killed and its synchronous
-   * standby promoted with the commit in its WAL). Their rows would sit
-   * 'sending' for a whole lease with nobody sending them; the next claim
-   * first gives them back by token (a no-op where the claim rolled back).
-   */
-  readonly #uncertainClaims = new Set<string>()
+  /** Claims' tokens; those whose commit went unseen are given back at the next claim (common/claim-tokens.ts). */
+  readonly #claims = new ClaimTokens((tokens) => this.#write(
+    `update mail_messages set status = 'queued', next_attempt_at = $2, claimed_until = null, claim_token = null
+     where claim_token = any($1::text[])`, [tokens, new Date(this.#o.now())]))
   /** 'sent' marks, gathered (see the top of this file); each resolves to whether its row still carried the claim's token. */
   readonly #sentMarks: GroupCommit<{ id: string, token: string, at: Date }, boolean>
 
@@ -188,9 +184,7 @@ export class Sender {
 
   /** Claims due messages within the quota; `waitMs` says when to look again if none. */
   async claim (): Promise<{ messages: ClaimedMessage[], waitMs: number }> {
-    await this.#releaseUncertainClaims()
-    const token = randomBytes(12).toString('base64url')
-    const claimed = await this.#transaction(async (client) => {
+    const claimed = await this.#claims.claim((token) => this.#transaction(async (client) => {
       const now = this.#o.now()
       const { rows: [rate] } = await client.query<{ next_slot_at: Date, hour_start: Date, hour_counts: number[] }>(
         'select next_slot_at, hour_start, hour_counts from mail_rate where id = 1 for update')
@@ -216,24 +210,11 @@ export class Sender {
         createdAt: r.created_at, reclaimed: r.reclaimed, slotAt: g.start + i * g.intervalMs, token
       }))
       return { messages, waitMs: 0 }
-    }).catch((err: unknown) => {
-      if (isConnectionError(err)) this.#uncertainClaims.add(token)
-      throw err
-    })
+    }))
     // Counted once the claim has committed.
     const reclaimed = claimed.messages.filter((m) => m.reclaimed).length
     if (reclaimed > 0) this.#o.events?.reclaimed?.(reclaimed)
     return claimed
-  }
-
-  /** Gives back the rows of claims whose outcome was not seen: due at once, under no token. */
-  async #releaseUncertainClaims (): Promise<void> {
-    if (this.#uncertainClaims.size === 0) return
-    const tokens = [...this.#uncertainClaims]
-    await this.#write(
-      `update mail_messages set status = 'queued', next_attempt_at = $2, claimed_until = null, claim_token = null
-       where claim_token = any($1::text[])`, [tokens, new Date(this.#o.now())])
-    for (const token of tokens) this.#uncertainClaims.delete(token)
   }
 
   /** Sends one claimed message and records the outcome. */

@@ -11,8 +11,8 @@
  * published (so our own caches have been told first) and PURGER_SETTLE_MS
  * later (so they have applied it before the CDN refetches from them).
  */
-import { randomBytes } from 'node:crypto'
 import type pg from 'pg'
+import { ClaimTokens } from '../common/claim-tokens.js'
 import { isConnectionError } from '../common/errors.js'
 
 export interface PurgeJob {
@@ -34,13 +34,10 @@ export class PurgeQueue {
   readonly #pool: pg.Pool
   readonly #settleMs: number
   readonly #intakeBatch: number
-  /**
-   * Tokens of claims whose outcome was not seen (the connection died with the
-   * statement in flight, as when the primary is killed and a standby with the
-   * commit promoted): their jobs would sit 'sending' for a whole lease, so
-   * the next claim first gives them back (a no-op where nothing committed).
-   */
-  readonly #uncertain = new Set<string>()
+  /** Claims' tokens; those whose outcome went unseen are given back at the next claim (common/claim-tokens.ts). */
+  readonly #claims = new ClaimTokens((tokens) => this.#pool.query(
+    `update cdn_purges set status = 'queued', claim_token = null, next_attempt_at = clock_timestamp()
+     where claim_token = any($1::text[])`, [tokens]))
 
   constructor (pool: pg.Pool, options: { settleMs: number, intakeBatch?: number }) {
     this.#pool = pool
@@ -92,32 +89,19 @@ export class PurgeQueue {
 
   /** Claims up to `max` due jobs of one CDN for `leaseMs`. */
   async claim (cdn: string, max: number, leaseMs: number): Promise<PurgeJob[]> {
-    await this.#releaseUncertain()
-    const token = randomBytes(12).toString('base64url')
-    const { rows } = await this.#pool.query<{ id: string, keys: string[], committed_at: Date, attempts: number }>(
-      `update cdn_purges set status = 'sending', attempts = attempts + 1, claim_token = $3,
-         next_attempt_at = clock_timestamp() + make_interval(secs => $4::float8 / 1000)
-       where id in (
-         select id from cdn_purges
-         where cdn = $1 and status in ('queued', 'sending') and next_attempt_at <= clock_timestamp()
-         order by id limit $2 for update skip locked
-       )
-       returning id, keys, committed_at, attempts`, [cdn, max, token, leaseMs]).catch((err: unknown) => {
-      if (isConnectionError(err)) this.#uncertain.add(token)
-      throw err
+    return this.#claims.claim(async (token) => {
+      const { rows } = await this.#pool.query<{ id: string, keys: string[], committed_at: Date, attempts: number }>(
+        `update cdn_purges set status = 'sending', attempts = attempts + 1, claim_token = $3,
+           next_attempt_at = clock_timestamp() + make_interval(secs => $4::float8 / 1000)
+         where id in (
+           select id from cdn_purges
+           where cdn = $1 and status in ('queued', 'sending') and next_attempt_at <= clock_timestamp()
+           order by id limit $2 for update skip locked
+         )
+         returning id, keys, committed_at, attempts`, [cdn, max, token, leaseMs])
+      return rows.map((r) => ({ id: String(r.id), keys: r.keys, committedAt: r.committed_at, attempts: r.attempts, token }))
+        .sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
     })
-    return rows.map((r) => ({ id: String(r.id), keys: r.keys, committedAt: r.committed_at, attempts: r.attempts, token }))
-      .sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
-  }
-
-  /** Gives back the jobs of claims whose outcome was not seen: due at once, under no token. */
-  async #releaseUncertain (): Promise<void> {
-    if (this.#uncertain.size === 0) return
-    const tokens = [...this.#uncertain]
-    await this.#pool.query(
-      `update cdn_purges set status = 'queued', claim_token = null, next_attempt_at = clock_timestamp()
-       where claim_token = any($1::text[])`, [tokens])
-    for (const token of tokens) this.#uncertain.delete(token)
   }
 
   /** Marks jobs acknowledged; returns each one still held by this claim with its lag (commit → acknowledgement), seconds. */
