@@ -48,7 +48,6 @@ export function gracefulShutdown (options: { delayMs: number, log: ShutdownLog }
     skip: ['beforeExit', ...SIGNALS],
     logger: { error: (message: unknown) => log.error({ err: message instanceof Error ? message : undefined }, message instanceof Error ? 'close failed' : String(message)) },
     onTimeout: (delay) => log.error({ delayMs: delay }, `graceful close did not finish within ${delay} ms; exiting`),
-    onSecondSignal: (signal) => log.error({ signal }, `second ${signal} while closing; exiting now`),
     onSecondError: (err) => log.error({ err }, 'another uncaught error while closing; exiting now')
   }, async ({ signal, err }) => {
     closingSince ??= Date.now()

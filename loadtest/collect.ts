@@ -226,6 +226,8 @@ export class Collector {
     const t = b * this.bucket
     const step = stepAt(this.#plan, t)
     const st = g.stats(span)
+    // an open-model bucket without arrivals counts 0 of each; the closed model has none of them
+    const none = step?.rate != null ? 0 : null
     const e: TimelineEntry = {
       t,
       span: round(span, 3),
@@ -233,10 +235,10 @@ export class Collector {
       connections: step?.connections ?? 0,
       rate: step?.rate ?? null,
       requests: st.requests,
-      intended: st.arrivals?.intended ?? (step?.rate != null ? 0 : null),
-      sent: st.arrivals?.sent ?? (step?.rate != null ? 0 : null),
-      late: st.arrivals?.late ?? (step?.rate != null ? 0 : null),
-      dropped: st.arrivals?.dropped ?? (step?.rate != null ? 0 : null),
+      intended: st.arrivals?.intended ?? none,
+      sent: st.arrivals?.sent ?? none,
+      late: st.arrivals?.late ?? none,
+      dropped: st.arrivals?.dropped ?? none,
       errors: st.errors,
       errorRate: st.errorRate,
       rps: st.rps,

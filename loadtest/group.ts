@@ -167,7 +167,7 @@ export class Group {
   }
 
   get empty (): boolean {
-    return this.requests === 0 && this.transportErrors === 0 && this.arrivals.intended === 0 && this.arrivals.sent === 0 && this.arrivals.dropped === 0
+    return this.requests === 0 && this.transportErrors === 0 && !this.#open
   }
 
   toData (): GroupData {

@@ -23,7 +23,7 @@
 // the whole `overallRate`, which multiplies the rate by the number of workers).
 import type { AmountSpec, StageSpec } from './scenarios.js'
 import { ArrivalClock, arrivalSteps, slicePhase, type ArrivalProcess } from './arrivals.js'
-import { runConnections, type RequestSource } from './http-client.js'
+import { runConnections, type ConnectionsOptions, type RequestSource } from './http-client.js'
 import { epochNow, type Recorder } from './recorder.js'
 
 export type LoadModel = 'closed' | 'open'
@@ -231,7 +231,7 @@ export async function runSlice (o: RunSliceOptions): Promise<void> {
       o.recorder.setStep(step.stageIndex)
       if (part === null) await sleep(remaining * 1000, o.signal)
       else if (o.amount !== undefined) await runAmount(remaining, part.connections, o.amount, o)
-      else await runConnections({ url: o.url, connections: part.connections, duration: remaining, timeout: o.timeout ?? 10, source: o.source, recorder: o.recorder, signal: o.signal })
+      else await connectionsOf(o, part.connections, remaining)
       o.onStep?.(step, (begun - o.startAt) / 1000, (now() - o.startAt) / 1000)
     }
   }
@@ -248,11 +248,15 @@ function runAmount (duration: number, connections: number, amount: number, o: Ru
   const q = Math.floor(amount / c)
   const rem = amount % c
   const runs: Array<Promise<void>> = []
-  if (rem > 0) runs.push(runConnections({ url: o.url, connections: rem, duration, timeout: o.timeout ?? 10, source: o.source, recorder: o.recorder, signal: o.signal, maxConnectionRequests: q + 1 }))
-  runs.push(runConnections({ url: o.url, connections: c - rem, duration, timeout: o.timeout ?? 10, source: o.source, recorder: o.recorder, signal: o.signal, maxConnectionRequests: q }))
+  if (rem > 0) runs.push(connectionsOf(o, rem, duration, { maxConnectionRequests: q + 1 }))
+  runs.push(connectionsOf(o, c - rem, duration, { maxConnectionRequests: q }))
   return Promise.all(runs).then(() => {})
 }
 
+/** One instance of the connection loop for this slice: its target, requests, recorder and stop. */
+function connectionsOf (o: RunSliceOptions, connections: number, duration: number, extra: Pick<ConnectionsOptions, 'maxConnectionRequests' | 'arrivals'> = {}): Promise<void> {
+  return runConnections({ url: o.url, connections, duration, timeout: o.timeout ?? 10, source: o.source, recorder: o.recorder, signal: o.signal, ...extra })
+}
 
 /**
  * The open model: one instance for the whole plan, its arrivals on the
@@ -279,16 +283,7 @@ async function runOpenSlice (o: RunSliceOptions): Promise<void> {
     }
   })()
   await sleep(o.startAt - 50 - now(), o.signal)
-  await runConnections({
-    url: o.url,
-    connections: warm,
-    // the last arrivals get their timeout to be answered, and no more
-    duration: Math.max(0, (o.startAt - now()) / 1000) + end + timeout + 1,
-    timeout,
-    source: o.source,
-    recorder: o.recorder,
-    signal: o.signal,
-    arrivals: { clock, startAt: o.startAt }
-  })
+  // the last arrivals get their timeout to be answered, and no more
+  await connectionsOf(o, warm, Math.max(0, (o.startAt - now()) / 1000) + end + timeout + 1, { arrivals: { clock, startAt: o.startAt } })
   await timing
 }
