@@ -49,6 +49,16 @@ export function registerPoolGauges (metrics: Metrics, name: string, pool: { tota
   })
 }
 
+/**
+ * One read shared by every gauge that a scrape collects from it: prom-client
+ * collects a registry's metrics concurrently, so the read is shared while in
+ * flight (and until the scrape's other collectors have run), then made anew.
+ */
+export function oneReadPerScrape<T> (read: () => Promise<T>): () => Promise<T> {
+  let current: Promise<T> | undefined
+  return () => (current ??= read().finally(() => { setTimeout(() => { current = undefined }, 0) }))
+}
+
 type Queryable = { query: <R extends object>(text: string) => Promise<{ rows: R[] }> }
 
 /**
@@ -59,20 +69,10 @@ type Queryable = { query: <R extends object>(text: string) => Promise<{ rows: R[
  * the same timeline). A database that does not answer leaves the last values.
  */
 export function registerPrimaryGauges (metrics: Metrics, pool: Queryable): void {
-  // One query per scrape for both gauges (prom-client collects them concurrently).
   type Row = { timeline: number, started: number }
-  let last: { at: number, row: Promise<Row | undefined> } | undefined
-  const read = (): Promise<Row | undefined> => {
-    if (last === undefined || Date.now() - last.at > 1000) {
-      last = {
-        at: Date.now(),
-        row: pool.query<Row>(
-          "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as timeline, extract(epoch from pg_postmaster_start_time())::float8 as started"
-        ).then((r) => r.rows[0], () => undefined)
-      }
-    }
-    return last.row
-  }
+  const read = oneReadPerScrape(() => pool.query<Row>(
+    "select ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int as timeline, extract(epoch from pg_postmaster_start_time())::float8 as started"
+  ).then((r): Row | undefined => r.rows[0], () => undefined))
   new Gauge({
     name: 'flashcrowd_database_timeline',
     help: 'Timeline of the primary PostgreSQL this role writes to (rises by one at each promotion: a failover)',

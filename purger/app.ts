@@ -11,7 +11,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram } from 'prom-client'
-import { createMetrics, metricsPlugin, registerPoolGauges } from '../common/metrics.js'
+import { createMetrics, metricsPlugin, oneReadPerScrape, registerPoolGauges } from '../common/metrics.js'
 import { gracefulClose } from '../common/graceful-close.js'
 import { ping, type DatabaseHandle } from '../common/db.js'
 import type { PurgerConfig } from './config.js'
@@ -59,9 +59,8 @@ export async function buildApp (deps: PurgerDeps): Promise<FastifyInstance> {
   const paths = new Counter({ name: 'flashcrowd_cdn_invalidation_paths_total', help: 'CloudFront invalidation paths created (billed beyond the monthly free paths; a wildcard is one path)', labelNames: ['cdn'] as const, registers: r })
   const cost = new Counter({ name: 'flashcrowd_cdn_invalidation_cost_dollars_total', help: 'CloudFront invalidation paths at PURGER_CLOUDFRONT_PRICE_PER_PATH (an upper bound: the monthly free paths are not subtracted)', labelNames: ['cdn'] as const, registers: r })
   const errors = new Counter({ name: 'flashcrowd_cdn_purger_errors_total', help: 'Database errors of the purger\'s loops (retried)', registers: r })
-  let stats: Promise<Record<string, QueueStats>> | undefined
   /** One query per scrape for both gauges. */
-  const readStats = () => (stats ??= queue.stats(cdns).finally(() => { setTimeout(() => { stats = undefined }, 0) }))
+  const readStats = oneReadPerScrape(() => queue.stats(cdns))
   /** A per-CDN gauge of the queue, read from the shared stats query when scraped. */
   const queueGauge = (name: string, help: string, pick: (s: QueueStats) => number) => new Gauge({
     name,

@@ -1,7 +1,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import pg from 'pg'
-import { createMetrics, metricsPlugin, registerReplicaLagGauge } from '../../common/metrics.js'
+import { createMetrics, metricsPlugin, oneReadPerScrape, registerReplicaLagGauge } from '../../common/metrics.js'
 import { replicaSkipReason, startStreamingReplica } from '../helpers/replica.js'
 import { createTestDatabase } from '../helpers/database.js'
 import { METRICS_TOKEN, scraper } from '../helpers/metrics.js'
@@ -61,4 +61,15 @@ t.test('issue 25: a lagging replica\'s lag, as a frontend\'s scrape reads it fro
   const gone = createMetrics({ role: 'frontend', defaults: false })
   registerReplicaLagGauge(gone, reads)
   t.match(await gone.registry.metrics(), /^flashcrowd_database_replica_lag_seconds\{[^}]*\} -1$/m, 'a read pool that does not answer: -1')
+})
+
+t.test('oneReadPerScrape: the gauges of one scrape share a read; the next scrape reads anew', async (t) => {
+  let reads = 0
+  const read = oneReadPerScrape(async () => ++reads)
+  t.same(await Promise.all([read(), read(), read()]), [1, 1, 1], 'collected together: one read')
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(await read(), 2, 'a later scrape: a new read')
+  const failing = oneReadPerScrape(async () => { reads++; throw new Error('database away') })
+  await t.rejects(Promise.all([failing(), failing()]), /database away/)
+  t.equal(reads, 3, 'a failed read is shared too')
 })
